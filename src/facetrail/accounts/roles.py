@@ -1,0 +1,54 @@
+"""Roles and the one table of who may do what. Services check it; edges only translate errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from facetrail.errors import PermissionDeniedError
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    INVESTIGATOR = "investigator"
+    DPO = "dpo"
+    AUDITOR = "auditor"
+
+
+class Action(StrEnum):
+    SOURCE_WRITE = "source.write"
+    SOURCE_READ = "source.read"
+    INGEST = "ingest"
+    SEARCH = "search"
+    AUDIT_READ = "audit.read"
+    ACCOUNT_ADMIN = "account.admin"
+    INDEX_ADMIN = "index.admin"
+
+
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.SOURCE_WRITE: frozenset({Role.OPERATOR}),
+    Action.SOURCE_READ: frozenset({Role.OPERATOR, Role.DPO, Role.AUDITOR, Role.INVESTIGATOR}),
+    Action.INGEST: frozenset({Role.OPERATOR}),
+    Action.SEARCH: frozenset({Role.INVESTIGATOR}),
+    Action.AUDIT_READ: frozenset({Role.AUDITOR, Role.DPO}),
+    Action.ACCOUNT_ADMIN: frozenset({Role.OPERATOR}),
+    Action.INDEX_ADMIN: frozenset({Role.OPERATOR}),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting. `local` marks the command line on the machine that holds the data directory:
+    whoever runs it can read that directory anyway, so it may do every staff action, and every
+    one of them is written to the audit log under its name (local:<os user>)."""
+
+    name: str
+    role: Role
+    local: bool = False
+
+
+def require(actor: Actor, action: Action) -> None:
+    if actor.local or actor.role in PERMISSIONS[action]:
+        return
+    allowed = ", ".join(sorted(PERMISSIONS[action]))
+    raise PermissionDeniedError(f"{action.value} requires the role {allowed}; {actor.name} is {actor.role.value}")

@@ -1,0 +1,21 @@
+"""/v1/accounts: staff accounts (operator only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.api.schemas import AccountCreate, AccountCreated, AccountPublic
+
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+
+
+@router.get("", response_model=list[AccountPublic])
+def list_accounts(ft: FacetrailDep, actor: ActorDep) -> list[AccountPublic]:
+    return [AccountPublic.model_validate(a) for a in ft.accounts.list(actor)]
+
+
+@router.post("", response_model=AccountCreated, status_code=201)
+def add_account(body: AccountCreate, ft: FacetrailDep, actor: ActorDep) -> AccountCreated:
+    account, key = ft.accounts.create(actor, name=body.name, role=body.role)
+    return AccountCreated(api_key=key, **AccountPublic.model_validate(account).model_dump())

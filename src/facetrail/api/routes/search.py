@@ -1,0 +1,40 @@
+"""/v1/search: search by photo for a purpose and case; /v1/searches/..: the crops it showed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import Response
+
+from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.api.schemas import SearchPublic
+from facetrail.api.uploads import read_upload
+from facetrail.errors import MediaError
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/v1/search", response_model=SearchPublic)
+def search(
+    ft: FacetrailDep,
+    actor: ActorDep,
+    photo: Annotated[UploadFile, File(description="the query photo; processed in memory, never stored")],
+    purpose: Annotated[str, Form(description="the declared purpose; only sources registered for it are searched")],
+    case: Annotated[str, Form(description="case reference")],
+    face: Annotated[int | None, Form(description="which query face (0 = largest); default the largest")] = None,
+    top: Annotated[int, Form(description="how many results, 1-100")] = 10,
+) -> SearchPublic:
+    data, error = read_upload(photo, ft.settings.max_file_bytes)
+    if error:
+        raise MediaError(error)
+    outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=face, top_k=top)
+    return SearchPublic.model_validate(outcome.as_dict())
+
+
+@router.get("/v1/searches/{search_id}/faces/{face_id}/crop", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: ActorDep) -> Response:
+    """The face crop of a result, only for the account whose search returned it."""
+    return Response(ft.search.result_crop(actor, search_id, face_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})

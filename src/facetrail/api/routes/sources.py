@@ -1,0 +1,48 @@
+"""/v1/sources: register and read sources; upload images into one (multipart)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.api.schemas import IngestReportPublic, SourceCreate, SourcePublic
+from facetrail.api.uploads import read_upload
+from facetrail.sources.inputs import InputItem, from_upload
+
+router = APIRouter(prefix="/v1/sources", tags=["sources"])
+
+
+@router.get("", response_model=list[SourcePublic])
+def list_sources(ft: FacetrailDep, actor: ActorDep) -> list[SourcePublic]:
+    return [SourcePublic.model_validate(s) for s in ft.sources.list(actor)]
+
+
+@router.post("", response_model=SourcePublic, status_code=201)
+def add_source(body: SourceCreate, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+    source = ft.sources.add(actor, **body.model_dump())
+    return SourcePublic.model_validate(source)
+
+
+@router.get("/{source_id}", response_model=SourcePublic)
+def get_source(source_id: int, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+    return SourcePublic.model_validate(ft.sources.get(actor, source_id))
+
+
+@router.post("/{source_id}/images", response_model=IngestReportPublic)
+def upload_images(source_id: int, files: Annotated[list[UploadFile], File(description="images or zip archives")],
+                  ft: FacetrailDep, actor: ActorDep) -> IngestReportPublic:
+    """Ingest uploaded images (or zip archives of images) into a source. Per-file errors are reported."""
+    limits = ft.input_limits
+    items: list[InputItem] = []
+    for upload in files:
+        name = upload.filename or "upload"
+        data, error = read_upload(upload, limits.max_file_bytes)
+        if error:
+            items.append(InputItem(name, bytes, error=error))
+        else:
+            items.extend(from_upload(name, data, limits))
+    # Uploads are small batches: analysed in this process rather than in a worker pool.
+    report = ft.ingest.ingest(actor, source_id, items, workers=1)
+    return IngestReportPublic.model_validate(report.as_dict())

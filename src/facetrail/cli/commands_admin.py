@@ -1,0 +1,134 @@
+"""Administrative commands: accounts, the audit log, the index and the server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facetrail.cli.output import console, emit_json, err_console, reported_errors
+from facetrail.cli.state import JsonOpt, state
+from facetrail.runtime import local_actor
+
+user_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their API keys.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+index_app = typer.Typer(no_args_is_help=True, help="The vector index (derived from the store).")
+
+
+@user_app.command("add")
+def user_add(ctx: typer.Context, name: Annotated[str, typer.Argument()],
+             role: Annotated[str, typer.Option(help="operator, investigator, dpo or auditor")],
+             as_json: JsonOpt = False) -> None:
+    """Create an account; its API key is printed once and never stored."""
+    with reported_errors(as_json):
+        account, key = state(ctx).open().accounts.create(local_actor(), name=name, role=role)
+        if as_json:
+            emit_json({"id": account.id, "name": account.name, "role": account.role, "api_key": key})
+        else:
+            console.print(f"account [bold]{account.name}[/] ({account.role}) created. API key (shown once):")
+            console.print(key, highlight=False, soft_wrap=True)
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List accounts (never their keys)."""
+    with reported_errors(as_json):
+        accounts = state(ctx).open().accounts.list(local_actor())
+        rows = [{"id": a.id, "name": a.name, "role": a.role, "created_at": a.created_at,
+                 "disabled_at": a.disabled_at} for a in accounts]
+        if as_json:
+            emit_json(rows)
+            return
+        table = Table("id", "name", "role", "created", "disabled")
+        for r in rows:
+            table.add_row(str(r["id"]), str(r["name"]), str(r["role"]), str(r["created_at"]),
+                          str(r["disabled_at"] or ""))
+        console.print(table)
+
+
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """Disable an account: its key stops working at once."""
+    with reported_errors(as_json):
+        state(ctx).open().accounts.disable(local_actor(), name=name)
+        if as_json:
+            emit_json({"name": name, "disabled": True})
+        else:
+            console.print(f"account {name} disabled")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Check the whole hash chain; exit 1 naming the first broken entry."""
+    with reported_errors(as_json):
+        result = state(ctx).open().verify_audit(local_actor())
+        if as_json:
+            emit_json({"ok": result.ok, "entries": result.entries, "first_broken_seq": result.first_broken_seq,
+                       "reason": result.reason})
+        elif result.ok:
+            console.print(f"audit log intact: {result.entries} entries")
+        else:
+            err_console.print(f"[bold red]audit log broken at entry {result.first_broken_seq}:[/] {result.reason}")
+        if not result.ok:
+            raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entries after this seq")] = 0,
+               limit: Annotated[int, typer.Option(help="at most this many")] = 50, as_json: JsonOpt = False) -> None:
+    """Show audit entries in order."""
+    with reported_errors(as_json):
+        entries = state(ctx).open().read_audit(local_actor(), after=after, limit=limit)
+        if as_json:
+            emit_json([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": e.details,
+                        "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
+            return
+        table = Table("seq", "at", "actor", "action", "details")
+        for e in entries:
+            table.add_row(str(e.seq), e.at, e.actor, e.action, e.details)
+        console.print(table)
+
+
+@index_app.command("rebuild")
+def index_rebuild(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Rebuild the vector index from the templates in the store."""
+    with reported_errors(as_json):
+        report = state(ctx).open().rebuild_index(local_actor())
+        if as_json:
+            emit_json({"faces": report.added, "rebuilt": True})
+        else:
+            console.print(f"index rebuilt: {report.added} face(s)")
+
+
+@index_app.command("status")
+def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Open the index (repairing it from the store if needed) and show its size."""
+    with reported_errors(as_json):
+        ft = state(ctx).open()
+        index = ft.gallery.index()
+        last = ft.gallery.last_sync
+        body = {"faces": len(index), "generation": index.generation, "model_id": ft.gallery.model_id,
+                "repaired": bool(last and (last.rebuilt or last.added or last.removed)),
+                "reason": last.reason if last else ""}
+        if as_json:
+            emit_json(body)
+        else:
+            console.print(body)
+
+
+def serve(ctx: typer.Context,
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000,
+          as_json: JsonOpt = False) -> None:
+    """Serve the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from facetrail.api.app import create_app
+
+    with reported_errors(as_json):
+        ft = state(ctx).open()
+        ft.gallery.index()  # load or repair before the first request
+        if as_json:
+            emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
+        uvicorn.run(create_app(ft), host=host, port=port, log_level="info")

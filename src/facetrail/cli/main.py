@@ -1,0 +1,37 @@
+"""`facetrail`: sources, ingestion, search, accounts, audit, index, server and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facetrail.cli import commands_admin, commands_data, demo
+from facetrail.cli.state import AppState
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="facetrail: face search that is lawful by design.")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", envvar="FACETRAIL_DATA",
+                                              help="data directory [default: ./facetrail-data]")] = None,
+) -> None:
+    ctx.obj = AppState(data=data)
+
+
+app.add_typer(commands_data.source_app, name="source")
+app.command("ingest")(commands_data.ingest)
+app.command("search")(commands_data.search)
+app.add_typer(commands_admin.user_app, name="user")
+app.add_typer(commands_admin.audit_app, name="audit")
+app.add_typer(commands_admin.index_app, name="index")
+app.command("serve")(commands_admin.serve)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,55 @@
+"""Printing results: Rich for people, JSON for programs, one error format for both."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from facetrail.errors import FacetrailError, InvalidValueError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def reported_errors(as_json: bool) -> Iterator[None]:
+    """Turn a FacetrailError into a message (or a JSON error object) and exit code 1 (2 for bad input)."""
+    try:
+        yield
+    except FacetrailError as exc:
+        code = 2 if isinstance(exc, InvalidValueError) else 1
+        if as_json:
+            body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+            if isinstance(exc, InvalidValueError):
+                body["field"] = exc.field
+            emit_json(body)
+        else:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code) from None
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar; yields the callback the services call with (done, total)."""
+    if not enabled:
+        yield lambda _done, _total: None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

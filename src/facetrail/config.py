@@ -1,0 +1,46 @@
+"""Settings: one object, read from FACETRAIL_* environment variables, built by get_settings()."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Each field maps to FACETRAIL_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FACETRAIL_", frozen=True)
+
+    data: Path = Field(default=Path("facetrail-data"), description="data directory")
+    detector: Literal["hog", "cnn"] = Field(default="hog", description="face detector")
+    # Upsampling lets the HOG detector (80 px window) see faces down to ~20 px. Each
+    # upsampling quadruples the pixels, so we only upsample while the result stays under
+    # this budget: small photos get 1-2 upsamplings, large ones none.
+    upsample_budget_pixels: int = Field(default=4_000_000, ge=100_000)
+    max_upsample: int = Field(default=2, ge=0, le=3)
+    max_image_pixels: int = Field(default=64_000_000, ge=1_000_000, description="decompression-bomb limit")
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_zip_member_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_zip_members: int = Field(default=100_000, ge=1)
+    workers: int = Field(default=0, ge=0, description="vision worker processes; 0 = one per core")
+    index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
+    store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
+    crop_size: int = Field(default=160, ge=32, le=512)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+
+    def worker_count(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.data / 'facetrail.db'}"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. the CLI's --data) on top."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)  # type: ignore[arg-type]  # pydantic validates the values at run time

@@ -1,0 +1,44 @@
+"""The error hierarchy: one root, a few per-area subclasses. Edges translate these into responses."""
+
+from __future__ import annotations
+
+
+class FacetrailError(Exception):
+    """Root of every error facetrail raises on purpose."""
+
+
+class InvalidValueError(FacetrailError):
+    """A value given by a user is not acceptable; `field` names which one."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFoundError(FacetrailError):
+    """A referenced object (source, account, search, face) does not exist."""
+
+
+class MediaError(FacetrailError):
+    """A file could not be decoded safely (corrupt, truncated, not an image, too large, a bomb)."""
+
+
+class NoFaceError(FacetrailError):
+    """A query photo holds no detectable face, or the chosen face does not exist."""
+
+
+class AuthenticationError(FacetrailError):
+    """No credentials, or credentials that match no active account."""
+
+
+class PermissionDeniedError(FacetrailError):
+    """An authenticated account lacks the role for the action."""
+
+
+class IndexCorruptError(FacetrailError):
+    """The vector index file is unreadable or fails its checksum; it will be rebuilt from the store."""
+
+
+class AuditChainError(FacetrailError):
+    """The audit log's hash chain is broken."""

@@ -1,0 +1,159 @@
+"""The gallery: the vector index kept in step with the store, which stays the source of truth.
+
+The index file records the store generation it reflects. On open, a missing or corrupt file is
+rebuilt from the store's templates; a stale one (a crash after a commit, another process that
+ingested) is brought up to date by comparing face ids. Searches check the generation first, so a
+long-running server sees what a command-line ingestion added.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from facetrail.errors import IndexCorruptError
+from facetrail.index.base import Hit
+from facetrail.index.faiss_index import FaissIndex
+from facetrail.store.db import Database, get_generation
+from facetrail.store.models import Face
+from facetrail.store.templates import decode_template
+
+log = logging.getLogger(__name__)
+BATCH = 5000
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: int
+    removed: int
+    rebuilt: bool
+    reason: str = ""
+
+
+class Gallery:
+    def __init__(self, db: Database, path: Path, *, model_id: str, dim: int) -> None:
+        self.db = db
+        self.path = path
+        self.model_id = model_id
+        self.dim = dim
+        self._lock = threading.RLock()
+        self._index: FaissIndex | None = None
+        self.last_sync: SyncReport | None = None
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Serialise index writers across processes (CLI ingestion beside a running server)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def index(self) -> FaissIndex:
+        """The index, loaded (or rebuilt) and in step with the store."""
+        with self._lock:
+            if self._index is None:
+                self._open()
+            else:
+                self.sync()
+            assert self._index is not None
+            return self._index
+
+    def _open(self) -> None:
+        try:
+            self._index = FaissIndex.load(self.path, self.dim)
+        except IndexCorruptError as exc:
+            if self.path.exists():
+                log.warning("index file unusable (%s); rebuilding it from the store", exc)
+            self.last_sync = self.rebuild(reason=str(exc) if self.path.exists() else "index file missing")
+            return
+        self.sync()
+
+    def sync(self) -> SyncReport:
+        """Make the index hold exactly the store's faces of this model; save it if anything changed."""
+        with self._lock:
+            index = self._index
+            assert index is not None
+            with self.db.read() as session:
+                generation = get_generation(session)
+                if generation == index.generation:
+                    return SyncReport(0, 0, False)
+                rows = session.execute(select(Face.id).where(Face.model_id == self.model_id)).scalars().all()
+                wanted = np.fromiter(rows, dtype=np.int64, count=len(rows))
+                have = index.ids()
+                missing = np.setdiff1d(wanted, have, assume_unique=True)
+                extra = np.setdiff1d(have, wanted, assume_unique=True)
+                removed = index.remove(extra.tolist())
+                for chunk in _chunks(missing):
+                    self._add_from_store(session, index, chunk)
+            index.set_generation(generation)
+            with self._file_lock():
+                index.save()
+            report = SyncReport(added=len(missing), removed=removed, rebuilt=False)
+            self.last_sync = report
+            return report
+
+    def rebuild(self, reason: str = "requested") -> SyncReport:
+        """A new index from every template in the store, saved atomically."""
+        with self._lock:
+            index = FaissIndex(self.path, self.dim)
+            with self.db.read() as session:
+                generation = get_generation(session)
+                rows = session.execute(select(Face.id).where(Face.model_id == self.model_id)).scalars().all()
+                for chunk in _chunks(np.fromiter(rows, dtype=np.int64, count=len(rows))):
+                    self._add_from_store(session, index, chunk)
+            index.set_generation(generation)
+            with self._file_lock():
+                index.save()
+            self._index = index
+            return SyncReport(added=len(index), removed=0, rebuilt=True, reason=reason)
+
+    def _add_from_store(self, session: Session, index: FaissIndex, ids: NDArray[np.int64]) -> None:
+        rows = session.execute(
+            select(Face.id, Face.source_id, Face.template).where(Face.id.in_(ids.tolist()))
+        ).all()
+        if not rows:
+            return
+        index.add(
+            np.array([r[0] for r in rows], dtype=np.int64),
+            np.stack([decode_template(r[2], self.dim) for r in rows]),
+            np.array([r[1] for r in rows], dtype=np.int64),
+        )
+
+    def add_committed(self, ids: NDArray[np.int64], vectors: NDArray[np.float32],
+                      partitions: NDArray[np.int64], generation: int) -> None:
+        """Add faces that were just committed as `generation`. If another writer committed in
+        between, the index is left for sync() to reconcile instead."""
+        with self._lock:
+            if self._index is None:
+                self._open()
+                return
+            if self._index.generation == generation - 1:
+                self._index.add(ids, vectors, partitions)
+                self._index.set_generation(generation)
+
+    def save(self) -> None:
+        with self._lock:
+            if self._index is not None:
+                with self._file_lock():
+                    self._index.save()
+
+    def search(self, vector: NDArray[np.float32], k: int, partitions: Collection[int] | None) -> list[Hit]:
+        return self.index().search(vector, k, partitions)
+
+
+def _chunks(ids: NDArray[np.int64]) -> Iterator[NDArray[np.int64]]:
+    for start in range(0, len(ids), BATCH):
+        yield ids[start:start + BATCH]

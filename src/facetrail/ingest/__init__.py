@@ -1,0 +1,1 @@
+"""Ingestion: from a source's inputs to stored images, faces, templates and index entries."""

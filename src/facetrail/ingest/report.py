@@ -1,0 +1,36 @@
+"""What an ingestion batch did, for the caller, the CLI/API and (as counts) the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """A file that was not ingested and why (the batch went on without it)."""
+
+    name: str
+    cause: str
+
+
+@dataclass
+class IngestReport:
+    source_id: int
+    items: int = 0
+    images_added: int = 0
+    images_skipped: int = 0
+    images_without_faces: int = 0
+    faces_added: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """The figures that go to the audit log: no names of files."""
+        return {
+            "source_id": self.source_id, "items": self.items, "images_added": self.images_added,
+            "images_skipped": self.images_skipped, "images_without_faces": self.images_without_faces,
+            "faces_added": self.faces_added, "errors": len(self.errors),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

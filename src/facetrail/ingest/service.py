@@ -1,0 +1,198 @@
+"""Ingestion of a batch into one source: idempotent by content hash, resumable after any crash.
+
+Each image is committed in its own transaction (image row, face rows and the index generation
+together), after its blobs are written under deterministic keys. A crash therefore loses at most
+the images in flight, and a re-run skips what was committed and redoes the rest: the same end
+state as an uninterrupted run. The index catches up from the store on its next open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from sqlalchemy import select
+
+from facetrail.accounts.roles import Action, Actor, require
+from facetrail.audit.log import AuditLog
+from facetrail.config import Settings
+from facetrail.errors import FacetrailError
+from facetrail.index.gallery import Gallery
+from facetrail.ingest.analysis import Analyzer, ImageAnalysis, analyze_in_worker, init_worker
+from facetrail.ingest.report import IngestReport, ItemError
+from facetrail.sources.inputs import InputItem
+from facetrail.sources.registry import SourceRegistry
+from facetrail.store.blobs import BlobStore
+from facetrail.store.db import Database, bump_generation
+from facetrail.store.models import Face, StoredImage
+from facetrail.store.templates import encode_template
+from facetrail.vision.pipeline import AnalyzedFace
+
+Progress = Callable[[int, int], None]
+"""Called with (items done, items total) as a batch advances."""
+
+
+@dataclass
+class _Pending:
+    item: InputItem
+    data: bytes
+    sha256: str
+
+
+class IngestService:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
+                 sources: SourceRegistry, analyzer: Analyzer) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.gallery = gallery
+        self.audit = audit
+        self.sources = sources
+        self.analyzer = analyzer
+
+    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
+               progress: Progress | None = None, workers: int | None = None) -> IngestReport:
+        """Ingest `items` into the source; per-item problems are reported, never raised."""
+        require(actor, Action.INGEST)
+        source = self.sources.require_source(source_id)
+        batch = list(items)
+        report = IngestReport(source_id=source.id, items=len(batch))
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="ingest.start",
+                              details={"source_id": source.id, "items": len(batch)})
+        done = 0
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, len(batch))
+
+        pending = self._pending(batch, source.id, report, advance)
+        since_save = 0
+        for job, outcome in self._analyse(pending, workers or self.settings.worker_count()):
+            if isinstance(outcome, BaseException):
+                report.errors.append(ItemError(job.item.name, _cause(outcome)))
+            else:
+                since_save += self._commit(source.id, job, outcome, report)
+                if since_save >= self.settings.index_save_every:
+                    self.gallery.save()
+                    since_save = 0
+            advance()
+        self.gallery.save()
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
+        return report
+
+    def _pending(self, batch: list[InputItem], source_id: int, report: IngestReport,
+                 advance: Callable[[], None]) -> Iterator[_Pending]:
+        """Read and hash each item; yield those not in the source yet, account for the others."""
+        with self.db.read() as session:
+            known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
+        for item in batch:
+            try:
+                if item.error:
+                    raise FacetrailError(item.error)
+                data = item.read()
+            except (OSError, FacetrailError) as exc:
+                report.errors.append(ItemError(item.name, _cause(exc)))
+                advance()
+                continue
+            if not data:
+                report.errors.append(ItemError(item.name, "empty file (0 bytes)"))
+                advance()
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in known:
+                report.images_skipped += 1
+                advance()
+                continue
+            known.add(digest)
+            yield _Pending(item, data, digest)
+
+    def _analyse(self, pending: Iterator[_Pending],
+                 workers: int) -> Iterator[tuple[_Pending, ImageAnalysis | BaseException]]:
+        """Analyse in this process, or in a pool of `workers` processes with a bounded window."""
+        if workers <= 1:
+            for job in pending:
+                yield job, _attempt(partial(self.analyzer.analyze, job.data))
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                                 initargs=(self.analyzer.config,)) as pool:
+            window: deque[tuple[_Pending, Future[ImageAnalysis]]] = deque()
+            for job in pending:
+                window.append((job, pool.submit(analyze_in_worker, job.data)))
+                if len(window) >= 2 * workers:
+                    head, future = window.popleft()
+                    yield head, _attempt(future.result)
+            while window:
+                head, future = window.popleft()
+                yield head, _attempt(future.result)
+
+    def _commit(self, source_id: int, job: _Pending, analysis: ImageAnalysis, report: IngestReport) -> int:
+        """Store one analysed image; returns 1 if it was added, 0 if another writer had it already."""
+        prefix = f"{job.sha256}-{source_id}"
+        image_key = self.blobs.put(f"images/{prefix}", job.data) if self.settings.store_images else None
+        crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg)
+                     for i, face in enumerate(analysis.faces)]
+        model_id = self.analyzer.backend.model_id
+        with self.db.write() as session, session.begin():
+            exists = session.scalar(select(StoredImage.id).where(
+                StoredImage.source_id == source_id, StoredImage.sha256 == job.sha256))
+            if exists is not None:
+                report.images_skipped += 1
+                return 0
+            image = StoredImage(
+                source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
+                width=analysis.width, height=analysis.height, format=analysis.format,
+                face_count=len(analysis.faces), blob_key=image_key,
+            )
+            session.add(image)
+            session.flush()
+            faces = [_face_row(image, i, face, model_id, crop_keys[i]) for i, face in enumerate(analysis.faces)]
+            session.add_all(faces)
+            session.flush()
+            generation = bump_generation(session) if faces else None
+        report.images_added += 1
+        report.faces_added += len(faces)
+        if not faces:
+            report.images_without_faces += 1
+        elif generation is not None:
+            self.gallery.add_committed(
+                np.array([f.id for f in faces], dtype=np.int64),
+                np.stack([face.template for face in analysis.faces]),
+                np.full(len(faces), source_id, dtype=np.int64),
+                generation,
+            )
+        return 1
+
+
+def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: str, crop_key: str) -> Face:
+    det = face.detection
+    return Face(
+        image_id=image.id, source_id=image.source_id, ordinal=ordinal,
+        box_left=det.box.left, box_top=det.box.top, box_right=det.box.right, box_bottom=det.box.bottom,
+        landmarks=[[round(p.x, 1), round(p.y, 1)] for p in det.landmarks], detector=det.detector,
+        detector_score=round(det.score, 4), size_px=face.quality.size_px, sharpness=face.quality.sharpness,
+        yaw=face.quality.yaw, model_id=model_id, template=encode_template(face.template), crop_key=crop_key,
+    )
+
+
+def _attempt(call: Callable[[], ImageAnalysis]) -> ImageAnalysis | BaseException:
+    try:
+        return call()
+    except Exception as exc:  # one bad image must never stop the batch
+        return exc
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, FacetrailError | OSError):
+        return str(exc) or type(exc).__name__
+    return f"analysis failed ({type(exc).__name__}: {exc})"

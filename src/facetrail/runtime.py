@@ -1,0 +1,100 @@
+"""The Python API: one object that opens a data directory and wires the services together.
+
+    ft = Facetrail.open(Path("facetrail-data"))
+    source = ft.sources.add(actor, name=..., purposes=["demo"], ...)
+    report = ft.ingest.ingest(actor, source.id, from_paths([Path("photos")], ft.input_limits))
+    outcome = ft.search.search(actor, photo_bytes, purpose="demo", case_ref="case-1")
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from facetrail.accounts.roles import Action, Actor, Role, require
+from facetrail.accounts.service import AccountService
+from facetrail.audit.log import AuditLog, VerifyResult
+from facetrail.config import Settings, get_settings
+from facetrail.index.gallery import Gallery, SyncReport
+from facetrail.ingest.analysis import Analyzer, VisionConfig
+from facetrail.ingest.service import IngestService
+from facetrail.search.service import SearchService
+from facetrail.sources.inputs import Limits
+from facetrail.sources.registry import SourceRegistry
+from facetrail.store.blobs import BlobStore
+from facetrail.store.db import Database
+from facetrail.store.models import AuditEntry
+
+
+class Facetrail:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data = settings.data
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.database_url)
+        self.db.migrate()
+        self.blobs = BlobStore(self.data / "blobs")
+        self.audit = AuditLog(self.data / "audit.head")
+        self.analyzer = Analyzer(VisionConfig(
+            detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
+            max_upsample=settings.max_upsample, max_image_pixels=settings.max_image_pixels,
+            crop_size=settings.crop_size,
+        ))
+        backend = self.analyzer.backend  # cheap: weights load on first use
+        self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex",
+                               model_id=backend.model_id, dim=backend.template_dim)
+        self.sources = SourceRegistry(self.db, self.audit)
+        self.accounts = AccountService(self.db, self.audit)
+        self.ingest = IngestService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
+                                    self.analyzer)
+        self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
+                                    self.analyzer)
+
+    @classmethod
+    def open(cls, data: Path | None = None, **overrides: object) -> Facetrail:
+        return cls(get_settings(data=data, **overrides))
+
+    @property
+    def input_limits(self) -> Limits:
+        return Limits(self.settings.max_file_bytes, self.settings.max_zip_member_bytes,
+                      self.settings.max_zip_members)
+
+    def verify_audit(self, actor: Actor) -> VerifyResult:
+        """Verify the audit chain and record that it was verified (verifications are accounted for too)."""
+        require(actor, Action.AUDIT_READ)
+        with self.db.read() as session:
+            result = self.audit.verify(session)
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="audit.verify",
+                              details={"ok": result.ok, "entries": result.entries,
+                                       "first_broken_seq": result.first_broken_seq})
+        return result
+
+    def read_audit(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+        require(actor, Action.AUDIT_READ)
+        with self.db.read() as session:
+            return list(session.scalars(
+                select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(limit)))
+
+    def rebuild_index(self, actor: Actor) -> SyncReport:
+        require(actor, Action.INDEX_ADMIN)
+        report = self.gallery.rebuild()
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="index.rebuild",
+                              details={"faces": report.added, "model_id": self.gallery.model_id})
+        return report
+
+    def close(self) -> None:
+        self.gallery.save()
+        self.db.dispose()
+
+
+def local_actor() -> Actor:
+    """The command line's account: the local operator, named in the audit log by OS user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(name=f"local:{user}", role=Role.OPERATOR, local=True)

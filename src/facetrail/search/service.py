@@ -1,0 +1,176 @@
+"""Search the gallery with a photo. The photo lives only in memory; its SHA-256 is what is logged."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from facetrail.accounts.roles import Action, Actor, require
+from facetrail.audit.log import AuditLog
+from facetrail.config import Settings
+from facetrail.errors import InvalidValueError, NoFaceError, NotFoundError, PermissionDeniedError
+from facetrail.index.gallery import Gallery
+from facetrail.ingest.analysis import Analyzer
+from facetrail.media.image import decode_image
+from facetrail.policy.sources import validate_purpose
+from facetrail.search.scoring import score_from_distance
+from facetrail.sources.registry import SourceRegistry
+from facetrail.store.blobs import BlobStore
+from facetrail.store.db import Database
+from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage
+from facetrail.vision.pipeline import analyze_faces
+from facetrail.vision.types import Box
+
+MAX_TOP_K = 100
+
+
+@dataclass(frozen=True)
+class QueryFace:
+    index: int
+    box: Box
+    detector_score: float
+    size_px: int
+    sharpness: float
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    rank: int
+    face_id: int
+    image_id: int
+    source_id: int
+    source_name: str
+    original_name: str
+    score: float
+    distance: float
+    box: Box
+    ingested_at: datetime
+
+
+@dataclass
+class SearchOutcome:
+    search_id: str
+    purpose: str
+    case_ref: str
+    query_sha256: str
+    query_faces: list[QueryFace]
+    used_face: int | None
+    results: list[SearchHit] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "search_id": self.search_id, "purpose": self.purpose, "case_ref": self.case_ref,
+            "query_sha256": self.query_sha256, "used_face": self.used_face,
+            "query_faces": [{"index": q.index, "box": q.box.as_dict(), "detector_score": round(q.detector_score, 3),
+                             "size_px": q.size_px, "sharpness": q.sharpness} for q in self.query_faces],
+            "results": [{"rank": h.rank, "face_id": h.face_id, "image_id": h.image_id, "source_id": h.source_id,
+                         "source_name": h.source_name, "original_name": h.original_name, "score": h.score,
+                         "distance": round(h.distance, 4), "box": h.box.as_dict(),
+                         "ingested_at": h.ingested_at.isoformat(),
+                         "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop"}
+                        for h in self.results],
+        }
+
+
+class SearchService:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
+                 sources: SourceRegistry, analyzer: Analyzer) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.gallery = gallery
+        self.audit = audit
+        self.sources = sources
+        self.analyzer = analyzer
+
+    def search(self, actor: Actor, photo: bytes, *, purpose: str, case_ref: str, face: int | None = None,
+               top_k: int = 10) -> SearchOutcome:
+        """Find the faces most like one face of `photo` among sources registered for `purpose`."""
+        require(actor, Action.SEARCH)
+        purpose = validate_purpose(purpose)
+        case_ref = (case_ref or "").strip()
+        if not case_ref or len(case_ref) > 200:
+            raise InvalidValueError("case", "a case reference (1-200 characters) is required")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidValueError("top", f"must be a whole number from 1 to {MAX_TOP_K}")
+        query_sha = hashlib.sha256(photo).hexdigest()
+        image = decode_image(photo, max_pixels=self.settings.max_image_pixels)
+        analysed = analyze_faces(self.analyzer.backend, image.pixels, with_crops=False)
+        del image  # the query photo is never kept: not on disk, not beyond this call
+        query_faces = [QueryFace(i, a.detection.box, a.detection.score, a.quality.size_px, a.quality.sharpness)
+                       for i, a in enumerate(analysed)]
+        outcome = SearchOutcome(secrets.token_hex(16), purpose, case_ref, query_sha, query_faces, None)
+        if not analysed:
+            self._record(actor, outcome)
+            raise NoFaceError("no face found in the query photo")
+        chosen = 0 if face is None else face
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(analysed):
+            raise InvalidValueError("face", f"the photo holds {len(analysed)} face(s); choose 0-{len(analysed) - 1}")
+        outcome.used_face = chosen
+        allowed = self.sources.ids_for_purpose(purpose)
+        if allowed:
+            hits = self.gallery.search(analysed[chosen].template, top_k, allowed)
+            outcome.results = self._resolve(hits, allowed)
+        self._record(actor, outcome)
+        return outcome
+
+    def _resolve(self, hits: list[Any], allowed: set[int]) -> list[SearchHit]:
+        by_id = {h.face_id: h for h in hits}
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Face, StoredImage, Source)
+                .join(StoredImage, Face.image_id == StoredImage.id)
+                .join(Source, Face.source_id == Source.id)
+                .where(Face.id.in_(list(by_id)))
+            ).all()
+        found = {face.id: (face, image, source) for face, image, source in rows}
+        results: list[SearchHit] = []
+        for hit in hits:
+            if hit.face_id not in found:
+                continue  # erased since the index was read
+            face, image, source = found[hit.face_id]
+            if source.id not in allowed:
+                continue  # defence in depth: the index filter already excluded it
+            results.append(SearchHit(
+                rank=len(results) + 1, face_id=face.id, image_id=image.id, source_id=source.id,
+                source_name=source.name, original_name=image.original_name,
+                score=score_from_distance(hit.distance), distance=hit.distance,
+                box=Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
+                ingested_at=image.ingested_at,
+            ))
+        return results
+
+    def _record(self, actor: Actor, outcome: SearchOutcome) -> None:
+        with self.db.write() as session, session.begin():
+            session.add(SearchRecord(id=outcome.search_id, actor=actor.name, role=actor.role.value,
+                                     purpose=outcome.purpose, case_ref=outcome.case_ref,
+                                     query_sha256=outcome.query_sha256))
+            session.flush()
+            session.add_all([SearchResultRecord(search_id=outcome.search_id, rank=h.rank, face_id=h.face_id,
+                                                score=h.score) for h in outcome.results])
+            self.audit.record(session, actor=actor.name, action="search", details={
+                "search_id": outcome.search_id, "purpose": outcome.purpose, "case": outcome.case_ref,
+                "query_sha256": outcome.query_sha256, "query_faces": len(outcome.query_faces),
+                "used_face": outcome.used_face, "result_face_ids": [h.face_id for h in outcome.results],
+            })
+
+    def result_crop(self, actor: Actor, search_id: str, face_id: int) -> bytes:
+        """The crop of a face that this search showed to this actor; nothing else is reachable here."""
+        require(actor, Action.SEARCH)
+        with self.db.read() as session:
+            record = session.get(SearchRecord, search_id)
+            if record is None:
+                raise NotFoundError("no such search")
+            if record.actor != actor.name and not actor.local:
+                raise PermissionDeniedError("a search's results are visible only to the account that ran it")
+            shown = session.scalar(select(SearchResultRecord).where(
+                SearchResultRecord.search_id == search_id, SearchResultRecord.face_id == face_id))
+            face = session.get(Face, face_id) if shown is not None else None
+        if face is None or face.crop_key is None:
+            raise NotFoundError("this search did not return that face, or it has been erased")
+        return self.blobs.get(face.crop_key)

@@ -1,0 +1,1 @@
+"""The metadata store (SQLAlchemy), its migrations, and the blob store for crops and images."""

@@ -1,0 +1,95 @@
+"""Engine, sessions and migrations for the metadata store (SQLite by default, PostgreSQL at scale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrail.store.models import Meta
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+INDEX_GENERATION = "index_generation"
+WRITE_OPTION = "facetrail_write"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the pragmas facetrail relies on for SQLite (WAL, secure_delete, FKs)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # let the "begin" listener issue BEGIN IMMEDIATE
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # Deleted rows are overwritten with zeros rather than left in free pages (erasure, rule 9).
+    cur.execute("PRAGMA secure_delete=ON")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock at BEGIN, so a read-then-write transaction (the audit chain)
+    # can never fail half-way on a snapshot another writer moved; readers stay deferred and
+    # never block a writer in WAL mode.
+    writing = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """The store's engine with two kinds of session: `read()` and `write()` (serialised writers)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.read = sessionmaker(self.engine, expire_on_commit=False)
+        self.write = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}),
+                                  expire_on_commit=False)
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file and truncate it (SQLite only)."""
+        if self.url.startswith("sqlite"):
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def get_generation(session: Session) -> int:
+    """The store's index generation: it grows with every change to the set of searchable faces."""
+    row = session.scalar(select(Meta).where(Meta.key == INDEX_GENERATION))
+    return int(row.value) if row else 0
+
+
+def bump_generation(session: Session) -> int:
+    """Increase the index generation inside the caller's transaction and return the new value."""
+    row = session.scalar(select(Meta).where(Meta.key == INDEX_GENERATION))
+    if row is None:
+        row = Meta(key=INDEX_GENERATION, value="0")
+        session.add(row)
+    row.value = str(int(row.value) + 1)
+    return int(row.value)

@@ -1,0 +1,184 @@
+"""The metadata schema: data plus small invariants. Behaviour lives in the services.
+
+The store is the source of truth; the vector index is derived from `faces.template` and can be
+rebuilt from it at any time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, _dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Source(Base):
+    """A registered origin of images with its recorded legal basis (hard rule 1)."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    controller: Mapped[str] = mapped_column(String(200))
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    legal_basis: Mapped[str] = mapped_column(String(40))
+    art9_condition: Mapped[str] = mapped_column(String(4))
+    evidence_ref: Mapped[str] = mapped_column(String(500))
+    jurisdictions: Mapped[list[str]] = mapped_column(JSON)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class StoredImage(Base):
+    """One ingested image, identified within its source by the SHA-256 of its bytes."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("source_id", "sha256", name="uq_images_source_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    original_name: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    face_count: Mapped[int] = mapped_column(Integer)
+    blob_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    source: Mapped[Source] = relationship()
+    faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.id")
+
+
+class Face(Base):
+    """One face in one image: where it is, how good it is, and its biometric template."""
+
+    __tablename__ = "faces"
+    __table_args__ = (Index("ix_faces_source_model", "source_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    # Denormalised from the image so that purpose filtering needs no join on the search path.
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    box_left: Mapped[int] = mapped_column(Integer)
+    box_top: Mapped[int] = mapped_column(Integer)
+    box_right: Mapped[int] = mapped_column(Integer)
+    box_bottom: Mapped[int] = mapped_column(Integer)
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON)
+    detector: Mapped[str] = mapped_column(String(16))
+    detector_score: Mapped[float] = mapped_column(Float)
+    size_px: Mapped[int] = mapped_column(Integer)
+    sharpness: Mapped[float] = mapped_column(Float)
+    yaw: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(64))
+    template: Mapped[bytes] = mapped_column(LargeBinary)
+    crop_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    image: Mapped[StoredImage] = relationship(back_populates="faces")
+
+
+class Account(Base):
+    """A staff account. Only the SHA-256 of its API key's secret is stored."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SearchRecord(Base):
+    """One search as run: who, why, a hash of the query photo (never the photo), and what it returned."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(100))
+    case_ref: Mapped[str] = mapped_column(String(200))
+    query_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    results: Mapped[list[SearchResultRecord]] = relationship(order_by="SearchResultRecord.rank")
+
+
+class SearchResultRecord(Base):
+    """A face shown by a search. Kept as ids only so it outlives an erasure (recipients, Art. 15)."""
+
+    __tablename__ = "search_results"
+
+    search_id: Mapped[str] = mapped_column(ForeignKey("searches.id"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    face_id: Mapped[int] = mapped_column(Integer, index=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """One link of the append-only, hash-chained audit log (database triggers forbid edits)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Meta(Base):
+    """Small key/value facts about the store, e.g. the generation the index must match."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

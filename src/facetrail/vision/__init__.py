@@ -1,0 +1,15 @@
+"""Faces in pixels: detect, align, embed and score quality, behind one small backend interface."""
+
+from facetrail.vision.backend import VisionBackend, load_backend
+from facetrail.vision.pipeline import AnalyzedFace, analyze_faces
+from facetrail.vision.types import Box, Detection, Point
+
+__all__ = [
+    "AnalyzedFace",
+    "Box",
+    "Detection",
+    "Point",
+    "VisionBackend",
+    "analyze_faces",
+    "load_backend",
+]

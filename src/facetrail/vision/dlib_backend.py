@@ -1,0 +1,121 @@
+"""dlib's HOG or CNN (MMOD) detector, 5-point landmarks and 128-d ResNet encoder.
+
+Weights come from the `face-recognition-models` package; they are loaded lazily, once, under a lock.
+Templates are compared by Euclidean distance (dlib's own threshold for "same person" is 0.6).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facetrail.errors import InvalidValueError
+from facetrail.vision.backend import Template
+from facetrail.vision.types import Box, Detection, Point
+
+
+class DetectorKind(StrEnum):
+    HOG = "hog"
+    CNN = "cnn"
+
+    @classmethod
+    def _missing_(cls, value: object) -> DetectorKind:
+        raise InvalidValueError("detector", f"unknown detector {value!r}; choose 'hog' or 'cnn'")
+
+
+def upsample_times(width: int, height: int, *, budget_pixels: int, max_upsample: int) -> int:
+    """How often to double the image before detection: as often as the result stays in budget.
+
+    The HOG window is 80x80 px, so each doubling halves the smallest findable face. Small photos
+    (LFW's 250x250, thumbnails) get up to `max_upsample` doublings, large photos none.
+    """
+    times = 0
+    pixels = width * height
+    while times < max_upsample and pixels * 4 ** (times + 1) <= budget_pixels:
+        times += 1
+    return times
+
+
+class DlibBackend:
+    """The default vision backend. Thread-safe after load; one instance per process."""
+
+    template_dim = 128
+
+    def __init__(self, detector: DetectorKind = DetectorKind.HOG, *, upsample_budget_pixels: int = 4_000_000,
+                 max_upsample: int = 2, jitters: int = 1) -> None:
+        self.detector = DetectorKind(detector)
+        self.upsample_budget_pixels = upsample_budget_pixels
+        self.max_upsample = max_upsample
+        self.jitters = jitters
+        self._lock = threading.Lock()
+        self._models: dict[str, Any] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return "dlib-resnet-v1"
+
+    def load(self) -> dict[str, Any]:
+        """Load the weights once; later calls return the loaded models."""
+        with self._lock:
+            if self._models is None:
+                import dlib
+                import face_recognition_models as weights
+
+                models: dict[str, Any] = {
+                    "landmarks": dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
+                    "encoder": dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
+                }
+                if self.detector is DetectorKind.CNN:
+                    models["detector"] = dlib.cnn_face_detection_model_v1(
+                        weights.cnn_face_detector_model_location()
+                    )
+                else:
+                    models["detector"] = dlib.get_frontal_face_detector()
+                self._models = models
+            return self._models
+
+    def detect(self, pixels: NDArray[np.uint8]) -> list[Detection]:
+        models = self.load()
+        height, width = pixels.shape[:2]
+        times = upsample_times(width, height, budget_pixels=self.upsample_budget_pixels,
+                               max_upsample=self.max_upsample)
+        if self.detector is DetectorKind.CNN:
+            found = [(d.rect, float(d.confidence)) for d in models["detector"](pixels, times)]
+        else:
+            rects, scores, _ = models["detector"].run(pixels, times)
+            found = list(zip(rects, (float(s) for s in scores), strict=True))
+        detections = []
+        for rect, score in found:
+            box = Box(rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1).clipped(width, height)
+            if box.width < 2 or box.height < 2:
+                continue
+            shape = models["landmarks"](pixels, _rect(box))
+            points = tuple(Point(float(p.x), float(p.y)) for p in shape.parts())
+            detections.append(Detection(box=box, landmarks=points, score=score, detector=self.detector.value))
+        detections.sort(key=lambda d: d.box.area, reverse=True)
+        return detections
+
+    def embed(self, pixels: NDArray[np.uint8], detections: Sequence[Detection]) -> list[Template]:
+        if not detections:
+            return []
+        import dlib
+
+        models = self.load()
+        shapes = dlib.full_object_detections()
+        for det in detections:
+            # Rebuild dlib's shape from our landmarks rather than running the predictor twice.
+            parts = dlib.points([dlib.point(round(p.x), round(p.y)) for p in det.landmarks])
+            shapes.append(dlib.full_object_detection(_rect(det.box), parts))
+        vectors = models["encoder"].compute_face_descriptor(pixels, shapes, self.jitters)
+        return [np.asarray(v, dtype=np.float32) for v in vectors]
+
+
+def _rect(box: Box) -> Any:
+    import dlib
+
+    return dlib.rectangle(box.left, box.top, box.right - 1, box.bottom - 1)

@@ -134,6 +134,7 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         table = Table("rank", "score", "face", "image", "source", "original", "box",
                       title=f"search {outcome.search_id}")
+        table.columns[5].overflow = "fold"  # provenance must be readable whole, not cut with an ellipsis
         for h in outcome.results:
             b = h.box
             table.add_row(str(h.rank), f"{h.score:.1f}", str(h.face_id), str(h.image_id), h.source_name,

@@ -1,0 +1,100 @@
+"""The audit log: intact chains verify; any edited, deleted or reordered row is named."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from facetrail.cli.main import app
+from facetrail.runtime import Facetrail, local_actor
+from tests.conftest import add_source
+
+
+@pytest.fixture
+def logged(tmp_path: Path) -> Path:
+    """A data directory with a handful of audit entries."""
+    data = tmp_path / "data"
+    ft = Facetrail.open(data, workers=1)
+    for i in range(3):
+        add_source(ft, name=f"source {i}")
+    ft.accounts.create(local_actor(), name="ivy", role="investigator")
+    ft.close()
+    return data
+
+
+def tamper(data: Path, *statements: str) -> None:
+    """Change the database behind facetrail's back, as an attacker with file access could."""
+    conn = sqlite3.connect(data / "facetrail.db")
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute("DROP TRIGGER audit_log_no_delete")
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def verify(data: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--data", str(data), "audit", "verify"])
+    return result.exit_code, result.output
+
+
+def test_fresh_store_verifies(tmp_path: Path) -> None:
+    code, output = verify(tmp_path / "new")
+    assert code == 0, output
+
+
+def test_intact_log_verifies_and_verification_is_logged(logged: Path) -> None:
+    assert verify(logged)[0] == 0
+    ft = Facetrail.open(logged)
+    entries = ft.read_audit(local_actor(), limit=100)
+    assert [e.action for e in entries][-1] == "audit.verify"
+    assert [e.action for e in entries][:4] == ["source.add"] * 3 + ["account.add"]
+    ft.close()
+
+
+def test_the_database_refuses_edits(logged: Path) -> None:
+    conn = sqlite3.connect(logged / "facetrail.db")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM audit_log WHERE seq = 2")
+    conn.close()
+
+
+def test_edited_row_is_named(logged: Path) -> None:
+    tamper(logged, "UPDATE audit_log SET details = '{\"source_id\":99}' WHERE seq = 2")
+    code, output = verify(logged)
+    assert code == 1 and "entry 2" in output and "edited" in output
+
+
+def test_deleted_row_is_named(logged: Path) -> None:
+    tamper(logged, "DELETE FROM audit_log WHERE seq = 2")
+    code, output = verify(logged)
+    assert code == 1 and "entry 2" in output
+
+
+def test_deleted_last_row_is_caught_by_the_head_anchor(logged: Path) -> None:
+    tamper(logged, "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
+    code, output = verify(logged)
+    assert code == 1 and "truncated" in output
+
+
+def test_swapped_rows_are_named(logged: Path) -> None:
+    tamper(
+        logged,
+        "UPDATE audit_log SET seq = -2 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = -2",
+    )
+    code, output = verify(logged)
+    assert code == 1 and "entry 2" in output
+
+
+def test_rewritten_chain_without_anchor_still_fails_on_content(logged: Path) -> None:
+    (logged / "audit.head").unlink()
+    tamper(logged, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
+    code, output = verify(logged)
+    assert code == 1 and "entry 1" in output

@@ -1,0 +1,75 @@
+"""Shared fixtures: the real sample photos, real dlib, FAISS and SQLite in temporary data directories."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from facetrail.accounts.roles import Actor
+from facetrail.runtime import Facetrail, local_actor
+from facetrail.sources.inputs import from_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLES = SHARED / "data" / "samples"
+LFW = SHARED / "data" / "lfw" / "images"
+
+
+def labelled_people() -> dict[str, list[str]]:
+    """File name -> the people labels.tsv names in it (name tokens like barack_obama)."""
+    people: dict[str, list[str]] = {}
+    for line in (SAMPLES / "labels.tsv").read_text().splitlines()[1:]:
+        name, who = line.split("\t", 1)
+        people[name] = re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", who)
+    return people
+
+
+def sample_bytes(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def add_source(ft: Facetrail, name: str = "samples", purposes: tuple[str, ...] = ("demo",)) -> int:
+    source = ft.sources.add(
+        local_actor(), name=name, controller="Test Controller", purposes=list(purposes), legal_basis="consent",
+        art9_condition="a", evidence_ref="consent-records/1", jurisdictions=["FR", "US"], retention_days=365,
+    )
+    return source.id
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return local_actor()
+
+
+@pytest.fixture
+def ft(tmp_path: Path) -> Iterator[Facetrail]:
+    """An empty Facetrail in a fresh data directory."""
+    instance = Facetrail.open(tmp_path / "data", workers=1)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="session")
+def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it."""
+    data = tmp_path_factory.mktemp("samples-store") / "data"
+    instance = Facetrail.open(data, workers=1)
+    source_id = add_source(instance)
+    report = instance.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], instance.input_limits))
+    assert not report.errors, report.errors
+    instance.close()
+    return data
+
+
+@pytest.fixture
+def samples_ft(samples_store: Path, tmp_path: Path) -> Iterator[Facetrail]:
+    """A private copy of the samples store, opened."""
+    data = tmp_path / "data"
+    shutil.copytree(samples_store, data)
+    instance = Facetrail.open(data, workers=1)
+    yield instance
+    instance.close()

@@ -1,0 +1,85 @@
+"""The FAISS index: true removal, partition filtering, atomic and checksummed persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.errors import IndexCorruptError
+from facetrail.index.faiss_index import FaissIndex
+
+DIM = 8
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> FaissIndex:
+    ix = FaissIndex(tmp_path / "faces.ftindex", DIM)
+    ix.add(np.arange(1, 101, dtype=np.int64), vectors(100), np.repeat([1, 2], 50))
+    return ix
+
+
+def test_nearest_is_itself(index: FaissIndex) -> None:
+    v = vectors(100)[41]
+    hits = index.search(v, 3)
+    assert hits[0].face_id == 42 and hits[0].distance == pytest.approx(0.0, abs=1e-3)
+    assert hits[0].distance <= hits[1].distance <= hits[2].distance
+
+
+def test_partition_filter(index: FaissIndex) -> None:
+    v = vectors(100)[41]  # id 42 is in partition 1
+    assert all(h.face_id > 50 for h in index.search(v, 10, partitions={2}))
+    assert index.search(v, 10, partitions={3}) == []
+    assert len(index.search(v, 10, partitions={1, 2})) == 10
+
+
+def test_removal_is_real(index: FaissIndex) -> None:
+    assert index.remove([42, 999]) == 1
+    assert len(index) == 99
+    assert 42 not in index.ids()
+    assert all(h.face_id != 42 for h in index.search(vectors(100)[41], 99))
+
+
+def test_re_adding_an_id_replaces_it(index: FaissIndex) -> None:
+    index.add(np.array([42], dtype=np.int64), np.zeros((1, DIM), dtype=np.float32), np.array([2]))
+    assert len(index) == 100
+    assert index.search(np.zeros(DIM, dtype=np.float32), 1, partitions={2})[0].face_id == 42
+
+
+def test_save_and_load_round_trip(index: FaissIndex, tmp_path: Path) -> None:
+    index.set_generation(7)
+    index.save()
+    loaded = FaissIndex.load(tmp_path / "faces.ftindex", DIM)
+    assert loaded.generation == 7 and len(loaded) == 100
+    v = vectors(100)[3]
+    assert loaded.search(v, 5, partitions={1}) == index.search(v, 5, partitions={1})
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary file left behind"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage"])
+def test_damaged_file_is_detected(index: FaissIndex, tmp_path: Path, damage: str) -> None:
+    index.save()
+    path = tmp_path / "faces.ftindex"
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip":
+        raw[-100] ^= 0xFF
+    elif damage == "empty":
+        raw = bytearray()
+    else:
+        raw = bytearray(b"not an index at all")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IndexCorruptError):
+        FaissIndex.load(path, DIM)
+
+
+def test_wrong_dimension_is_detected(index: FaissIndex, tmp_path: Path) -> None:
+    index.save()
+    with pytest.raises(IndexCorruptError, match="8-d"):
+        FaissIndex.load(tmp_path / "faces.ftindex", 16)

@@ -1,0 +1,100 @@
+"""Killing an ingestion with SIGKILL half-way and re-running gives the uninterrupted result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.index.faiss_index import FaissIndex
+from facetrail.runtime import Facetrail
+from tests.conftest import LFW, add_source
+
+PEOPLE = ["Abdullah_Gul", "Alvaro_Uribe", "Amelie_Mauresmo", "Andre_Agassi", "Angelina_Jolie", "Ari_Fleischer"]
+
+
+def lfw_inputs() -> list[str]:
+    return [str(LFW / person) for person in PEOPLE if (LFW / person).is_dir()]
+
+
+def cli(data: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "facetrail.cli", "--data", str(data), *args]
+
+
+def image_count(data: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{data / 'facetrail.db'}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def state(data: Path) -> tuple[int, int, list[tuple[str, int]]]:
+    conn = sqlite3.connect(data / "facetrail.db")
+    images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    faces = conn.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+    per_image = conn.execute("SELECT original_name, face_count FROM images ORDER BY original_name").fetchall()
+    conn.close()
+    return images, faces, per_image
+
+
+def prepare(data: Path) -> None:
+    ft = Facetrail.open(data, workers=1)
+    add_source(ft, name="lfw slice", purposes=("test",))
+    ft.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigkill_half_way_then_rerun_equals_uninterrupted(tmp_path: Path, workers: str) -> None:
+    inputs = lfw_inputs()
+    assert len(inputs) == len(PEOPLE), "LFW slice missing from ../shared/data"
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    for data in (reference, crashed):
+        prepare(data)
+    env = {**os.environ, "FACETRAIL_INDEX_SAVE_EVERY": "7"}
+    subprocess.run(cli(reference, "ingest", "--source", "1", "--workers", workers, "--json", *inputs),
+                   check=True, capture_output=True, env=env)
+    expected = state(reference)
+    assert expected[0] > 60
+
+    proc = subprocess.Popen(cli(crashed, "ingest", "--source", "1", "--workers", workers, "--json", *inputs),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    while image_count(crashed) < expected[0] // 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingestion finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = image_count(crashed)
+    assert 0 < killed_at < expected[0]
+
+    subprocess.run(cli(crashed, "ingest", "--source", "1", "--workers", workers, "--json", *inputs),
+                   check=True, capture_output=True, env=env)
+    assert state(crashed) == expected
+
+    # The index on disk after the re-run holds exactly the stored faces, and the audit chain holds.
+    ft = Facetrail.open(crashed, workers=1)
+    index = FaissIndex.load(ft.gallery.path, 128)
+    with ft.db.read() as session:
+        from sqlalchemy import select
+
+        from facetrail.store.models import Face
+
+        stored = sorted(session.scalars(select(Face.id)))
+    assert sorted(index.ids().tolist()) == stored
+    assert np.array_equal(np.sort(ft.gallery.index().ids()), np.array(stored))
+    from facetrail.runtime import local_actor
+
+    assert ft.verify_audit(local_actor()).ok
+    ft.close()

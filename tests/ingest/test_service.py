@@ -1,0 +1,180 @@
+"""Ingestion: counts, idempotence, per-item errors that never stop the batch, zips, workers."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from facetrail.accounts.roles import Actor, Role
+from facetrail.errors import NotFoundError, PermissionDeniedError
+from facetrail.runtime import Facetrail
+from facetrail.sources.inputs import from_paths
+from facetrail.store.models import Face, StoredImage
+from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes
+from tests.media.test_image import png_bomb
+
+
+def counts(ft: Facetrail) -> tuple[int, int]:
+    with ft.db.read() as session:
+        return (session.scalar(select(func.count()).select_from(StoredImage)) or 0,
+                session.scalar(select(func.count()).select_from(Face)) or 0)
+
+
+def ingest(ft: Facetrail, actor: Actor, source_id: int, *paths: Path, workers: int = 1):  # noqa: ANN201
+    return ft.ingest.ingest(actor, source_id, from_paths(list(paths), ft.input_limits), workers=workers)
+
+
+def test_samples_are_ingested_with_their_faces(samples_ft: Facetrail) -> None:
+    people = labelled_people()
+    images, faces = counts(samples_ft)
+    assert images == len(people)
+    assert faces >= sum(len(p) for p in people.values())
+    with samples_ft.db.read() as session:
+        image = session.scalar(select(StoredImage).where(StoredImage.original_name.like("%two_people.jpg")))
+        assert image is not None and image.face_count == 2 and image.width == 1126 and image.height == 661
+        assert len(image.sha256) == 64 and image.size_bytes == len(sample_bytes("two_people.jpg"))
+        face = image.faces[0]
+        assert len(face.template) == 128 * 4 and len(face.landmarks) == 5
+        assert face.size_px > 100 and face.sharpness > 0 and face.detector == "hog"
+        assert samples_ft.blobs.get(face.crop_key or "")[:2] == b"\xff\xd8"
+        assert samples_ft.blobs.get(image.blob_key or "") == sample_bytes("two_people.jpg")
+
+
+def test_reingesting_adds_nothing(samples_ft: Facetrail, actor: Actor) -> None:
+    before = counts(samples_ft)
+    report = ingest(samples_ft, actor, 1, SAMPLES)
+    assert report.images_added == 0 and report.images_skipped == len(labelled_people())
+    assert counts(samples_ft) == before
+    assert len(samples_ft.gallery.index()) == before[1]
+
+
+def test_same_bytes_twice_in_one_batch_count_once(ft: Facetrail, actor: Actor, tmp_path: Path) -> None:
+    source = add_source(ft)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(sample_bytes("obama_small.jpg"))
+    report = ingest(ft, actor, source, folder)
+    assert (report.images_added, report.images_skipped) == (1, 1)
+
+
+def test_bad_files_are_reported_one_each_and_the_rest_ingested(tmp_path: Path, actor: Actor) -> None:
+    ft = Facetrail.open(tmp_path / "data", workers=1, max_file_bytes=700_000)
+    source = add_source(ft)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    good = ["obama_small.jpg", "biden2.jpg", "rose_leslie1.jpg"]
+    for name in good:
+        shutil.copy(SAMPLES / name, folder / name)
+    whole = sample_bytes("obama.jpg")
+    bad = {
+        "corrupt.jpg": whole[:200] + bytes(range(256)) * 40,
+        "truncated.jpg": whole[: len(whole) // 2],
+        "zero.jpg": b"",
+        "notes.png": b"these are meeting notes, not a picture\n",
+        "bomb.png": png_bomb(20_000, 20_000),
+        "too-large.png": sample_bytes("32bit.png"),
+    }
+    for name, data in bad.items():
+        (folder / name).write_bytes(data)
+    report = ingest(ft, actor, source, folder)
+    named = {Path(e.name).name: e.cause for e in report.errors}
+    assert sorted(named) == sorted(bad), report.errors
+    assert "empty" in named["zero.jpg"]
+    assert "decompression bomb" in named["bomb.png"]
+    assert "too large" in named["too-large.png"]
+    assert "not an image" in named["notes.png"]
+    assert "truncated" in named["truncated.jpg"] or "corrupt" in named["truncated.jpg"]
+    assert report.images_added == len(good)
+    assert counts(ft)[0] == len(good)
+    ft.close()
+
+
+def test_missing_path_is_an_item_error(ft: Facetrail, actor: Actor, tmp_path: Path) -> None:
+    report = ingest(ft, actor, add_source(ft), tmp_path / "nowhere")
+    assert [e.cause for e in report.errors] == ["no such file or folder"]
+
+
+def test_image_without_a_face_is_recorded(ft: Facetrail, actor: Actor, tmp_path: Path) -> None:
+    path = tmp_path / "wall.png"
+    Image.new("RGB", (320, 240), (200, 180, 160)).save(path)
+    report = ingest(ft, actor, add_source(ft), path)
+    assert report.images_without_faces == 1 and report.faces_added == 0
+    with ft.db.read() as session:
+        assert session.scalar(select(StoredImage.face_count)) == 0
+
+
+def test_zip_archive_members_are_ingested_and_traversal_names_are_only_labels(
+        ft: Facetrail, actor: Actor, tmp_path: Path) -> None:
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/obama_small.jpg", sample_bytes("obama_small.jpg"))
+        zf.writestr("../../escape/biden2.jpg", sample_bytes("biden2.jpg"))
+        zf.writestr("broken.jpg", b"\xff\xd8\xff garbage")
+        zf.writestr("readme.txt", b"ignored: not an image suffix")
+    report = ingest(ft, actor, add_source(ft), archive)
+    assert report.images_added == 2 and len(report.errors) == 1
+    assert report.errors[0].name.endswith("photos.zip!broken.jpg")
+    assert not (tmp_path.parent / "escape").exists()
+    with ft.db.read() as session:
+        names = set(session.scalars(select(StoredImage.original_name)))
+    assert f"{archive}!a/obama_small.jpg" in names
+
+
+def test_zip_bomb_member_is_refused(tmp_path: Path, actor: Actor) -> None:
+    ft = Facetrail.open(tmp_path / "data", workers=1, max_zip_member_bytes=1_000_000)
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("huge.jpg", b"\x00" * 50_000_000)
+        zf.writestr("ok.jpg", sample_bytes("obama_small.jpg"))
+    report = ingest(ft, actor, add_source(ft), archive)
+    assert report.images_added == 1
+    assert len(report.errors) == 1 and "zip bomb" in report.errors[0].cause
+    ft.close()
+
+
+def test_corrupt_zip_is_one_error(ft: Facetrail, actor: Actor, tmp_path: Path) -> None:
+    archive = tmp_path / "cut.zip"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("x.jpg", sample_bytes("obama_small.jpg"))
+    archive.write_bytes(buffer.getvalue()[:-30])
+    report = ingest(ft, actor, add_source(ft), archive)
+    assert len(report.errors) == 1 and report.images_added == 0
+
+
+def test_unregistered_source_is_refused_with_a_clear_message(ft: Facetrail, actor: Actor) -> None:
+    with pytest.raises(NotFoundError, match="not registered.*legal basis"):
+        ingest(ft, actor, 42, SAMPLES / "obama.jpg")
+
+
+def test_only_operators_ingest(ft: Facetrail) -> None:
+    source = add_source(ft)
+    with pytest.raises(PermissionDeniedError):
+        ingest(ft, Actor("ivy", Role.INVESTIGATOR), source, SAMPLES / "obama.jpg")
+
+
+def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, actor: Actor) -> None:
+    ft = Facetrail.open(tmp_path / "data")
+    source = add_source(ft)
+    report = ingest(ft, actor, source, SAMPLES, workers=2)
+    assert not report.errors
+    reference = Facetrail.open(samples_store)
+    assert counts(ft) == counts(reference)
+    assert len(ft.gallery.index()) == counts(ft)[1]
+    ft.close()
+    reference.close()
+
+
+def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Actor) -> None:
+    entries = samples_ft.read_audit(actor, limit=100)
+    actions = [e.action for e in entries]
+    assert actions[:3] == ["source.add", "ingest.start", "ingest.finish"]
+    finish = entries[2].details
+    assert '"images_added":22' in finish and "obama" not in finish

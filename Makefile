@@ -20,7 +20,7 @@ run: install
 	$(BIN)/facetrail demo
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 unit: install

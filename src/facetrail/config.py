@@ -26,11 +26,14 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_zip_member_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_zip_members: int = Field(default=100_000, ge=1)
+    detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
+    jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
+    model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")
+    min_band: str = Field(default="possible", description="search results below this band are not shown by default")
     workers: int = Field(default=0, ge=0, description="vision worker processes; 0 = one per core")
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
-    rate_limit_per_minute: int = Field(default=120, ge=1)
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -18,7 +18,7 @@ from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.config import Settings, get_settings
 from facetrail.index.gallery import Gallery, SyncReport
-from facetrail.ingest.analysis import Analyzer, VisionConfig
+from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.service import IngestService
 from facetrail.search.service import SearchService
 from facetrail.sources.inputs import Limits
@@ -26,6 +26,7 @@ from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry
+from facetrail.vision.backend import VisionConfig
 
 
 class Facetrail:
@@ -39,7 +40,8 @@ class Facetrail:
         self.audit = AuditLog(self.data / "audit.head")
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
-            max_upsample=settings.max_upsample, max_image_pixels=settings.max_image_pixels,
+            max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
+            jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels,
             crop_size=settings.crop_size,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use

@@ -7,7 +7,7 @@ import pytest
 
 from facetrail.errors import InvalidValueError
 from facetrail.media.image import decode_image
-from facetrail.vision import load_backend
+from facetrail.vision import VisionConfig, load_backend
 from facetrail.vision.dlib_backend import DlibBackend, upsample_times
 from facetrail.vision.pipeline import analyze_faces
 from tests.conftest import labelled_people, sample_bytes
@@ -81,11 +81,25 @@ def test_small_face_in_large_photo_is_found_by_upsampling(backend: DlibBackend) 
 
 def test_unknown_detector_is_rejected() -> None:
     with pytest.raises(InvalidValueError, match="detector"):
-        load_backend("haar")
+        load_backend(VisionConfig(detector="haar"))
 
 
 def test_cnn_detector_is_selectable() -> None:
-    cnn = load_backend("cnn", max_upsample=0)
+    cnn = load_backend(VisionConfig(detector="cnn", max_upsample=0))
     found = cnn.detect(pixels("obama_small.jpg"))
     assert len(found) == 1 and found[0].detector == "cnn"
     assert cnn.embed(pixels("obama_small.jpg"), found)[0].shape == (128,)
+
+
+def test_fallback_finds_a_face_the_first_pass_misses() -> None:
+    """A face too small for the budgeted upsampling is found by the fallback passes, and not without them."""
+    from PIL import Image
+
+    small = Image.fromarray(pixels("obama_small.jpg")).resize((120, 90))
+    canvas = np.asarray(Image.new("RGB", (1100, 1000), (128, 128, 128)))
+    canvas = canvas.copy()
+    canvas[400:490, 500:620] = np.asarray(small)
+    strict = load_backend(VisionConfig(detector_fallback=False))
+    assert strict.detect(canvas) == []
+    found = load_backend(VisionConfig(detector_fallback=True)).detect(canvas)
+    assert len(found) == 1

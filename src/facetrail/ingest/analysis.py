@@ -8,17 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facetrail.media.image import decode_image
-from facetrail.vision.backend import VisionBackend, load_backend
+from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
 from facetrail.vision.pipeline import AnalyzedFace, analyze_faces
-
-
-@dataclass(frozen=True)
-class VisionConfig:
-    detector: str
-    upsample_budget_pixels: int
-    max_upsample: int
-    max_image_pixels: int
-    crop_size: int
 
 
 @dataclass(frozen=True)
@@ -39,9 +30,7 @@ class Analyzer:
     @property
     def backend(self) -> VisionBackend:
         if self._backend is None:
-            self._backend = load_backend(self.config.detector,
-                                         upsample_budget_pixels=self.config.upsample_budget_pixels,
-                                         max_upsample=self.config.max_upsample)
+            self._backend = load_backend(self.config)
         return self._backend
 
     def analyze(self, data: bytes) -> ImageAnalysis:

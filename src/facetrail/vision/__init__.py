@@ -1,6 +1,6 @@
 """Faces in pixels: detect, align, embed and score quality, behind one small backend interface."""
 
-from facetrail.vision.backend import VisionBackend, load_backend
+from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
 from facetrail.vision.pipeline import AnalyzedFace, analyze_faces
 from facetrail.vision.types import Box, Detection, Point
 
@@ -10,6 +10,7 @@ __all__ = [
     "Detection",
     "Point",
     "VisionBackend",
+    "VisionConfig",
     "analyze_faces",
     "load_backend",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -31,13 +33,29 @@ class VisionBackend(Protocol):
         ...
 
 
-def load_backend(detector: str = "hog", *, upsample_budget_pixels: int = 4_000_000,
-                 max_upsample: int = 2) -> VisionBackend:
-    """The default backend (dlib). Unknown detector names are rejected, never silently replaced."""
+@dataclass(frozen=True)
+class VisionConfig:
+    """What picks and tunes a backend (from Settings); plain data so worker processes can receive it."""
+
+    detector: str = "hog"
+    upsample_budget_pixels: int = 4_000_000
+    max_upsample: int = 2
+    detector_fallback: bool = True
+    jitters: int = 1
+    model: Path | None = None
+    max_image_pixels: int = 64_000_000
+    crop_size: int = 160
+
+
+def load_backend(config: VisionConfig | None = None) -> VisionBackend:
+    """The backend the config names: dlib by default. Unknown names are rejected, never silently replaced."""
     from facetrail.vision.dlib_backend import DetectorKind, DlibBackend
 
+    config = config or VisionConfig()
     return DlibBackend(
-        DetectorKind(detector),
-        upsample_budget_pixels=upsample_budget_pixels,
-        max_upsample=max_upsample,
+        DetectorKind(config.detector),
+        upsample_budget_pixels=config.upsample_budget_pixels,
+        max_upsample=config.max_upsample,
+        fallback=config.detector_fallback,
+        jitters=config.jitters,
     )

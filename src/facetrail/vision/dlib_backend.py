@@ -47,8 +47,9 @@ class DlibBackend:
     template_dim = 128
 
     def __init__(self, detector: DetectorKind = DetectorKind.HOG, *, upsample_budget_pixels: int = 4_000_000,
-                 max_upsample: int = 2, jitters: int = 1) -> None:
+                 max_upsample: int = 2, fallback: bool = True, jitters: int = 1) -> None:
         self.detector = DetectorKind(detector)
+        self.fallback = fallback
         self.upsample_budget_pixels = upsample_budget_pixels
         self.max_upsample = max_upsample
         self.jitters = jitters
@@ -70,33 +71,47 @@ class DlibBackend:
                     "landmarks": dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
                     "encoder": dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
                 }
-                if self.detector is DetectorKind.CNN:
-                    models["detector"] = dlib.cnn_face_detection_model_v1(
-                        weights.cnn_face_detector_model_location()
-                    )
-                else:
-                    models["detector"] = dlib.get_frontal_face_detector()
+                models["hog"] = dlib.get_frontal_face_detector()
+                if self.detector is DetectorKind.CNN or self.fallback:
+                    models["cnn"] = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
                 self._models = models
             return self._models
 
     def detect(self, pixels: NDArray[np.uint8]) -> list[Detection]:
-        models = self.load()
+        """Faces, largest first. With `fallback`, a photo where the configured detector finds nothing is
+        tried again upsampled once more, then with the CNN detector (each within a pixel budget)."""
         height, width = pixels.shape[:2]
         times = upsample_times(width, height, budget_pixels=self.upsample_budget_pixels,
                                max_upsample=self.max_upsample)
-        if self.detector is DetectorKind.CNN:
-            found = [(d.rect, float(d.confidence)) for d in models["detector"](pixels, times)]
-        else:
-            rects, scores, _ = models["detector"].run(pixels, times)
-            found = list(zip(rects, (float(s) for s in scores), strict=True))
+        found = self._run(self.detector, pixels, times)
+        if not found and self.fallback:
+            for kind, extra in ((DetectorKind.HOG, 1), (DetectorKind.CNN, 0)):
+                budget = self.upsample_budget_pixels * (4 if kind is DetectorKind.HOG else 1)
+                if kind is self.detector and extra == 0 or width * height * 4 ** (times + extra) > budget:
+                    continue
+                found = self._run(kind, pixels, times + extra)
+                if found:
+                    break
+        return self._landmarked(pixels, found)
+
+    def _run(self, kind: DetectorKind, pixels: NDArray[np.uint8], times: int) -> list[tuple[Any, float, str]]:
+        models = self.load()
+        if kind is DetectorKind.CNN:
+            return [(d.rect, float(d.confidence), kind.value) for d in models["cnn"](pixels, times)]
+        rects, scores, _ = models["hog"].run(pixels, times)
+        return [(r, float(s), kind.value) for r, s in zip(rects, scores, strict=True)]
+
+    def _landmarked(self, pixels: NDArray[np.uint8], found: list[tuple[Any, float, str]]) -> list[Detection]:
+        models = self.load()
+        height, width = pixels.shape[:2]
         detections = []
-        for rect, score in found:
+        for rect, score, kind in found:
             box = Box(rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1).clipped(width, height)
             if box.width < 2 or box.height < 2:
                 continue
             shape = models["landmarks"](pixels, _rect(box))
             points = tuple(Point(float(p.x), float(p.y)) for p in shape.parts())
-            detections.append(Detection(box=box, landmarks=points, score=score, detector=self.detector.value))
+            detections.append(Detection(box=box, landmarks=points, score=score, detector=kind))
         detections.sort(key=lambda d: d.box.area, reverse=True)
         return detections
 

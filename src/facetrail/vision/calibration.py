@@ -1,0 +1,156 @@
+"""Calibrated score bands: what a template distance means, measured on data, stored with the model.
+
+A calibration is the false-match rate (FMR) curve of one model: for a set of distances, the share of
+comparisons between *different* people that come out at or below that distance. From it:
+
+* `fmr(d)`   the expected share of strangers who would match at distance <= d (log-linear interpolation);
+* `score(d)` the 0-100 figure shown to staff, 20 * -log10(FMR(d)) clipped to 0..100: a stranger reaches a
+             score of S about once in 10^(S/20) comparisons (40 = 1e-2, 60 = 1e-3, 80 = 1e-4);
+* `band(d)`  strong (FMR <= 1e-4), probable (<= 1e-3), possible (<= 1e-2) or none.
+
+The default model's calibration ships in `calibrations/<model_id>.json`; another model brings its own file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facetrail.errors import InvalidValueError
+
+CALIBRATIONS = Path(__file__).with_name("calibrations")
+MIN_FMR = 1e-7
+
+
+class Band(StrEnum):
+    STRONG = "strong"
+    PROBABLE = "probable"
+    POSSIBLE = "possible"
+    NONE = "none"
+
+    @property
+    def target_fmr(self) -> float:
+        return BAND_TARGETS[self]
+
+    @property
+    def rank(self) -> int:
+        return BAND_ORDER.index(self)
+
+    @classmethod
+    def parse(cls, value: str) -> Band:
+        try:
+            return cls((value or "").strip().lower())
+        except ValueError:
+            raise InvalidValueError("min_band", f"{value!r} is not one of: {', '.join(b.value for b in cls)}") from None
+
+
+BAND_TARGETS = {Band.STRONG: 1e-4, Band.PROBABLE: 1e-3, Band.POSSIBLE: 1e-2, Band.NONE: 1.0}
+BAND_ORDER = [Band.NONE, Band.POSSIBLE, Band.PROBABLE, Band.STRONG]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """FMR curve of one model: `distances` ascending, `fmrs` the FMR at each (non-decreasing)."""
+
+    model_id: str
+    distances: tuple[float, ...]
+    fmrs: tuple[float, ...]
+    thresholds: dict[Band, float]
+    impostor_comparisons: int
+    data: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- building ------------------------------------------------------------------------------
+    @classmethod
+    def from_impostors(cls, model_id: str, impostor_distances: NDArray[np.floating[Any]], *, data: str,
+                       extra: dict[str, Any] | None = None) -> Calibration:
+        """Calibrate from the distances of many different-person comparisons."""
+        sorted_d = np.sort(np.asarray(impostor_distances, dtype=np.float64))
+        n = len(sorted_d)
+        if n < 1000:
+            raise InvalidValueError("impostors", f"{n} impostor comparisons are too few to calibrate")
+        # Points at log-spaced FMR levels from 1/n up to 0.5: the empirical quantiles of the impostors.
+        levels = np.unique(np.concatenate([np.logspace(math.log10(1 / n), math.log10(0.5), 60), [1 / n]]))
+        distances = [float(sorted_d[max(0, math.ceil(level * n) - 1)]) for level in levels]
+        points = sorted(zip(distances, levels.tolist(), strict=True))
+        dist_out: list[float] = []
+        fmr_out: list[float] = []
+        for d, f in points:
+            if dist_out and d <= dist_out[-1]:
+                fmr_out[-1] = max(fmr_out[-1], f)
+                continue
+            dist_out.append(d)
+            fmr_out.append(max(f, fmr_out[-1]) if fmr_out else f)
+        thresholds = {band: float(sorted_d[max(0, math.floor(band.target_fmr * n) - 1)])
+                      for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE)}
+        return cls(model_id=model_id, distances=tuple(dist_out), fmrs=tuple(fmr_out), thresholds=thresholds,
+                   impostor_comparisons=n, data=data, extra=dict(extra or {}))
+
+    # -- use -----------------------------------------------------------------------------------
+    def fmr(self, distance: float) -> float:
+        """Expected false-match rate at this distance (interpolated in log space, extrapolated at the ends)."""
+        d = np.asarray(self.distances)
+        logf = np.log10(np.asarray(self.fmrs))
+        if distance <= d[0]:
+            slope = (logf[1] - logf[0]) / (d[1] - d[0]) if len(d) > 1 and d[1] > d[0] else 0.0
+            value = logf[0] - slope * (d[0] - distance)
+        elif distance >= d[-1]:
+            value = float(logf[-1]) if distance == d[-1] else 0.0
+        else:
+            value = float(np.interp(distance, d, logf))
+        return float(min(1.0, max(MIN_FMR, 10 ** float(value))))
+
+    def score(self, distance: float) -> float:
+        """0-100; a stranger reaches score S about once in 10^(S/20) comparisons."""
+        return round(float(min(100.0, max(0.0, -20.0 * math.log10(self.fmr(distance))))), 1)
+
+    def band(self, distance: float) -> Band:
+        for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE):
+            if distance <= self.thresholds[band]:
+                return band
+        return Band.NONE
+
+    def threshold(self, band: Band) -> float:
+        """The largest distance still in `band` (NONE: every distance)."""
+        return math.inf if band is Band.NONE else self.thresholds[band]
+
+    # -- storage -------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps({
+            "model_id": self.model_id, "data": self.data, "impostor_comparisons": self.impostor_comparisons,
+            "thresholds": {band.value: round(value, 6) for band, value in self.thresholds.items()},
+            "curve": [[round(d, 6), f] for d, f in zip(self.distances, self.fmrs, strict=True)],
+            "extra": self.extra,
+        }, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibration:
+        raw = json.loads(text)
+        curve = raw["curve"]
+        return cls(model_id=raw["model_id"], distances=tuple(float(d) for d, _ in curve),
+                   fmrs=tuple(float(f) for _, f in curve),
+                   thresholds={Band(k): float(v) for k, v in raw["thresholds"].items()},
+                   impostor_comparisons=int(raw["impostor_comparisons"]), data=raw["data"],
+                   extra=dict(raw.get("extra", {})))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+
+
+def load_calibration(model_id: str, path: Path | None = None) -> Calibration | None:
+    """The calibration stored for this model: `path` if given, else the shipped one; None if none exists."""
+    candidate = path if path is not None else CALIBRATIONS / f"{model_id}.json"
+    if not candidate.exists():
+        return None
+    calibration = Calibration.from_json(candidate.read_text())
+    if calibration.model_id != model_id:
+        raise InvalidValueError("calibration", f"{candidate} calibrates {calibration.model_id}, not {model_id}")
+    return calibration

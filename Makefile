@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean
+.PHONY: install run test lint unit clean bench-accuracy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ unit: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint unit
+
+# Recognition quality on LFW (../shared/data/lfw), beside the face_recognition library's pipeline; writes
+# BENCHMARKS.md and the default model's calibration. About an hour on 2 cores; templates are cached.
+bench-accuracy: install
+	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
+	$(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md \
+		--calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
 
 clean:
 	rm -rf $(VENV) facetrail-demo .pytest_cache .mypy_cache .ruff_cache

@@ -17,11 +17,12 @@ class Settings(BaseSettings):
 
     data: Path = Field(default=Path("facetrail-data"), description="data directory")
     detector: Literal["hog", "cnn"] = Field(default="hog", description="face detector")
-    # Upsampling lets the HOG detector (80 px window) see faces down to ~20 px. Each
-    # upsampling quadruples the pixels, so we only upsample while the result stays under
-    # this budget: small photos get 1-2 upsamplings, large ones none.
+    # Upsampling lets the HOG detector (80 px window) see smaller faces: once, down to ~40 px, below
+    # which templates are unreliable anyway. Each upsampling quadruples the pixels, so a photo is only
+    # upsampled while the result stays under this budget: photos up to 1 MP once, larger ones not.
+    # A photo where nothing is found is retried once more upsampled, then with the CNN detector.
     upsample_budget_pixels: int = Field(default=4_000_000, ge=100_000)
-    max_upsample: int = Field(default=2, ge=0, le=3)
+    max_upsample: int = Field(default=1, ge=0, le=3)
     max_image_pixels: int = Field(default=64_000_000, ge=1_000_000, description="decompression-bomb limit")
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_zip_member_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
@@ -34,6 +35,7 @@ class Settings(BaseSettings):
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
+    cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -19,9 +20,12 @@ from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.config import Settings, get_settings
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
-from facetrail.ingest.service import IngestService
+from facetrail.ingest.report import IngestReport
+from facetrail.ingest.service import IngestService, Progress
+from facetrail.people.service import PeopleService
+from facetrail.search.scoring import Scorer
 from facetrail.search.service import SearchService
-from facetrail.sources.inputs import Limits
+from facetrail.sources.inputs import InputItem, Limits
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
@@ -49,10 +53,11 @@ class Facetrail:
                                model_id=backend.model_id, dim=backend.template_dim)
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit)
-        self.ingest = IngestService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
-                                    self.analyzer)
+        self.people = PeopleService(self.db, self.audit, model_id=backend.model_id, dim=backend.template_dim)
+        self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
+                                        self.analyzer, people=self.people)
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
-                                    self.analyzer)
+                                    self.analyzer, Scorer(backend.calibration()))
 
     @classmethod
     def open(cls, data: Path | None = None, **overrides: object) -> Facetrail:
@@ -91,6 +96,26 @@ class Facetrail:
     def close(self) -> None:
         self.gallery.save()
         self.db.dispose()
+
+
+class IngestThenCluster(IngestService):
+    """Ingestion that, when the `cluster_people` setting is on, places a batch's new faces into people.
+
+    Composed here, where the services are wired, so that ingest/ never imports people/ (dependencies
+    point one way) and every edge that ingests (command line, upload route, Python API) gets it.
+    """
+
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
+                 sources: SourceRegistry, analyzer: Analyzer, *, people: PeopleService) -> None:
+        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer)
+        self.people = people
+
+    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
+               progress: Progress | None = None, workers: int | None = None) -> IngestReport:
+        report = super().ingest(actor, source_id, items, progress=progress, workers=workers)
+        if self.settings.cluster_people and report.faces_added:
+            self.people.cluster(actor, source_id=report.source_id)
+        return report
 
 
 def local_actor() -> Actor:

@@ -29,7 +29,15 @@ ALLOWED = {
     ("POST", "/v1/accounts"): {"operator"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},
     ("GET", "/v1/audit/verify"): {"auditor", "dpo"},
+    ("GET", "/v1/people"): {"operator"},
+    ("POST", "/v1/people/cluster"): {"operator"},
+    ("GET", "/v1/people/{person_id}"): {"operator"},
+    ("POST", "/v1/people/{person_id}/name"): {"operator"},
+    ("POST", "/v1/people/{person_id}/merge"): {"operator"},
+    ("POST", "/v1/people/{person_id}/split"): {"operator"},
 }
+# Valid bodies, so that a refusal is the role's doing and not the body's (bodies are checked first).
+PEOPLE_BODIES = {"/name": {"name": "someone"}, "/merge": {"other_ids": [2]}, "/split": {"face_ids": [1]}}
 PUBLIC = {("GET", "/health")}
 
 
@@ -89,6 +97,8 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = valid_source("role-check")
         elif method == "POST" and path == "/v1/accounts":
             kwargs["json"] = {"name": "someone", "role": "operator"}
+        elif path.startswith("/v1/people/{person_id}/"):
+            kwargs["json"] = PEOPLE_BODIES[path[path.rindex("/"):]]
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
 
@@ -187,3 +197,45 @@ def test_audit_lists_searches_with_result_ids(api: tuple[TestClient, dict[str, s
     entries = client.get("/v1/audit", params={"limit": 1000}, headers=auth(keys["auditor"])).json()
     searches = [e for e in entries if e["action"] == "search"]
     assert searches and all("result_face_ids" in e["details"] and "query_sha256" in e["details"] for e in searches)
+
+
+def test_people_cluster_name_split_and_merge(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    operator = auth(keys["operator"])
+    report = client.post("/v1/people/cluster", headers=operator, json={"source_id": 1})
+    assert report.status_code == 200, report.text
+    assert report.json()["faces"] == 26 and report.json()["sources"] == [1]
+    people = client.get("/v1/people", headers=operator, params={"source_id": 1}).json()
+    assert sum(p["faces"] for p in people) == 26
+    top = people[0]
+    shown = client.get(f"/v1/people/{top['id']}", headers=operator).json()
+    assert len(shown["face_list"]) == top["faces"] == 11
+    assert all("obama" in f["original_name"] or "32bit" in f["original_name"] or "two_people" in f["original_name"]
+               for f in shown["face_list"])
+    named = client.post(f"/v1/people/{top['id']}/name", headers=operator, json={"name": "Barack Obama"})
+    assert named.status_code == 200 and named.json()["name"] == "Barack Obama"
+    faces = [f["face_id"] for f in shown["face_list"][:2]]
+    split = client.post(f"/v1/people/{top['id']}/split", headers=operator, json={"face_ids": faces})
+    assert split.status_code == 201 and split.json()["faces"] == 2
+    merged = client.post(f"/v1/people/{top['id']}/merge", headers=operator, json={"other_ids": [split.json()["id"]]})
+    assert merged.status_code == 200 and merged.json()["faces"] == 11
+    entries = client.get("/v1/audit", params={"limit": 1000}, headers=auth(keys["auditor"])).json()
+    people_actions = [e["action"] for e in entries if e["action"].startswith("people.")]
+    assert people_actions[-5:] == ["people.cluster", "people.show", "people.name", "people.split", "people.merge"]
+    assert all(e["actor"] == "operator-1" for e in entries if e["action"].startswith("people."))
+
+
+@pytest.mark.parametrize("method,path,body,status", [
+    ("GET", "/v1/people/99999", None, 404),
+    ("POST", "/v1/people/99999/name", {"name": "x"}, 404),
+    ("POST", "/v1/people/1/merge", {"other_ids": []}, 422),
+    ("POST", "/v1/people/1/merge", {"other_ids": [1]}, 422),
+    ("POST", "/v1/people/1/split", {"face_ids": ["first"]}, 422),
+    ("POST", "/v1/people/1/name", {"name": "x", "extra": 1}, 422),
+    ("POST", "/v1/people/cluster", {"source": 1}, 422),
+])
+def test_people_refuses_bad_requests(api: tuple[TestClient, dict[str, str]], method: str, path: str,
+                                     body: dict[str, object] | None, status: int) -> None:
+    client, keys = api
+    response = client.request(method, path, headers=auth(keys["operator"]), json=body)
+    assert response.status_code == status, response.text

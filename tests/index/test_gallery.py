@@ -10,7 +10,7 @@ from tests.conftest import sample_bytes
 
 
 def result_ids(ft: Facetrail, actor: Actor, photo: str = "obama2.jpg") -> list[tuple[int, float]]:
-    outcome = ft.search.search(actor, sample_bytes(photo), purpose="demo", case_ref="t", top_k=30)
+    outcome = ft.search.search(actor, sample_bytes(photo), purpose="demo", case_ref="t", top_k=30, min_band="none")
     return [(r.face_id, r.score) for r in outcome.results]
 
 

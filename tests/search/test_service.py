@@ -10,15 +10,15 @@ from sqlalchemy import select
 from facetrail.accounts.roles import Actor, Role
 from facetrail.errors import InvalidValueError, MediaError, NoFaceError, PermissionDeniedError
 from facetrail.runtime import Facetrail
-from facetrail.search.scoring import score_from_distance
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import SearchRecord, SearchResultRecord
+from facetrail.vision.calibration import Band
 from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes
 
 
 def test_obama_ranks_above_everyone_else(samples_ft: Facetrail, actor: Actor) -> None:
     outcome = samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="demo", case_ref="c-1",
-                                       top_k=100)
+                                       top_k=100, min_band="none")
     people = labelled_people()
     obama_files = {name for name, who in people.items() if who == ["barack_obama"]}
     others = {"joe_biden", "kit_harington", "rose_leslie", "alex_lacamoire", "lin_manuel_miranda"}
@@ -38,7 +38,8 @@ def test_results_carry_provenance_and_a_documented_score(samples_ft: Facetrail, 
     outcome = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c-2", top_k=3)
     first = outcome.results[0]
     assert Path(first.original_name).name == "biden.jpg" and first.source_name == "samples"
-    assert first.score == score_from_distance(first.distance) == 100.0
+    assert first.score == samples_ft.search.scorer.score(first.distance) == 100.0
+    assert first.band is (Band.STRONG if samples_ft.search.scorer.calibrated else None)
     assert first.box.width > 0 and first.image_id > 0 and first.source_id == 1
     assert [r.rank for r in outcome.results] == [1, 2, 3]
     assert outcome.as_dict()["results"][0]["crop"].endswith(f"/faces/{first.face_id}/crop")
@@ -143,3 +144,36 @@ def test_crops_only_for_the_account_and_faces_of_that_search(samples_ft: Facetra
         samples_ft.search.result_crop(ivy, outcome.search_id, other_face)
     with pytest.raises(PermissionDeniedError):
         samples_ft.search.result_crop(Actor("ian", Role.INVESTIGATOR), outcome.search_id, shown)
+
+
+def test_results_below_the_minimum_band_are_not_shown_by_default(samples_ft: Facetrail, actor: Actor) -> None:
+    scorer = samples_ft.search.scorer
+    assert scorer.calibrated, "the default model ships its calibration"
+    shown = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30)
+    everything = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30,
+                                          min_band="none")
+    assert shown.min_band is Band.POSSIBLE and len(shown.results) < len(everything.results)
+    assert all(r.band in (Band.POSSIBLE, Band.PROBABLE, Band.STRONG) for r in shown.results)
+    assert {r.face_id for r in shown.results} == {r.face_id for r in everything.results if r.band is not Band.NONE}
+    assert all(Path(r.original_name).name in ("biden.jpg", "biden2.jpg", "two_people.jpg", "obama_and_biden.jpg")
+               for r in shown.results)
+    strong = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30,
+                                      min_band="strong")
+    assert all(r.band is Band.STRONG for r in strong.results)
+    with pytest.raises(InvalidValueError, match="min_band"):
+        samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", min_band="maybe")
+
+
+def test_poor_query_photo_is_warned_about(samples_ft: Facetrail, actor: Actor) -> None:
+    import io
+
+    from PIL import Image, ImageFilter
+
+    image = Image.open(io.BytesIO(sample_bytes("obama.jpg"))).convert("RGB")
+    poor = image.resize((image.width // 7, image.height // 7)).filter(ImageFilter.GaussianBlur(3))
+    buffer = io.BytesIO()
+    poor.save(buffer, format="JPEG")
+    outcome = samples_ft.search.search(actor, buffer.getvalue(), purpose="demo", case_ref="c", min_band="none")
+    assert any("small" in w for w in outcome.warnings) and any("blurred" in w for w in outcome.warnings)
+    good = samples_ft.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="c")
+    assert good.warnings == []

@@ -23,6 +23,8 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
     ACCOUNT_ADMIN = "account.admin"
     INDEX_ADMIN = "index.admin"
+    PEOPLE_READ = "people.read"
+    PEOPLE_WRITE = "people.write"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -33,6 +35,10 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.AUDIT_READ: frozenset({Role.AUDITOR, Role.DPO}),
     Action.ACCOUNT_ADMIN: frozenset({Role.OPERATOR}),
     Action.INDEX_ADMIN: frozenset({Role.OPERATOR}),
+    # Clustering groups the collection into identities: an operator's tool for curating it, not a
+    # way around purpose-bound search, so investigators do not get it.
+    Action.PEOPLE_READ: frozenset({Role.OPERATOR}),
+    Action.PEOPLE_WRITE: frozenset({Role.OPERATOR}),
 }
 
 

@@ -67,6 +67,8 @@ class QueryFacePublic(BaseModel):
     detector_score: float
     size_px: int
     sharpness: float
+    yaw: float
+    warnings: list[str]
 
 
 class SearchResultPublic(BaseModel):
@@ -76,8 +78,11 @@ class SearchResultPublic(BaseModel):
     source_id: int
     source_name: str
     original_name: str
-    score: float = Field(description="0-100, higher = more similar: 100 * (1 - distance / 1.2), clipped")
-    distance: float = Field(description="Euclidean distance between templates (dlib: same person below ~0.6)")
+    score: float = Field(description="0-100, higher = more similar. Calibrated models: 20 * -log10(false-match "
+                         "rate), so a stranger reaches a score S about once in 10^(S/20) comparisons")
+    band: str | None = Field(description="strong (false-match rate <= 1e-4), probable (<= 1e-3), possible "
+                             "(<= 1e-2) or none; null for a model without calibration")
+    distance: float = Field(description="Euclidean distance between templates (smaller = more alike)")
     box: BoxPublic
     ingested_at: datetime
     crop: str
@@ -89,6 +94,9 @@ class SearchPublic(BaseModel):
     case_ref: str
     query_sha256: str
     used_face: int | None
+    min_band: str
+    calibrated: bool
+    warnings: list[str] = Field(description="why matches for the query face may be unreliable")
     query_faces: list[QueryFacePublic]
     results: list[SearchResultPublic]
 
@@ -136,3 +144,57 @@ class AuditVerifyPublic(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+
+
+class PersonPublic(BaseModel):
+    id: int
+    source_id: int
+    name: str | None
+    faces: int = Field(description="how many faces the person holds")
+    face_id: int | None = Field(description="the representative face (the largest)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class PersonFacePublic(BaseModel):
+    face_id: int
+    image_id: int
+    original_name: str
+    size_px: int
+    box: BoxPublic
+
+
+class PersonDetailPublic(PersonPublic):
+    face_list: list[PersonFacePublic]
+
+
+class PeopleCluster(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: int | None = Field(default=None, description="only this source; default every source")
+
+
+class PeopleClusterReport(BaseModel):
+    faces: int = Field(description="faces placed in this run")
+    joined: int = Field(description="of which joined people that existed before the run")
+    people_created: int
+    sources: list[int]
+    threshold: float = Field(description="the template distance clustering used")
+
+
+class PersonName(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(max_length=200, description="the name to show; null or blank clears it")
+
+
+class PersonMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    other_ids: list[int] = Field(min_length=1, max_length=10_000, description="people merged into this one")
+
+
+class PersonSplit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    face_ids: list[int] = Field(min_length=1, max_length=10_000, description="faces moved to a new person")

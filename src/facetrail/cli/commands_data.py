@@ -116,6 +116,7 @@ def search(
     case: Annotated[str, typer.Option(help="the case reference")],
     face: Annotated[int | None, typer.Option(help="which face of the photo (0 = largest)")] = None,
     top: Annotated[int, typer.Option(help="how many results (1-100)")] = 10,
+    min_band: Annotated[str | None, typer.Option(help="lowest band shown: strong, probable, possible, none")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the sources registered for PURPOSE with one face of PHOTO."""
@@ -125,18 +126,23 @@ def search(
             data = photo.read_bytes()
         except OSError as exc:
             raise MediaError(f"{photo}: {exc.strerror or exc}") from exc
-        outcome = ft.search.search(local_actor(), data, purpose=purpose, case_ref=case, face=face, top_k=top)
+        outcome = ft.search.search(local_actor(), data, purpose=purpose, case_ref=case, face=face, top_k=top,
+                                   min_band=min_band)
         if as_json:
             emit_json(outcome.as_dict())
             return
         for q in outcome.query_faces:
             marker = "*" if q.index == outcome.used_face else " "
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
-        table = Table("rank", "score", "face", "image", "source", "original", "box",
-                      title=f"search {outcome.search_id}")
-        table.columns[5].overflow = "fold"  # provenance must be readable whole, not cut with an ellipsis
+        for warning in outcome.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        table = Table("rank", "score", "band", "face", "image", "source", "original", "box",
+                      title=f"search {outcome.search_id} (bands from {outcome.min_band} up)")
+        table.columns[6].overflow = "fold"  # provenance must be readable whole, not cut with an ellipsis
         for h in outcome.results:
             b = h.box
-            table.add_row(str(h.rank), f"{h.score:.1f}", str(h.face_id), str(h.image_id), h.source_name,
-                          h.original_name, f"{b.left},{b.top},{b.right},{b.bottom}")
+            table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", str(h.face_id),
+                          str(h.image_id), h.source_name, h.original_name, f"{b.left},{b.top},{b.right},{b.bottom}")
         console.print(table)
+        if not outcome.calibrated:
+            console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")

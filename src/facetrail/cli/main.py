@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli import commands_admin, commands_data, demo
+from facetrail.cli import commands_admin, commands_bench, commands_data, demo
+from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -29,8 +30,10 @@ app.command("search")(commands_data.search)
 app.add_typer(commands_admin.user_app, name="user")
 app.add_typer(commands_admin.audit_app, name="audit")
 app.add_typer(commands_admin.index_app, name="index")
+app.add_typer(people_app, name="people")
 app.command("serve")(commands_admin.serve)
 app.command("demo")(demo.demo)
+app.add_typer(commands_bench.bench_app, name="bench")
 
 
 def main() -> None:

@@ -18,15 +18,21 @@ from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer
 from facetrail.media.image import decode_image
 from facetrail.policy.sources import validate_purpose
-from facetrail.search.scoring import score_from_distance
+from facetrail.search.scoring import Scorer
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage
+from facetrail.vision.calibration import Band
 from facetrail.vision.pipeline import analyze_faces
 from facetrail.vision.types import Box
 
 MAX_TOP_K = 100
+
+
+MIN_FACE_PX = 50
+MIN_SHARPNESS = 50.0
+MAX_YAW = 0.6
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,18 @@ class QueryFace:
     detector_score: float
     size_px: int
     sharpness: float
+    yaw: float
+
+    def warnings(self) -> list[str]:
+        """Why matches for this face may be unreliable (poor query photos cause most false matches)."""
+        found = []
+        if self.size_px < MIN_FACE_PX:
+            found.append(f"the face is small ({self.size_px} px; at least {MIN_FACE_PX} px is recommended)")
+        if self.sharpness < MIN_SHARPNESS:
+            found.append(f"the face is blurred (sharpness {self.sharpness:.0f}; below {MIN_SHARPNESS:.0f})")
+        if abs(self.yaw) > MAX_YAW:
+            found.append("the face is turned away from the camera")
+        return found
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class SearchHit:
     source_name: str
     original_name: str
     score: float
+    band: Band | None
     distance: float
     box: Box
     ingested_at: datetime
@@ -60,16 +79,25 @@ class SearchOutcome:
     query_sha256: str
     query_faces: list[QueryFace]
     used_face: int | None
+    min_band: Band
+    calibrated: bool
     results: list[SearchHit] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [] if self.used_face is None else self.query_faces[self.used_face].warnings()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "search_id": self.search_id, "purpose": self.purpose, "case_ref": self.case_ref,
-            "query_sha256": self.query_sha256, "used_face": self.used_face,
+            "query_sha256": self.query_sha256, "used_face": self.used_face, "min_band": self.min_band.value,
+            "calibrated": self.calibrated, "warnings": self.warnings,
             "query_faces": [{"index": q.index, "box": q.box.as_dict(), "detector_score": round(q.detector_score, 3),
-                             "size_px": q.size_px, "sharpness": q.sharpness} for q in self.query_faces],
+                             "size_px": q.size_px, "sharpness": q.sharpness, "yaw": q.yaw,
+                             "warnings": q.warnings()} for q in self.query_faces],
             "results": [{"rank": h.rank, "face_id": h.face_id, "image_id": h.image_id, "source_id": h.source_id,
                          "source_name": h.source_name, "original_name": h.original_name, "score": h.score,
+                         "band": h.band.value if h.band else None,
                          "distance": round(h.distance, 4), "box": h.box.as_dict(),
                          "ingested_at": h.ingested_at.isoformat(),
                          "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop"}
@@ -79,7 +107,7 @@ class SearchOutcome:
 
 class SearchService:
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
-                 sources: SourceRegistry, analyzer: Analyzer) -> None:
+                 sources: SourceRegistry, analyzer: Analyzer, scorer: Scorer) -> None:
         self.settings = settings
         self.db = db
         self.blobs = blobs
@@ -87,11 +115,14 @@ class SearchService:
         self.audit = audit
         self.sources = sources
         self.analyzer = analyzer
+        self.scorer = scorer
 
     def search(self, actor: Actor, photo: bytes, *, purpose: str, case_ref: str, face: int | None = None,
-               top_k: int = 10) -> SearchOutcome:
-        """Find the faces most like one face of `photo` among sources registered for `purpose`."""
+               top_k: int = 10, min_band: str | None = None) -> SearchOutcome:
+        """Find the faces most like one face of `photo` among sources registered for `purpose`.
+        Results below `min_band` (default: the configured one, "possible") are not returned."""
         require(actor, Action.SEARCH)
+        band = Band.parse(min_band or self.settings.min_band)
         purpose = validate_purpose(purpose)
         case_ref = (case_ref or "").strip()
         if not case_ref or len(case_ref) > 200:
@@ -102,9 +133,10 @@ class SearchService:
         image = decode_image(photo, max_pixels=self.settings.max_image_pixels)
         analysed = analyze_faces(self.analyzer.backend, image.pixels, with_crops=False)
         del image  # the query photo is never kept: not on disk, not beyond this call
-        query_faces = [QueryFace(i, a.detection.box, a.detection.score, a.quality.size_px, a.quality.sharpness)
-                       for i, a in enumerate(analysed)]
-        outcome = SearchOutcome(secrets.token_hex(16), purpose, case_ref, query_sha, query_faces, None)
+        query_faces = [QueryFace(i, a.detection.box, a.detection.score, a.quality.size_px, a.quality.sharpness,
+                                 a.quality.yaw) for i, a in enumerate(analysed)]
+        outcome = SearchOutcome(secrets.token_hex(16), purpose, case_ref, query_sha, query_faces, None, band,
+                                self.scorer.calibrated)
         if not analysed:
             self._record(actor, outcome)
             raise NoFaceError("no face found in the query photo")
@@ -114,7 +146,8 @@ class SearchService:
         outcome.used_face = chosen
         allowed = self.sources.ids_for_purpose(purpose)
         if allowed:
-            hits = self.gallery.search(analysed[chosen].template, top_k, allowed)
+            limit = self.scorer.max_distance(band)
+            hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed) if h.distance <= limit]
             outcome.results = self._resolve(hits, allowed)
         self._record(actor, outcome)
         return outcome
@@ -139,7 +172,7 @@ class SearchService:
             results.append(SearchHit(
                 rank=len(results) + 1, face_id=face.id, image_id=image.id, source_id=source.id,
                 source_name=source.name, original_name=image.original_name,
-                score=score_from_distance(hit.distance), distance=hit.distance,
+                score=self.scorer.score(hit.distance), band=self.scorer.band(hit.distance), distance=hit.distance,
                 box=Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
                 ingested_at=image.ingested_at,
             ))
@@ -156,7 +189,8 @@ class SearchService:
             self.audit.record(session, actor=actor.name, action="search", details={
                 "search_id": outcome.search_id, "purpose": outcome.purpose, "case": outcome.case_ref,
                 "query_sha256": outcome.query_sha256, "query_faces": len(outcome.query_faces),
-                "used_face": outcome.used_face, "result_face_ids": [h.face_id for h in outcome.results],
+                "used_face": outcome.used_face, "min_band": outcome.min_band.value,
+                "result_face_ids": [h.face_id for h in outcome.results],
             })
 
     def result_crop(self, actor: Actor, search_id: str, face_id: int) -> bytes:

@@ -116,8 +116,28 @@ class Face(Base):
     template: Mapped[bytes] = mapped_column(LargeBinary)
     crop_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The identity clustering put this face in (people/); None until a clustering run reaches it.
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True, index=True)
 
     image: Mapped[StoredImage] = relationship(back_populates="faces")
+
+
+class Person(Base):
+    """A group of faces that clustering found to be one identity, optionally named by the operator.
+
+    A person lives inside one source and one template space: faces of different sources are never
+    grouped (linking people across collections registered for different purposes would be a new
+    processing), and templates of two models are not comparable.
+    """
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Account(Base):

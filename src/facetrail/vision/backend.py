@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from facetrail.vision.calibration import Calibration
 from facetrail.vision.types import Detection
 
 Template = NDArray[np.float32]
@@ -32,6 +33,10 @@ class VisionBackend(Protocol):
         """One template per detection, in the same order."""
         ...
 
+    def calibration(self) -> Calibration | None:
+        """The model's measured score bands, or None for a model not calibrated yet."""
+        ...
+
 
 @dataclass(frozen=True)
 class VisionConfig:
@@ -39,7 +44,7 @@ class VisionConfig:
 
     detector: str = "hog"
     upsample_budget_pixels: int = 4_000_000
-    max_upsample: int = 2
+    max_upsample: int = 1
     detector_fallback: bool = True
     jitters: int = 1
     model: Path | None = None
@@ -48,14 +53,20 @@ class VisionConfig:
 
 
 def load_backend(config: VisionConfig | None = None) -> VisionBackend:
-    """The backend the config names: dlib by default. Unknown names are rejected, never silently replaced."""
+    """The backend the config names: dlib by default; with `model`, that ONNX embedder behind dlib's detector.
+    Unknown names are rejected, never silently replaced."""
     from facetrail.vision.dlib_backend import DetectorKind, DlibBackend
 
     config = config or VisionConfig()
-    return DlibBackend(
+    dlib_backend = DlibBackend(
         DetectorKind(config.detector),
         upsample_budget_pixels=config.upsample_budget_pixels,
         max_upsample=config.max_upsample,
         fallback=config.detector_fallback,
         jitters=config.jitters,
     )
+    if config.model is None:
+        return dlib_backend
+    from facetrail.vision.onnx_backend import OnnxBackend
+
+    return OnnxBackend.from_file(config.model, dlib_backend)

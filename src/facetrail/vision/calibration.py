@@ -78,7 +78,8 @@ class Calibration:
             raise InvalidValueError("impostors", f"{n} impostor comparisons are too few to calibrate")
         # Points at log-spaced FMR levels from 1/n up to 0.5: the empirical quantiles of the impostors.
         levels = np.unique(np.concatenate([np.logspace(math.log10(1 / n), math.log10(0.5), 60), [1 / n]]))
-        distances = [float(sorted_d[max(0, math.ceil(level * n) - 1)]) for level in levels]
+        # Rounded as stored, so that a calibration equals what its file holds.
+        distances = [round(float(sorted_d[max(0, math.ceil(level * n) - 1)]), 6) for level in levels]
         points = sorted(zip(distances, levels.tolist(), strict=True))
         dist_out: list[float] = []
         fmr_out: list[float] = []
@@ -88,7 +89,7 @@ class Calibration:
                 continue
             dist_out.append(d)
             fmr_out.append(max(f, fmr_out[-1]) if fmr_out else f)
-        thresholds = {band: float(sorted_d[max(0, math.floor(band.target_fmr * n) - 1)])
+        thresholds = {band: round(float(sorted_d[max(0, math.floor(band.target_fmr * n) - 1)]), 6)
                       for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE)}
         return cls(model_id=model_id, distances=tuple(dist_out), fmrs=tuple(fmr_out), thresholds=thresholds,
                    impostor_comparisons=n, data=data, extra=dict(extra or {}))

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from facetrail.errors import InvalidValueError
 from facetrail.vision.backend import Template
+from facetrail.vision.calibration import Calibration, load_calibration
 from facetrail.vision.types import Box, Detection, Point
 
 
@@ -47,7 +48,7 @@ class DlibBackend:
     template_dim = 128
 
     def __init__(self, detector: DetectorKind = DetectorKind.HOG, *, upsample_budget_pixels: int = 4_000_000,
-                 max_upsample: int = 2, fallback: bool = True, jitters: int = 1) -> None:
+                 max_upsample: int = 1, fallback: bool = True, jitters: int = 1) -> None:
         self.detector = DetectorKind(detector)
         self.fallback = fallback
         self.upsample_budget_pixels = upsample_budget_pixels
@@ -59,6 +60,10 @@ class DlibBackend:
     @property
     def model_id(self) -> str:
         return "dlib-resnet-v1"
+
+    def calibration(self) -> Calibration | None:
+        """The calibration shipped with facetrail (made by `make bench-accuracy`)."""
+        return load_calibration(self.model_id)
 
     def load(self) -> dict[str, Any]:
         """Load the weights once; later calls return the loaded models."""

@@ -24,11 +24,14 @@ def search(
     case: Annotated[str, Form(description="case reference")],
     face: Annotated[int | None, Form(description="which query face (0 = largest); default the largest")] = None,
     top: Annotated[int, Form(description="how many results, 1-100")] = 10,
+    min_band: Annotated[str | None, Form(description="lowest band shown: strong, probable, possible (default) "
+                                         "or none")] = None,
 ) -> SearchPublic:
     data, error = read_upload(photo, ft.settings.max_file_bytes)
     if error:
         raise MediaError(error)
-    outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=face, top_k=top)
+    outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=face, top_k=top,
+                               min_band=min_band)
     return SearchPublic.model_validate(outcome.as_dict())
 
 

@@ -1,0 +1,77 @@
+"""`facetrail bench accuracy`: measure a model on LFW, beside the peer pipeline, and calibrate its bands."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facetrail.cli.output import console, emit_json, err_console, reported_errors
+from facetrail.cli.state import JsonOpt
+from facetrail.config import get_settings
+from facetrail.vision.backend import VisionConfig
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of recognition quality.")
+
+
+def _versions() -> dict[str, str]:
+    names = ("facetrail", "dlib-bin", "face-recognition-models", "face_recognition", "faiss-cpu", "onnxruntime")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@bench_app.command("accuracy")
+def accuracy(
+    lfw_root: Annotated[Path, typer.Option("--lfw", help="LFW folder with images/, pairs.txt, pairsDev*.txt")],
+    model: Annotated[Path | None, typer.Option(help="an ONNX embedding model (with its .json description)")] = None,
+    peer: Annotated[bool, typer.Option("--peer/--no-peer", help="also run the face_recognition pipeline")] = True,
+    cluster: Annotated[bool, typer.Option("--cluster/--no-cluster", help="measure people clustering")] = True,
+    stride: Annotated[int, typer.Option(help="use every Nth pair only (a quick slice); 1 = the full protocol")] = 1,
+    workers: Annotated[int, typer.Option(help="processes per pipeline (default: one per core)")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="folder to cache templates in")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the results section into")] = None,
+    calibration_out: Annotated[Path | None, typer.Option(help="where to store the measured calibration")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """LFW verification (10-fold), open-set identification, score-band calibration and clustering."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from facetrail.evaluation.accuracy import as_json as results_json
+    from facetrail.evaluation.accuracy import report, run_pipeline, select_keys, write_section
+
+    with reported_errors(as_json):
+        settings = get_settings(model=model)
+        config = VisionConfig(detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
+                              max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
+                              jitters=settings.jitters, model=settings.model,
+                              max_image_pixels=settings.max_image_pixels)
+        keys = select_keys(lfw_root, stride)
+        pipelines = ["facetrail", *(["peer"] if peer else [])]
+        results = []
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            tasks = {name: bar.add_task(f"templates: {name}", total=len(keys)) for name in pipelines}
+            for name in pipelines:
+                results.append(run_pipeline(
+                    name, lfw_root, keys, config, workers=workers or settings.worker_count(), cache=cache,
+                    progress=lambda n, done, _total: bar.update(tasks[n], completed=done), cluster=cluster,
+                    stride=stride))
+        command = "facetrail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        text = report(results, command=command, versions=_versions(), stride=stride)
+        if calibration_out is not None and results[0].calibration is not None:
+            results[0].calibration.save(calibration_out)
+        if output is not None:
+            write_section(output, "accuracy" if model is None else f"accuracy-{results[0].model_id}", text)
+        if as_json:
+            emit_json(results_json(results))
+        else:
+            console.print(text, markup=False, highlight=False)

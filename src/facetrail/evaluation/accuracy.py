@@ -1,0 +1,175 @@
+"""The accuracy benchmark on LFW: verification, identification, calibration, bands and clustering,
+for facetrail and (optionally) the peer pipeline on the same images, written as a Markdown report."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facetrail.evaluation import lfw
+from facetrail.evaluation.metrics import (
+    ClusterQuality,
+    Identification,
+    Verification,
+    band_fmrs,
+    cluster_quality,
+    identification,
+    impostor_distances,
+    pair_distances,
+    verification,
+)
+from facetrail.evaluation.pipelines import Templates, extract_templates
+from facetrail.vision.backend import VisionConfig, load_backend
+from facetrail.vision.calibration import Band, Calibration
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    model_id: str
+    images: int
+    failed_to_enrol: int
+    detectors: dict[str, int]
+    seconds: float
+    verification: Verification
+    identification: Identification
+    clustering: ClusterQuality | None = None
+    calibration: Calibration | None = None
+    band_fmr_test: dict[str, float] = field(default_factory=dict)
+
+
+def select_keys(root: Path, stride: int) -> list[str]:
+    """Every LFW image (stride 1), or only the images of every `stride`-th pair of each protocol file."""
+    if stride <= 1:
+        return lfw.all_images(root)
+    keys: set[str] = set()
+    for name in ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"):
+        keys.update(lfw.pair_images(lfw.read_pairs(root / name)[::stride]))
+    return sorted(keys)
+
+
+def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *, workers: int, cache: Path | None,
+                 progress: Progress | None, cluster: bool, stride: int = 1) -> PipelineResult:
+    model_id = load_backend(config).model_id if name == "facetrail" else "face_recognition-1.3.0"
+    started = time.perf_counter()
+    templates = extract_templates(
+        name, [lfw.image_path(root, k) for k in keys], keys, config=config, model_id=model_id, workers=workers,
+        cache=cache, progress=(lambda done, total: progress(name, done, total)) if progress else None)
+    seconds = time.perf_counter() - started
+    view2 = lfw.read_pairs(root / "pairs.txt")[::stride]
+    distances = pair_distances(templates, view2)
+    same = np.array([p.same for p in view2])
+    folds = np.array([p.fold for p in view2])
+    result = PipelineResult(
+        name=name, model_id=model_id, images=len(keys), failed_to_enrol=int((~templates.enrolled).sum()),
+        detectors=dict(Counter(templates.detectors)), seconds=seconds,
+        verification=verification(distances, same, folds), identification=identification(templates))
+    train_keys = lfw.pair_images(lfw.read_pairs(root / "pairsDevTrain.txt")[::stride])
+    test_keys = lfw.pair_images(lfw.read_pairs(root / "pairsDevTest.txt")[::stride])
+    calibration = Calibration.from_impostors(
+        model_id, impostor_distances(templates, train_keys),
+        data=f"LFW View 1 train (pairsDevTrain.txt): all different-person pairs among its {len(train_keys)} images",
+        extra={"pipeline": name})
+    result.calibration = calibration
+    result.band_fmr_test = band_fmrs(impostor_distances(templates, test_keys),
+                                     {b.value: calibration.threshold(b) for b in (Band.STRONG, Band.PROBABLE,
+                                                                                Band.POSSIBLE)})
+    if cluster:
+        result.clustering = clustering(templates, calibration)
+    return result
+
+
+def clustering(templates: Templates, calibration: Calibration) -> ClusterQuality:
+    from facetrail.people.clustering import CLUSTER_BAND, cluster_templates
+
+    rows = np.flatnonzero(templates.enrolled)
+    labels = cluster_templates(templates.vectors[rows], calibration.threshold(CLUSTER_BAND))
+    return cluster_quality([int(x) for x in labels], [lfw.identity(templates.keys[r]) for r in rows])
+
+
+def report(results: list[PipelineResult], *, command: str, versions: dict[str, str], stride: int = 1) -> str:
+    """The Markdown section for BENCHMARKS.md."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Run {when} on {platform.node() or 'unknown host'} ({platform.machine()}, {_cpus()} CPUs, "
+        f"Python {platform.python_version()}). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "", f"Reproduce: `{command}`", "",
+        *([f"**A slice: every {stride}th pair only; the figures are not comparable with full runs.**", ""]
+          if stride > 1 else []),
+        "### LFW View 2 verification (10 folds, threshold chosen on the other 9)", "",
+        "| pipeline | model | accuracy (mean ± std) | TAR @ FAR=1e-3 | ROC AUC | failed to enrol | time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        v = r.verification
+        lines.append(f"| {r.name} | {r.model_id} | {v.accuracy_mean:.2%} ± {v.accuracy_std:.2%} | "
+                     f"{v.tar_at_far_1e3:.2%} | {v.roc_auc:.4f} | {r.failed_to_enrol} of {r.images} | "
+                     f"{r.seconds:.0f} |")
+    lines += ["", f"### Open-set identification over {results[0].images if results else 0} LFW images", "",
+              "| pipeline | gallery | mated probes | non-mated probes | rank-1 | rank-10 | FNIR @ FPIR=0.3% |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results:
+        i = r.identification
+        lines.append(f"| {r.name} | {i.gallery} | {i.mated_probes} | {i.non_mated_probes} | {i.rank1:.2%} | "
+                     f"{i.rank10:.2%} | {i.fnir_at_fpir:.2%} |")
+    lines += ["", "### Score bands: thresholds from View 1 train, false-match rates measured on View 1 test", "",
+              "| pipeline | band | target FMR | distance threshold | measured FMR (test) | ratio |",
+              "|---|---|---|---|---|---|"]
+    for r in results:
+        assert r.calibration is not None
+        for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE):
+            measured = r.band_fmr_test[band.value]
+            lines.append(f"| {r.name} | {band.value} | {band.target_fmr:.0e} | {r.calibration.threshold(band):.4f} | "
+                         f"{measured:.2e} | {measured / band.target_fmr:.2f} |")
+    clustered = [r for r in results if r.clustering]
+    if clustered:
+        lines += ["", "### People clustering over all enrolled LFW faces (threshold: the 'strong' band)", "",
+                  "| pipeline | clusters | people | pairwise P | pairwise R | pairwise F "
+                  "| BCubed P | BCubed R | BCubed F |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in clustered:
+            c = r.clustering
+            assert c is not None
+            lines.append(f"| {r.name} | {c.clusters} | {c.people} | {c.pairwise_precision:.3f} | "
+                         f"{c.pairwise_recall:.3f} | {c.pairwise_f:.3f} | {c.bcubed_precision:.3f} | "
+                         f"{c.bcubed_recall:.3f} | {c.bcubed_f:.3f} |")
+    lines += ["", "Detectors that found the enrolled faces: " + "; ".join(
+        f"{r.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(r.detectors.items())) for r in results)]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the section between markers `<!-- name:begin -->` and `<!-- name:end -->`."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## Accuracy ({name})\n\n{block}\n"
+    path.write_text(text)
+
+
+def as_json(results: list[PipelineResult]) -> list[dict[str, Any]]:
+    out = []
+    for r in results:
+        item = asdict(r)
+        item["calibration"] = r.calibration.to_json() if r.calibration else None
+        out.append(item)
+    return out
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from facetrail.errors import IndexCorruptError
@@ -90,7 +90,7 @@ class Gallery:
                 generation = get_generation(session)
                 if generation == index.generation:
                     return SyncReport(0, 0, False)
-                rows = session.execute(select(Face.id).where(Face.model_id == self.model_id)).scalars().all()
+                rows = session.scalars(self._searchable()).all()
                 wanted = np.fromiter(rows, dtype=np.int64, count=len(rows))
                 have = index.ids()
                 missing = np.setdiff1d(wanted, have, assume_unique=True)
@@ -111,7 +111,7 @@ class Gallery:
             index = FaissIndex(self.path, self.dim)
             with self.db.read() as session:
                 generation = get_generation(session)
-                rows = session.execute(select(Face.id).where(Face.model_id == self.model_id)).scalars().all()
+                rows = session.scalars(self._searchable()).all()
                 for chunk in _chunks(np.fromiter(rows, dtype=np.int64, count=len(rows))):
                     self._add_from_store(session, index, chunk)
             index.set_generation(generation)
@@ -119,6 +119,10 @@ class Gallery:
                 index.save()
             self._index = index
             return SyncReport(added=len(index), removed=0, rebuilt=True, reason=reason)
+
+    def _searchable(self) -> Select[tuple[int]]:
+        """Ids of the faces searches may reach: this model's, not restricted (Art. 18)."""
+        return select(Face.id).where(Face.model_id == self.model_id, Face.restricted.is_(False))
 
     def _add_from_store(self, session: Session, index: FaissIndex, ids: NDArray[np.int64]) -> None:
         rows = session.execute(

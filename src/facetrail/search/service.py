@@ -167,8 +167,8 @@ class SearchService:
             if hit.face_id not in found:
                 continue  # erased since the index was read
             face, image, source = found[hit.face_id]
-            if source.id not in allowed:
-                continue  # defence in depth: the index filter already excluded it
+            if source.id not in allowed or face.restricted:
+                continue  # defence in depth: the index already excludes both
             results.append(SearchHit(
                 rank=len(results) + 1, face_id=face.id, image_id=image.id, source_id=source.id,
                 source_name=source.name, original_name=image.original_name,

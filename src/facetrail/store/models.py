@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql import false
 
 
 def utcnow() -> datetime:
@@ -118,6 +120,8 @@ class Face(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The identity clustering put this face in (people/); None until a clustering run reaches it.
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True, index=True)
+    # Art. 18 restriction: kept, but out of every search (and out of the index) while set.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     image: Mapped[StoredImage] = relationship(back_populates="faces")
 
@@ -202,3 +206,83 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class RightsRequest(Base):
+    """A data-subject request, recorded the moment it arrives (hard rule 7). `id` is the public reference;
+    the requester follows it with a secret status token, of which only the hash is kept."""
+
+    __tablename__ = "rights_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status_token_hash: Mapped[str] = mapped_column(String(64))
+    intake_ip_hash: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    code_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    selfie_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    selfie_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    matched_face_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    manual_check: Mapped[str] = mapped_column(String(20), default="none")
+    extension_months: Mapped[int] = mapped_column(Integer, default=0)
+    extension_reasons: Mapped[str | None] = mapped_column(Text, nullable=True)
+    extension_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refusal_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
+    unfounded_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    package_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    package_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    package_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    events: Mapped[list[RequestEvent]] = relationship(order_by="RequestEvent.id")
+
+
+class RequestEvent(Base):
+    """One status transition of a request, with who made it and why."""
+
+    __tablename__ = "request_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("rights_requests.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Suppression(Base):
+    """An opt-out (hard rule 6): only what is needed to recognise the person at ingestion, their templates,
+    kept with their consent for this purpose; `purposes` lists the purposes it covers ("*" = all)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    template: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Erasure(Base):
+    """A planned erasure, written before any byte is removed so an interrupted one resumes (hard rule 9).
+    `plan` names the faces and what happens to each image; `receipt` is what the person is given."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

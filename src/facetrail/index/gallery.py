@@ -120,7 +120,7 @@ class Gallery:
             self._index = index
             return SyncReport(added=len(index), removed=0, rebuilt=True, reason=reason)
 
-    def _searchable(self) -> Select[tuple[int]]:
+    def _searchable(self) -> Select[int]:
         """Ids of the faces searches may reach: this model's, not restricted (Art. 18)."""
         return select(Face.id).where(Face.model_id == self.model_id, Face.restricted.is_(False))
 

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
+    manual_check: bool = Field(default=False, description="every rights request also needs a DPO's manual check")
+    code_ttl_minutes: int = Field(default=30, ge=1, description="life of the e-mail code")
+    package_ttl_days: int = Field(default=7, ge=1, description="life of an access package's download link")
+    intake_per_hour: int = Field(default=10, ge=1, description="portal requests per e-mail and per IP per hour")
+    portal_url: str = Field(default="http://127.0.0.1:8000/portal", description="link sent to requesters")
+    smtp_host: str | None = Field(default=None, description="send mail by SMTP; else into <data>/outbox")
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "privacy@facetrail.invalid"
     cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
 
     def worker_count(self) -> int:

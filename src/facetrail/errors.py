@@ -42,3 +42,11 @@ class IndexCorruptError(FacetrailError):
 
 class AuditChainError(FacetrailError):
     """The audit log's hash chain is broken."""
+
+
+class RateLimitedError(FacetrailError):
+    """Too many requests from one address or for one e-mail address; try again later."""
+
+
+class ConflictError(FacetrailError):
+    """The action does not fit the object's current state (e.g. a closed request)."""

@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.config import Settings, get_settings
+from facetrail.errors import ConflictError
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
+from facetrail.policy.suppression import SuppressionList
+from facetrail.rights import identity
+from facetrail.rights.erasure import ErasureService
+from facetrail.rights.fulfilment import Fulfilment
+from facetrail.rights.mailer import Mailer, OutboxMailer, SmtpMailer
+from facetrail.rights.restriction import RestrictionService
+from facetrail.rights.service import RequestService
 from facetrail.search.scoring import Scorer
 from facetrail.search.service import SearchService
 from facetrail.sources.inputs import InputItem, Limits
@@ -31,6 +42,10 @@ from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry
 from facetrail.vision.backend import VisionConfig
+from facetrail.vision.calibration import Band
+
+RESUME_ACTOR = "system:erasure-resume"
+"""Who the audit log names for an erasure finished when a data directory is opened."""
 
 
 class Facetrail:
@@ -54,10 +69,38 @@ class Facetrail:
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit)
         self.people = PeopleService(self.db, self.audit, model_id=backend.model_id, dim=backend.template_dim)
+        self.suppressions = SuppressionList(self.db, self.audit, model_id=backend.model_id, dim=backend.template_dim)
+        self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
+                                      max_image_pixels=settings.max_image_pixels)
+        self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
-                                        self.analyzer, people=self.people)
+                                        self.analyzer, people=self.people, suppressions=self.suppressions)
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                     self.analyzer, Scorer(backend.calibration()))
+        # An erasure cut short by a crash is finished before anything else can read what it removes.
+        self.erasure.resume(RESUME_ACTOR)
+
+    @cached_property
+    def requests(self) -> RequestService:
+        """Data-subject requests, wired on first use (after every service they act through exists)."""
+        settings = self.settings
+        mailer: Mailer = (SmtpMailer(settings.smtp_host, settings.smtp_port, settings.mail_from, settings.smtp_user,
+                                     settings.smtp_password) if settings.smtp_host
+                          else OutboxMailer(self.data / "outbox", settings.mail_from))
+
+        def selfie(photo: bytes) -> NDArray[np.float32]:
+            return identity.selfie_template(self.analyzer, photo, settings.max_image_pixels)
+
+        def find_faces(photo: bytes) -> list[int]:
+            # The 'strong' band: a stranger's selfie finds someone else's face about once in 10,000.
+            if not self.search.scorer.calibrated:
+                raise ConflictError("this model has no calibration; rights requests need its 'strong' band")
+            return identity.find_own_faces(self.db, self.gallery, selfie(photo),
+                                           self.search.scorer.max_distance(Band.STRONG))
+
+        fulfilment = Fulfilment(settings, self.db, self.blobs, eraser=self.erasure, restricter=self.restriction,
+                                suppressor=self.suppressions, selfie_template=selfie, dim=self.gallery.dim)
+        return RequestService(settings, self.db, self.blobs, self.audit, mailer, find_faces, fulfilment)
 
     @classmethod
     def open(cls, data: Path | None = None, **overrides: object) -> Facetrail:
@@ -106,8 +149,9 @@ class IngestThenCluster(IngestService):
     """
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
-                 sources: SourceRegistry, analyzer: Analyzer, *, people: PeopleService) -> None:
-        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer)
+                 sources: SourceRegistry, analyzer: Analyzer, *, people: PeopleService,
+                 suppressions: SuppressionList) -> None:
+        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer, suppressions=suppressions)
         self.people = people
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,

@@ -29,6 +29,15 @@ ALLOWED = {
     ("POST", "/v1/accounts"): {"operator"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},
     ("GET", "/v1/audit/verify"): {"auditor", "dpo"},
+    ("GET", "/v1/requests"): {"dpo"},
+    ("GET", "/v1/requests/{request_id}"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/manual-check"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/approve"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/reject"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/extend"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/refuse"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/objection"): {"dpo"},
+    ("POST", "/v1/requests/{request_id}/fulfil"): {"dpo"},
     ("GET", "/v1/people"): {"operator"},
     ("POST", "/v1/people/cluster"): {"operator"},
     ("GET", "/v1/people/{person_id}"): {"operator"},
@@ -38,7 +47,9 @@ ALLOWED = {
 }
 # Valid bodies, so that a refusal is the role's doing and not the body's (bodies are checked first).
 PEOPLE_BODIES = {"/name": {"name": "someone"}, "/merge": {"other_ids": [2]}, "/split": {"face_ids": [1]}}
-PUBLIC = {("GET", "/health")}
+# The rights portal is public by design (its request routes need the request id and its secret token);
+# its HTML pages are left out of the schema, its JSON status is listed.
+PUBLIC = {("GET", "/health"), ("GET", "/portal/api/requests/{request_id}")}
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +110,16 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = {"name": "someone", "role": "operator"}
         elif path.startswith("/v1/people/{person_id}/"):
             kwargs["json"] = PEOPLE_BODIES[path[path.rindex("/"):]]
+        elif path.startswith("/v1/requests/{request_id}/"):
+            kwargs["json"] = REQUEST_BODIES.get(path[path.rindex("/"):])
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
+
+
+REQUEST_BODIES: dict[str, object] = {
+    "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
+    "/objection": {"uphold": True, "reason": "x"}, "/fulfil": {"note": ""},
+}
 
 
 def valid_source(name: str) -> dict[str, object]:

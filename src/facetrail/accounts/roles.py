@@ -25,6 +25,7 @@ class Action(StrEnum):
     INDEX_ADMIN = "index.admin"
     PEOPLE_READ = "people.read"
     PEOPLE_WRITE = "people.write"
+    REQUESTS = "requests"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -39,6 +40,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     # way around purpose-bound search, so investigators do not get it.
     Action.PEOPLE_READ: frozenset({Role.OPERATOR}),
     Action.PEOPLE_WRITE: frozenset({Role.OPERATOR}),
+    Action.REQUESTS: frozenset({Role.DPO}),
 }
 
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from facetrail import __version__
 from facetrail.api import errors
-from facetrail.api.routes import accounts, audit, people, search, sources
+from facetrail.api.routes import accounts, audit, people, portal, requests, search, sources
 from facetrail.api.schemas import Health
 from facetrail.api.uploads import keep_uploads_in_memory
 from facetrail.runtime import Facetrail
@@ -26,6 +26,6 @@ def create_app(ft: Facetrail) -> FastAPI:
     def health() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (sources, search, accounts, audit, people):
+    for module in (sources, search, accounts, audit, people, requests, portal):
         app.include_router(module.router)
     return app

@@ -7,12 +7,14 @@ from fastapi.responses import JSONResponse
 
 from facetrail.errors import (
     AuthenticationError,
+    ConflictError,
     FacetrailError,
     InvalidValueError,
     MediaError,
     NoFaceError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 
 STATUS: list[tuple[type[FacetrailError], int]] = [
@@ -22,6 +24,8 @@ STATUS: list[tuple[type[FacetrailError], int]] = [
     (InvalidValueError, 422),
     (MediaError, 422),
     (NoFaceError, 422),
+    (RateLimitedError, 429),
+    (ConflictError, 409),
 ]
 
 

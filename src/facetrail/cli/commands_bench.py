@@ -45,8 +45,8 @@ def accuracy(
     """LFW verification (10-fold), open-set identification, score-band calibration and clustering."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from facetrail.evaluation.accuracy import add_clustering, report, run_pipeline, select_keys, write_section
     from facetrail.evaluation.accuracy import as_json as results_json
-    from facetrail.evaluation.accuracy import report, run_pipeline, select_keys, write_section
 
     with reported_errors(as_json):
         settings = get_settings(model=model)
@@ -63,8 +63,9 @@ def accuracy(
             for name in pipelines:
                 results.append(run_pipeline(
                     name, lfw_root, keys, config, workers=workers or settings.worker_count(), cache=cache,
-                    progress=lambda n, done, _total: bar.update(tasks[n], completed=done), cluster=cluster,
-                    stride=stride))
+                    progress=lambda n, done, _total: bar.update(tasks[n], completed=done), stride=stride))
+        if cluster:
+            add_clustering(results)
         command = "facetrail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         text = report(results, command=command, versions=_versions(), stride=stride)
         if calibration_out is not None and results[0].calibration is not None:

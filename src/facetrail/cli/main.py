@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli import commands_admin, commands_bench, commands_data, demo
+from facetrail.cli import commands_admin, commands_bench, commands_data, commands_requests, demo
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState
 
@@ -34,6 +34,7 @@ app.add_typer(people_app, name="people")
 app.command("serve")(commands_admin.serve)
 app.command("demo")(demo.demo)
 app.add_typer(commands_bench.bench_app, name="bench")
+app.add_typer(commands_requests.request_app, name="request")
 
 
 def main() -> None:

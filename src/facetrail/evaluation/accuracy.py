@@ -46,6 +46,7 @@ class PipelineResult:
     clustering: ClusterQuality | None = None
     calibration: Calibration | None = None
     band_fmr_test: dict[str, float] = field(default_factory=dict)
+    templates: Templates | None = field(default=None, repr=False)
 
 
 def select_keys(root: Path, stride: int) -> list[str]:
@@ -59,7 +60,7 @@ def select_keys(root: Path, stride: int) -> list[str]:
 
 
 def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *, workers: int, cache: Path | None,
-                 progress: Progress | None, cluster: bool, stride: int = 1) -> PipelineResult:
+                 progress: Progress | None, stride: int = 1) -> PipelineResult:
     model_id = load_backend(config).model_id if name == "facetrail" else "face_recognition-1.3.0"
     started = time.perf_counter()
     templates = extract_templates(
@@ -84,15 +85,22 @@ def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *
     result.band_fmr_test = band_fmrs(impostor_distances(templates, test_keys),
                                      {b.value: calibration.threshold(b) for b in (Band.STRONG, Band.PROBABLE,
                                                                                 Band.POSSIBLE)})
-    if cluster:
-        result.clustering = clustering(templates, calibration)
+    result.templates = templates
     return result
 
 
-def clustering(templates: Templates, calibration: Calibration) -> ClusterQuality:
+def add_clustering(results: list[PipelineResult]) -> None:
+    """Cluster each pipeline's templates of the photos that *every* pipeline enrolled, so all are
+    measured on the same faces, with each pipeline's own 'strong' threshold."""
+    common = np.logical_and.reduce([r.templates.enrolled for r in results if r.templates is not None])
+    for r in results:
+        assert r.templates is not None and r.calibration is not None
+        r.clustering = clustering(r.templates, r.calibration, np.flatnonzero(common))
+
+
+def clustering(templates: Templates, calibration: Calibration, rows: np.ndarray) -> ClusterQuality:
     from facetrail.people.clustering import CLUSTER_BAND, cluster_templates
 
-    rows = np.flatnonzero(templates.enrolled)
     labels = cluster_templates(templates.vectors[rows], calibration.threshold(CLUSTER_BAND))
     return cluster_quality([int(x) for x in labels], [lfw.identity(templates.keys[r]) for r in rows])
 
@@ -133,7 +141,7 @@ def report(results: list[PipelineResult], *, command: str, versions: dict[str, s
                          f"{measured:.2e} | {measured / band.target_fmr:.2f} |")
     clustered = [r for r in results if r.clustering]
     if clustered:
-        lines += ["", "### People clustering over all enrolled LFW faces (threshold: the 'strong' band)", "",
+        lines += ["", "### People clustering (photos all pipelines enrolled; each one's 'strong' band)", "",
                   "| pipeline | clusters | people | pairwise P | pairwise R | pairwise F "
                   "| BCubed P | BCubed R | BCubed F |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -164,6 +172,7 @@ def as_json(results: list[PipelineResult]) -> list[dict[str, Any]]:
     out = []
     for r in results:
         item = asdict(r)
+        item.pop("templates", None)
         item["calibration"] = r.calibration.to_json() if r.calibration else None
         out.append(item)
     return out

@@ -21,7 +21,11 @@ class IngestReport:
     images_added: int = 0
     images_skipped: int = 0
     images_without_faces: int = 0
+    # Images every face of which was on the suppression list: not recorded at all (hard rule 6).
+    images_suppressed: int = 0
     faces_added: int = 0
+    # Faces dropped at the door because they match an opt-out; a count only, never who.
+    faces_suppressed: int = 0
     errors: list[ItemError] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -29,7 +33,8 @@ class IngestReport:
         return {
             "source_id": self.source_id, "items": self.items, "images_added": self.images_added,
             "images_skipped": self.images_skipped, "images_without_faces": self.images_without_faces,
-            "faces_added": self.faces_added, "errors": len(self.errors),
+            "images_suppressed": self.images_suppressed, "faces_added": self.faces_added,
+            "faces_suppressed": self.faces_suppressed, "errors": len(self.errors),
         }
 
     def as_dict(self) -> dict[str, Any]:

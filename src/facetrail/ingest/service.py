@@ -4,6 +4,9 @@ Each image is committed in its own transaction (image row, face rows and the ind
 together), after its blobs are written under deterministic keys. A crash therefore loses at most
 the images in flight, and a re-run skips what was committed and redoes the rest: the same end
 state as an uninterrupted run. The index catches up from the store on its next open.
+
+Faces of people on the suppression list (hard rule 6) are dropped in that same transaction, before
+any of their bytes is written: no template, no crop, and their region blacked out in the stored image.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
@@ -26,6 +31,9 @@ from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, analyze_in_worker, init_worker
 from facetrail.ingest.report import IngestReport, ItemError
+from facetrail.media.image import decode_image
+from facetrail.media.redact import encode, hide_regions
+from facetrail.policy.suppression import SuppressionList
 from facetrail.sources.inputs import InputItem
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
@@ -47,8 +55,9 @@ class _Pending:
 
 class IngestService:
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
-                 sources: SourceRegistry, analyzer: Analyzer) -> None:
+                 sources: SourceRegistry, analyzer: Analyzer, *, suppressions: SuppressionList) -> None:
         self.settings = settings
+        self.suppressions = suppressions
         self.db = db
         self.blobs = blobs
         self.gallery = gallery
@@ -80,7 +89,7 @@ class IngestService:
             if isinstance(outcome, BaseException):
                 report.errors.append(ItemError(job.item.name, _cause(outcome)))
             else:
-                since_save += self._commit(source.id, job, outcome, report)
+                since_save += self._commit(source.id, source.purposes, job, outcome, report)
                 if since_save >= self.settings.index_save_every:
                     self.gallery.save()
                     since_save = 0
@@ -136,12 +145,15 @@ class IngestService:
                 head, future = window.popleft()
                 yield head, _attempt(future.result)
 
-    def _commit(self, source_id: int, job: _Pending, analysis: ImageAnalysis, report: IngestReport) -> int:
-        """Store one analysed image; returns 1 if it was added, 0 if another writer had it already."""
-        prefix = f"{job.sha256}-{source_id}"
-        image_key = self.blobs.put(f"images/{prefix}", job.data) if self.settings.store_images else None
-        crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg)
-                     for i, face in enumerate(analysis.faces)]
+    def _commit(self, source_id: int, purposes: list[str], job: _Pending, analysis: ImageAnalysis,
+                report: IngestReport) -> int:
+        """Store one analysed image; returns 1 if it was added, 0 if not (another writer had it already, or
+        every face in it was suppressed).
+
+        The suppression list is consulted inside the transaction that commits the image, under the write
+        lock, so an opt-out recorded at any moment before that commit is honoured; the blobs are written
+        after that decision and before the commit (a crash leaves at most blobs under deterministic keys,
+        which a re-run overwrites)."""
         model_id = self.analyzer.backend.model_id
         with self.db.write() as session, session.begin():
             exists = session.scalar(select(StoredImage.id).where(
@@ -149,14 +161,25 @@ class IngestService:
             if exists is not None:
                 report.images_skipped += 1
                 return 0
+            kept, dropped = self._screen(session, purposes, analysis.faces)
+            report.faces_suppressed += len(dropped)
+            if dropped and not kept:
+                # Every face in it belongs to people who opted out: the image is not recorded at all. Its
+                # pixels, name and hash would only document their presence, and an image with no searchable
+                # face serves no purpose of the source. A re-run analyses it again and drops it again.
+                report.images_suppressed += 1
+                return 0
+            prefix = f"{job.sha256}-{source_id}"
+            image_key = self._put_image(prefix, job, analysis, dropped) if self.settings.store_images else None
+            crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg) for i, face in enumerate(kept)]
             image = StoredImage(
                 source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
                 width=analysis.width, height=analysis.height, format=analysis.format,
-                face_count=len(analysis.faces), blob_key=image_key,
+                face_count=len(kept), blob_key=image_key,
             )
             session.add(image)
             session.flush()
-            faces = [_face_row(image, i, face, model_id, crop_keys[i]) for i, face in enumerate(analysis.faces)]
+            faces = [_face_row(image, i, face, model_id, crop_keys[i]) for i, face in enumerate(kept)]
             session.add_all(faces)
             session.flush()
             generation = bump_generation(session) if faces else None
@@ -167,11 +190,29 @@ class IngestService:
         elif generation is not None:
             self.gallery.add_committed(
                 np.array([f.id for f in faces], dtype=np.int64),
-                np.stack([face.template for face in analysis.faces]),
+                np.stack([face.template for face in kept]),
                 np.full(len(faces), source_id, dtype=np.int64),
                 generation,
             )
         return 1
+
+    def _screen(self, session: Session, purposes: list[str],
+                faces: list[AnalyzedFace]) -> tuple[list[AnalyzedFace], list[AnalyzedFace]]:
+        """(faces to store, faces of people on the suppression list for one of these purposes)."""
+        suppressed = self.suppressions.screen([face.template for face in faces], purposes, session=session)
+        kept = [face for face, drop in zip(faces, suppressed, strict=True) if not drop]
+        dropped = [face for face, drop in zip(faces, suppressed, strict=True) if drop]
+        return kept, dropped
+
+    def _put_image(self, prefix: str, job: _Pending, analysis: ImageAnalysis, dropped: list[AnalyzedFace]) -> str:
+        """Store the image's bytes: as received, or with the suppressed faces blacked out and re-encoded
+        (which also drops metadata such as an EXIF thumbnail, where their face would still show)."""
+        data = job.data
+        if dropped:
+            pixels = decode_image(job.data, max_pixels=self.settings.max_image_pixels).pixels
+            hidden = hide_regions(Image.fromarray(pixels), [face.detection.box for face in dropped], fill=True)
+            data = encode(hidden, "JPEG" if analysis.format in ("JPEG", "MPO") else "PNG")
+        return self.blobs.put(f"images/{prefix}", data)
 
 
 def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: str, crop_key: str) -> Face:

@@ -69,11 +69,17 @@ class Database:
     def migrate(self) -> None:
         migrate(self.engine)
 
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database file and truncate it (SQLite only)."""
-        if self.url.startswith("sqlite"):
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """Fold the write-ahead log into the database file and truncate it (SQLite only).
+
+        Returns False when a reader or writer of another connection kept SQLite from finishing (the
+        busy timeout ran out), so a caller that must leave no bytes in the log (erasure) can retry."""
+        if not self.url.startswith("sqlite"):
+            return True
+        with self.engine.connect() as conn:
+            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        # (busy, frames in the log, frames checkpointed): busy = 1 means it could not complete.
+        return row is None or int(row[0]) == 0
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,340 @@
+"""Erasure (GDPR Art. 17, hard rule 9): a person's faces leave no recoverable bytes behind.
+
+An erasure is planned before any byte is removed: an `Erasure` row names the faces, their crops, and what
+happens to each image (redacted when other faces remain in it, deleted when none does). It then moves through
+idempotent steps, each recorded in `state`, so that a crash at any point (even SIGKILL) is finished by
+`resume()` with the same end state as an uninterrupted run:
+
+    planned        the plan is committed; nothing removed yet
+    rows_deleted   one transaction deleted the face rows (and people left without a face, whose name is
+                   personal data), updated or deleted the images and bumped the index generation: from this
+                   commit on no search can return the faces, since search resolves every hit through the store
+    index_updated  the vector index followed the store and was saved (atomic rewrite: no old vectors remain)
+    blobs_removed  crops deleted; stored images redacted (blacked out, re-encoded without metadata) or deleted;
+                   the plan is reduced to ids, so that no box or blob key of the person outlives this step
+    completed      after a WAL checkpoint (TRUNCATE) folded the log into the database file, where
+                   secure_delete has zeroed the deleted rows: the receipt is stored and audited
+
+Search history (which search showed which face id) is kept: it holds ids only, and it is what tells a person
+who was shown their face (Art. 15 recipients).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from facetrail.audit.log import AuditLog
+from facetrail.errors import FacetrailError, InvalidValueError, NotFoundError
+from facetrail.index.gallery import Gallery
+from facetrail.media.image import decode_image
+from facetrail.media.redact import encode, hide_regions
+from facetrail.store.blobs import BlobStore
+from facetrail.store.db import Database, bump_generation
+from facetrail.store.models import Erasure, Face, Person, StoredImage, utcnow
+from facetrail.vision.types import Box
+
+log = logging.getLogger(__name__)
+CRASH_ENV = "FACETRAIL_CRASH_AT"
+"""Tests only: the name of a crash point at which the process kills itself with SIGKILL."""
+CRASH_POINTS = ("planned", "rows_deleted", "index_updated", "blobs_partial", "blobs_removed", "checkpointed")
+CHUNK = 500  # ids per IN (...) clause, well under every backend's limit on bound parameters
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class ErasureState(StrEnum):
+    PLANNED = "planned"
+    ROWS_DELETED = "rows_deleted"
+    INDEX_UPDATED = "index_updated"
+    BLOBS_REMOVED = "blobs_removed"
+    COMPLETED = "completed"
+
+
+class Action(StrEnum):
+    REDACT = "redact"
+    DELETE = "delete"
+
+
+def crash_point(name: str) -> None:
+    """Die here, as a power cut would, when the crash tests ask for it (no clean-up, no flush)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ErasureService:
+    def __init__(self, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog, *,
+                 max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.gallery = gallery
+        self.audit = audit
+        # The stored images passed this decoding limit at ingestion; redaction decodes them again.
+        self.max_image_pixels = max_image_pixels
+
+    def erase(self, actor_name: str, face_ids: Sequence[int], *, request_id: str | None) -> dict[str, Any]:
+        """Erase these faces completely and return the receipt (ids and counts only). Ids that are not in
+        the store (erased before, or never there) are skipped: erasing twice is not an error."""
+        erasure_id = self._plan(actor_name, clean_face_ids(face_ids), request_id)
+        crash_point("planned")
+        return self._finish(actor_name, erasure_id)
+
+    def resume(self, actor_name: str) -> list[dict[str, Any]]:
+        """Finish every erasure left unfinished (by a crash) and return their receipts; one indexed query when
+        there is none. One that cannot finish now (the log kept busy by another connection) is logged and
+        left for the next call: `pending()` names it."""
+        receipts = []
+        for erasure_id in self.pending():
+            try:
+                receipts.append(self._finish(actor_name, erasure_id))
+            except FacetrailError as exc:
+                log.warning("erasure %d could not be finished yet: %s", erasure_id, exc)
+        return receipts
+
+    def pending(self) -> list[int]:
+        """Ids of the erasures not completed yet."""
+        with self.db.read() as session:
+            return list(session.scalars(select(Erasure.id).where(
+                Erasure.state != ErasureState.COMPLETED.value).order_by(Erasure.id)))
+
+    def receipt(self, erasure_id: int) -> dict[str, Any] | None:
+        """The receipt of a completed erasure (None while it is unfinished)."""
+        with self.db.read() as session:
+            erasure = session.get(Erasure, erasure_id)
+            if erasure is None:
+                raise NotFoundError("no such erasure")
+            return erasure.receipt
+
+    # -- planning ----------------------------------------------------------------------------------
+    def _plan(self, actor_name: str, wanted: list[int], request_id: str | None) -> int:
+        with self.db.write() as session, session.begin():
+            faces: list[Any] = []
+            for chunk in _chunks(wanted):
+                faces += session.execute(select(
+                    Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted,
+                    Face.box_left, Face.box_top, Face.box_right, Face.box_bottom).where(Face.id.in_(chunk))).all()
+            images = _image_plans(session, faces)
+            plan = {
+                "faces": sorted(f.id for f in faces),
+                # The index holds this model's unrestricted faces only (Gallery._searchable).
+                "indexed": sorted(f.id for f in faces if f.model_id == self.gallery.model_id and not f.restricted),
+                "crops": sorted(f.crop_key for f in faces if f.crop_key),
+                "images": images,
+                "not_found": len(wanted) - len(faces),
+            }
+            erasure = Erasure(request_id=request_id, state=ErasureState.PLANNED.value, plan=plan)
+            session.add(erasure)
+            session.flush()
+            self.audit.record(session, actor=actor_name, action="erasure.planned", details={
+                "erasure_id": erasure.id, "request_id": request_id, "face_ids": plan["faces"],
+                "faces_not_found": plan["not_found"],
+                "images_to_redact": sum(1 for i in images if i["action"] == Action.REDACT),
+                "images_to_delete": sum(1 for i in images if i["action"] == Action.DELETE),
+            })
+            return erasure.id
+
+    # -- the steps -----------------------------------------------------------------------------------
+    def _finish(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
+        while True:
+            # Re-read each time: another process may be finishing the same erasure (resume on open).
+            with self.db.read() as session:
+                erasure = session.get(Erasure, erasure_id)
+                if erasure is None:
+                    raise NotFoundError("no such erasure")
+                state, plan = erasure.state, erasure.plan
+            match state:
+                case ErasureState.PLANNED:
+                    self._delete_rows(erasure_id)
+                    crash_point("rows_deleted")
+                case ErasureState.ROWS_DELETED:
+                    self._update_index(plan)
+                    crash_point("index_updated")
+                    self._advance(erasure_id, ErasureState.ROWS_DELETED, ErasureState.INDEX_UPDATED)
+                case ErasureState.INDEX_UPDATED:
+                    self._remove_blobs(plan)
+                    crash_point("blobs_removed")
+                    self._advance(erasure_id, ErasureState.INDEX_UPDATED, ErasureState.BLOBS_REMOVED,
+                                  plan=_compact(plan))
+                case ErasureState.BLOBS_REMOVED:
+                    self._checkpoint()
+                    crash_point("checkpointed")
+                    return self._complete(actor_name, erasure_id)
+                case ErasureState.COMPLETED:
+                    assert erasure.receipt is not None
+                    return erasure.receipt
+                case _:
+                    raise FacetrailError(f"erasure {erasure_id} is in an unknown state {state!r}")
+
+    def _delete_rows(self, erasure_id: int) -> None:
+        """Step (a), one transaction: from its commit on, no search can return the faces."""
+        with self.db.write() as session, session.begin():
+            erasure = session.get(Erasure, erasure_id)
+            if erasure is None or erasure.state != ErasureState.PLANNED:
+                return  # another process took this step
+            plan = dict(erasure.plan)
+            people: set[int] = set()
+            for chunk in _chunks(plan["faces"]):
+                people.update(person for person in session.scalars(select(Face.person_id).where(
+                    Face.id.in_(chunk), Face.person_id.is_not(None))) if person is not None)
+                session.execute(delete(Face).where(Face.id.in_(chunk)))
+            plan["images"] = _settle_images(session, plan["images"])
+            if people:
+                # A person (a cluster, maybe named by the operator) left with no face is personal data
+                # about nobody else: it goes too. One keeping other faces stays.
+                still_used = select(Face.id).where(Face.person_id == Person.id).exists()
+                session.execute(delete(Person).where(Person.id.in_(sorted(people)), ~still_used))
+            bump_generation(session)
+            erasure.plan = plan
+            erasure.state = ErasureState.ROWS_DELETED.value
+
+    def _update_index(self, plan: dict[str, Any]) -> None:
+        """Step (b): the index follows the store (its generation moved) and is rewritten atomically."""
+        index = self.gallery.index()
+        left = np.intersect1d(index.ids(), np.asarray(plan["indexed"], dtype=np.int64))
+        if len(left):
+            raise FacetrailError(f"the index still holds {len(left)} erased face(s) after following the store")
+        self.gallery.save()
+
+    def _remove_blobs(self, plan: dict[str, Any]) -> None:
+        """Step (c): crops go; images keeping other faces are redacted, the others deleted. Each operation
+        is idempotent (deleting a missing blob is a no-op; redacting twice blacks out the same boxes)."""
+        for key in plan["crops"]:
+            self.blobs.delete(key)
+        for image in plan["images"]:
+            key = image.get("blob_key")
+            if key is None:
+                continue  # the image's bytes were never kept (store_images off)
+            if image["action"] == Action.DELETE:
+                self.blobs.delete(key)
+            else:
+                self._redact(key, image)
+            crash_point("blobs_partial")
+
+    def _redact(self, key: str, image: dict[str, Any]) -> None:
+        if not self.blobs.exists(key):
+            return
+        # Boxes are in the upright image (EXIF orientation applied), as decode_image gives it; the redacted
+        # copy is written upright and without metadata, so a second pass sees the same coordinates.
+        pixels = decode_image(self.blobs.get(key), max_pixels=self.max_image_pixels).pixels
+        hidden = hide_regions(Image.fromarray(pixels), [Box(*box) for box in image["boxes"]], fill=True)
+        self.blobs.put(key, encode(hidden, "JPEG" if image["format"] in ("JPEG", "MPO") else "PNG"))
+
+    def _checkpoint(self) -> None:
+        """Step (d): deleted rows were zeroed in the database file (secure_delete), but earlier versions of
+        their pages may still sit in the write-ahead log until it is folded in and truncated."""
+        if not self.db.checkpoint():
+            raise FacetrailError("the write-ahead log could not be truncated while another connection used it; "
+                                 "the erasure is finished on the next open or by resuming it")
+
+    def _complete(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
+        """Step (e): the receipt, stored and audited in one transaction."""
+        with self.db.write() as session, session.begin():
+            erasure = session.get(Erasure, erasure_id)
+            assert erasure is not None
+            if erasure.state == ErasureState.COMPLETED and erasure.receipt is not None:
+                return erasure.receipt  # another process completed it
+            completed_at = utcnow()
+            counts = erasure.plan["counts"]
+            receipt = {
+                "erasure_id": erasure.id, "request_id": erasure.request_id,
+                "face_ids": erasure.plan["faces"], "faces_erased": counts["faces"],
+                "crops_deleted": counts["crops"], "index_entries_removed": counts["index_entries"],
+                "images_redacted": counts["images_redacted"], "images_deleted": counts["images_deleted"],
+                "completed_at": completed_at.isoformat(),
+            }
+            erasure.state = ErasureState.COMPLETED.value
+            erasure.receipt = receipt
+            erasure.completed_at = completed_at
+            self.audit.record(session, actor=actor_name, action="erasure.completed", details=receipt)
+            return receipt
+
+    def _advance(self, erasure_id: int, current: ErasureState, to: ErasureState, *,
+                 plan: dict[str, Any] | None = None) -> None:
+        """Record that a step is done, unless another process recorded it first."""
+        values: dict[str, Any] = {"state": to.value}
+        if plan is not None:
+            values["plan"] = plan
+        with self.db.write() as session, session.begin():
+            session.execute(update(Erasure).where(Erasure.id == erasure_id, Erasure.state == current.value)
+                            .values(**values))
+
+
+def _image_plans(session: Session, faces: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per affected image: redact (other faces remain: hide the erased faces' boxes) or delete."""
+    by_image: dict[int, list[Any]] = {}
+    for face in faces:
+        by_image.setdefault(face.image_id, []).append(face)
+    plans = []
+    for chunk in _chunks(sorted(by_image)):
+        total = _face_counts(session, chunk)
+        for image_id, blob_key, fmt in session.execute(
+                select(StoredImage.id, StoredImage.blob_key, StoredImage.format).where(StoredImage.id.in_(chunk))):
+            others = total.get(image_id, 0) - len(by_image[image_id])
+            plans.append({
+                "id": image_id, "action": Action.REDACT.value if others > 0 else Action.DELETE.value,
+                "blob_key": blob_key, "format": fmt,
+                "boxes": [[f.box_left, f.box_top, f.box_right, f.box_bottom] for f in by_image[image_id]],
+            })
+    return sorted(plans, key=lambda p: p["id"])
+
+
+def _settle_images(session: Session, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With the faces deleted: delete the images left without a face, count the others' remaining faces.
+    The action follows what is actually left (another erasure may have run since the plan was made)."""
+    ids = [image["id"] for image in images]
+    left: dict[int, int] = {}
+    for chunk in _chunks(ids):
+        left.update(_face_counts(session, chunk))
+    settled = []
+    for image in images:
+        remaining = left.get(image["id"], 0)
+        if remaining:
+            session.execute(update(StoredImage).where(StoredImage.id == image["id"]).values(face_count=remaining))
+        settled.append({**image, "action": (Action.REDACT if remaining else Action.DELETE).value})
+    gone = [image["id"] for image in settled if image["action"] == Action.DELETE]
+    for chunk in _chunks(gone):
+        session.execute(delete(StoredImage).where(StoredImage.id.in_(chunk)))
+    return settled
+
+
+def _face_counts(session: Session, image_ids: list[int]) -> dict[int, int]:
+    """Image id -> how many faces it has in the store now (images with none are absent)."""
+    rows = session.execute(select(Face.image_id, func.count()).where(Face.image_id.in_(image_ids))
+                           .group_by(Face.image_id)).all()
+    return {int(image_id): int(count) for image_id, count in rows}
+
+
+def _compact(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan once the bytes are gone: ids, actions and counts; no box, crop or blob key stays behind."""
+    images = plan["images"]
+    return {
+        "faces": plan["faces"],
+        "images": [{"id": image["id"], "action": image["action"]} for image in images],
+        "not_found": plan["not_found"],
+        "counts": {
+            "faces": len(plan["faces"]), "crops": len(plan["crops"]), "index_entries": len(plan["indexed"]),
+            "images_redacted": sum(1 for image in images if image["action"] == Action.REDACT),
+            "images_deleted": sum(1 for image in images if image["action"] == Action.DELETE),
+        },
+    }
+
+
+def clean_face_ids(face_ids: Sequence[int]) -> list[int]:
+    """Distinct face ids in ascending order; anything but whole numbers is refused."""
+    if isinstance(face_ids, str | bytes) or any(isinstance(i, bool) or not isinstance(i, int | np.integer)
+                                                for i in face_ids):
+        raise InvalidValueError("face_ids", "a list of face ids (whole numbers)")
+    return sorted({int(i) for i in face_ids})
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield list(ids[start:start + CHUNK])

@@ -1,0 +1,215 @@
+"""The request workflow end to end on the real samples: intake, e-mail code, selfie, answers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from facetrail.accounts.roles import Actor, Role
+from facetrail.cli.main import app
+from facetrail.errors import ConflictError, InvalidValueError, PermissionDeniedError
+from facetrail.runtime import Facetrail
+from facetrail.store.models import Face, RightsRequest, SearchResultRecord, StoredImage
+from tests.conftest import LFW, labelled_people, sample_bytes
+
+DPO = Actor("dora", Role.DPO)
+IVY = Actor("ivy", Role.INVESTIGATOR)
+
+
+def code_for(ft: Facetrail, email: str) -> str:
+    """The newest code mailed to `email`, read from the outbox like the person would."""
+    for path in sorted((ft.data / "outbox").glob("*.eml"), reverse=True):
+        text = path.read_text()
+        if f"To: {email}" in text and "confirmation code" in text:
+            found = re.search(r"Your confirmation code: (\d{6})", text)
+            assert found
+            return found.group(1)
+    raise AssertionError(f"no code mailed to {email}")
+
+
+def full_request(ft: Facetrail, kind: str, selfie: bytes, email: str = "barack@example.org",
+                 **details: object) -> tuple[str, str]:
+    intake = ft.requests.intake(kind=kind, email=email, details=dict(details), client_ip="203.0.113.5")
+    assert ft.requests.verify_email(intake.request.id, intake.status_token, code_for(ft, email))
+    ft.requests.submit_selfie(intake.request.id, intake.status_token, selfie)
+    return intake.request.id, intake.status_token
+
+
+def obama_face_ids(ft: Facetrail) -> set[int]:
+    """Faces in photos labelled as Obama's, by searching them at the strong band (the test's ground truth)."""
+    found: set[int] = set()
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg"):
+        outcome = ft.search.search(IVY, sample_bytes(name), purpose="demo", case_ref="truth", top_k=100,
+                                   min_band="strong")
+        found |= {r.face_id for r in outcome.results}
+    return found
+
+
+@pytest.fixture
+def rights_ft(samples_ft: Facetrail) -> Iterator[Facetrail]:
+    yield samples_ft
+
+
+def test_access_package_is_complete_and_hides_other_people(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    people = labelled_people()
+    obama_images = {n for n, who in people.items() if "barack_obama" in who}
+    ft.search.search(IVY, sample_bytes("obama.jpg"), purpose="demo", case_ref="case-A", top_k=5)
+    ft.search.search(IVY, sample_bytes("kit_harington1.jpeg"), purpose="demo", case_ref="case-K", top_k=5,
+                     min_band="strong")
+    truth = obama_face_ids(ft)
+    request_id, token = full_request(ft, "access", sample_bytes("obama2.jpg"))
+    status = ft.requests.status(request_id, token)
+    assert status["status"] == "completed" and status["answer"]["faces"] == len(truth)
+    url = status["answer"]["download"]
+    package = ft.requests.download(request_id, url.split("token=")[1])
+    archive = zipfile.ZipFile(io.BytesIO(package))
+    data = json.loads(archive.read("data.json"))
+    assert {f["face_id"] for f in data["faces"]} == truth
+    assert {Path(f["original_name"]).name for f in data["faces"]} == obama_images
+    assert "index.html" in archive.namelist()
+    for face in data["faces"]:
+        assert face["source"]["legal_basis"] == "consent" and face["source"]["purposes"] == ["demo"]
+        assert face["deleted_by"] and face["source"]["retention_days"] == 365
+    # Recipients: exactly the searches that returned one of his faces, with role, purpose and case only.
+    with ft.db.read() as session:
+        expected = set(session.scalars(select(SearchResultRecord.search_id).where(
+            SearchResultRecord.face_id.in_(truth))))
+    assert len(data["recipients"]) == len(expected)
+    assert {r["case_ref"] for r in data["recipients"]} == {"case-A", "truth"}
+    assert all(set(r) == {"date", "role", "purpose", "case_ref", "your_faces_shown"} for r in data["recipients"])
+    # In the group photo Biden's face is hidden and Obama's is not.
+    group = next(f for f in data["faces"] if f["original_name"].endswith("two_people.jpg"))
+    with ft.db.read() as session:
+        image = session.get(StoredImage, group["image_id"])
+        assert image is not None
+        biden = next(f for f in session.scalars(select(Face).where(Face.image_id == image.id))
+                     if f.id != group["face_id"])
+    original = np.asarray(Image.open(io.BytesIO(sample_bytes("two_people.jpg"))).convert("RGB"), dtype=float)
+    shown = np.asarray(Image.open(io.BytesIO(archive.read(group["image_file"]))).convert("RGB"), dtype=float)
+    b, o = (biden.box_top, biden.box_bottom, biden.box_left, biden.box_right), group["box"]
+    assert np.abs(shown[b[0]:b[1], b[2]:b[3]] - original[b[0]:b[1], b[2]:b[3]]).mean() > 20
+    assert np.abs(shown[o["top"]:o["bottom"], o["left"]:o["right"]]
+                  - original[o["top"]:o["bottom"], o["left"]:o["right"]]).mean() < 8
+
+
+def test_repeated_access_requests_are_each_answered_in_full(rights_ft: Facetrail) -> None:
+    answers = [rights_ft.requests.status(*full_request(rights_ft, "access", sample_bytes("obama2.jpg")))["answer"]
+               for _ in range(3)]
+    assert answers[0]["faces"] > 0 and all(a["faces"] == answers[0]["faces"] for a in answers)
+
+
+def test_wrong_code_or_unknown_face_reveals_nothing(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    intake = ft.requests.intake(kind="confirm", email="someone@example.org", client_ip="198.51.100.7")
+    rid, token = intake.request.id, intake.status_token
+    assert not ft.requests.verify_email(rid, token, "000000" if code_for(ft, "someone@example.org") != "000000"
+                                        else "111111")
+    ft.requests.submit_selfie(rid, token, sample_bytes("obama2.jpg"))
+    unverified = ft.requests.status(rid, token)
+    assert unverified["answer"] is None and unverified["status"] == "identity_pending"
+    # A verified stranger whose face is not held gets the same shape, with nothing found.
+    stranger = (LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").read_bytes()
+    no_match = ft.requests.status(*full_request(ft, "confirm", stranger, email="aaron@example.org"))
+    assert set(no_match) == set(unverified)
+    assert no_match["answer"] == {"holds_data": False, "faces": 0, "images": 0}
+    # Five wrong codes lock the code out: the right one no longer works.
+    other = ft.requests.intake(kind="confirm", email="late@example.org", client_ip="198.51.100.8")
+    for _ in range(5):
+        ft.requests.verify_email(other.request.id, other.status_token, "999999x")
+    assert not ft.requests.verify_email(other.request.id, other.status_token, code_for(ft, "late@example.org"))
+
+
+def test_selfie_is_deleted_when_the_request_closes(rights_ft: Facetrail) -> None:
+    rid, _token = full_request(rights_ft, "confirm", sample_bytes("obama2.jpg"))
+    assert not list((rights_ft.data / "blobs" / "selfies").rglob("*"))[:1] or not any(
+        p.is_file() for p in (rights_ft.data / "blobs" / "selfies").rglob("*"))
+    with rights_ft.db.read() as session:
+        request = session.get(RightsRequest, rid)
+        assert request is not None and request.selfie_key is None and request.closed_at is not None
+
+
+def test_manual_check_holds_the_answer_until_approved(samples_ft: Facetrail) -> None:
+    samples_ft.close()
+    ft = Facetrail.open(samples_ft.data, workers=1, manual_check=True)
+    rid, token = full_request(ft, "confirm", sample_bytes("obama2.jpg"))
+    assert ft.requests.status(rid, token)["answer"] is None
+    ft.requests.approve(DPO, rid)
+    assert ft.requests.status(rid, token)["answer"]["holds_data"] is True
+    rid2, token2 = full_request(ft, "access", sample_bytes("obama2.jpg"), email="other@example.org")
+    ft.requests.reject(DPO, rid2, "the selfie does not show the requester")
+    status = ft.requests.status(rid2, token2)
+    assert status["status"] == "refused" and status["answer"] is None and "complaint" in status["refusal"]
+    ft.close()
+
+
+def test_extension_needs_reasons_and_the_first_month(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    intake = ft.requests.intake(kind="rectification", email="r@example.org", details={"message": "wrong date"})
+    rid = intake.request.id
+    ft.requests.verify_email(rid, intake.status_token, code_for(ft, "r@example.org"))
+    ft.requests.submit_selfie(rid, intake.status_token, sample_bytes("obama2.jpg"))
+    with pytest.raises(InvalidValueError, match="reasons"):
+        ft.requests.extend(DPO, rid, months=1, reasons="  ")
+    ft.requests.extend(DPO, rid, months=2, reasons="the archive is being migrated")
+    view = ft.requests.get(DPO, rid)
+    assert ft.requests.due(view) == view.received_at.replace() + (ft.requests.due(view) - view.received_at)
+    assert (ft.requests.due(view) - view.received_at).days >= 89
+    late = ft.requests.intake(kind="rectification", email="s@example.org")
+    with ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == late.request.id).values(
+            received_at=datetime.now(UTC) - timedelta(days=40)))
+    with pytest.raises(ConflictError, match="first month"):
+        ft.requests.extend(DPO, late.request.id, months=1, reasons="busy")
+
+
+def test_refusal_needs_a_justification_and_tells_of_the_right_to_complain(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    intake = ft.requests.intake(kind="access", email="x@example.org")
+    with pytest.raises(InvalidValueError, match="justification"):
+        ft.requests.refuse(DPO, intake.request.id, "")
+    ft.requests.refuse(DPO, intake.request.id, "the fifth identical request today", unfounded=True)
+    status = ft.requests.status(intake.request.id, intake.status_token)
+    assert "supervisory authority" in status["refusal"]["complaint"]
+    with pytest.raises(PermissionDeniedError):
+        ft.requests.refuse(IVY, intake.request.id, "no")
+
+
+def test_intake_validates_and_records_at_once(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    with pytest.raises(InvalidValueError, match="email"):
+        ft.requests.intake(kind="access", email="not-an-address")
+    with pytest.raises(InvalidValueError, match="kind"):
+        ft.requests.intake(kind="forget-me-maybe", email="a@example.org")
+    with pytest.raises(InvalidValueError, match="consent"):
+        ft.requests.intake(kind="opt-out", email="a@example.org")
+    intake = ft.requests.intake(kind="objection", email="a@example.org", details={"reasons": "my situation"})
+    request = ft.requests.get(DPO, intake.request.id)
+    assert request.status == "identity_pending" and [e.to_status for e in request.events] == [
+        "received", "identity_pending"]
+    assert request.due_at.date() >= (request.received_at + timedelta(days=28)).date()
+
+
+def test_overdue_command_exits_non_zero(rights_ft: Facetrail) -> None:
+    ft = rights_ft
+    runner = CliRunner()
+    assert runner.invoke(app, ["--data", str(ft.data), "request", "overdue"]).exit_code == 0
+    intake = ft.requests.intake(kind="access", email="late@example.org")
+    with ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == intake.request.id).values(
+            due_at=datetime.now(UTC) - timedelta(days=1)))
+    result = runner.invoke(app, ["--data", str(ft.data), "request", "overdue"])
+    assert result.exit_code == 1 and intake.request.id in result.output
+    listed = json.loads(runner.invoke(app, ["--data", str(ft.data), "request", "list", "--json"]).output)
+    assert listed[0]["id"] == intake.request.id and listed[0]["overdue"] is True

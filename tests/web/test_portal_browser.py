@@ -1,0 +1,106 @@
+"""The rights portal end to end in a real browser: Debian's Chromium driven by Playwright, against uvicorn."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from facetrail.api import create_app
+from facetrail.runtime import Facetrail
+from tests.conftest import SAMPLES
+from tests.web.conftest import read_code
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian's Chromium is not installed at /usr/bin/chromium (.ci/run installs it)")
+
+
+@pytest.fixture
+def live_portal(samples_ft: Facetrail) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a background thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here and handed over, so no other process can take the port meanwhile
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(samples_ft), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def watch_for_errors(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions (a Content-Security-Policy violation is reported as one)."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def test_access_request_in_a_browser(live_portal: str, browser: Browser, samples_ft: Facetrail,
+                                     tmp_path: Path) -> None:
+    address = "barack@example.org"
+    page = browser.new_page(accept_downloads=True)
+    errors = watch_for_errors(page)
+    page.goto(f"{live_portal}/portal")
+    assert "your rights" in page.inner_text("h1").lower()
+
+    # The script shows the opt-out consent only for an opt-out.
+    page.check("input[name=kind][value=opt-out]")
+    assert page.is_visible(".opt-out")
+    page.check("input[name=kind][value=access]")
+    assert page.is_hidden(".opt-out")
+    page.fill("#email", address)
+    page.fill("#message", "Please send me a copy of everything.")
+    page.click("#intake button[type=submit]")
+    page.wait_for_selector("text=We have recorded your request")
+    status_link = page.get_attribute("#status-link", "href")
+    assert status_link and status_link.startswith(f"{live_portal}/portal/requests/")
+
+    page.fill("#code", read_code(samples_ft.data, address))
+    page.click("#code-form button[type=submit]")
+    page.wait_for_selector("text=your e-mail address is confirmed")
+    assert page.is_hidden("#answer")
+
+    page.set_input_files("#photo", str(SAMPLES / "obama2.jpg"))
+    page.click("#selfie-form button[type=submit]")
+    page.wait_for_selector("#answer", timeout=120_000)
+    assert page.inner_text("#status") == "Answered"
+
+    page.goto(status_link)  # the private link shown once still leads to the answer
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert download.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(saved) as archive:
+        assert {"index.html", "data.json"} <= set(archive.namelist())
+        faces = json.loads(archive.read("data.json"))["faces"]
+    assert len(faces) >= 8
+    assert all(any(n in f["original_name"] for n in ("obama", "32bit", "two_people")) for f in faces)
+    assert errors == []

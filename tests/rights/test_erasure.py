@@ -236,3 +236,27 @@ def test_erasing_again_or_unknown_ids_changes_nothing(erased: Erased, actor: Act
     for bad in (["4"], [True], "4"):
         with pytest.raises(InvalidValueError):
             ft.erasure.erase(actor.name, bad, request_id=None)  # type: ignore[arg-type]  # wrong on purpose
+
+
+def test_a_process_with_a_stale_index_does_not_write_erased_templates_back(samples_ft: Facetrail,
+                                                                           actor: Actor) -> None:
+    """A server with the index loaded, and an erasure run by another process (the command line)."""
+    server = Facetrail.open(samples_ft.data, workers=1)
+    try:
+        server.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="load")
+        faces = stored_faces(samples_ft, find_biden(samples_ft, actor))
+        samples_ft.erasure.erase(actor.name, [f.id for f in faces], request_id=None)
+        assert all(files_holding(samples_ft.data, f.template) == [] for f in faces)
+    finally:
+        server.close()  # saves its index
+    assert [files_holding(samples_ft.data, f.template) for f in faces] == [[] for _ in faces]
+
+
+def test_a_stored_image_damaged_on_disk_is_deleted_rather_than_kept(samples_ft: Facetrail, actor: Actor) -> None:
+    faces = {f.image_name: f for f in stored_faces(samples_ft, find_biden(samples_ft, actor))}
+    damaged, intact = faces["two_people.jpg"].image_key, faces["obama_and_biden.jpg"].image_key
+    assert damaged is not None and intact is not None
+    samples_ft.blobs.put(damaged, sample_bytes("two_people.jpg")[:4000])  # truncated: cannot be redacted
+    receipt = samples_ft.erasure.erase(actor.name, [f.id for f in faces.values()], request_id=None)
+    assert receipt["images_redacted"] == 2
+    assert not samples_ft.blobs.exists(damaged) and samples_ft.blobs.exists(intact)

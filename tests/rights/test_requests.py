@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from facetrail.accounts.roles import Actor, Role
@@ -213,3 +213,41 @@ def test_overdue_command_exits_non_zero(rights_ft: Facetrail) -> None:
     assert result.exit_code == 1 and intake.request.id in result.output
     listed = json.loads(runner.invoke(app, ["--data", str(ft.data), "request", "list", "--json"]).output)
     assert listed[0]["id"] == intake.request.id and listed[0]["overdue"] is True
+
+
+def test_erasure_opt_out_restriction_and_objection_through_requests(rights_ft: Facetrail) -> None:
+    """Each kind of request ends in its effect on the data, answered once identity is verified."""
+    ft = rights_ft
+    biden = sample_bytes("biden.jpg")
+
+    def biden_results(min_band: str = "possible") -> list[int]:
+        outcome = ft.search.search(IVY, biden, purpose="demo", case_ref="check", top_k=50, min_band=min_band)
+        return [r.face_id for r in outcome.results]
+
+    # Restriction: kept, but out of search.
+    rid, token = full_request(ft, "restriction", sample_bytes("biden2.jpg"), email="joe@example.org")
+    restricted = ft.requests.status(rid, token)["answer"]["restricted_faces"]
+    assert restricted >= 3 and biden_results() == []
+    with ft.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Face).where(Face.restricted.is_(True))) == restricted
+    # An objection waits for the DPO, and an upheld one erases (restricted faces included).
+    rid, token = full_request(ft, "objection", sample_bytes("biden2.jpg"), email="joe2@example.org",
+                              reasons="I never agreed to this")
+    assert ft.requests.status(rid, token)["status"] == "verified"
+    ft.requests.decide_objection(DPO, rid, uphold=True, reason="no compelling grounds")
+    answer = ft.requests.status(rid, token)["answer"]
+    assert answer["objection"] == "upheld" and answer["erasure_receipt"]["faces_erased"] == restricted
+    with ft.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Face).where(Face.restricted.is_(True))) == 0
+    assert all(r not in biden_results("none") for r in answer["erasure_receipt"].get("face_ids", []))
+    # Opt-out (with consent to keep only his templates): his face is dropped at the door from now on.
+    rid, token = full_request(ft, "opt-out", sample_bytes("biden2.jpg"), email="joe3@example.org",
+                              consent_to_keep_templates=True)
+    assert ft.requests.status(rid, token)["answer"]["opted_out"] is True
+    from facetrail.sources.inputs import from_paths
+    from tests.conftest import SAMPLES, add_source
+
+    source = add_source(ft, name="second batch")
+    report = ft.ingest.ingest(Actor("op", Role.OPERATOR), source, from_paths(
+        [SAMPLES / "biden.jpg", SAMPLES / "biden2.jpg", SAMPLES / "two_people.jpg"], ft.input_limits))
+    assert report.faces_suppressed >= 3 and report.faces_added == 1  # only Obama's face in two_people.jpg

@@ -51,6 +51,8 @@ class IngestReportPublic(BaseModel):
     images_skipped: int
     images_without_faces: int
     faces_added: int
+    faces_suppressed: int = Field(description="faces dropped at ingestion because their person opted out")
+    images_suppressed: int = Field(description="images not stored because every face in them opted out")
     errors: list[ItemErrorPublic]
 
 

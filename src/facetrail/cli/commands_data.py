@@ -101,6 +101,7 @@ def ingest(
             console.print(
                 f"{report.images_added} image(s) added with {report.faces_added} face(s) "
                 f"({report.images_without_faces} without a face), {report.images_skipped} already present, "
+                f"{report.faces_suppressed} face(s) dropped by opt-outs, "
                 f"{len(report.errors)} error(s)."
             )
             for error in report.errors:

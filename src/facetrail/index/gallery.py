@@ -84,6 +84,17 @@ class Gallery:
     def sync(self) -> SyncReport:
         """Make the index hold exactly the store's faces of this model; save it if anything changed."""
         with self._lock:
+            report = self._catch_up()
+            if report.added or report.removed or report.reason:
+                with self._file_lock():
+                    self._catch_up()  # another process may have committed meanwhile
+                    assert self._index is not None
+                    self._index.save()
+            return report
+
+    def _catch_up(self) -> SyncReport:
+        """Bring the in-memory index to the store's generation (no file written)."""
+        with self._lock:
             index = self._index
             assert index is not None
             with self.db.read() as session:
@@ -99,9 +110,7 @@ class Gallery:
                 for chunk in _chunks(missing):
                     self._add_from_store(session, index, chunk)
             index.set_generation(generation)
-            with self._file_lock():
-                index.save()
-            report = SyncReport(added=len(missing), removed=removed, rebuilt=False)
+            report = SyncReport(added=len(missing), removed=removed, rebuilt=False, reason="caught up")
             self.last_sync = report
             return report
 
@@ -149,9 +158,12 @@ class Gallery:
                 self._index.set_generation(generation)
 
     def save(self) -> None:
+        """Write the index, first caught up with the store under the file lock, so a process holding an
+        older index never writes back faces that another process erased meanwhile."""
         with self._lock:
             if self._index is not None:
                 with self._file_lock():
+                    self._catch_up()
                     self._index.save()
 
     def search(self, vector: NDArray[np.float32], k: int, partitions: Collection[int] | None) -> list[Hit]:

@@ -34,7 +34,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import AuditLog
-from facetrail.errors import FacetrailError, InvalidValueError, NotFoundError
+from facetrail.errors import FacetrailError, InvalidValueError, MediaError, NotFoundError
 from facetrail.index.gallery import Gallery
 from facetrail.media.image import decode_image
 from facetrail.media.redact import encode, hide_regions
@@ -223,7 +223,14 @@ class ErasureService:
             return
         # Boxes are in the upright image (EXIF orientation applied), as decode_image gives it; the redacted
         # copy is written upright and without metadata, so a second pass sees the same coordinates.
-        pixels = decode_image(self.blobs.get(key), max_pixels=self.max_image_pixels).pixels
+        try:
+            pixels = decode_image(self.blobs.get(key), max_pixels=self.max_image_pixels).pixels
+        except MediaError:
+            # Damaged on disk since it was ingested: it cannot be redacted, and keeping it would keep the
+            # person's face, so it goes (the image row stays, for the other faces' provenance).
+            log.warning("stored image could not be decoded for redaction; deleting it")
+            self.blobs.delete(key)
+            return
         hidden = hide_regions(Image.fromarray(pixels), [Box(*box) for box in image["boxes"]], fill=True)
         self.blobs.put(key, encode(hidden, "JPEG" if image["format"] in ("JPEG", "MPO") else "PNG"))
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,8 +30,7 @@ from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, analyze_in_worker, init_worker
 from facetrail.ingest.report import IngestReport, ItemError
-from facetrail.media.image import decode_image
-from facetrail.media.redact import encode, hide_regions
+from facetrail.media.redact import redact_image_bytes
 from facetrail.policy.suppression import SuppressionList
 from facetrail.sources.inputs import InputItem
 from facetrail.sources.registry import SourceRegistry
@@ -209,9 +207,9 @@ class IngestService:
         (which also drops metadata such as an EXIF thumbnail, where their face would still show)."""
         data = job.data
         if dropped:
-            pixels = decode_image(job.data, max_pixels=self.settings.max_image_pixels).pixels
-            hidden = hide_regions(Image.fromarray(pixels), [face.detection.box for face in dropped], fill=True)
-            data = encode(hidden, "JPEG" if analysis.format in ("JPEG", "MPO") else "PNG")
+            data = redact_image_bytes(job.data, [face.detection.box for face in dropped],
+                                      source_format=analysis.format, max_pixels=self.settings.max_image_pixels,
+                                      fill=True)
         return self.blobs.put(f"images/{prefix}", data)
 
 

@@ -41,3 +41,14 @@ def encode(image: Image.Image, fmt: str = "JPEG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, quality=90) if fmt == "JPEG" else image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def redact_image_bytes(data: bytes, boxes: Sequence[Box], *, source_format: str, max_pixels: int,
+                       fill: bool) -> bytes:
+    """Decode stored image bytes (upright, as their boxes were measured), hide the boxes and re-encode:
+    JPEG stays JPEG, everything else becomes PNG. Raises MediaError if the bytes no longer decode."""
+    from facetrail.media.image import decode_image
+
+    pixels = decode_image(data, max_pixels=max_pixels).pixels
+    hidden = hide_regions(Image.fromarray(pixels), boxes, fill=fill)
+    return encode(hidden, "JPEG" if source_format in ("JPEG", "MPO") else "PNG")

@@ -29,15 +29,13 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import AuditLog
 from facetrail.errors import FacetrailError, InvalidValueError, MediaError, NotFoundError
 from facetrail.index.gallery import Gallery
-from facetrail.media.image import decode_image
-from facetrail.media.redact import encode, hide_regions
+from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Erasure, Face, Person, StoredImage, utcnow
@@ -224,15 +222,16 @@ class ErasureService:
         # Boxes are in the upright image (EXIF orientation applied), as decode_image gives it; the redacted
         # copy is written upright and without metadata, so a second pass sees the same coordinates.
         try:
-            pixels = decode_image(self.blobs.get(key), max_pixels=self.max_image_pixels).pixels
+            redacted = redact_image_bytes(self.blobs.get(key), [Box(*box) for box in image["boxes"]],
+                                          source_format=image["format"], max_pixels=self.max_image_pixels,
+                                          fill=True)
         except MediaError:
             # Damaged on disk since it was ingested: it cannot be redacted, and keeping it would keep the
             # person's face, so it goes (the image row stays, for the other faces' provenance).
             log.warning("stored image could not be decoded for redaction; deleting it")
             self.blobs.delete(key)
             return
-        hidden = hide_regions(Image.fromarray(pixels), [Box(*box) for box in image["boxes"]], fill=True)
-        self.blobs.put(key, encode(hidden, "JPEG" if image["format"] in ("JPEG", "MPO") else "PNG"))
+        self.blobs.put(key, redacted)
 
     def _checkpoint(self) -> None:
         """Step (d): deleted rows were zeroed in the database file (secure_delete), but earlier versions of

@@ -251,3 +251,18 @@ def test_erasure_opt_out_restriction_and_objection_through_requests(rights_ft: F
     report = ft.ingest.ingest(Actor("op", Role.OPERATOR), source, from_paths(
         [SAMPLES / "biden.jpg", SAMPLES / "biden2.jpg", SAMPLES / "two_people.jpg"], ft.input_limits))
     assert report.faces_suppressed >= 3 and report.faces_added == 1  # only Obama's face in two_people.jpg
+
+
+def test_download_link_expires(rights_ft: Facetrail) -> None:
+    from facetrail.errors import NotFoundError
+
+    rid, token = full_request(rights_ft, "access", sample_bytes("obama2.jpg"))
+    package_token = rights_ft.requests.status(rid, token)["answer"]["download"].split("token=")[1]
+    assert rights_ft.requests.download(rid, package_token)[:2] == b"PK"
+    with pytest.raises(NotFoundError):
+        rights_ft.requests.download(rid, "not-the-token")
+    with rights_ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == rid).values(
+            package_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    with pytest.raises(NotFoundError, match="expired"):
+        rights_ft.requests.download(rid, package_token)

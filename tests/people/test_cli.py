@@ -6,22 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from facetrail.cli.main import app
-
-runner = CliRunner()
-
-
-def run(data: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["--data", str(data), *args])
-    return result.exit_code, result.output
-
-
-def run_json(data: Path, *args: str) -> object:
-    code, output = run(data, *args, "--json")
-    assert code == 0, output
-    return json.loads(output)
+from tests.cli.test_cli import run, run_json
 
 
 def test_people_commands(samples_store: Path, tmp_path: Path) -> None:

@@ -266,3 +266,15 @@ def test_download_link_expires(rights_ft: Facetrail) -> None:
             package_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     with pytest.raises(NotFoundError, match="expired"):
         rights_ft.requests.download(rid, package_token)
+
+
+def test_selfies_per_request_are_limited(rights_ft: Facetrail) -> None:
+    from facetrail.errors import RateLimitedError
+    from facetrail.rights.service import MAX_SELFIES
+
+    intake = rights_ft.requests.intake(kind="confirm", email="many@example.org")
+    stranger = (LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").read_bytes()
+    for _ in range(MAX_SELFIES):
+        rights_ft.requests.submit_selfie(intake.request.id, intake.status_token, stranger)
+    with pytest.raises(RateLimitedError):
+        rights_ft.requests.submit_selfie(intake.request.id, intake.status_token, stranger)

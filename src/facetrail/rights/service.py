@@ -32,6 +32,9 @@ from facetrail.store.models import RequestEvent, RightsRequest
 S = RequestStatus
 PORTAL = "portal"
 MAX_CODE_ATTEMPTS = 5
+# Each selfie is a face comparison against the whole collection: a link holder gets a few tries, not a
+# search service.
+MAX_SELFIES = 5
 COMPLAINT = ("You may lodge a complaint with a supervisory authority (Art. 77 GDPR), in particular in the "
              "Member State of your habitual residence, place of work or of the alleged infringement.")
 # Kinds answered as soon as identity is verified; objection and rectification wait for the DPO.
@@ -128,10 +131,14 @@ class RequestService:
     def submit_selfie(self, request_id: str, token: str, photo: bytes) -> None:
         """Find the requester's faces with their selfie. Says nothing about the result: the requester
         learns it only through the answer, once identity is verified."""
-        with self.db.read() as session:
+        with self.db.write() as session, session.begin():
             request = self._by_token(session, request_id, token)
             if request.status in CLOSED:
                 raise ConflictError("this request is closed")
+            tries = int(request.details.get("selfie_attempts", 0))
+            if tries >= MAX_SELFIES:
+                raise RateLimitedError("too many selfies for this request; please make a new request")
+            request.details = {**request.details, "selfie_attempts": tries + 1}
         face_ids = self.find_faces(photo)  # raises MediaError/NoFaceError for unusable photos
         with self.db.write() as session, session.begin():
             request = self._by_token(session, request_id, token)
@@ -363,7 +370,7 @@ class RequestService:
 
 
 def _clean_details(kind: RequestKind, details: dict[str, Any]) -> dict[str, Any]:
-    allowed_keys = {"message", "reasons", "purposes", "consent_to_keep_templates"}
+    allowed_keys = {"message", "reasons", "purposes", "consent_to_keep_templates"}  # set by the requester
     unknown = set(details) - allowed_keys
     if unknown:
         raise InvalidValueError("details", f"unknown field(s): {', '.join(sorted(unknown))}")

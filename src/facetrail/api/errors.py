@@ -45,3 +45,9 @@ def install(app: FastAPI) -> None:
             body["field"] = exc.field
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(_request: Request, _exc: OverflowError) -> JSONResponse:
+        # A well-formed number too large for the store (SQLite integers are 64-bit): the caller's error, not ours.
+        return JSONResponse({"detail": "a number in the request is out of range", "error": "InvalidValueError"},
+                            status_code=400)

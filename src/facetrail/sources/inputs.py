@@ -111,6 +111,11 @@ def _zip_items(label: str, opener: Opener,
         return
     for member in members:
         suffix = Path(member.filename).suffix.lower()
+        if suffix == ".zip":
+            # Not expanded (nesting is how zip bombs multiply), but not silently dropped either.
+            yield InputItem(f"{label}!{member.filename}", _nothing,
+                            error="nested zip archive not expanded (extract it and ingest it on its own)")
+            continue
         if suffix not in IMAGE_SUFFIXES:
             continue
         yield InputItem(f"{label}!{member.filename}", _member_reader(opener, member.filename, limits))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from facetrail.accounts.roles import Actor
+from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 
@@ -38,6 +39,14 @@ def add_source(ft: Facetrail, name: str = "samples", purposes: tuple[str, ...] =
         art9_condition="a", evidence_ref="consent-records/1", jurisdictions=["FR", "US"], retention_days=365,
     )
     return source.id
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich folds long cells and messages to the terminal width (80 when there is no terminal): tests read
+    what the CLI printed, not how it was laid out, so give them room for the longest sample path."""
+    for console in (output.console, output.err_console):
+        monkeypatch.setattr(console, "_width", 400)
 
 
 @pytest.fixture

@@ -156,6 +156,10 @@ class Account(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The purposes this key may search for; None = every purpose its role allows.
+    purposes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # The key stops working at this moment; None = until disabled.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SearchRecord(Base):

@@ -27,7 +27,8 @@ def fuzz_target(samples_store: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[schemathesis.BaseSchema, dict[str, str]]]:
     data = tmp_path_factory.mktemp("fuzz") / "data"
     shutil.copytree(samples_store, data)
-    ft = Facetrail.open(data, workers=1)
+    # Rate limits high enough never to answer 429 instead of the operation under test.
+    ft = Facetrail.open(data, workers=1, search_per_minute=1_000_000, requests_per_minute_per_ip=1_000_000)
     keys = {role: ft.accounts.create(local_actor(), name=f"fuzz-{role}", role=role)[1] for role in ROLES}
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(ft)), keys
     ft.close()

@@ -26,6 +26,7 @@ class Action(StrEnum):
     PEOPLE_READ = "people.read"
     PEOPLE_WRITE = "people.write"
     REQUESTS = "requests"
+    BACKUP = "backup"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -41,6 +42,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.PEOPLE_READ: frozenset({Role.OPERATOR}),
     Action.PEOPLE_WRITE: frozenset({Role.OPERATOR}),
     Action.REQUESTS: frozenset({Role.DPO}),
+    # Backups and restores are the command line's, on the machine holding the data (no API route).
+    Action.BACKUP: frozenset({Role.OPERATOR}),
 }
 
 
@@ -48,11 +51,14 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 class Actor:
     """Who is acting. `local` marks the command line on the machine that holds the data directory:
     whoever runs it can read that directory anyway, so it may do every staff action, and every
-    one of them is written to the audit log under its name (local:<os user>)."""
+    one of them is written to the audit log under its name (local:<os user>).
+
+    `purposes` narrows what the actor's API key may search for: None = every purpose its role allows."""
 
     name: str
     role: Role
     local: bool = False
+    purposes: frozenset[str] | None = None
 
 
 def require(actor: Actor, action: Action) -> None:
@@ -60,3 +66,12 @@ def require(actor: Actor, action: Action) -> None:
         return
     allowed = ", ".join(sorted(PERMISSIONS[action]))
     raise PermissionDeniedError(f"{action.value} requires the role {allowed}; {actor.name} is {actor.role.value}")
+
+
+def require_purpose(actor: Actor, purpose: str) -> None:
+    """Refuse a search for a purpose outside the actor's key scope (`purpose` already validated)."""
+    if actor.local or actor.purposes is None or purpose in actor.purposes:
+        return
+    allowed = ", ".join(sorted(actor.purposes)) or "none"
+    raise PermissionDeniedError(f"the key of {actor.name} may search only for the purposes {allowed}, "
+                                f"not {purpose!r}")

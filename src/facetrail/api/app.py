@@ -1,25 +1,52 @@
-"""The FastAPI application: every route but /health needs an API key and the right role."""
+"""The FastAPI application: every route but /health needs an API key and the right role.
+
+Around the routes, outermost first: the security headers (every response, refusals included), the
+per-address rate limit (before anything else is done with a request, 401s included), and the request
+size limit; then the routes, whose search router spends the key's search budget.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from facetrail import __version__
 from facetrail.api import errors
+from facetrail.api.denials import DenialLog
+from facetrail.api.deps import search_budget
+from facetrail.api.limits import MIB, BodySizeLimit
+from facetrail.api.ratelimit import PerAddressLimit, RateLimiter
 from facetrail.api.routes import accounts, audit, people, portal, requests, search, sources
 from facetrail.api.schemas import Health
 from facetrail.api.uploads import keep_uploads_in_memory
 from facetrail.runtime import Facetrail
+from facetrail.web.security import SecurityHeaders
 
 
 def create_app(ft: Facetrail) -> FastAPI:
-    keep_uploads_in_memory(ft.settings.max_file_bytes + 1024 * 1024)
+    settings = ft.settings
+    max_body = settings.max_file_bytes + MIB
+    keep_uploads_in_memory(max_body)
+    denials = DenialLog(ft.db, ft.audit)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(denials.flush, everything=True)  # the repeat counts not written yet
+
     app = FastAPI(
         title="facetrail",
         version=__version__,
         description="Face search that is lawful by design. Authenticate with `Authorization: Bearer <API key>`.",
+        lifespan=lifespan,
     )
     app.state.facetrail = ft
+    app.state.denials = denials
+    app.state.search_limiter = RateLimiter(settings.search_per_minute)
+    app.state.address_limiter = RateLimiter(settings.requests_per_minute_per_ip)
     errors.install(app)
 
     @app.get("/health", response_model=Health, tags=["health"])
@@ -27,5 +54,11 @@ def create_app(ft: Facetrail) -> FastAPI:
         return Health(status="ok", version=__version__)
 
     for module in (sources, search, accounts, audit, people, requests, portal):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(search_budget)] if module is search else None)
+
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+    app.add_middleware(PerAddressLimit, limiter=app.state.address_limiter,
+                       trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -1,4 +1,4 @@
-"""Request dependencies: the opened Facetrail and the authenticated actor."""
+"""Request dependencies: the opened Facetrail, the authenticated actor and the per-key search budget."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from facetrail.accounts.roles import Actor
-from facetrail.errors import AuthenticationError
+from facetrail.accounts.service import KeyRefusedError
+from facetrail.api.ratelimit import RateLimiter, TooManyRequestsError
 from facetrail.runtime import Facetrail
 
 
@@ -19,15 +20,32 @@ def get_facetrail(request: Request) -> Facetrail:
 FacetrailDep = Annotated[Facetrail, Depends(get_facetrail)]
 
 
-def get_actor(ft: FacetrailDep, authorization: Annotated[str | None, Header()] = None,
+def get_actor(request: Request, ft: FacetrailDep, authorization: Annotated[str | None, Header()] = None,
               x_api_key: Annotated[str | None, Header()] = None) -> Actor:
-    """The account behind the request's API key (Authorization: Bearer <key>, or X-API-Key)."""
+    """The account behind the request's API key (Authorization: Bearer <key>, or X-API-Key).
+
+    The actor is kept on request.state so that a refusal further on (403) can be logged under its name."""
     key = x_api_key
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
     if not key:
-        raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
-    return ft.accounts.authenticate(key)
+        raise KeyRefusedError("an API key is required (Authorization: Bearer <key>)", reason="missing")
+    actor = ft.accounts.authenticate(key)
+    request.state.actor = actor
+    return actor
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]
+
+
+def search_budget(request: Request, actor: ActorDep) -> None:
+    """Spend one of the key's searches (settings.search_per_minute), or refuse with 429.
+
+    Added to every route of the search router; only a search (POST) is counted: the crops of its results
+    are bounded by the searches themselves (a crop is shown only to the account whose search returned it)."""
+    if request.method != "POST":
+        return
+    limiter: RateLimiter = request.app.state.search_limiter
+    wait = limiter.hit(actor.name)
+    if wait:
+        raise TooManyRequestsError("too many searches with this API key; try again later", retry_after=wait)

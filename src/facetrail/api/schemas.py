@@ -108,6 +108,11 @@ class AccountCreate(BaseModel):
 
     name: str = Field(max_length=100)
     role: str
+    purposes: list[str] | None = Field(default=None, min_length=1, max_length=50,
+                                       description="the only purposes the key may search for; default any")
+    expires_days: int | None = Field(default=None, ge=0, le=36_500,
+                                     description="the key's life in days, 0 = never; default the server's "
+                                     "key_ttl_days setting")
 
 
 class AccountPublic(BaseModel):
@@ -118,6 +123,8 @@ class AccountPublic(BaseModel):
     role: str
     created_at: datetime
     disabled_at: datetime | None
+    purposes: list[str] | None = Field(description="the only purposes the key may search for; null = any")
+    expires_at: datetime | None = Field(description="when the key stops working; null = never")
 
 
 class AccountCreated(AccountPublic):

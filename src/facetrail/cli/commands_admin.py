@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -19,31 +20,54 @@ index_app = typer.Typer(no_args_is_help=True, help="The vector index (derived fr
 @user_app.command("add")
 def user_add(ctx: typer.Context, name: Annotated[str, typer.Argument()],
              role: Annotated[str, typer.Option(help="operator, investigator, dpo or auditor")],
+             purpose: Annotated[list[str] | None, typer.Option(
+                 "--purpose", help="the key may search only for this purpose (repeat for several); default any")
+             ] = None,
+             expires_days: Annotated[int | None, typer.Option(
+                 help="the key's life in days, 0 = never; default the key_ttl_days setting (90)")] = None,
              as_json: JsonOpt = False) -> None:
     """Create an account; its API key is printed once and never stored."""
     with reported_errors(as_json):
-        account, key = state(ctx).open().accounts.create(local_actor(), name=name, role=role)
+        ft = state(ctx).open()
+        days = ft.settings.key_ttl_days if expires_days is None else expires_days
+        account, key = ft.accounts.create(local_actor(), name=name, role=role, purposes=purpose or None,
+                                          expires_days=days)
         if as_json:
-            emit_json({"id": account.id, "name": account.name, "role": account.role, "api_key": key})
+            emit_json({"id": account.id, "name": account.name, "role": account.role, "purposes": account.purposes,
+                       "expires_at": account.expires_at, "api_key": key})
         else:
-            console.print(f"account [bold]{account.name}[/] ({account.role}) created. API key (shown once):")
+            console.print(f"account [bold]{account.name}[/] ({account.role}) created; it may search for "
+                          f"{_purposes(account.purposes)}; its key {_expiry(account.expires_at)}. "
+                          "API key (shown once):")
             console.print(key, highlight=False, soft_wrap=True)
+
+
+def _purposes(purposes: list[str] | None) -> str:
+    return "any purpose" if purposes is None else ", ".join(purposes)
+
+
+def _expiry(expires_at: datetime | None) -> str:
+    return "never expires" if expires_at is None else f"expires {expires_at:%Y-%m-%d %H:%M} UTC"
 
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List accounts (never their keys)."""
+    """List accounts (never their keys), with their keys' purposes and expiry."""
     with reported_errors(as_json):
         accounts = state(ctx).open().accounts.list(local_actor())
-        rows = [{"id": a.id, "name": a.name, "role": a.role, "created_at": a.created_at,
-                 "disabled_at": a.disabled_at} for a in accounts]
+        rows = [{"id": a.id, "name": a.name, "role": a.role, "purposes": a.purposes, "created_at": a.created_at,
+                 "expires_at": a.expires_at, "disabled_at": a.disabled_at} for a in accounts]
         if as_json:
             emit_json(rows)
             return
-        table = Table("id", "name", "role", "created", "disabled")
-        for r in rows:
-            table.add_row(str(r["id"]), str(r["name"]), str(r["role"]), str(r["created_at"]),
-                          str(r["disabled_at"] or ""))
+        now = datetime.now(UTC)
+        table = Table("id", "name", "role", "purposes", "created", "expires", "disabled")
+        for a in accounts:
+            expires = "never" if a.expires_at is None else f"{a.expires_at:%Y-%m-%d %H:%M}"
+            if a.expires_at is not None and a.expires_at <= now:
+                expires += " (expired)"
+            table.add_row(str(a.id), a.name, a.role, "any" if a.purposes is None else ", ".join(a.purposes),
+                          str(a.created_at), expires, str(a.disabled_at or ""))
         console.print(table)
 
 

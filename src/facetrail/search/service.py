@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.accounts.roles import Action, Actor, require
+from facetrail.accounts.roles import Action, Actor, require, require_purpose
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
 from facetrail.errors import InvalidValueError, NoFaceError, NotFoundError, PermissionDeniedError
@@ -124,6 +124,7 @@ class SearchService:
         require(actor, Action.SEARCH)
         band = Band.parse(min_band or self.settings.min_band)
         purpose = validate_purpose(purpose)
+        require_purpose(actor, purpose)  # a key scoped to some purposes searches for those only
         case_ref = (case_ref or "").strip()
         if not case_ref or len(case_ref) > 200:
             raise InvalidValueError("case", "a case reference (1-200 characters) is required")

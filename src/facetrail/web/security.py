@@ -1,4 +1,5 @@
-"""Security of the portal's responses: headers on every response and a CSRF defence for its forms.
+"""Security of responses: the headers every response carries (API and portal), and a CSRF defence for
+the portal's forms.
 
 CSRF defence: a double-submit cookie. The first portal page a browser gets sets the `ft_csrf` cookie to a
 random value (HttpOnly, SameSite=Strict, Path=/portal, Secure over https), and every form carries the same
@@ -22,19 +23,28 @@ from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "ft_csrf"
 CSRF_FIELD = "csrf"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
-HEADERS = {
-    # Only this site's own files: no inline script or style, no frames, forms post only here.
-    "Content-Security-Policy": ("default-src 'self'; base-uri 'none'; form-action 'self'; "
-                                "frame-ancestors 'none'; object-src 'none'"),
+# On every response of the application, the API's JSON included (SecurityHeaders below).
+BASE_HEADERS = {
     "X-Frame-Options": "DENY",
     # Status links carry the request's secret token: never hand them to another site.
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
+}
+# For whatever is not an HTML page (JSON, images): nothing may load from it, nothing may frame it.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+HEADERS = {
+    # Only this site's own files: no inline script or style, no frames, forms post only here.
+    "Content-Security-Policy": ("default-src 'self'; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'; object-src 'none'"),
+    **BASE_HEADERS,
     # Pages hold a person's request, its token and answer: no cache may keep them.
     "Cache-Control": "no-store",
 }
@@ -44,6 +54,36 @@ def add_security_headers(response: Response) -> Response:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+class SecurityHeaders:
+    """ASGI middleware: BASE_HEADERS on every response, `Cache-Control: no-store` under /v1 (biometric search
+    results, accounts, the audit log), and API_CSP on every response that is not an HTML page. A header the
+    route set already is kept (so the portal's pages keep their own policy); HTML pages without one (the
+    OpenAPI docs, which load their script from a CDN) get no CSP from here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        no_store = path == "/v1" or path.startswith("/v1/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in BASE_HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+                if not headers.get("content-type", "").lower().startswith("text/html"):
+                    headers.setdefault("Content-Security-Policy", API_CSP)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class SecureRoute(APIRoute):

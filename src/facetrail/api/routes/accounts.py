@@ -17,5 +17,7 @@ def list_accounts(ft: FacetrailDep, actor: ActorDep) -> list[AccountPublic]:
 
 @router.post("", response_model=AccountCreated, status_code=201)
 def add_account(body: AccountCreate, ft: FacetrailDep, actor: ActorDep) -> AccountCreated:
-    account, key = ft.accounts.create(actor, name=body.name, role=body.role)
+    expires_days = ft.settings.key_ttl_days if body.expires_days is None else body.expires_days
+    account, key = ft.accounts.create(actor, name=body.name, role=body.role, purposes=body.purposes,
+                                      expires_days=expires_days)
     return AccountCreated(api_key=key, **AccountPublic.model_validate(account).model_dump())

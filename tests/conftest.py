@@ -7,12 +7,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from facetrail.accounts.roles import Actor
 from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
+from facetrail.store.templates import open_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -27,6 +30,11 @@ def labelled_people() -> dict[str, list[str]]:
         name, who = line.split("\t", 1)
         people[name] = re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", who)
     return people
+
+
+def template_of(ft: Facetrail, sealed: bytes) -> NDArray[np.float32]:
+    """A stored (sealed) template, decrypted and decoded."""
+    return open_templates(ft.vault, [sealed], ft.gallery.dim)[0]
 
 
 def sample_bytes(name: str) -> bytes:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     code_ttl_minutes: int = Field(default=30, ge=1, description="life of the e-mail code")
     package_ttl_days: int = Field(default=7, ge=1, description="life of an access package's download link")
     intake_per_hour: int = Field(default=10, ge=1, description="portal requests per e-mail and per IP per hour")
+    # Access control of the API (accounts/, api/ratelimit.py, api/limits.py).
+    key_ttl_days: int = Field(default=90, ge=0, le=36_500, description="life of a new API key; 0 = never expires")
+    search_per_minute: int = Field(default=60, ge=0, description="searches per API key per minute; 0 = no limit")
+    requests_per_minute_per_ip: int = Field(default=600, ge=0, description="API and portal requests per client "
+                                            "address per minute; 0 = no limit")
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, description="reverse proxies (addresses or "
+                                                 "networks) whose X-Forwarded-For names the client")
     portal_url: str = Field(default="http://127.0.0.1:8000/portal", description="link sent to requesters")
     smtp_host: str | None = Field(default=None, description="send mail by SMTP; else into <data>/outbox")
     smtp_port: int = 587
@@ -46,9 +53,18 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     mail_from: str = "privacy@facetrail.invalid"
     cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
+    # Encryption at rest (crypto/): where the master key comes from. Default: a 0600 key file in the data
+    # directory, made with a new data directory; keep it (or a copy) apart from the backups.
+    key_file: Path | None = Field(default=None, description="master key file; default <data>/keys/master.key")
+    master_key: SecretStr | None = Field(default=None, description="the master key itself (base64 of 32 bytes)")
+    kms: str | None = Field(default=None, description="a KMS hook, module:factory, that wraps data keys")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.key_file or self.data / "keys" / "master.key"
 
     @property
     def database_url(self) -> str:

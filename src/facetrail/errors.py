@@ -50,3 +50,8 @@ class RateLimitedError(FacetrailError):
 
 class ConflictError(FacetrailError):
     """The action does not fit the object's current state (e.g. a closed request)."""
+
+
+class KeyUnavailableError(FacetrailError):
+    """Encrypted data cannot be read: the master key is missing or wrong, or the record's data key was
+    destroyed (crypto-shredded by an erasure)."""

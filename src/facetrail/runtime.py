@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +23,11 @@ from sqlalchemy import select
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
+from facetrail.backup import swap
+from facetrail.backup.reapply import reapply_ledger
 from facetrail.config import Settings, get_settings
+from facetrail.crypto.setup import check_keyring, open_vault
+from facetrail.crypto.upgrade import seal_cleartext
 from facetrail.errors import ConflictError
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
@@ -46,6 +53,8 @@ from facetrail.vision.calibration import Band
 
 RESUME_ACTOR = "system:erasure-resume"
 """Who the audit log names for an erasure finished when a data directory is opened."""
+RESTORE_ACTOR = "system:restore"
+"""Who the audit log names for the erasures a restore re-applies."""
 
 
 class Facetrail:
@@ -53,9 +62,15 @@ class Facetrail:
         self.settings = settings
         self.data = settings.data
         self.data.mkdir(parents=True, exist_ok=True)
+        self._open_files = ExitStack()
+        self._open_files.enter_context(swap.in_use(self.data))  # a restore waits for no one: it refuses
+        pending_restore = swap.finish_swap(self.data)
         self.db = Database(settings.database_url)
         self.db.migrate()
-        self.blobs = BlobStore(self.data / "blobs")
+        self.vault = open_vault(settings)
+        check_keyring(self.db, self.vault)
+        self.blobs = BlobStore(self.data / "blobs", self.vault)
+        seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / "audit.head")
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
@@ -64,12 +79,14 @@ class Facetrail:
             crop_size=settings.crop_size,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use
-        self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex",
+        self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex", self.vault,
                                model_id=backend.model_id, dim=backend.template_dim)
         self.sources = SourceRegistry(self.db, self.audit)
-        self.accounts = AccountService(self.db, self.audit)
-        self.people = PeopleService(self.db, self.audit, model_id=backend.model_id, dim=backend.template_dim)
-        self.suppressions = SuppressionList(self.db, self.audit, model_id=backend.model_id, dim=backend.template_dim)
+        self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days)
+        self.people = PeopleService(self.db, self.audit, self.vault, model_id=backend.model_id,
+                                    dim=backend.template_dim)
+        self.suppressions = SuppressionList(self.db, self.audit, self.vault, model_id=backend.model_id,
+                                            dim=backend.template_dim)
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
                                       max_image_pixels=settings.max_image_pixels)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
@@ -79,6 +96,23 @@ class Facetrail:
                                     self.analyzer, Scorer(backend.calibration()))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
         self.erasure.resume(RESUME_ACTOR)
+        self.restore_report: dict[str, object] | None = None
+        if pending_restore is not None:
+            self.restore_report = self._finish_restore(pending_restore)
+
+    def _finish_restore(self, journal: dict[str, Any]) -> dict[str, object]:
+        """The last step of a restore (also after a crash): re-apply the ledger, audit it, drop the journal."""
+        reapplied = reapply_ledger(self.db, self.blobs, self.erasure, RESTORE_ACTOR)
+        report: dict[str, object] = {
+            "archive": journal["archive"], "backup_created_at": journal["backup_created_at"],
+            "faces_in_backup": journal["backup_faces"], "images_in_backup": journal["backup_images"],
+            **asdict(reapplied), "audit_archive": journal.get("audit_archive"),
+        }
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=journal.get("actor", RESTORE_ACTOR), action="backup.restore",
+                              details=report)
+        swap.done(self.data)
+        return report
 
     @cached_property
     def requests(self) -> RequestService:
@@ -139,6 +173,7 @@ class Facetrail:
     def close(self) -> None:
         self.gallery.save()
         self.db.dispose()
+        self._open_files.close()
 
 
 class IngestThenCluster(IngestService):

@@ -16,7 +16,7 @@ from facetrail.errors import NotFoundError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
-from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes
+from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes, template_of
 from tests.media.test_image import png_bomb
 
 
@@ -40,7 +40,8 @@ def test_samples_are_ingested_with_their_faces(samples_ft: Facetrail) -> None:
         assert image is not None and image.face_count == 2 and image.width == 1126 and image.height == 661
         assert len(image.sha256) == 64 and image.size_bytes == len(sample_bytes("two_people.jpg"))
         face = image.faces[0]
-        assert len(face.template) == 128 * 4 and len(face.landmarks) == 5
+        assert template_of(samples_ft, face.template).shape == (128,) and len(face.landmarks) == 5
+        assert face.key_id and image.key_id and face.key_id != image.key_id  # one data key per record
         assert face.size_px > 100 and face.sharpness > 0 and face.detector == "hog"
         assert samples_ft.blobs.get(face.crop_key or "")[:2] == b"\xff\xd8"
         assert samples_ft.blobs.get(image.blob_key or "") == sample_bytes("two_people.jpg")

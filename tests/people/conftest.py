@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, StoredImage
-from facetrail.store.templates import decode_template
-from tests.conftest import labelled_people
+from tests.conftest import labelled_people, template_of
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def sample_faces(ft: Facetrail) -> list[SampleFace]:
     for face_id, original, template in rows:
         file = PurePath(original).name
         who = labels.get(file, [])
-        faces.append(SampleFace(face_id, file, who[0] if len(who) == 1 else None, decode_template(template, 128)))
+        faces.append(SampleFace(face_id, file, who[0] if len(who) == 1 else None, template_of(ft, template)))
     return faces
 
 

@@ -14,8 +14,9 @@ from facetrail.accounts.roles import Actor
 from facetrail.media.image import decode_image
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Source, StoredImage
+from facetrail.store.templates import encode_template
 from facetrail.vision.types import Box
-from tests.conftest import sample_bytes
+from tests.conftest import sample_bytes, template_of
 
 BIDEN_PHOTOS = ("biden.jpg", "biden2.jpg")
 GROUPS = ("two_people.jpg", "obama_and_biden.jpg")
@@ -27,10 +28,13 @@ class StoredFace:
     image_id: int
     image_name: str  # the sample's file name
     box: Box
-    template: bytes  # the 512 bytes of Face.template
+    template: bytes  # the 512 bytes of the template, decrypted
+    sealed: bytes  # Face.template as stored: encrypted under key_id
+    key_id: str
     crop_key: str
-    crop: bytes
+    crop: bytes  # decrypted
     image_key: str | None
+    image_key_id: str | None
 
 
 def find_biden(ft: Facetrail, actor: Actor) -> list[int]:
@@ -54,7 +58,8 @@ def stored_faces(ft: Facetrail, face_ids: list[int]) -> list[StoredFace]:
         assert face.crop_key is not None
         faces.append(StoredFace(face.id, image.id, Path(image.original_name).name,
                                 Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
-                                face.template, face.crop_key, ft.blobs.get(face.crop_key), image.blob_key))
+                                encode_template(template_of(ft, face.template)), face.template, face.key_id,
+                                face.crop_key, ft.blobs.get(face.crop_key), image.blob_key, image.key_id))
     return faces
 
 
@@ -62,6 +67,12 @@ def files_holding(data: Path, needle: bytes) -> list[str]:
     """Every file under the data directory (database, its -wal and -shm, index, blobs...) holding `needle`."""
     return sorted(str(path.relative_to(data)) for path in data.rglob("*")
                   if path.is_file() and needle in path.read_bytes())
+
+
+def raw_blob(ft: Facetrail, key: str) -> bytes:
+    """A blob's bytes as they lie on disk (sealed)."""
+    kind, name = key.split("/", 1)
+    return (ft.blobs.root / kind / name[:2] / name).read_bytes()
 
 
 def iou(a: Box, b: Box) -> float:

@@ -26,6 +26,7 @@ from tests.rights.biden import (
     files_holding,
     find_biden,
     iou,
+    raw_blob,
     region,
     stored_faces,
     stored_pixels,
@@ -70,8 +71,11 @@ def test_the_receipt_holds_ids_and_counts_only(erased: Erased, actor: Actor) -> 
         row = session.get(Erasure, receipt["erasure_id"])
         assert row is not None and row.state == "completed" and row.receipt == receipt
         # The plan kept until the end is ids and actions: no box or blob key of his outlives the erasure.
-        assert set(row.plan) == {"faces", "images", "not_found", "counts"}
+        assert set(row.plan) == {"uid", "faces", "keys", "images", "not_found", "counts"}
         assert "blob_key" not in json.dumps(row.plan) and "boxes" not in json.dumps(row.plan)
+    # Crypto-shredded: the keys of his four faces and of his four images' (deleted or unredacted) bytes.
+    assert receipt["data_keys_destroyed"] == 8 and erased.ft.vault.keyring.existing(row.plan["keys"]) == set()
+    assert {f.key_id for f in erased.faces} | {f.image_key_id for f in erased.faces} == set(row.plan["keys"])
     entries = erased.ft.read_audit(actor, limit=1000)
     actions = [e.action for e in entries]
     assert actions.count("erasure.planned") == 1 and actions.count("erasure.completed") == 1
@@ -104,7 +108,7 @@ def test_no_erased_template_is_left_in_the_index(erased: Erased) -> None:
     assert sorted(index.ids().tolist()) == stored and len(stored) == 26 - 4
     strong = erased.ft.search.scorer.max_distance(Band.STRONG)
     for face in erased.faces:
-        nearest = erased.ft.gallery.search(decode_template(face.template, 128), 1, None)[0]
+        nearest = erased.ft.gallery.search(decode_template(face.template, 128), 1, None)[0]  # decrypted
         assert nearest.distance > strong
 
 
@@ -154,21 +158,26 @@ def test_images_left_without_a_face_are_deleted_rows_and_blobs(erased: Erased) -
 def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file: str) -> None:
     faces = stored_faces(ft, find_biden(ft, actor))
     assert len(faces) == 4
-    for face in faces:  # before: in the database (or its log) and in the index file; each crop in its blob
-        holders = files_holding(ft.data, face.template)
-        assert database_file in holders and "index/dlib-resnet-v1.ftindex" in holders, holders
-        assert files_holding(ft.data, face.crop) != []
+    ids = {f.id for f in faces}
+    for face in faces:  # before: sealed in the database (or its log), in the index file and in each crop's blob
+        assert files_holding(ft.data, face.template) == [] and files_holding(ft.data, face.crop) == []  # no clear
+        assert files_holding(ft.data, face.sealed) == [database_file]
+        assert files_holding(ft.data, raw_blob(ft, face.crop_key)) != []
+    assert ids <= ft.gallery.saved_ids()
 
     ft.erasure.erase(actor.name, [f.id for f in faces], request_id="REQ-BYTES")
 
     for face in faces:
-        assert files_holding(ft.data, face.template) == [], face.image_name
-        assert files_holding(ft.data, face.crop) == [], face.image_name
+        assert files_holding(ft.data, face.sealed) == [], face.image_name
+        assert not ft.blobs.exists(face.crop_key)
+        assert ft.vault.keyring.existing([face.key_id]) == set()  # crypto-shredded: no copy can be opened
+    assert not ids & ft.gallery.saved_ids()
     # Still true once the store has been written to again and closed.
     ft.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="later")
     ft.close()
     for face in faces:
-        assert files_holding(ft.data, face.template) == []
+        assert files_holding(ft.data, face.sealed) == []
+    assert not ids & ft.gallery.saved_ids()
 
 
 def test_no_byte_of_his_templates_or_crops_remains_in_any_file(samples_ft: Facetrail, actor: Actor) -> None:
@@ -246,17 +255,19 @@ def test_a_process_with_a_stale_index_does_not_write_erased_templates_back(sampl
         server.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="load")
         faces = stored_faces(samples_ft, find_biden(samples_ft, actor))
         samples_ft.erasure.erase(actor.name, [f.id for f in faces], request_id=None)
-        assert all(files_holding(samples_ft.data, f.template) == [] for f in faces)
+        assert not {f.id for f in faces} & samples_ft.gallery.saved_ids()
     finally:
         server.close()  # saves its index
-    assert [files_holding(samples_ft.data, f.template) for f in faces] == [[] for _ in faces]
+    assert not {f.id for f in faces} & samples_ft.gallery.saved_ids()
 
 
 def test_a_stored_image_damaged_on_disk_is_deleted_rather_than_kept(samples_ft: Facetrail, actor: Actor) -> None:
     faces = {f.image_name: f for f in stored_faces(samples_ft, find_biden(samples_ft, actor))}
     damaged, intact = faces["two_people.jpg"].image_key, faces["obama_and_biden.jpg"].image_key
     assert damaged is not None and intact is not None
-    samples_ft.blobs.put(damaged, sample_bytes("two_people.jpg")[:4000])  # truncated: cannot be redacted
+    kind, name = damaged.split("/", 1)
+    path = samples_ft.blobs.root / kind / name[:2] / name
+    path.write_bytes(path.read_bytes()[:4000])  # truncated on disk: cannot be decrypted, let alone redacted
     receipt = samples_ft.erasure.erase(actor.name, [f.id for f in faces.values()], request_id=None)
     assert receipt["images_redacted"] == 2
     assert not samples_ft.blobs.exists(damaged) and samples_ft.blobs.exists(intact)

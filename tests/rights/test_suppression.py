@@ -15,7 +15,7 @@ from facetrail.policy.suppression import SuppressionList
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage, Suppression
-from facetrail.store.templates import decode_template, encode_template
+from facetrail.store.templates import decode_template, seal_template
 from facetrail.vision.calibration import Band, load_calibration
 from tests.conftest import SAMPLES, add_source, sample_bytes
 from tests.rights.biden import BIDEN_PHOTOS, GROUPS, detected_boxes, find_biden, iou, stored_faces, stored_pixels
@@ -60,14 +60,16 @@ def test_a_template_matches_the_same_person_for_the_purposes_covered(samples_ft:
 def test_entries_added_by_another_process_are_seen(samples_ft: Facetrail, actor: Actor) -> None:
     ft = samples_ft
     biden = templates_of(ft, find_biden(ft, actor))
-    other = SuppressionList(ft.db, ft.audit, model_id="dlib-resnet-v1", dim=128)  # as a second process holds it
+    # As a second process holds it:
+    other = SuppressionList(ft.db, ft.audit, ft.vault, model_id="dlib-resnet-v1", dim=128)
     assert other.screen([biden["biden2.jpg"]], ["demo"]) == [False] and len(other) == 0
     ft.suppressions.add("REQ-1", [biden["biden.jpg"]], ["demo"])
     assert other.screen([biden["biden2.jpg"]], ["demo"]) == [True] and len(other) == 1
     # A row written by other code, without the change counter: the table's size gives it away.
+    key = ft.vault.new_key("suppression")
     with ft.db.write() as session, session.begin():
         session.add(Suppression(request_id="REQ-3", model_id="dlib-resnet-v1", purposes=["press"],
-                                template=encode_template(biden["biden.jpg"])))
+                                template=seal_template(ft.vault, key, biden["biden.jpg"]), key_id=key.id))
     assert other.screen([biden["biden2.jpg"]], ["press"]) == [True] and len(other) == 2
 
 

@@ -23,7 +23,6 @@ from facetrail.media.image import decode_image
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
-from facetrail.store.templates import decode_template
 from facetrail.vision import VisionConfig, load_backend
 from facetrail.vision.alignment import (
     ARCFACE_TEMPLATE_112,
@@ -36,7 +35,7 @@ from facetrail.vision.calibration import Calibration
 from facetrail.vision.dlib_backend import DlibBackend
 from facetrail.vision.onnx_backend import OnnxBackend
 from facetrail.vision.types import Point
-from tests.conftest import SAMPLES, add_source, sample_bytes
+from tests.conftest import SAMPLES, add_source, sample_bytes, template_of
 
 DIM = 32
 PATCH = 8
@@ -396,7 +395,7 @@ def ingest_samples(ft: Facetrail, workers: int) -> dict[str, list[np.ndarray]]:
     assert {face.model_id for face, _ in rows} == {ft.gallery.model_id}
     templates: dict[str, list[np.ndarray]] = {}
     for face, image in rows:
-        templates.setdefault(image.sha256, []).append(decode_template(face.template, DIM))
+        templates.setdefault(image.sha256, []).append(template_of(ft, face.template))
     return templates
 
 

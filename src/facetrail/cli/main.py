@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli import commands_admin, commands_bench, commands_data, commands_requests, demo
+from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState
 
@@ -22,6 +22,7 @@ def main_options(
                                               help="data directory [default: ./facetrail-data]")] = None,
 ) -> None:
     ctx.obj = AppState(data=data)
+    ctx.call_on_close(ctx.obj.close)
 
 
 app.add_typer(commands_data.source_app, name="source")
@@ -35,6 +36,8 @@ app.command("serve")(commands_admin.serve)
 app.command("demo")(demo.demo)
 app.add_typer(commands_bench.bench_app, name="bench")
 app.add_typer(commands_requests.request_app, name="request")
+app.add_typer(commands_backup.backup_app, name="backup")
+app.add_typer(commands_backup.keys_app, name="keys")
 
 
 def main() -> None:

@@ -23,6 +23,12 @@ class AppState:
             self._ft = Facetrail.open(self.data, **overrides)
         return self._ft
 
+    def close(self) -> None:
+        """Save the index and let go of the data directory when the command is done."""
+        if self._ft is not None:
+            ft, self._ft = self._ft, None
+            ft.close()
+
 
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj

@@ -1,8 +1,10 @@
 """The embedded index: FAISS exact L2 search with true removal, persisted in one checksummed file.
 
-File layout: 8-byte magic, 4-byte header length, JSON header (dim, count, generation, sha256 of the
-body), then the body: the serialised FAISS index followed by the partition of each id. The file is
-written to a temporary name, fsynced and renamed, so readers see the old or the new file whole.
+The file is sealed as a whole (AES-GCM, crypto/) when the owner passes `seal`/`unseal`: the vectors are
+usable in memory, as a search needs them, but never in clear on disk. Inside: 8-byte magic, 4-byte
+header length, JSON header (dim, count, generation, sha256 of the body), then the body: the serialised
+FAISS index followed by the partition of each id. The file is written to a temporary name, fsynced and
+renamed, so readers see the old or the new file whole.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import struct
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +21,24 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from facetrail.errors import IndexCorruptError
+from facetrail.crashpoints import crash_point
+from facetrail.errors import FacetrailError, IndexCorruptError
 from facetrail.fsutil import atomic_write
 from facetrail.index.base import Hit
 
 MAGIC = b"FTINDEX1"
+Transform = Callable[[bytes], bytes]
 
 
 class FaissIndex:
     """Exact search (IndexFlatL2 in an IndexIDMap2). Thread-safe: one lock around every operation."""
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, *, seal: Transform | None = None,
+                 unseal: Transform | None = None) -> None:
         self.path = path
         self.dim = dim
+        self._seal = seal
+        self._unseal = unseal
         self._lock = threading.RLock()
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
         self._partition: dict[int, int] = {}
@@ -41,13 +48,20 @@ class FaissIndex:
 
     # -- persistence -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path, dim: int) -> FaissIndex:
-        """Read an index file; raise IndexCorruptError if it is unreadable, truncated or altered."""
-        index = cls(path, dim)
+    def load(cls, path: Path, dim: int, *, seal: Transform | None = None,
+             unseal: Transform | None = None) -> FaissIndex:
+        """Read an index file; raise IndexCorruptError if it is unreadable, truncated, altered or sealed
+        under a key that is gone."""
+        index = cls(path, dim, seal=seal, unseal=unseal)
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise IndexCorruptError(f"cannot read index file: {exc}") from exc
+        if unseal is not None:
+            try:
+                raw = unseal(raw)
+            except FacetrailError as exc:
+                raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
         if len(raw) < 12 or raw[:8] != MAGIC:
             raise IndexCorruptError("index file has no valid header")
         (header_len,) = struct.unpack("<I", raw[8:12])
@@ -81,7 +95,9 @@ class FaissIndex:
                 "dim": self.dim, "count": len(self._partition), "generation": self._generation,
                 "faiss_bytes": len(faiss_bytes), "sha256": hashlib.sha256(body).hexdigest(),
             }).encode()
-            atomic_write(self.path, MAGIC + struct.pack("<I", len(header)) + header + body)
+            raw = MAGIC + struct.pack("<I", len(header)) + header + body
+            atomic_write(self.path, self._seal(raw) if self._seal is not None else raw,
+                         before_rename=lambda: crash_point("index_save"))
 
     # -- contents ----------------------------------------------------------------------------
     @property

@@ -21,15 +21,17 @@ from numpy.typing import NDArray
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from facetrail.crypto.vault import Vault
 from facetrail.errors import IndexCorruptError
 from facetrail.index.base import Hit
 from facetrail.index.faiss_index import FaissIndex
 from facetrail.store.db import Database, get_generation
 from facetrail.store.models import Face
-from facetrail.store.templates import decode_template
+from facetrail.store.templates import open_templates
 
 log = logging.getLogger(__name__)
 BATCH = 5000
+INDEX_LABEL = "index"
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class SyncReport:
 
 
 class Gallery:
-    def __init__(self, db: Database, path: Path, *, model_id: str, dim: int) -> None:
+    def __init__(self, db: Database, path: Path, vault: Vault, *, model_id: str, dim: int) -> None:
         self.db = db
         self.path = path
+        self.vault = vault
         self.model_id = model_id
         self.dim = dim
         self._lock = threading.RLock()
@@ -51,7 +54,7 @@ class Gallery:
         self.last_sync: SyncReport | None = None
 
     @contextmanager
-    def _file_lock(self) -> Iterator[None]:
+    def file_lock(self) -> Iterator[None]:
         """Serialise index writers across processes (CLI ingestion beside a running server)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a+") as fh:
@@ -73,7 +76,7 @@ class Gallery:
 
     def _open(self) -> None:
         try:
-            self._index = FaissIndex.load(self.path, self.dim)
+            self._index = FaissIndex.load(self.path, self.dim, seal=self._seal, unseal=self._unseal)
         except IndexCorruptError as exc:
             if self.path.exists():
                 log.warning("index file unusable (%s); rebuilding it from the store", exc)
@@ -86,7 +89,7 @@ class Gallery:
         with self._lock:
             report = self._catch_up()
             if report.added or report.removed or report.reason:
-                with self._file_lock():
+                with self.file_lock():
                     self._catch_up()  # another process may have committed meanwhile
                     assert self._index is not None
                     self._index.save()
@@ -117,17 +120,24 @@ class Gallery:
     def rebuild(self, reason: str = "requested") -> SyncReport:
         """A new index from every template in the store, saved atomically."""
         with self._lock:
-            index = FaissIndex(self.path, self.dim)
+            index = FaissIndex(self.path, self.dim, seal=self._seal, unseal=self._unseal)
             with self.db.read() as session:
                 generation = get_generation(session)
                 rows = session.scalars(self._searchable()).all()
                 for chunk in _chunks(np.fromiter(rows, dtype=np.int64, count=len(rows))):
                     self._add_from_store(session, index, chunk)
             index.set_generation(generation)
-            with self._file_lock():
+            with self.file_lock():
                 index.save()
             self._index = index
             return SyncReport(added=len(index), removed=0, rebuilt=True, reason=reason)
+
+    def _seal(self, raw: bytes) -> bytes:
+        """The index file is sealed under the keyring's current index key (replaced at every erasure)."""
+        return self.vault.seal(self.vault.key(self.vault.keyring.index_key()), INDEX_LABEL, raw)
+
+    def _unseal(self, sealed: bytes) -> bytes:
+        return self.vault.open(INDEX_LABEL, sealed)
 
     def _searchable(self) -> Select[int]:
         """Ids of the faces searches may reach: this model's, not restricted (Art. 18)."""
@@ -141,7 +151,7 @@ class Gallery:
             return
         index.add(
             np.array([r[0] for r in rows], dtype=np.int64),
-            np.stack([decode_template(r[2], self.dim) for r in rows]),
+            np.stack(open_templates(self.vault, [r[2] for r in rows], self.dim)),
             np.array([r[1] for r in rows], dtype=np.int64),
         )
 
@@ -162,9 +172,13 @@ class Gallery:
         older index never writes back faces that another process erased meanwhile."""
         with self._lock:
             if self._index is not None:
-                with self._file_lock():
+                with self.file_lock():
                     self._catch_up()
                     self._index.save()
+
+    def saved_ids(self) -> set[int]:
+        """The face ids in the index file as saved (decrypted), not in memory: what a copy of the file holds."""
+        return {int(i) for i in FaissIndex.load(self.path, self.dim, unseal=self._unseal).ids()}
 
     def search(self, vector: NDArray[np.float32], k: int, partitions: Collection[int] | None) -> list[Hit]:
         return self.index().search(vector, k, partitions)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
+from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, analyze_in_worker, init_worker
@@ -37,7 +38,7 @@ from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Face, StoredImage
-from facetrail.store.templates import encode_template
+from facetrail.store.templates import seal_template
 from facetrail.vision.pipeline import AnalyzedFace
 
 Progress = Callable[[int, int], None]
@@ -168,16 +169,25 @@ class IngestService:
                 report.images_suppressed += 1
                 return 0
             prefix = f"{job.sha256}-{source_id}"
-            image_key = self._put_image(prefix, job, analysis, dropped) if self.settings.store_images else None
-            crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg) for i, face in enumerate(kept)]
+            # One data key per face (its template and crop) and one for the image's bytes, so an erasure can
+            # shred exactly one person's faces; the keys are durable before anything names them.
+            vault = self.blobs.vault
+            keys = vault.new_keys("face", len(kept))
+            image_key, image_data_key = None, None
+            if self.settings.store_images:
+                image_data_key = vault.new_key("image")
+                image_key = self._put_image(prefix, job, analysis, dropped, image_data_key)
+            crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg, keys[i])
+                         for i, face in enumerate(kept)]
             image = StoredImage(
                 source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
                 width=analysis.width, height=analysis.height, format=analysis.format,
-                face_count=len(kept), blob_key=image_key,
+                face_count=len(kept), blob_key=image_key, key_id=image_data_key.id if image_data_key else None,
             )
             session.add(image)
             session.flush()
-            faces = [_face_row(image, i, face, model_id, crop_keys[i]) for i, face in enumerate(kept)]
+            faces = [_face_row(image, i, face, model_id, crop_keys[i], seal_template(vault, keys[i], face.template),
+                               keys[i].id) for i, face in enumerate(kept)]
             session.add_all(faces)
             session.flush()
             generation = bump_generation(session) if faces else None
@@ -202,7 +212,8 @@ class IngestService:
         dropped = [face for face, drop in zip(faces, suppressed, strict=True) if drop]
         return kept, dropped
 
-    def _put_image(self, prefix: str, job: _Pending, analysis: ImageAnalysis, dropped: list[AnalyzedFace]) -> str:
+    def _put_image(self, prefix: str, job: _Pending, analysis: ImageAnalysis, dropped: list[AnalyzedFace],
+                   data_key: DataKey) -> str:
         """Store the image's bytes: as received, or with the suppressed faces blacked out and re-encoded
         (which also drops metadata such as an EXIF thumbnail, where their face would still show)."""
         data = job.data
@@ -210,17 +221,18 @@ class IngestService:
             data = redact_image_bytes(job.data, [face.detection.box for face in dropped],
                                       source_format=analysis.format, max_pixels=self.settings.max_image_pixels,
                                       fill=True)
-        return self.blobs.put(f"images/{prefix}", data)
+        return self.blobs.put(f"images/{prefix}", data, data_key)
 
 
-def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: str, crop_key: str) -> Face:
+def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: str, crop_key: str,
+              template: bytes, key_id: str) -> Face:
     det = face.detection
     return Face(
         image_id=image.id, source_id=image.source_id, ordinal=ordinal,
         box_left=det.box.left, box_top=det.box.top, box_right=det.box.right, box_bottom=det.box.bottom,
         landmarks=[[round(p.x, 1), round(p.y, 1)] for p in det.landmarks], detector=det.detector,
         detector_score=round(det.score, 4), size_px=face.quality.size_px, sharpness=face.quality.sharpness,
-        yaw=face.quality.yaw, model_id=model_id, template=encode_template(face.template), crop_key=crop_key,
+        yaw=face.quality.yaw, model_id=model_id, template=template, crop_key=crop_key, key_id=key_id,
     )
 
 

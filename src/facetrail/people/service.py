@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
+from facetrail.crypto.vault import Vault
 from facetrail.errors import InvalidValueError, NotFoundError
 from facetrail.people.clustering import assign_faces, default_threshold
 from facetrail.people.views import PersonDetail, PersonFace, PersonSummary, clean_ids, clean_name, summaries
 from facetrail.store.db import Database
 from facetrail.store.models import Face, Person, Source, StoredImage, utcnow
-from facetrail.store.templates import decode_template
+from facetrail.store.templates import open_templates
 from facetrail.vision.types import Box
 
 CHUNK = 2000
@@ -57,11 +58,12 @@ class _Known:
 
 
 class PeopleService:
-    def __init__(self, db: Database, audit: AuditLog, *, model_id: str, dim: int,
+    def __init__(self, db: Database, audit: AuditLog, vault: Vault, *, model_id: str, dim: int,
                  threshold: float | None = None, chunk: int = CHUNK) -> None:
         """`threshold` None: the model's calibrated distance, looked up on the first run (see clustering)."""
         self.db = db
         self.audit = audit
+        self.vault = vault
         self.model_id = model_id
         self.dim = dim
         self.chunk = chunk
@@ -107,7 +109,7 @@ class PeopleService:
             # be placed now; it stays unassigned for the next run.
             after = rows[-1][0]
             ids = np.array([r[0] for r in rows], dtype=np.int64)
-            templates = np.stack([decode_template(r[1], self.dim) for r in rows])
+            templates = np.stack(open_templates(self.vault, [r[1] for r in rows], self.dim))
             assignment = assign_faces(known.templates, known.people, templates, threshold=self.threshold)
             placed = self._commit_chunk(actor, source_id, ids, assignment.person, assignment.group, report)
             keep = placed >= 0
@@ -161,10 +163,15 @@ class PeopleService:
                 .where(Face.source_id == source_id, Face.model_id == self.model_id, Face.person_id.is_not(None))
                 .order_by(Face.id)
             ).yield_per(5000)
+            sealed: list[bytes] = []
             for template, person_id in result:
                 if person_id is not None:  # always, by the query; this tells the type checker
-                    templates.append(decode_template(template, self.dim))
+                    sealed.append(template)
                     people.append(person_id)
+                if len(sealed) >= 5000:
+                    templates += open_templates(self.vault, sealed, self.dim)
+                    sealed = []
+            templates += open_templates(self.vault, sealed, self.dim)
         stacked = np.stack(templates) if templates else np.zeros((0, self.dim), dtype=np.float32)
         return _Known(stacked, np.array(people, dtype=np.int64))
 

@@ -14,7 +14,9 @@ rows written by other code.
 
 from __future__ import annotations
 
+import base64
 import math
+import secrets
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,11 +29,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import AuditLog
+from facetrail.crypto.vault import Vault
 from facetrail.errors import FacetrailError, InvalidValueError
 from facetrail.policy.sources import validate_purposes
 from facetrail.store.db import Database
 from facetrail.store.models import Meta, Suppression
-from facetrail.store.templates import decode_template, encode_template
+from facetrail.store.templates import open_templates, seal_template
 from facetrail.vision.calibration import Band, load_calibration
 
 ALL_PURPOSES = "*"
@@ -51,10 +54,11 @@ class _Entries:
 class SuppressionList:
     """The opt-out entries of one template space (`model_id`): templates of two models never compare."""
 
-    def __init__(self, db: Database, audit: AuditLog, *, model_id: str, dim: int,
+    def __init__(self, db: Database, audit: AuditLog, vault: Vault, *, model_id: str, dim: int,
                  threshold: float | None = None) -> None:
         self.db = db
         self.audit = audit
+        self.vault = vault
         self.model_id = model_id
         self.dim = dim
         if threshold is None:
@@ -66,39 +70,49 @@ class SuppressionList:
         self._entries: _Entries | None = None
 
     # -- changing the list -----------------------------------------------------------------------
-    def add(self, request_id: str | None, templates: Iterable[NDArray[np.float32] | bytes],
+    def add(self, request_id: str | None, templates: Iterable[NDArray[np.float32]],
             purposes: Sequence[str], *, actor_name: str = "system") -> int:
-        """Add the person's templates for these purposes (["*"] = all); returns how many entries were added."""
+        """Add the person's templates for these purposes (["*"] = all); returns how many entries were added.
+        Each entry is sealed under a data key of its own."""
         covered = _clean_purposes(purposes)
-        rows = [Suppression(request_id=request_id, model_id=self.model_id, purposes=covered,
-                            template=self._encoded(template)) for template in templates]
-        if not rows:
+        vectors = [self._checked(template) for template in templates]
+        if not vectors:
             raise InvalidValueError("templates", "an opt-out needs at least one template of the person")
+        keys = self.vault.new_keys("suppression", len(vectors))
+        rows = [Suppression(request_id=request_id, model_id=self.model_id, purposes=covered,
+                            template=seal_template(self.vault, key, vector), key_id=key.id)
+                for key, vector in zip(keys, vectors, strict=True)]
         with self.db.write() as session, session.begin():
             session.add_all(rows)
-            _bump(session)
+            mark_changed(session)
             self.audit.record(session, actor=actor_name, action="suppression.added", details={
                 "request_id": request_id, "entries": len(rows), "purposes": covered, "model_id": self.model_id})
+            # The ledger outlives a restore of an older backup, which must not forget an opt-out.
+            self.vault.keyring.record({
+                "uid": secrets.token_hex(16), "kind": "suppression.added", "request_id": request_id,
+                "model_id": self.model_id, "purposes": covered,
+                "entries": [{"key_id": row.key_id, "template": base64.b64encode(row.template).decode()}
+                            for row in rows]})
         return len(rows)
 
     def remove(self, request_id: str, *, actor_name: str = "system") -> int:
         """Withdraw the entries of one request (the person withdrew their opt-out); returns how many."""
         with self.db.write() as session, session.begin():
-            removed = len(session.scalars(delete(Suppression).where(Suppression.request_id == request_id)
-                                          .returning(Suppression.id)).all())
-            _bump(session)
+            keys = list(session.scalars(delete(Suppression).where(Suppression.request_id == request_id)
+                                        .returning(Suppression.key_id)).all())
+            mark_changed(session)
             self.audit.record(session, actor=actor_name, action="suppression.removed",
-                              details={"request_id": request_id, "entries": removed})
-        return removed
+                              details={"request_id": request_id, "entries": len(keys)})
+        # Their templates are no longer kept with consent: shredded, here and in every backup.
+        self.vault.keyring.destroy([k for k in keys if k], {
+            "uid": secrets.token_hex(16), "kind": "suppression.removed", "request_id": request_id})
+        return len(keys)
 
-    def _encoded(self, template: NDArray[np.float32] | bytes) -> bytes:
-        if isinstance(template, bytes):
-            decode_template(template, self.dim)  # raises on a template of another size
-            return template
+    def _checked(self, template: NDArray[np.float32]) -> NDArray[np.float32]:
         vector = np.asarray(template, dtype=np.float32).reshape(-1)
         if vector.shape != (self.dim,) or not np.all(np.isfinite(vector)):
             raise InvalidValueError("templates", f"a template of {self.model_id} has {self.dim} finite values")
-        return encode_template(vector)
+        return vector
 
     # -- testing faces against it ----------------------------------------------------------------
     def screen(self, templates: Sequence[NDArray[np.float32]], purposes: Collection[str], *,
@@ -158,7 +172,7 @@ class SuppressionList:
             rows = session.execute(query).all()
         index = faiss.IndexFlatL2(self.dim)
         if rows:
-            index.add(np.stack([decode_template(template, self.dim) for template, _ in rows]))
+            index.add(np.stack(open_templates(self.vault, [template for template, _ in rows], self.dim)))
         return _Entries(signature, index, tuple(frozenset(purposes) for _, purposes in rows))
 
 
@@ -174,7 +188,8 @@ def _covers(entry: frozenset[str], purposes: frozenset[str]) -> bool:
     return ALL_PURPOSES in entry or not entry.isdisjoint(purposes)
 
 
-def _bump(session: Session) -> None:
+def mark_changed(session: Session) -> None:
+    """Tell every process holding the list to reload it (call inside the transaction that changed it)."""
     row = session.scalar(select(Meta).where(Meta.key == GENERATION_KEY))
     if row is None:
         session.add(Meta(key=GENERATION_KEY, value="1"))

@@ -10,8 +10,14 @@ idempotent steps, each recorded in `state`, so that a crash at any point (even S
                    personal data), updated or deleted the images and bumped the index generation: from this
                    commit on no search can return the faces, since search resolves every hit through the store
     index_updated  the vector index followed the store and was saved (atomic rewrite: no old vectors remain)
-    blobs_removed  crops deleted; stored images redacted (blacked out, re-encoded without metadata) or deleted;
-                   the plan is reduced to ids, so that no box or blob key of the person outlives this step
+    blobs_removed  crops deleted; stored images redacted (blacked out, re-encoded without metadata, sealed
+                   under a new data key) or deleted; the plan is reduced to ids, so that no box or blob key of
+                   the person outlives this step
+    keys_destroyed crypto-shredding: the data keys of the faces, of the deleted images and of the images'
+                   unredacted versions, and the index key the old index file was sealed under, are destroyed
+                   in the keyring, in the same transaction that writes the erasure to the ledger. Any copy of
+                   those bytes (an old backup, a snapshot of the disk) can no longer be decrypted, and
+                   restoring a backup re-applies the ledger (backup/restore.py)
     completed      after a WAL checkpoint (TRUNCATE) folded the log into the database file, where
                    secure_delete has zeroed the deleted rows: the receipt is stored and audited
 
@@ -22,8 +28,7 @@ who was shown their face (Art. 15 recipients).
 from __future__ import annotations
 
 import logging
-import os
-import signal
+import secrets
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Any
@@ -33,7 +38,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.audit.log import AuditLog
-from facetrail.errors import FacetrailError, InvalidValueError, MediaError, NotFoundError
+from facetrail.crashpoints import crash_point
+from facetrail.errors import FacetrailError, InvalidValueError, KeyUnavailableError, MediaError, NotFoundError
 from facetrail.index.gallery import Gallery
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
@@ -42,9 +48,8 @@ from facetrail.store.models import Erasure, Face, Person, StoredImage, utcnow
 from facetrail.vision.types import Box
 
 log = logging.getLogger(__name__)
-CRASH_ENV = "FACETRAIL_CRASH_AT"
-"""Tests only: the name of a crash point at which the process kills itself with SIGKILL."""
-CRASH_POINTS = ("planned", "rows_deleted", "index_updated", "blobs_partial", "blobs_removed", "checkpointed")
+CRASH_POINTS = ("planned", "rows_deleted", "index_updated", "blobs_partial", "blobs_removed", "keys_destroyed",
+                "checkpointed")
 CHUNK = 500  # ids per IN (...) clause, well under every backend's limit on bound parameters
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -54,6 +59,7 @@ class ErasureState(StrEnum):
     ROWS_DELETED = "rows_deleted"
     INDEX_UPDATED = "index_updated"
     BLOBS_REMOVED = "blobs_removed"
+    KEYS_DESTROYED = "keys_destroyed"
     COMPLETED = "completed"
 
 
@@ -62,17 +68,12 @@ class Action(StrEnum):
     DELETE = "delete"
 
 
-def crash_point(name: str) -> None:
-    """Die here, as a power cut would, when the crash tests ask for it (no clean-up, no flush)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 class ErasureService:
     def __init__(self, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog, *,
                  max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.db = db
         self.blobs = blobs
+        self.keyring = blobs.vault.keyring
         self.gallery = gallery
         self.audit = audit
         # The stored images passed this decoding limit at ingestion; redaction decodes them again.
@@ -117,16 +118,21 @@ class ErasureService:
             faces: list[Any] = []
             for chunk in _chunks(wanted):
                 faces += session.execute(select(
-                    Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted,
+                    Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted, Face.key_id,
                     Face.box_left, Face.box_top, Face.box_right, Face.box_bottom).where(Face.id.in_(chunk))).all()
             images = _image_plans(session, faces)
             plan = {
+                "uid": secrets.token_hex(16),
                 "faces": sorted(f.id for f in faces),
                 # The index holds this model's unrestricted faces only (Gallery._searchable).
                 "indexed": sorted(f.id for f in faces if f.model_id == self.gallery.model_id and not f.restricted),
                 "crops": sorted(f.crop_key for f in faces if f.crop_key),
                 "images": images,
                 "not_found": len(wanted) - len(faces),
+                # Every data key whose ciphertext shows the person: their faces' (templates and crops) and
+                # their images' (deleted, or about to be replaced by a redacted copy under a new key).
+                "keys": sorted({f.key_id for f in faces if f.key_id}
+                               | {i["key_id"] for i in images if i.get("key_id")}),
             }
             erasure = Erasure(request_id=request_id, state=ErasureState.PLANNED.value, plan=plan)
             session.add(erasure)
@@ -162,6 +168,10 @@ class ErasureService:
                     self._advance(erasure_id, ErasureState.INDEX_UPDATED, ErasureState.BLOBS_REMOVED,
                                   plan=_compact(plan))
                 case ErasureState.BLOBS_REMOVED:
+                    self._destroy_keys(erasure_id, plan)
+                    crash_point("keys_destroyed")
+                    self._advance(erasure_id, ErasureState.BLOBS_REMOVED, ErasureState.KEYS_DESTROYED)
+                case ErasureState.KEYS_DESTROYED:
                     self._checkpoint()
                     crash_point("checkpointed")
                     return self._complete(actor_name, erasure_id)
@@ -194,7 +204,9 @@ class ErasureService:
             erasure.state = ErasureState.ROWS_DELETED.value
 
     def _update_index(self, plan: dict[str, Any]) -> None:
-        """Step (b): the index follows the store (its generation moved) and is rewritten atomically."""
+        """Step (b): the index follows the store (its generation moved) and is rewritten atomically, under a
+        new index key: the key of the files that held the person's vectors is destroyed in step (d)."""
+        self.keyring.rotate_index_key()
         index = self.gallery.index()
         left = np.intersect1d(index.ids(), np.asarray(plan["indexed"], dtype=np.int64))
         if len(left):
@@ -219,19 +231,48 @@ class ErasureService:
     def _redact(self, key: str, image: dict[str, Any]) -> None:
         if not self.blobs.exists(key):
             return
+        current = self._blob_key_id(key)
+        if current is not None and image.get("key_id") and current != image["key_id"]:
+            self._set_image_key(image["id"], key, current)  # redacted before a crash: record its new key
+            return
         # Boxes are in the upright image (EXIF orientation applied), as decode_image gives it; the redacted
         # copy is written upright and without metadata, so a second pass sees the same coordinates.
         try:
             redacted = redact_image_bytes(self.blobs.get(key), [Box(*box) for box in image["boxes"]],
                                           source_format=image["format"], max_pixels=self.max_image_pixels,
                                           fill=True)
-        except MediaError:
-            # Damaged on disk since it was ingested: it cannot be redacted, and keeping it would keep the
-            # person's face, so it goes (the image row stays, for the other faces' provenance).
+        except (MediaError, KeyUnavailableError):
+            # Damaged on disk since it was ingested, or its key already destroyed (a restored backup): it
+            # cannot be redacted, and keeping it would keep the person's face, so it goes (the image row
+            # stays, for the other faces' provenance).
             log.warning("stored image could not be decoded for redaction; deleting it")
             self.blobs.delete(key)
+            self._set_image_key(image["id"], None, None)
             return
-        self.blobs.put(key, redacted)
+        new_key = self.blobs.vault.new_key("image")
+        self.blobs.put(key, redacted, new_key)
+        self._set_image_key(image["id"], key, new_key.id)
+
+    def _blob_key_id(self, key: str) -> str | None:
+        try:
+            return self.blobs.key_id(key)
+        except (OSError, KeyUnavailableError):
+            return None
+
+    def _set_image_key(self, image_id: int, blob_key: str | None, key_id: str | None) -> None:
+        with self.db.write() as session, session.begin():
+            session.execute(update(StoredImage).where(StoredImage.id == image_id)
+                            .values(blob_key=blob_key, key_id=key_id))
+
+    def _destroy_keys(self, erasure_id: int, plan: dict[str, Any]) -> None:
+        """Step (d): crypto-shredding, and the erasure's line in the ledger, in one keyring transaction."""
+        with self.db.read() as session:
+            erasure = session.get(Erasure, erasure_id)
+            request_id = erasure.request_id if erasure is not None else None
+        keys = list(plan.get("keys", []))
+        ledger = {"uid": plan.get("uid") or f"erasure-{erasure_id}", "kind": "erasure", "erasure_id": erasure_id,
+                  "request_id": request_id, "face_ids": plan["faces"], "images": plan["images"], "key_ids": keys}
+        self.keyring.destroy(keys, ledger, retired_index_keys=True)
 
     def _checkpoint(self) -> None:
         """Step (d): deleted rows were zeroed in the database file (secure_delete), but earlier versions of
@@ -250,6 +291,7 @@ class ErasureService:
             completed_at = utcnow()
             counts = erasure.plan["counts"]
             receipt = {
+                "data_keys_destroyed": len(erasure.plan.get("keys", [])),
                 "erasure_id": erasure.id, "request_id": erasure.request_id,
                 "face_ids": erasure.plan["faces"], "faces_erased": counts["faces"],
                 "crops_deleted": counts["crops"], "index_entries_removed": counts["index_entries"],
@@ -281,12 +323,13 @@ def _image_plans(session: Session, faces: Sequence[Any]) -> list[dict[str, Any]]
     plans = []
     for chunk in _chunks(sorted(by_image)):
         total = _face_counts(session, chunk)
-        for image_id, blob_key, fmt in session.execute(
-                select(StoredImage.id, StoredImage.blob_key, StoredImage.format).where(StoredImage.id.in_(chunk))):
+        for image_id, blob_key, fmt, key_id in session.execute(
+                select(StoredImage.id, StoredImage.blob_key, StoredImage.format, StoredImage.key_id)
+                .where(StoredImage.id.in_(chunk))):
             others = total.get(image_id, 0) - len(by_image[image_id])
             plans.append({
                 "id": image_id, "action": Action.REDACT.value if others > 0 else Action.DELETE.value,
-                "blob_key": blob_key, "format": fmt,
+                "blob_key": blob_key, "format": fmt, "key_id": key_id,
                 "boxes": [[f.box_left, f.box_top, f.box_right, f.box_bottom] for f in by_image[image_id]],
             })
     return sorted(plans, key=lambda p: p["id"])
@@ -322,7 +365,9 @@ def _compact(plan: dict[str, Any]) -> dict[str, Any]:
     """The plan once the bytes are gone: ids, actions and counts; no box, crop or blob key stays behind."""
     images = plan["images"]
     return {
+        "uid": plan["uid"],
         "faces": plan["faces"],
+        "keys": plan["keys"],
         "images": [{"id": image["id"], "action": image["action"]} for image in images],
         "not_found": plan["not_found"],
         "counts": {

@@ -16,7 +16,7 @@ from facetrail.rights.workflow import RequestKind
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, RightsRequest
-from facetrail.store.templates import decode_template
+from facetrail.store.templates import open_templates
 
 
 class Eraser(Protocol):
@@ -74,8 +74,8 @@ class Fulfilment:
 
     def _opt_out(self, request: RightsRequest, faces: list[int]) -> dict[str, Any]:
         with self.db.read() as session:
-            stored = [decode_template(t, self.dim) for t in session.scalars(
-                select(Face.template).where(Face.id.in_(faces)))]
+            sealed = list(session.scalars(select(Face.template).where(Face.id.in_(faces))))
+        stored = open_templates(self.blobs.vault, sealed, self.dim)
         if request.selfie_key and self.blobs.exists(request.selfie_key):
             stored.append(self.selfie_template(self.blobs.get(request.selfie_key)))
         purposes = list(request.details.get("purposes") or ["*"])

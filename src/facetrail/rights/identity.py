@@ -22,7 +22,7 @@ from facetrail.ingest.analysis import Analyzer
 from facetrail.media.image import decode_image
 from facetrail.store.db import Database
 from facetrail.store.models import Face
-from facetrail.store.templates import decode_template
+from facetrail.store.templates import open_templates
 from facetrail.vision.pipeline import analyze_faces
 
 EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
@@ -70,7 +70,8 @@ def find_own_faces(db: Database, gallery: Gallery, template: NDArray[np.float32]
     with db.read() as session:
         rows = session.execute(select(Face.id, Face.template).where(
             Face.restricted.is_(True), Face.model_id == gallery.model_id)).all()
-    for face_id, blob in rows:
-        if float(np.linalg.norm(decode_template(blob, gallery.dim) - template)) <= max_distance:
-            found.add(face_id)
+    if rows:
+        stored = open_templates(gallery.vault, [blob for _, blob in rows], gallery.dim)
+        found.update(face_id for (face_id, _), vector in zip(rows, stored, strict=True)
+                     if float(np.linalg.norm(vector - template)) <= max_distance)
     return sorted(found)

@@ -144,8 +144,9 @@ class RequestService:
             request = self._by_token(session, request_id, token)
             request.matched_face_ids = face_ids
             request.selfie_checked_at = now()
-            # Kept only for a DPO's manual comparison; deleted when the request closes.
-            request.selfie_key = self.blobs.put(f"selfies/{request.id}", photo)
+            # Kept only for a DPO's manual comparison, sealed under a key of its own that is destroyed
+            # when the request closes.
+            request.selfie_key = self.blobs.put(f"selfies/{request.id}", photo, self.blobs.vault.new_key("selfie"))
             self._event(session, request, S(request.status), S(request.status), PORTAL, "selfie received")
         self._after_identity_step(request_id)
 
@@ -300,7 +301,8 @@ class RequestService:
             package = answer.get("_package")
             if package is not None:
                 token = identity.new_token()
-                request.package_key = self.blobs.put(f"packages/{request.id}.zip", package)
+                request.package_key = self.blobs.put(f"packages/{request.id}.zip", package,
+                                                     self.blobs.vault.new_key("package"))
                 request.package_token_hash = identity.digest(token)
                 request.package_expires_at = now() + timedelta(days=self.settings.package_ttl_days)
                 request.answer["download"] = f"/portal/requests/{request.id}/package?token={token}"
@@ -315,7 +317,7 @@ class RequestService:
         """Verification material goes when the request closes (hard rule 8)."""
         request.closed_at = now()
         if request.selfie_key:
-            self.blobs.delete(request.selfie_key)
+            self.blobs.shred(request.selfie_key)
             request.selfie_key = None
         request.code_hash = None
 

@@ -1,8 +1,13 @@
-"""Blob store: face crops and stored images as files under the data directory.
+"""Blob store: face crops, stored images, selfies and access packages as files under the data directory.
 
-Writes are atomic (temporary file, fsync, rename), so a crash never leaves half a blob under a
-real key. Keys are chosen by the caller and are deterministic, so a re-run overwrites rather
-than orphans. Layout: <root>/<kind>/<2 hex>/<name>.
+Every blob is sealed (AES-GCM) under a data key the caller chooses: a crop under its face's key, an image
+under its own. The blob names its key in its header, so reading needs no bookkeeping; destroying the key
+leaves the file, and every copy of it, unreadable. What a blob is (its kind, the first part of its key) is
+authenticated with it.
+
+Writes are atomic (temporary file, fsync, rename), so a crash never leaves half a blob under a real key.
+Keys are chosen by the caller and are deterministic, so a re-run overwrites rather than orphans. Layout:
+<root>/<kind>/<2 hex>/<name>.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ import os
 import re
 from pathlib import Path
 
+from facetrail.crypto.vault import DataKey, Vault, key_id_of
 from facetrail.fsutil import atomic_write
 
 _KEY = re.compile(r"^[a-z]+/[A-Za-z0-9_.-]+$")
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, vault: Vault) -> None:
         self.root = root
+        self.vault = vault
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
@@ -27,18 +34,45 @@ class BlobStore:
         kind, name = key.split("/", 1)
         return self.root / kind / name[:2] / name
 
-    def put(self, key: str, data: bytes) -> str:
-        atomic_write(self._path(key), data)
+    def put(self, key: str, data: bytes, data_key: DataKey) -> str:
+        atomic_write(self._path(key), self.vault.seal(data_key, _kind(key), data))
         return key
 
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        """The blob's plaintext; KeyUnavailableError if its data key was destroyed."""
+        return self.vault.open(_kind(key), self._path(key).read_bytes())
+
+    def raw(self, key: str) -> bytes | None:
+        """The blob's bytes as stored (sealed), or None when there is no such blob."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def key_id(self, key: str) -> str:
+        """The id of the data key the blob is sealed under now."""
+        with open(self._path(key), "rb") as fh:
+            return key_id_of(fh.read(64))
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def shred(self, key: str) -> None:
+        """Destroy the blob's data key (every copy becomes unreadable), then the file. For blobs sealed
+        under a key of their own (selfies, packages); a crop shares its face's key."""
+        try:
+            key_id = self.key_id(key)
+        except FileNotFoundError:
+            return
+        self.vault.keyring.destroy([key_id])
+        self.delete(key)
 
     def delete(self, key: str) -> None:
         try:
             os.unlink(self._path(key))
         except FileNotFoundError:
             pass
+
+
+def _kind(key: str) -> str:
+    return key.split("/", 1)[0]

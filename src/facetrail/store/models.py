@@ -87,6 +87,8 @@ class StoredImage(Base):
     format: Mapped[str] = mapped_column(String(16))
     face_count: Mapped[int] = mapped_column(Integer)
     blob_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The data key the stored bytes are sealed under (crypto/); None when no bytes are kept.
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     source: Mapped[Source] = relationship()
@@ -115,8 +117,10 @@ class Face(Base):
     sharpness: Mapped[float] = mapped_column(Float)
     yaw: Mapped[float] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(String(64))
+    # Sealed (crypto/) under this face's own data key, as is its crop: destroying the key shreds both.
     template: Mapped[bytes] = mapped_column(LargeBinary)
     crop_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)  # None: not sealed yet
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The identity clustering put this face in (people/); None until a clustering run reaches it.
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True, index=True)
@@ -273,7 +277,8 @@ class Suppression(Base):
     request_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     model_id: Mapped[str] = mapped_column(String(64))
     purposes: Mapped[list[str]] = mapped_column(JSON)
-    template: Mapped[bytes] = mapped_column(LargeBinary)
+    template: Mapped[bytes] = mapped_column(LargeBinary)  # sealed under key_id
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)  # None: not sealed yet
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -1,0 +1,178 @@
+"""`backup create`: a consistent copy of the store, its blobs and the index, taken while the system runs.
+
+What goes in: a snapshot of the database (SQLite's online backup, one read transaction), the blobs that
+snapshot refers to, the index file and the audit head anchor, with a manifest of SHA-256 sums. Every
+template, crop, image, selfie and package in it is ciphertext (crypto/); the keyring and the master key are
+deliberately left out. So the archive is useless without the live keyring, and a person erased after the
+backup was taken stays erased in it: their data keys are gone (crypto-shredding) and a restore re-applies
+the erasure ledger (restore.py).
+
+Blobs deleted between the snapshot and their copy (an erasure running meanwhile) are simply missing from the
+archive: the restore's re-application of the ledger removes the rows that name them. The archive is written
+to a temporary name, fsynced and renamed, so a crash (even SIGKILL) leaves no half-written backup under the
+real name, and the data directory is never changed by a backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from facetrail import __version__
+from facetrail.accounts.roles import Action, Actor, require
+from facetrail.crashpoints import crash_point
+from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.fsutil import fsync_dir
+from facetrail.runtime import Facetrail
+
+FORMAT = "facetrail-backup-1"
+MANIFEST = "manifest.json"
+DATABASE = "facetrail.db"
+HEAD = "audit.head"
+BLOB_COLUMNS = (("faces", "crop_key"), ("images", "blob_key"), ("rights_requests", "selfie_key"),
+                ("rights_requests", "package_key"))
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    path: str
+    created_at: str
+    bytes: int
+    sha256: str
+    faces: int
+    images: int
+    blobs: int
+    blobs_missing: int
+    audit_entries: int
+
+
+def create_backup(ft: Facetrail, actor: Actor, dest: Path,
+                  progress: Callable[[int, int], None] | None = None) -> BackupReport:
+    """Write a backup archive to `dest` (a new file) and record it in the audit log."""
+    require(actor, Action.BACKUP)
+    if dest.exists():
+        raise InvalidValueError("path", f"{dest} exists already; a backup never overwrites a file")
+    if not dest.parent.is_dir():
+        raise InvalidValueError("path", f"{dest.parent} is not a directory")
+    dest = dest.resolve()
+    if dest.is_relative_to(ft.data.resolve()):
+        raise InvalidValueError("path", "a backup inside the data directory would be backed up into the next one")
+    work = ft.data / "tmp" / "backup"
+    shutil.rmtree(work, ignore_errors=True)  # what an interrupted backup left
+    work.mkdir(parents=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        # The head anchor first: read before the snapshot, it can only be at or behind the snapshot's log.
+        head = (ft.data / HEAD).read_bytes() if (ft.data / HEAD).exists() else b""
+        snapshot = work / DATABASE
+        _snapshot_database(ft.data / DATABASE, snapshot)
+        facts, keys = _facts(snapshot)
+        sums: dict[str, str] = {}
+        missing = 0
+        with open(partial, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, DATABASE, snapshot.read_bytes(), sums)
+            _add(tar, HEAD, head, sums)
+            for name, data in _index_files(ft):
+                _add(tar, name, data, sums)
+            for done, key in enumerate(keys, 1):
+                blob = ft.blobs.raw(key)
+                if blob is None:
+                    missing += 1  # erased since the snapshot
+                else:
+                    _add(tar, f"blobs/{key}", blob, sums)
+                if progress is not None:
+                    progress(done, len(keys))
+                crash_point("backup_blobs")
+            created = datetime.now(UTC).isoformat()
+            manifest = {"format": FORMAT, "version": __version__, "created_at": created, "files": sums,
+                        "blobs_missing": missing, **asdict(facts)}
+            _add(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode(), {})
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(partial, dest)
+        fsync_dir(dest.parent)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise FacetrailError(f"backup to {dest} failed: {exc.strerror or exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    digest = _file_sha256(dest)
+    report = BackupReport(path=str(dest), created_at=created, bytes=dest.stat().st_size, sha256=digest,
+                          faces=facts.faces, images=facts.images, blobs=len(keys) - missing,
+                          blobs_missing=missing, audit_entries=facts.audit_entries)
+    with ft.db.write() as session, session.begin():
+        ft.audit.record(session, actor=actor.name, action="backup.create", details=asdict(report))
+    return report
+
+
+def _snapshot_database(source: Path, target: Path) -> None:
+    """A consistent copy of a live database (WAL included), taken in one read transaction."""
+    src = sqlite3.connect(source, timeout=60)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+    finally:
+        dst.close()
+        src.close()
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the manifest says about the snapshot (and which blobs it names)."""
+
+    schema: str
+    faces: int
+    images: int
+    audit_entries: int
+    audit_last_hash: str
+
+
+def _facts(snapshot: Path) -> tuple[_Facts, list[str]]:
+    conn = sqlite3.connect(snapshot)
+    try:
+        keys: set[str] = set()
+        for table, column in BLOB_COLUMNS:
+            keys.update(row[0] for row in conn.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"))
+        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        facts = _Facts(schema=conn.execute("SELECT version_num FROM alembic_version").fetchone()[0],
+                       faces=conn.execute("SELECT count(*) FROM faces").fetchone()[0],
+                       images=conn.execute("SELECT count(*) FROM images").fetchone()[0],
+                       audit_entries=last[0] if last else 0, audit_last_hash=last[1] if last else "")
+        return facts, sorted(keys)
+    finally:
+        conn.close()
+
+
+def _index_files(ft: Facetrail) -> list[tuple[str, bytes]]:
+    """The saved index file(s), read under the index's file lock so none is caught half-replaced."""
+    ft.gallery.save()
+    with ft.gallery.file_lock():
+        return [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, sums: dict[str, str]) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    info.mtime = int(datetime.now(UTC).timestamp())
+    tar.addfile(info, io.BytesIO(data))
+    sums[name] = hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

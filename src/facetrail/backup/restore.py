@@ -1,0 +1,147 @@
+"""`backup restore`: put a backup archive in place of the store, blobs and index, then re-apply the ledger.
+
+The keyring and the master key stay as they are (a backup holds neither), so whatever was erased since the
+backup was taken cannot be decrypted from it, and reapply.py erases what the restored store still names.
+
+Entries that the live audit log holds beyond the backup's are not thrown away: they are written to
+`<data>/audit-archive/restore-<time>.jsonl`, still chained (each names the hash of the one before), and the
+restore's own audit entry records the file's SHA-256, its entry count and its last hash.
+
+Refused while any other process has the data directory open (a running server would keep writing to the
+files being replaced). A crash during the restore is finished by the next open of the data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from facetrail.backup import swap
+from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
+from facetrail.config import Settings
+from facetrail.crashpoints import crash_point
+from facetrail.errors import ConflictError, InvalidValueError
+from facetrail.fsutil import atomic_write
+from facetrail.runtime import Facetrail
+
+MAX_MEMBERS = 50_000_000
+
+
+def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[str, Any]:
+    """Restore `archive` into the data directory; returns the report the restore's audit entry holds."""
+    data = settings.data
+    if not archive.is_file():
+        raise InvalidValueError("path", f"{archive} is not a file")
+    with swap.exclusive(data):
+        if swap.read_journal(data) is not None:
+            raise ConflictError("an interrupted restore is pending: open the data directory (any command) to "
+                                "finish it first")
+        staging = data / swap.STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        new = staging / "new"
+        new.mkdir(parents=True)
+        try:
+            manifest = _extract(archive, new)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing was changed: leave no trace either
+            raise
+        journal: dict[str, Any] = {
+            "state": "swapping", "archive": str(archive.resolve()), "actor": actor_name,
+            "backup_created_at": manifest["created_at"], "backup_faces": manifest["faces"],
+            "backup_images": manifest["images"], "items": sorted(p.name for p in new.iterdir()),
+            "audit_archive": _archive_audit_tail(data, int(manifest["audit_entries"])),
+        }
+        swap.write_journal(data, journal)
+        crash_point("restore_journaled")
+        swap.finish_swap(data)
+        crash_point("restore_swapped")
+    ft = Facetrail(settings)  # finishes the restore: re-applies the ledger, audits, removes the journal
+    try:
+        assert ft.restore_report is not None
+        return ft.restore_report
+    finally:
+        ft.close()
+
+
+def _extract(archive: Path, into: Path) -> dict[str, Any]:
+    """Unpack and check a backup: known names only, regular files only, every SHA-256 as the manifest says."""
+    try:
+        with tarfile.open(archive, mode="r:") as tar:
+            members = tar.getmembers()
+            if len(members) > MAX_MEMBERS:
+                raise InvalidValueError("path", f"{archive}: too many entries for a backup")
+            by_name = {m.name: m for m in members}
+            if MANIFEST not in by_name:
+                raise InvalidValueError("path", f"{archive} is not a facetrail backup (no manifest)")
+            manifest = json.loads(_read(tar, by_name[MANIFEST]))
+            if manifest.get("format") != FORMAT:
+                raise InvalidValueError("path", f"{archive}: unknown backup format {manifest.get('format')!r}")
+            sums: dict[str, str] = manifest["files"]
+            if DATABASE not in sums:
+                raise InvalidValueError("path", f"{archive}: the backup holds no database")
+            for name, expected in sums.items():
+                member = by_name.get(name)
+                if member is None:
+                    raise InvalidValueError("path", f"{archive}: {name} is missing")
+                target = _target(into, name)
+                payload = _read(tar, member)
+                if hashlib.sha256(payload).hexdigest() != expected:
+                    raise InvalidValueError("path", f"{archive}: {name} is damaged (checksum mismatch)")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(payload)
+            unexpected = set(by_name) - set(sums) - {MANIFEST}
+            if unexpected:
+                raise InvalidValueError("path", f"{archive}: unexpected entries, e.g. {sorted(unexpected)[0]!r}")
+    except (tarfile.TarError, OSError, ValueError, KeyError) as exc:
+        raise InvalidValueError("path", f"{archive} cannot be read as a backup: {exc}") from exc
+    return dict(manifest)
+
+
+def _target(into: Path, name: str) -> Path:
+    """Where a member goes; anything but the names a backup writes is refused (no traversal, no links)."""
+    parts = PurePosixPath(name).parts
+    if name in (DATABASE, HEAD) or (len(parts) == 2 and parts[0] == "index" and parts[1].endswith(".ftindex")):
+        pass
+    elif not (len(parts) == 3 and parts[0] == "blobs" and parts[1].isalpha() and parts[1].islower()):
+        raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
+    if any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
+    if parts[0] == "blobs":  # blobs/<kind>/<name> -> blobs/<kind>/<2 chars>/<name>, the blob store's layout
+        return into / "blobs" / parts[1] / parts[2][:2] / parts[2]
+    return into.joinpath(*parts)
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    if not member.isfile():
+        raise InvalidValueError("path", f"{member.name} in the backup is not a regular file")
+    stream = tar.extractfile(member)
+    assert stream is not None
+    return stream.read()
+
+
+def _archive_audit_tail(data: Path, backup_entries: int) -> dict[str, Any] | None:
+    """Keep the live audit entries the backup does not have, in a file of their own, before they are replaced."""
+    db = data / DATABASE
+    if not db.exists():
+        return None
+    conn = sqlite3.connect(db, timeout=60)
+    try:
+        rows = conn.execute("SELECT seq, at, actor, action, details, prev_hash, hash FROM audit_log WHERE seq > ? "
+                            "ORDER BY seq", (backup_entries,)).fetchall()
+    finally:
+        conn.close()
+    if not rows:
+        return None
+    keys = ("seq", "at", "actor", "action", "details", "prev_hash", "hash")
+    text = "".join(json.dumps(dict(zip(keys, row, strict=True)), sort_keys=True) + "\n" for row in rows).encode()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = data / "audit-archive" / f"restore-{stamp}.jsonl"
+    atomic_write(path, text)
+    return {"file": str(path.relative_to(data)), "entries": len(rows), "first_seq": rows[0][0],
+            "last_seq": rows[-1][0], "last_hash": rows[-1][6], "sha256": hashlib.sha256(text).hexdigest()}

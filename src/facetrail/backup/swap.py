@@ -1,0 +1,103 @@
+"""Putting a restored copy in place of the live files, in steps that a crash cannot leave half-done.
+
+A restore extracts the archive into `<data>/.restore/new`, writes a journal, then moves each live item
+(database and its -wal/-shm, blobs, index, audit head) to `<data>/.restore/old` and the restored one in its
+place. Each move is a rename, checked before it is made, so running the swap again after a crash finishes it.
+The journal is marked `swapped` once everything is in place; only then is the old copy removed and the data
+directory opened, which re-applies the erasure ledger and removes the journal (see reapply.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from facetrail.errors import ConflictError
+from facetrail.fsutil import atomic_write, fsync_dir
+
+STAGING = ".restore"
+JOURNAL = "journal.json"
+# The restored copy brings these; a live -wal or -shm must never be left beside a restored database.
+ITEMS = ("facetrail.db-wal", "facetrail.db-shm", "facetrail.db", "blobs", "index", "audit.head")
+LOCK = "facetrail.lock"
+
+
+def journal_path(data: Path) -> Path:
+    return data / STAGING / JOURNAL
+
+
+def read_journal(data: Path) -> dict[str, Any] | None:
+    try:
+        journal: dict[str, Any] = json.loads(journal_path(data).read_text())
+        return journal
+    except FileNotFoundError:
+        return None
+
+
+def write_journal(data: Path, journal: dict[str, Any]) -> None:
+    atomic_write(journal_path(data), json.dumps(journal, sort_keys=True).encode())
+
+
+def finish_swap(data: Path) -> dict[str, Any] | None:
+    """Complete an interrupted swap, if there is one; returns the pending restore's journal (or None)."""
+    journal = read_journal(data)
+    if journal is None:
+        return None
+    if journal["state"] == "swapping":
+        new, old = data / STAGING / "new", data / STAGING / "old"
+        old.mkdir(exist_ok=True)
+        brought = set(journal["items"])
+        for name in ITEMS:
+            live, staged, aside = data / name, new / name, old / name
+            # Set the live item aside (once) when the backup brings its replacement, or brings none: a live
+            # -wal beside a restored database would be replayed into it.
+            if (staged.exists() or name not in brought) and live.exists() and not aside.exists():
+                os.replace(live, aside)
+            if staged.exists() and not live.exists():
+                os.replace(staged, live)
+        fsync_dir(data)
+        journal["state"] = "swapped"
+        write_journal(data, journal)
+    shutil.rmtree(data / STAGING / "old", ignore_errors=True)
+    shutil.rmtree(data / STAGING / "new", ignore_errors=True)
+    return journal
+
+
+def done(data: Path) -> None:
+    journal_path(data).unlink(missing_ok=True)
+    shutil.rmtree(data / STAGING, ignore_errors=True)
+
+
+@contextmanager
+def in_use(data: Path) -> Iterator[None]:
+    """Held (shared) by every process that has the data directory open."""
+    with _lock(data, fcntl.LOCK_SH, "a restore is replacing this data directory; try again when it is done"):
+        yield
+
+
+@contextmanager
+def exclusive(data: Path) -> Iterator[None]:
+    """Held by a restore: no other process may have the data directory open meanwhile."""
+    with _lock(data, fcntl.LOCK_EX, f"{data} is in use by another process (a server, an ingestion?): "
+                                    "stop it before restoring"):
+        yield
+
+
+@contextmanager
+def _lock(data: Path, kind: int, busy: str) -> Iterator[None]:
+    data.mkdir(parents=True, exist_ok=True)
+    fh = open(data / LOCK, "a+")  # noqa: SIM115  # held for the life of the context
+    try:
+        try:
+            fcntl.flock(fh, kind | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(busy) from None
+        yield
+    finally:
+        fh.close()

@@ -1,0 +1,58 @@
+"""Sealing what an earlier version stored in clear: templates, crops, images and suppression entries.
+
+Runs when a data directory is opened and finds records without a data key. Each batch is one transaction,
+committed only after its blobs were rewritten sealed, so an interrupted upgrade resumes where it stopped:
+a blob already sealed by the interrupted run is recognised by its header and its key is reused for the
+record, so a record and its blob never end up under two keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from facetrail.crypto.vault import DataKey, is_sealed, key_id_of
+from facetrail.store.blobs import BlobStore
+from facetrail.store.db import Database
+from facetrail.store.models import Face, StoredImage, Suppression
+from facetrail.store.templates import LABEL
+
+BATCH = 200
+
+
+def seal_cleartext(db: Database, blobs: BlobStore) -> int:
+    """Seal every record stored in clear; returns how many records were sealed."""
+    sealed = 0
+    queries: list[Any] = [
+        select(Face).where(Face.key_id.is_(None)),
+        select(Suppression).where(Suppression.key_id.is_(None)),
+        # Images whose bytes were never kept have nothing to seal and keep no key.
+        select(StoredImage).where(StoredImage.key_id.is_(None), StoredImage.blob_key.is_not(None)),
+    ]
+    for query in queries:
+        while True:
+            with db.write() as session, session.begin():
+                rows = list(session.scalars(query.limit(BATCH)))
+                for row in rows:
+                    _seal_row(blobs, row)
+            sealed += len(rows)
+            if len(rows) < BATCH:
+                break
+    if sealed:
+        # The cleartext versions of the rewritten rows' pages must leave the write-ahead log and be overwritten
+        # in the database file (secure_delete), as after an erasure.
+        db.checkpoint()
+    return sealed
+
+
+def _seal_row(blobs: BlobStore, row: Face | Suppression | StoredImage) -> None:
+    vault = blobs.vault
+    blob = row.crop_key if isinstance(row, Face) else row.blob_key if isinstance(row, StoredImage) else None
+    raw = blobs.raw(blob) if blob else None
+    key: DataKey = (vault.key(key_id_of(raw)) if raw is not None and is_sealed(raw)
+                    else vault.new_key(type(row).__tablename__))
+    if isinstance(row, Face | Suppression) and not is_sealed(row.template):
+        row.template = vault.seal(key, LABEL, row.template)
+    if blob and raw is not None and not is_sealed(raw):
+        blobs.put(blob, raw, key)
+    row.key_id = key.id

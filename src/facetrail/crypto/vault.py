@@ -1,0 +1,85 @@
+"""Sealing records: AES-256-GCM under a record's own data key.
+
+A sealed record is self-describing: `FTE1`, the 16-byte id of its data key, a 12-byte random nonce, then the
+ciphertext and tag. The header and a label naming what the record is (template, crop, image, ...) are
+authenticated, so a template cannot be passed off as a crop or moved under another key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from facetrail.crypto.keyring import Keyring
+from facetrail.errors import KeyUnavailableError
+
+MAGIC = b"FTE1"
+ID_BYTES = 16
+NONCE_BYTES = 12
+HEADER = len(MAGIC) + ID_BYTES
+
+
+@dataclass(frozen=True)
+class DataKey:
+    id: str
+    key: bytes
+
+    def __repr__(self) -> str:  # never print key material
+        return f"DataKey({self.id})"
+
+
+def is_sealed(data: bytes) -> bool:
+    return data[:len(MAGIC)] == MAGIC and len(data) >= HEADER + NONCE_BYTES + 16
+
+
+def key_id_of(sealed: bytes) -> str:
+    if not is_sealed(sealed):
+        raise KeyUnavailableError("not an encrypted record")
+    return sealed[len(MAGIC):HEADER].hex()
+
+
+class Vault:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    def new_keys(self, kind: str, count: int) -> list[DataKey]:
+        return [DataKey(key_id, key) for key_id, key in self.keyring.create(kind, count)] if count else []
+
+    def new_key(self, kind: str) -> DataKey:
+        return self.new_keys(kind, 1)[0]
+
+    def key(self, key_id: str) -> DataKey:
+        found = self.keyring.get([key_id])
+        if key_id not in found:
+            raise KeyUnavailableError(f"data key {key_id} has been destroyed")
+        return DataKey(key_id, found[key_id])
+
+    def seal(self, key: DataKey, label: str, plaintext: bytes) -> bytes:
+        header = MAGIC + bytes.fromhex(key.id)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return header + nonce + AESGCM(key.key).encrypt(nonce, plaintext, header + label.encode())
+
+    def open(self, label: str, sealed: bytes) -> bytes:
+        return self.open_many(label, [sealed])[0]
+
+    def open_many(self, label: str, sealed: Sequence[bytes]) -> list[bytes]:
+        """Open records sealed under any keys (fetched in one pass); a destroyed key raises."""
+        keys = self.keyring.get({key_id_of(s) for s in sealed})
+        return [self._open(label, s, keys) for s in sealed]
+
+    @staticmethod
+    def _open(label: str, sealed: bytes, keys: dict[str, bytes]) -> bytes:
+        key_id = key_id_of(sealed)
+        key = keys.get(key_id)
+        if key is None:
+            raise KeyUnavailableError(f"the {label}'s data key {key_id} has been destroyed")
+        try:
+            return AESGCM(key).decrypt(sealed[HEADER:HEADER + NONCE_BYTES], sealed[HEADER + NONCE_BYTES:],
+                                       sealed[:HEADER] + label.encode())
+        except InvalidTag:
+            raise KeyUnavailableError(f"{label} data under key {key_id} is damaged, or was sealed as something "
+                                      "else") from None

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")
     min_band: str = Field(default="possible", description="search results below this band are not shown by default")
     workers: int = Field(default=0, ge=0, description="vision worker processes; 0 = one per core")
+    item_time_limit_s: float = Field(default=300.0, gt=0, description="per-image analysis time limit (worker "
+                                     "processes); an image over it is reported and its worker replaced")
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)

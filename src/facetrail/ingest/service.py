@@ -12,10 +12,7 @@ any of their bytes is written: no template, no crop, and their region blacked ou
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,8 +26,9 @@ from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
-from facetrail.ingest.analysis import Analyzer, ImageAnalysis, analyze_in_worker, init_worker
+from facetrail.ingest.analysis import Analyzer, ImageAnalysis
 from facetrail.ingest.report import IngestReport, ItemError
+from facetrail.ingest.workers import WorkerPool
 from facetrail.media.redact import redact_image_bytes
 from facetrail.policy.suppression import SuppressionList
 from facetrail.sources.inputs import InputItem
@@ -128,21 +126,13 @@ class IngestService:
                  workers: int) -> Iterator[tuple[_Pending, ImageAnalysis | BaseException]]:
         """Analyse in this process, or in a pool of `workers` processes with a bounded window."""
         if workers <= 1:
+            # In this process: no per-item time limit (nothing can stop native code from outside it).
             for job in pending:
                 yield job, _attempt(partial(self.analyzer.analyze, job.data))
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                 initargs=(self.analyzer.config,)) as pool:
-            window: deque[tuple[_Pending, Future[ImageAnalysis]]] = deque()
-            for job in pending:
-                window.append((job, pool.submit(analyze_in_worker, job.data)))
-                if len(window) >= 2 * workers:
-                    head, future = window.popleft()
-                    yield head, _attempt(future.result)
-            while window:
-                head, future = window.popleft()
-                yield head, _attempt(future.result)
+        pool: WorkerPool[_Pending] = WorkerPool(workers, self.analyzer.config, self.settings.item_time_limit_s,
+                                                lambda job: job.data)
+        yield from pool.analyse(pending)
 
     def _commit(self, source_id: int, purposes: list[str], job: _Pending, analysis: ImageAnalysis,
                 report: IngestReport) -> int:

@@ -1,0 +1,108 @@
+"""Vision worker processes, with a time limit per item.
+
+Images are analysed in a pool of processes (dlib holds the GIL), a bounded window of them in flight. An item
+whose analysis outlives the time limit is reported as an error and its worker is killed: the pool is
+replaced and the other items in flight are submitted again, so one pathological file costs the batch the
+time limit and a restart, never a hang. A worker that dies (a crash in native code, the kernel's OOM killer)
+breaks the pool the same way: which item killed it is unknown, so the items that were in flight run again one
+at a time in a new pool, and the one that breaks it alone is reported.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import Generic, TypeVar
+
+from facetrail.errors import MediaError
+from facetrail.ingest import analysis
+from facetrail.ingest.analysis import ImageAnalysis
+from facetrail.vision.backend import VisionConfig
+
+Job = TypeVar("Job")
+Outcome = ImageAnalysis | BaseException
+
+
+class WorkerPool(Generic[Job]):
+    def __init__(self, workers: int, config: VisionConfig, time_limit: float, data: Callable[[Job], bytes]) -> None:
+        self.workers = workers
+        self.config = config
+        self.time_limit = time_limit
+        self.data = data
+        self._pool: ProcessPoolExecutor | None = None
+        self._window: deque[tuple[Job, Future[ImageAnalysis]]] = deque()
+        # Items in flight when a worker died: any of them may have killed it, so each is run again alone.
+        self._suspects: deque[Job] = deque()
+
+    def analyse(self, jobs: Iterator[Job]) -> Iterator[tuple[Job, Outcome]]:
+        """Each job with its analysis (or the error that replaced it), in submission order."""
+        self._start()
+        try:
+            for job in jobs:
+                while self._suspects:
+                    yield self._next()
+                self._window.append((job, self._submit(job)))
+                if len(self._window) >= 2 * self.workers:
+                    yield self._next()
+            while self._window or self._suspects:
+                yield self._next()
+        finally:
+            self._stop(kill=False)
+
+    def _next(self) -> tuple[Job, Outcome]:
+        if self._suspects:
+            job = self._suspects.popleft()
+            return job, self._wait(job, self._submit(job), alone=True)
+        job, future = self._window.popleft()
+        return job, self._wait(job, future, alone=False)
+
+    def _wait(self, job: Job, future: Future[ImageAnalysis], *, alone: bool) -> Outcome:
+        try:
+            return future.result(timeout=self.time_limit)
+        except FutureTimeout:
+            # The oldest item in flight ran all this time: it is the one stuck. The others start again.
+            others = [j for j, _ in self._window]
+            self._restart()
+            self._window.extend((j, self._submit(j)) for j in others)
+            return MediaError(f"analysis took longer than {self.time_limit:g} s (the per-item time limit) "
+                              "and was stopped")
+        except BrokenProcessPool:
+            self._restart()
+            if alone:
+                return MediaError("the analysis process died on this file")
+            self._suspects.extend([job, *(j for j, _ in self._window)])
+            self._window.clear()
+            return self._wait_suspect()
+        except Exception as exc:  # one bad image must never stop the batch
+            return exc
+
+    def _wait_suspect(self) -> Outcome:
+        job = self._suspects.popleft()
+        return self._wait(job, self._submit(job), alone=True)
+
+    def _submit(self, job: Job) -> Future[ImageAnalysis]:
+        assert self._pool is not None
+        return self._pool.submit(analysis.analyze_in_worker, self.data(job))
+
+    def _restart(self) -> None:
+        """Kill every worker (the stuck or broken one among them) and start a new pool."""
+        self._stop(kill=True)
+        self._start()
+
+    def _start(self) -> None:
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=analysis.init_worker, initargs=(self.config,))
+
+    def _stop(self, *, kill: bool) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            # The executor has no public way to stop a busy worker before Python 3.14's terminate_workers().
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)

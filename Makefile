@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy
+.PHONY: install run test lint unit clean bench-accuracy bench-load
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench-accuracy: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
 	$(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md \
 		--calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
+
+# Concurrency on loopback: searchers through `facetrail serve`, alone and while a command-line ingestion of LFW
+# photos and an erasure (portal + DPO API) run; writes the load section of BENCHMARKS.md, exits 1 on any error.
+# About 3 minutes on 2 cores. Options: make bench-load LOAD_ARGS='--searchers 8 --seconds 60 --lfw-images 500'
+bench-load: install
+	$(BIN)/python -m bench.load --output BENCHMARKS.md $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) facetrail-demo .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from pathlib import Path
 def atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | None = None) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per process and thread: two threads writing the same file must not share a temporary name.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

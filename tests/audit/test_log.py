@@ -98,3 +98,24 @@ def test_rewritten_chain_without_anchor_still_fails_on_content(logged: Path) -> 
     tamper(logged, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
     code, output = verify(logged)
     assert code == 1 and "entry 1" in output
+
+
+def test_threads_committing_at_once_keep_the_head_and_the_chain(tmp_path: Path) -> None:
+    """Each commit moves the head anchor after it; many threads committing at once must neither collide on the
+    anchor's file nor move it backwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ft = Facetrail.open(tmp_path / "data", workers=1)
+
+    def record(i: int) -> None:
+        with ft.db.write() as session, session.begin():
+            ft.audit.record(session, actor="t", action="test", details={"i": i})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(200)))
+    with ft.db.read() as session:
+        assert ft.audit.verify(session).ok
+    head = ft.audit.read_head()
+    assert head is not None and head[0] == 200
+    assert not list((tmp_path / "data").glob(".audit.head.*.tmp"))
+    ft.close()

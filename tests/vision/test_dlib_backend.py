@@ -103,3 +103,22 @@ def test_fallback_finds_a_face_the_first_pass_misses() -> None:
     assert strict.detect(canvas) == []
     found = load_backend(VisionConfig(detector_fallback=True)).detect(canvas)
     assert len(found) == 1
+
+
+def test_threads_analysing_at_once_get_the_serial_results() -> None:
+    """The server analyses queries in many threads at once: dlib's models keep state, so each thread must get a
+    set of its own (sharing one corrupted the heap). Results must equal a serial run, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = DlibBackend()
+    names = ["obama.jpg", "biden.jpg", "two_people.jpg", "kit_harington3.jpg", "obama_small.jpg", "rose_leslie1.jpg"]
+    images = {n: pixels(n) for n in names}
+
+    def analyse(name: str) -> list[tuple[tuple[int, int, int, int], bytes]]:
+        faces = analyze_faces(shared, images[name], with_crops=False)
+        return [(tuple(f.detection.box.as_dict().values()), f.template.tobytes()) for f in faces]  # type: ignore[misc]
+
+    serial = {n: analyse(n) for n in names}
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(3):
+            assert dict(zip(names * 2, pool.map(analyse, names * 2), strict=True)) == serial

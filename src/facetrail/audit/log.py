@@ -10,8 +10,10 @@ The log holds ids, counts and hashes, never templates, pixels or file paths of p
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,7 @@ class AuditLog:
 
     def __init__(self, head_path: Path) -> None:
         self.head_path = head_path
+        self._head_lock = threading.Lock()
 
     def record(self, session: Session, *, actor: str, action: str, details: dict[str, Any]) -> AuditEntry:
         """Append one entry in `session`'s (write) transaction; the head anchor follows the commit."""
@@ -67,9 +70,13 @@ class AuditLog:
         return entry
 
     def _write_head(self, seq: int, digest: str) -> None:
-        current = self.read_head()
-        if current is None or current[0] < seq:
-            atomic_write(self.head_path, f"{seq} {digest}\n".encode())
+        """Move the anchor forward, never back: commits of several threads and processes can finish in any
+        order, so the read-compare-write is serialised (a thread lock, and a file lock across processes)."""
+        with self._head_lock, open(self.head_path.with_name(self.head_path.name + ".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read_head()
+            if current is None or current[0] < seq:
+                atomic_write(self.head_path, f"{seq} {digest}\n".encode())
 
     def read_head(self) -> tuple[int, str] | None:
         try:

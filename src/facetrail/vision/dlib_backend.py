@@ -6,8 +6,11 @@ Templates are compared by Euclidean distance (dlib's own threshold for "same per
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
@@ -43,7 +46,12 @@ def upsample_times(width: int, height: int, *, budget_pixels: int, max_upsample:
 
 
 class DlibBackend:
-    """The default vision backend. Thread-safe after load; one instance per process."""
+    """The default vision backend; one instance per process, safe to call from many threads.
+
+    dlib's detectors and networks keep working state inside the model objects, so two threads must never run
+    the same one at once (the server's request threads did, and corrupted the heap). Each call takes a whole
+    set of models from a small pool, one set per core at most, created on first need: searches run in
+    parallel up to the number of cores, and memory stays bounded whatever the number of threads."""
 
     template_dim = 128
 
@@ -55,7 +63,9 @@ class DlibBackend:
         self.max_upsample = max_upsample
         self.jitters = jitters
         self._lock = threading.Lock()
-        self._models: dict[str, Any] | None = None
+        self._idle: queue.LifoQueue[dict[str, Any]] = queue.LifoQueue()
+        self._created = 0
+        self._max_sets = max(1, os.cpu_count() or 1)
 
     @property
     def model_id(self) -> str:
@@ -65,22 +75,38 @@ class DlibBackend:
         """The calibration shipped with facetrail (made by `make bench-accuracy`)."""
         return load_calibration(self.model_id)
 
-    def load(self) -> dict[str, Any]:
-        """Load the weights once; later calls return the loaded models."""
-        with self._lock:
-            if self._models is None:
-                import dlib
-                import face_recognition_models as weights
+    def load(self) -> None:
+        """Load one set of models now (a warm-up; calls load what they need anyway)."""
+        with self._models():
+            pass
 
-                models: dict[str, Any] = {
-                    "landmarks": dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
-                    "encoder": dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
-                }
-                models["hog"] = dlib.get_frontal_face_detector()
-                if self.detector is DetectorKind.CNN or self.fallback:
-                    models["cnn"] = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
-                self._models = models
-            return self._models
+    @contextmanager
+    def _models(self) -> Iterator[dict[str, Any]]:
+        """A set of models for this thread alone, returned to the pool afterwards."""
+        try:
+            models = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                create = self._created < self._max_sets
+                self._created += int(create)
+            models = self._new_set() if create else self._idle.get()
+        try:
+            yield models
+        finally:
+            self._idle.put(models)
+
+    def _new_set(self) -> dict[str, Any]:
+        import dlib
+        import face_recognition_models as weights
+
+        models: dict[str, Any] = {
+            "landmarks": dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
+            "encoder": dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
+            "hog": dlib.get_frontal_face_detector(),
+        }
+        if self.detector is DetectorKind.CNN or self.fallback:
+            models["cnn"] = dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
+        return models
 
     def detect(self, pixels: NDArray[np.uint8]) -> list[Detection]:
         """Faces, largest first. With `fallback`, a photo where the configured detector finds nothing is
@@ -88,26 +114,29 @@ class DlibBackend:
         height, width = pixels.shape[:2]
         times = upsample_times(width, height, budget_pixels=self.upsample_budget_pixels,
                                max_upsample=self.max_upsample)
-        found = self._run(self.detector, pixels, times)
-        if not found and self.fallback:
-            for kind, extra in ((DetectorKind.HOG, 1), (DetectorKind.CNN, 0)):
-                budget = self.upsample_budget_pixels * (4 if kind is DetectorKind.HOG else 1)
-                if kind is self.detector and extra == 0 or width * height * 4 ** (times + extra) > budget:
-                    continue
-                found = self._run(kind, pixels, times + extra)
-                if found:
-                    break
-        return self._landmarked(pixels, found)
+        with self._models() as models:
+            found = self._run(models, self.detector, pixels, times)
+            if not found and self.fallback:
+                for kind, extra in ((DetectorKind.HOG, 1), (DetectorKind.CNN, 0)):
+                    budget = self.upsample_budget_pixels * (4 if kind is DetectorKind.HOG else 1)
+                    if kind is self.detector and extra == 0 or width * height * 4 ** (times + extra) > budget:
+                        continue
+                    found = self._run(models, kind, pixels, times + extra)
+                    if found:
+                        break
+            return self._landmarked(models, pixels, found)
 
-    def _run(self, kind: DetectorKind, pixels: NDArray[np.uint8], times: int) -> list[tuple[Any, float, str]]:
-        models = self.load()
+    @staticmethod
+    def _run(models: dict[str, Any], kind: DetectorKind, pixels: NDArray[np.uint8],
+             times: int) -> list[tuple[Any, float, str]]:
         if kind is DetectorKind.CNN:
             return [(d.rect, float(d.confidence), kind.value) for d in models["cnn"](pixels, times)]
         rects, scores, _ = models["hog"].run(pixels, times)
         return [(r, float(s), kind.value) for r, s in zip(rects, scores, strict=True)]
 
-    def _landmarked(self, pixels: NDArray[np.uint8], found: list[tuple[Any, float, str]]) -> list[Detection]:
-        models = self.load()
+    @staticmethod
+    def _landmarked(models: dict[str, Any], pixels: NDArray[np.uint8],
+                    found: list[tuple[Any, float, str]]) -> list[Detection]:
         height, width = pixels.shape[:2]
         detections = []
         for rect, score, kind in found:
@@ -125,13 +154,13 @@ class DlibBackend:
             return []
         import dlib
 
-        models = self.load()
         shapes = dlib.full_object_detections()
         for det in detections:
             # Rebuild dlib's shape from our landmarks rather than running the predictor twice.
             parts = dlib.points([dlib.point(round(p.x), round(p.y)) for p in det.landmarks])
             shapes.append(dlib.full_object_detection(_rect(det.box), parts))
-        vectors = models["encoder"].compute_face_descriptor(pixels, shapes, self.jitters)
+        with self._models() as models:
+            vectors = models["encoder"].compute_face_descriptor(pixels, shapes, self.jitters)
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
 

@@ -64,6 +64,13 @@ class Facetrail:
         self.data.mkdir(parents=True, exist_ok=True)
         self._open_files = ExitStack()
         self._open_files.enter_context(swap.in_use(self.data))  # a restore waits for no one: it refuses
+        try:
+            self._open(settings)
+        except BaseException:
+            self._open_files.close()
+            raise
+
+    def _open(self, settings: Settings) -> None:
         pending_restore = swap.finish_swap(self.data)
         self.db = Database(settings.database_url)
         self.db.migrate()

@@ -221,3 +221,25 @@ def test_a_sealed_record_is_bound_to_what_it_is(samples_ft: Facetrail) -> None:
         samples_ft.vault.open("template", crop)
     with pytest.raises(KeyUnavailableError, match="damaged"):
         samples_ft.vault.open("crops", crop[:-1] + bytes([crop[-1] ^ 1]))
+
+
+def test_rotation_on_the_command_line_is_refused_while_a_server_holds_the_directory(
+        samples_store: Path, tmp_path: Path, actor: Actor) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.cli.main import app
+
+    data = copy_of(samples_store, tmp_path)
+    runner = CliRunner()
+    server = Facetrail.open(data, workers=1)  # it would go on wrapping new keys with the old master key
+    busy = runner.invoke(app, ["--data", str(data), "keys", "rotate"])
+    assert busy.exit_code == 1 and "in use" in busy.output
+    server.close()
+    done = runner.invoke(app, ["--data", str(data), "keys", "rotate", "--json"])
+    assert done.exit_code == 0, done.output
+    ft = Facetrail.open(data, workers=1)
+    try:
+        assert search_ids(ft, actor)
+        assert "keys.rotate" in [e.action for e in ft.read_audit(actor, limit=1000)]
+    finally:
+        ft.close()

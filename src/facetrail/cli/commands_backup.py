@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
+from facetrail.backup import swap
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
 from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.config import get_settings
-from facetrail.crypto.setup import rotate_master_key
+from facetrail.crypto.setup import open_vault, rotate_master_key
 from facetrail.runtime import local_actor
 
 backup_app = typer.Typer(no_args_is_help=True, help="Backups that cannot bring back an erased person.")
@@ -62,10 +63,13 @@ def keys_rotate(ctx: typer.Context,
                 new_key_file: Annotated[Path | None, typer.Option(
                     help="where to write the new key when the master key comes from FACETRAIL_MASTER_KEY")] = None,
                 as_json: JsonOpt = False) -> None:
-    """Re-wrap every data key under a new master key (the encrypted data is not rewritten)."""
+    """Re-wrap every data key under a new master key (the encrypted data is not rewritten). Refused while a
+    server or another command has the data directory open: it would go on wrapping with the old key."""
     with reported_errors(as_json):
+        settings = get_settings(data=state(ctx).data)
+        with swap.exclusive(settings.data):
+            result = rotate_master_key(settings, open_vault(settings), new_key_file=new_key_file)
         ft = state(ctx).open()
-        result = rotate_master_key(ft.settings, ft.vault, new_key_file=new_key_file)
         with ft.db.write() as session, session.begin():
             ft.audit.record(session, actor=local_actor().name, action="keys.rotate",
                             details={k: v for k, v in result.items() if k != "key_file"})

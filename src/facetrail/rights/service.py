@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
-from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, RateLimitedError
+from facetrail.errors import (
+    ConflictError,
+    InvalidValueError,
+    KeyUnavailableError,
+    NotFoundError,
+    RateLimitedError,
+)
 from facetrail.rights import identity
 from facetrail.rights.deadlines import due_date, extended_due_date
 from facetrail.rights.mailer import Mailer
@@ -176,10 +182,14 @@ class RequestService:
             if request.package_expires_at is None or request.package_expires_at < now():
                 raise NotFoundError("this download link has expired; ask again through the portal")
             key = request.package_key
+        try:
+            package = self.blobs.get(key)
+        except (OSError, KeyUnavailableError):
+            raise NotFoundError("this package is no longer available; ask again through the portal") from None
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=PORTAL, action="request.package_downloaded",
                               details={"request_id": request_id})
-        return self.blobs.get(key)
+        return package
 
     # -- the DPO -------------------------------------------------------------------------------
     def queue(self, actor: Actor, *, open_only: bool = True) -> list[RightsRequest]:

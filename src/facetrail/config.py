@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     manual_check: bool = Field(default=False, description="every rights request also needs a DPO's manual check")
     code_ttl_minutes: int = Field(default=30, ge=1, description="life of the e-mail code")
     package_ttl_days: int = Field(default=7, ge=1, description="life of an access package's download link")
+    status_link_days: int = Field(default=90, ge=1, description="a request's private status link stops working "
+                                  "this many days after the request closed")
     intake_per_hour: int = Field(default=10, ge=1, description="portal requests per e-mail and per IP per hour")
     # Access control of the API (accounts/, api/ratelimit.py, api/limits.py).
     key_ttl_days: int = Field(default=90, ge=0, le=36_500, description="life of a new API key; 0 = never expires")

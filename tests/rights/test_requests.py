@@ -268,6 +268,21 @@ def test_download_link_expires(rights_ft: Facetrail) -> None:
         rights_ft.requests.download(rid, package_token)
 
 
+def test_the_status_link_expires_some_time_after_the_request_closed(rights_ft: Facetrail) -> None:
+    from facetrail.errors import NotFoundError
+
+    rid, token = full_request(rights_ft, "confirm", sample_bytes("obama2.jpg"))
+    assert rights_ft.requests.status(rid, token)["status"] == "completed"
+    days = rights_ft.settings.status_link_days
+    with rights_ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == rid).values(
+            closed_at=datetime.now(UTC) - timedelta(days=days, seconds=1)))
+    with pytest.raises(NotFoundError, match="expired"):
+        rights_ft.requests.status(rid, token)
+    with pytest.raises(NotFoundError, match="no request matches"):  # a wrong token learns nothing more
+        rights_ft.requests.status(rid, "not-the-token")
+
+
 def test_selfies_per_request_are_limited(rights_ft: Facetrail) -> None:
     from facetrail.errors import RateLimitedError
     from facetrail.rights.service import MAX_SELFIES

@@ -366,6 +366,12 @@ class RequestService:
         valid = identity.same_secret(request.status_token_hash if request else None, token)
         if request is None or not valid:
             raise NotFoundError("no request matches this reference and token")
+        # The link is the requester's session: it ends some time after the request closed (told only to
+        # someone holding the right token, so it reveals nothing to anyone else).
+        if request.closed_at is not None and \
+                now() > request.closed_at + timedelta(days=self.settings.status_link_days):
+            raise NotFoundError("this link has expired (the request was closed on "
+                                f"{request.closed_at.date().isoformat()}); make a new request if you need to")
         return request
 
     def due(self, request: RightsRequest) -> datetime:

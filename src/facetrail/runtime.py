@@ -47,7 +47,7 @@ from facetrail.sources.inputs import InputItem, Limits
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
-from facetrail.store.models import AuditEntry
+from facetrail.store.models import AuditEntry, RightsRequest
 from facetrail.vision.backend import VisionConfig
 from facetrail.vision.calibration import Band
 
@@ -110,7 +110,12 @@ class Facetrail:
     def _finish_restore(self, journal: dict[str, Any]) -> dict[str, object]:
         """The last step of a restore (also after a crash): re-apply the ledger, audit it, drop the journal."""
         reapplied = reapply_ledger(self.db, self.blobs, self.erasure, RESTORE_ACTOR)
+        archived = journal.get("audit_archive") or {}
+        with self.db.read() as session:
+            known = set(session.scalars(select(RightsRequest.id)))
         report: dict[str, object] = {
+            # Requests received after the backup: the audit archive has their history, the store no longer.
+            "requests_not_in_backup": [r for r in archived.get("request_ids", []) if r not in known],
             "archive": journal["archive"], "backup_created_at": journal["backup_created_at"],
             "faces_in_backup": journal["backup_faces"], "images_in_backup": journal["backup_images"],
             **asdict(reapplied), "audit_archive": journal.get("audit_archive"),

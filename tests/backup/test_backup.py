@@ -262,3 +262,13 @@ def test_a_damaged_or_hostile_archive_is_refused_and_changes_nothing(data: Path,
         assert not (data / ".restore").exists()
     finally:
         ft.close()
+
+
+def test_rights_requests_received_after_the_backup_are_named(data: Path, tmp_path: Path, actor: Actor) -> None:
+    archive = tmp_path / "b.tar"
+    backup(data, archive, actor)
+    ft = open_ft(data)
+    intake = ft.requests.intake(kind="access", email="someone@example.org", details={}, client_ip="203.0.113.9")
+    ft.close()
+    report = restore_backup(open_ft(data).settings, archive, actor.name)
+    assert report["requests_not_in_backup"] == [intake.request.id]

@@ -143,5 +143,8 @@ def _archive_audit_tail(data: Path, backup_entries: int) -> dict[str, Any] | Non
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = data / "audit-archive" / f"restore-{stamp}.jsonl"
     atomic_write(path, text)
+    # Rights requests that moved after the backup: those it does not hold at all must be re-entered.
+    requests = sorted({json.loads(row[4]).get("request_id") for row in rows if row[3] == "request.event"} - {None})
     return {"file": str(path.relative_to(data)), "entries": len(rows), "first_seq": rows[0][0],
-            "last_seq": rows[-1][0], "last_hash": rows[-1][6], "sha256": hashlib.sha256(text).hexdigest()}
+            "last_seq": rows[-1][0], "last_hash": rows[-1][6], "sha256": hashlib.sha256(text).hexdigest(),
+            "request_ids": requests}

@@ -56,6 +56,11 @@ def backup_restore(ctx: typer.Context, path: Annotated[Path, typer.Argument(help
         archived = report.get("audit_archive")
         if isinstance(archived, dict):
             console.print(f"{archived['entries']} newer audit entries kept in {archived['file']}", highlight=False)
+        missing = report.get("requests_not_in_backup")
+        if isinstance(missing, list) and missing:
+            console.print(f"[bold yellow]{len(missing)} rights request(s) received after the backup are not in it: "
+                          f"{', '.join(missing)}.[/] Their history is in the audit archive; re-enter them so "
+                          "their deadlines are kept.", highlight=False)
 
 
 @keys_app.command("rotate")

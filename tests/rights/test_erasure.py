@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,8 +165,15 @@ def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file
         assert files_holding(ft.data, face.sealed) == [database_file]
         assert files_holding(ft.data, raw_blob(ft, face.crop_key)) != []
     assert ids <= ft.gallery.saved_ids()
+    conn = sqlite3.connect(ft.vault.keyring.path)
+    wrapped = [row[0] for f in faces for row in conn.execute("SELECT wrapped FROM data_keys WHERE id = ?",
+                                                             (f.key_id,))]
+    conn.close()
+    assert len(wrapped) == 4 and all(files_holding(ft.data, w) for w in wrapped)
 
     ft.erasure.erase(actor.name, [f.id for f in faces], request_id="REQ-BYTES")
+    # The destroyed keys themselves are gone from the keyring's file and its log (secure_delete, truncation).
+    assert [files_holding(ft.data, w) for w in wrapped] == [[] for _ in wrapped]
 
     for face in faces:
         assert files_holding(ft.data, face.sealed) == [], face.image_name

@@ -88,6 +88,7 @@ class Facetrail:
         backend = self.analyzer.backend  # cheap: weights load on first use
         self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex", self.vault,
                                model_id=backend.model_id, dim=backend.template_dim)
+        self.gallery.seal_cleartext_file()
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days)
         self.people = PeopleService(self.db, self.audit, self.vault, model_id=backend.model_id,
@@ -103,6 +104,7 @@ class Facetrail:
                                     self.analyzer, Scorer(backend.calibration()))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
         self.erasure.resume(RESUME_ACTOR)
+        self.requests.purge_expired_packages()  # access packages whose link expired: shredded
         self.restore_report: dict[str, object] | None = None
         if pending_restore is not None:
             self.restore_report = self._finish_restore(pending_restore)

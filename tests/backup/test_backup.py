@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from facetrail.accounts.roles import Actor
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
+from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, KeyUnavailableError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
@@ -71,7 +72,7 @@ def test_a_restored_old_backup_does_not_bring_back_an_erased_person(data: Path, 
     conn.close()
     assert all(sealed[f.id] == f.sealed for f in biden)
 
-    report = restore_backup(open_ft(data).settings, archive, actor.name)
+    report = restore_backup(get_settings(data=data), archive, actor.name)
     assert (report["erasures_reapplied"], report["faces_erased"]) == (1, 4)
 
     ft = open_ft(data)
@@ -128,7 +129,7 @@ def test_restoring_brings_back_exactly_the_backup_and_keeps_newer_audit_entries(
     assert report.faces_added > 0
     ft.close()
 
-    result = restore_backup(open_ft(data).settings, archive, actor.name)
+    result = restore_backup(get_settings(data=data), archive, actor.name)
     assert (result["erasures_reapplied"], result["faces_erased"]) == (0, 0)
     ft = open_ft(data)
     try:
@@ -152,7 +153,7 @@ def test_an_opt_out_made_after_the_backup_survives_the_restore(data: Path, tmp_p
 
     ft.suppressions.add("REQ-OPT", [decode_template(f.template, 128) for f in biden], ["demo"])
     ft.close()
-    report = restore_backup(open_ft(data).settings, archive, actor.name)
+    report = restore_backup(get_settings(data=data), archive, actor.name)
     assert report["suppressions_restored"] == 4
     ft = open_ft(data)
     try:
@@ -176,7 +177,7 @@ def test_a_withdrawn_opt_out_is_not_brought_back(data: Path, tmp_path: Path, act
     ft = open_ft(data)
     assert ft.suppressions.remove("REQ-OPT") == 1
     ft.close()
-    report = restore_backup(open_ft(data).settings, archive, actor.name)
+    report = restore_backup(get_settings(data=data), archive, actor.name)
     assert report["suppressions_removed"] == 1
     ft = open_ft(data)
     with ft.db.read() as session:
@@ -270,5 +271,5 @@ def test_rights_requests_received_after_the_backup_are_named(data: Path, tmp_pat
     ft = open_ft(data)
     intake = ft.requests.intake(kind="access", email="someone@example.org", details={}, client_ip="203.0.113.9")
     ft.close()
-    report = restore_backup(open_ft(data).settings, archive, actor.name)
+    report = restore_backup(get_settings(data=data), archive, actor.name)
     assert report["requests_not_in_backup"] == [intake.request.id]

@@ -179,6 +179,8 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     assert image is not None and image.blob_key is not None
     clear = {f.id: (encode_template(template_of(ft, f.template)), ft.blobs.get(f.crop_key or "")) for f in faces}
     clear_image = ft.blobs.get(image.blob_key)
+    ft.gallery.save()
+    clear_index = ft.vault.open("index", (data / "index" / "dlib-resnet-v1.ftindex").read_bytes())
     # Write them back as an earlier version kept them: in clear, with no data key.
     with ft.db.write() as session, session.begin():
         for f in faces:
@@ -190,6 +192,8 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     kind, name = image.blob_key.split("/", 1)
     (ft.blobs.root / kind / name[:2] / name).write_bytes(clear_image)
     ft.close()
+    index_file = data / "index" / "dlib-resnet-v1.ftindex"
+    index_file.write_bytes(clear_index)  # and the index file as it was written in clear
 
     ft = Facetrail.open(data, workers=1)  # seals them
     with ft.db.read() as session:
@@ -200,6 +204,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
         assert ft.blobs.get(f.crop_key or "") == clear[f.id][1]
         assert files_holding(data, clear[f.id][0]) == [] and files_holding(data, clear[f.id][1]) == []
     assert ft.blobs.get(image.blob_key) == clear_image and files_holding(data, clear_image[:4096]) == []
+    assert is_sealed(index_file.read_bytes()) and files_holding(data, clear_index[:4096]) == []
     assert search_ids(ft, actor) == before
     ft.close()
 

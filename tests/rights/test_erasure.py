@@ -279,3 +279,31 @@ def test_a_stored_image_damaged_on_disk_is_deleted_rather_than_kept(samples_ft: 
     receipt = samples_ft.erasure.erase(actor.name, [f.id for f in faces.values()], request_id=None)
     assert receipt["images_redacted"] == 2
     assert not samples_ft.blobs.exists(damaged) and samples_ft.blobs.exists(intact)
+
+
+def test_two_erasures_planned_on_one_group_photo_both_black_out_their_face(samples_ft: Facetrail,
+                                                                           actor: Actor) -> None:
+    """Biden's and Obama's erasures are both planned before either runs (two requests approved at once); the
+    second finds the photo already redacted by the first under a new key, and must still black out its own
+    face and shred the version the first one left."""
+    ft = samples_ft
+    biden = {f.image_name: f for f in stored_faces(ft, find_biden(ft, actor))}["obama_and_biden.jpg"]
+    obama_hit = next(h for h in ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="demo", case_ref="o",
+                                                 top_k=100).results if h.original_name.endswith("obama_and_biden.jpg"))
+    obama = stored_faces(ft, [obama_hit.face_id])[0]
+    first = ft.erasure._plan(actor.name, [biden.id], None)  # planned one after the other, run one after the other
+    second = ft.erasure._plan(actor.name, [obama.id], None)
+    ft.erasure._finish(actor.name, first)
+    with ft.db.read() as session:
+        between = session.get(StoredImage, biden.image_id)
+        assert between is not None and between.key_id not in (None, biden.image_key_id)
+        redacted_once = between.key_id
+    ft.erasure._finish(actor.name, second)
+
+    pixels = stored_pixels(ft, biden.image_key or "")
+    for face in (biden, obama):
+        assert region(pixels, face.box).mean() < 8, face.image_name  # both faces blacked out
+    assert ft.vault.keyring.existing([biden.image_key_id or "", redacted_once]) == set()  # both versions shredded
+    with ft.db.read() as session:
+        image = session.get(StoredImage, biden.image_id)
+        assert image is not None and image.face_count == 1 and ft.vault.keyring.existing([image.key_id or ""])

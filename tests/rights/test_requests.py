@@ -266,6 +266,12 @@ def test_download_link_expires(rights_ft: Facetrail) -> None:
             package_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     with pytest.raises(NotFoundError, match="expired"):
         rights_ft.requests.download(rid, package_token)
+    with rights_ft.db.read() as session:
+        key = session.get(RightsRequest, rid).package_key  # type: ignore[union-attr]
+    assert key is not None
+    data_key = rights_ft.blobs.key_id(key)
+    assert rights_ft.requests.purge_expired_packages() == 1  # also done whenever the data directory is opened
+    assert not rights_ft.blobs.exists(key) and rights_ft.vault.keyring.existing([data_key]) == set()
 
 
 def test_the_status_link_expires_some_time_after_the_request_closed(rights_ft: Facetrail) -> None:
@@ -293,3 +299,24 @@ def test_selfies_per_request_are_limited(rights_ft: Facetrail) -> None:
         rights_ft.requests.submit_selfie(intake.request.id, intake.status_token, stranger)
     with pytest.raises(RateLimitedError):
         rights_ft.requests.submit_selfie(intake.request.id, intake.status_token, stranger)
+
+
+def test_an_erasure_shreds_the_access_packages_that_showed_the_person(rights_ft: Facetrail) -> None:
+    from facetrail.errors import NotFoundError
+
+    ft = rights_ft
+    rid, token = full_request(ft, "access", sample_bytes("biden2.jpg"), email="joe@example.org")
+    package_token = ft.requests.status(rid, token)["answer"]["download"].split("token=")[1]
+    with ft.db.read() as session:
+        request = session.get(RightsRequest, rid)
+        assert request is not None and request.package_key is not None
+        package_key = request.package_key
+    package_data_key = ft.blobs.key_id(package_key)
+    assert ft.requests.download(rid, package_token)[:2] == b"PK"
+
+    erasure, erasure_token = full_request(ft, "erasure", sample_bytes("biden2.jpg"), email="joe@example.org")
+    receipt = ft.requests.status(erasure, erasure_token)["answer"]["erasure_receipt"]
+    assert receipt["access_packages_deleted"] == 1
+    assert not ft.blobs.exists(package_key) and ft.vault.keyring.existing([package_data_key]) == set()
+    with pytest.raises(NotFoundError):
+        ft.requests.download(rid, package_token)

@@ -142,3 +142,19 @@ def test_a_source_for_another_purpose_is_not_affected(samples_ft: Facetrail, act
     demo = add_source(ft, name="demo two", purposes=("demo", "press"))
     report = ft.ingest.ingest(actor, demo, from_paths([folder], ft.input_limits))
     assert (report.faces_added, report.faces_suppressed, report.images_suppressed) == (0, 1, 1)
+
+
+def test_a_withdrawal_cut_off_after_its_keys_went_matches_nobody_and_finishes(samples_ft: Facetrail,
+                                                                              actor: Actor) -> None:
+    ft = samples_ft
+    biden = templates_of(ft, find_biden(ft, actor))
+    assert ft.suppressions.add("REQ-W", [biden["biden.jpg"]], ["demo"]) == 1
+    assert ft.suppressions.screen([biden["biden2.jpg"]], ["demo"]) == [True]
+    with ft.db.read() as session:
+        keys = [k for k in session.scalars(select(Suppression.key_id)) if k]
+    ft.vault.keyring.destroy(keys)  # the withdrawal's first step, and then the process died
+    restarted = SuppressionList(ft.db, ft.audit, ft.vault, model_id="dlib-resnet-v1", dim=128)
+    assert restarted.screen([biden["biden2.jpg"]], ["demo"]) == [False] and len(restarted) == 0
+    assert ft.suppressions.remove("REQ-W") == 1  # asked again, it finishes
+    with ft.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Suppression)) == 0

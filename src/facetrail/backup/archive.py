@@ -30,6 +30,7 @@ from pathlib import Path
 from facetrail import __version__
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.crashpoints import crash_point
+from facetrail.crypto.vault import is_sealed
 from facetrail.errors import FacetrailError, InvalidValueError
 from facetrail.fsutil import fsync_dir
 from facetrail.runtime import Facetrail
@@ -156,9 +157,15 @@ def _facts(snapshot: Path) -> tuple[_Facts, list[str]]:
 
 def _index_files(ft: Facetrail) -> list[tuple[str, bytes]]:
     """The saved index file(s), read under the index's file lock so none is caught half-replaced."""
+    ft.gallery.index()  # loaded (repaired if need be) and in step with the store
     ft.gallery.save()
     with ft.gallery.file_lock():
-        return [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
+        files = [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
+    unsealed = [name for name, data in files if not is_sealed(data)]
+    if unsealed:
+        raise FacetrailError(f"{unsealed[0]} is not encrypted; open the data directory with this version (or "
+                             "`facetrail index rebuild`) before backing it up")
+    return files
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, sums: dict[str, str]) -> None:

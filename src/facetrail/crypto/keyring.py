@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.crypto.master import MasterKey, new_key_bytes
-from facetrail.errors import KeyUnavailableError
+from facetrail.errors import FacetrailError, KeyUnavailableError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS data_keys (
@@ -154,8 +155,16 @@ class Keyring:
         return destroyed
 
     def checkpoint(self) -> None:
-        with self._connect() as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Fold the log into the file and truncate it; raise if readers kept it busy (the caller's step is
+        then finished later: an erasure resumes, and destroying keys again is a no-op)."""
+        for attempt in range(20):
+            with self._connect() as conn:
+                row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row is None or int(row[0]) == 0:
+                return
+            time.sleep(0.05 * (attempt + 1))
+        raise FacetrailError(f"the keyring's log {self.path}-wal could not be truncated while other connections "
+                             "read it; destroyed keys may remain in it until the step is finished again")
 
     def rewrap(self, new_master: MasterKey) -> int:
         """Re-wrap every data key under a new master key in one transaction (the data is not touched)."""

@@ -1,4 +1,5 @@
-"""Sealing what an earlier version stored in clear: templates, crops, images and suppression entries.
+"""Sealing what an earlier version stored in clear: templates, crops, images, suppression entries, selfies
+and access packages (the index file is rebuilt sealed: see Gallery.seal_cleartext_file).
 
 Runs when a data directory is opened and finds records without a data key. Each batch is one transaction,
 committed only after its blobs were rewritten sealed, so an interrupted upgrade resumes where it stopped:
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from facetrail.crypto.vault import DataKey, is_sealed, key_id_of
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
-from facetrail.store.models import Face, StoredImage, Suppression
+from facetrail.store.models import Face, RightsRequest, StoredImage, Suppression
 from facetrail.store.templates import LABEL
 
 BATCH = 200
@@ -38,6 +39,14 @@ def seal_cleartext(db: Database, blobs: BlobStore) -> int:
             sealed += len(rows)
             if len(rows) < BATCH:
                 break
+    with db.read() as session:
+        requests = session.execute(select(RightsRequest.selfie_key, RightsRequest.package_key)).all()
+    for selfie, package in requests:
+        for blob, kind in ((selfie, "selfie"), (package, "package")):
+            raw = blobs.raw(blob) if blob else None
+            if blob and raw is not None and not is_sealed(raw):
+                blobs.put(blob, raw, blobs.vault.new_key(kind))
+                sealed += 1
     if sealed:
         # The cleartext versions of the rewritten rows' pages must leave the write-ahead log and be overwritten
         # in the database file (secure_delete), as after an erasure.

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from facetrail.crypto.vault import Vault
+from facetrail.crypto.vault import Vault, is_sealed
 from facetrail.errors import IndexCorruptError
 from facetrail.index.base import Hit
 from facetrail.index.faiss_index import FaissIndex
@@ -131,6 +131,18 @@ class Gallery:
                 index.save()
             self._index = index
             return SyncReport(added=len(index), removed=0, rebuilt=True, reason=reason)
+
+    def seal_cleartext_file(self) -> None:
+        """An index file an earlier version wrote in clear is replaced by a sealed one, at once (it holds
+        usable templates, and a backup would copy it as it is)."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(64)
+        except FileNotFoundError:
+            return
+        if not is_sealed(head):
+            with self._lock:
+                self.last_sync = self.rebuild(reason="the index file was not encrypted")
 
     def _seal(self, raw: bytes) -> bytes:
         """The index file is sealed under the keyring's current index key (replaced at every erasure)."""

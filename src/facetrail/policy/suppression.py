@@ -97,16 +97,19 @@ class SuppressionList:
 
     def remove(self, request_id: str, *, actor_name: str = "system") -> int:
         """Withdraw the entries of one request (the person withdrew their opt-out); returns how many."""
-        with self.db.write() as session, session.begin():
-            keys = list(session.scalars(delete(Suppression).where(Suppression.request_id == request_id)
-                                        .returning(Suppression.key_id)).all())
-            mark_changed(session)
-            self.audit.record(session, actor=actor_name, action="suppression.removed",
-                              details={"request_id": request_id, "entries": len(keys)})
-        # Their templates are no longer kept with consent: shredded, here and in every backup.
+        with self.db.read() as session:
+            keys = list(session.scalars(select(Suppression.key_id).where(Suppression.request_id == request_id)))
+        # Their templates are no longer kept with consent: shredded first, here and in every backup (a crash
+        # before the rows go leaves rows that open with nothing, which the list skips and this call removes).
         self.vault.keyring.destroy([k for k in keys if k], {
             "uid": secrets.token_hex(16), "kind": "suppression.removed", "request_id": request_id})
-        return len(keys)
+        with self.db.write() as session, session.begin():
+            removed = len(session.scalars(delete(Suppression).where(Suppression.request_id == request_id)
+                                          .returning(Suppression.id)).all())
+            mark_changed(session)
+            self.audit.record(session, actor=actor_name, action="suppression.removed",
+                              details={"request_id": request_id, "entries": removed})
+        return removed
 
     def _checked(self, template: NDArray[np.float32]) -> NDArray[np.float32]:
         vector = np.asarray(template, dtype=np.float32).reshape(-1)
@@ -163,17 +166,20 @@ class SuppressionList:
             return self._entries
 
     def _load(self, signature: Signature, session: Session | None) -> _Entries:
-        query = select(Suppression.template, Suppression.purposes).where(
+        query = select(Suppression.template, Suppression.purposes, Suppression.key_id).where(
             Suppression.model_id == self.model_id).order_by(Suppression.id)
         if session is None:
             with self.db.read() as own:
                 rows = own.execute(query).all()
         else:
             rows = session.execute(query).all()
+        # An entry whose key was destroyed (an opt-out withdrawn, cut off before its rows went) matches nobody.
+        alive = self.vault.keyring.existing([r.key_id for r in rows if r.key_id])
+        rows = [r for r in rows if r.key_id in alive]
         index = faiss.IndexFlatL2(self.dim)
         if rows:
-            index.add(np.stack(open_templates(self.vault, [template for template, _ in rows], self.dim)))
-        return _Entries(signature, index, tuple(frozenset(purposes) for _, purposes in rows))
+            index.add(np.stack(open_templates(self.vault, [r.template for r in rows], self.dim)))
+        return _Entries(signature, index, tuple(frozenset(r.purposes) for r in rows))
 
 
 def _clean_purposes(purposes: Sequence[str]) -> list[str]:

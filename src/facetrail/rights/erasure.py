@@ -27,6 +27,7 @@ who was shown their face (Art. 15 recipients).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import secrets
 from collections.abc import Iterator, Sequence
@@ -39,12 +40,13 @@ from sqlalchemy.orm import Session
 
 from facetrail.audit.log import AuditLog
 from facetrail.crashpoints import crash_point
+from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError, InvalidValueError, KeyUnavailableError, MediaError, NotFoundError
 from facetrail.index.gallery import Gallery
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
-from facetrail.store.models import Erasure, Face, Person, StoredImage, utcnow
+from facetrail.store.models import Erasure, Face, Person, RightsRequest, StoredImage, utcnow
 from facetrail.vision.types import Box
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,10 @@ class ErasureService:
         self.db = db
         self.blobs = blobs
         self.keyring = blobs.vault.keyring
+        # One erasure at a time, across threads and processes: two of them redacting the same group photo, or
+        # two processes finishing the same erasure (a server, and a command that resumes it on open), must
+        # never interleave their steps.
+        self.lock_path = blobs.root.parent / "erasure.lock"
         self.gallery = gallery
         self.audit = audit
         # The stored images passed this decoding limit at ingestion; redaction decodes them again.
@@ -121,6 +127,7 @@ class ErasureService:
                     Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted, Face.key_id,
                     Face.box_left, Face.box_top, Face.box_right, Face.box_bottom).where(Face.id.in_(chunk))).all()
             images = _image_plans(session, faces)
+            packages = self._packages(session, {f.id for f in faces})
             plan = {
                 "uid": secrets.token_hex(16),
                 "faces": sorted(f.id for f in faces),
@@ -132,7 +139,10 @@ class ErasureService:
                 # Every data key whose ciphertext shows the person: their faces' (templates and crops) and
                 # their images' (deleted, or about to be replaced by a redacted copy under a new key).
                 "keys": sorted({f.key_id for f in faces if f.key_id}
-                               | {i["key_id"] for i in images if i.get("key_id")}),
+                               | {i["key_id"] for i in images if i.get("key_id")}
+                               | {p["key_id"] for p in packages if p["key_id"]}),
+                # Access packages already given out that hold their faces: they go with the rest.
+                "packages": [{"request_id": p["request_id"], "blob_key": p["blob_key"]} for p in packages],
             }
             erasure = Erasure(request_id=request_id, state=ErasureState.PLANNED.value, plan=plan)
             session.add(erasure)
@@ -145,8 +155,23 @@ class ErasureService:
             })
             return erasure.id
 
+    def _packages(self, session: Session, face_ids: set[int]) -> list[dict[str, Any]]:
+        found = []
+        for request_id, matched, blob_key in session.execute(select(
+                RightsRequest.id, RightsRequest.matched_face_ids, RightsRequest.package_key)
+                .where(RightsRequest.package_key.is_not(None))):
+            if blob_key and face_ids & set(matched or []):
+                found.append({"request_id": request_id, "blob_key": blob_key,
+                              "key_id": self._blob_key_id(blob_key)})
+        return found
+
     # -- the steps -----------------------------------------------------------------------------------
     def _finish(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
+        with open(self.lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._steps(actor_name, erasure_id)
+
+    def _steps(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
         while True:
             # Re-read each time: another process may be finishing the same erasure (resume on open).
             with self.db.read() as session:
@@ -163,7 +188,7 @@ class ErasureService:
                     crash_point("index_updated")
                     self._advance(erasure_id, ErasureState.ROWS_DELETED, ErasureState.INDEX_UPDATED)
                 case ErasureState.INDEX_UPDATED:
-                    self._remove_blobs(plan)
+                    self._remove_blobs(erasure_id, plan)
                     crash_point("blobs_removed")
                     self._advance(erasure_id, ErasureState.INDEX_UPDATED, ErasureState.BLOBS_REMOVED,
                                   plan=_compact(plan))
@@ -213,9 +238,10 @@ class ErasureService:
             raise FacetrailError(f"the index still holds {len(left)} erased face(s) after following the store")
         self.gallery.save()
 
-    def _remove_blobs(self, plan: dict[str, Any]) -> None:
-        """Step (c): crops go; images keeping other faces are redacted, the others deleted. Each operation
-        is idempotent (deleting a missing blob is a no-op; redacting twice blacks out the same boxes)."""
+    def _remove_blobs(self, erasure_id: int, plan: dict[str, Any]) -> None:
+        """Step (c): crops go; images keeping other faces are redacted, the others deleted; access packages
+        that showed the person go too. Each operation is idempotent (deleting a missing blob is a no-op;
+        redacting twice blacks out the same boxes)."""
         for key in plan["crops"]:
             self.blobs.delete(key)
         for image in plan["images"]:
@@ -225,16 +251,29 @@ class ErasureService:
             if image["action"] == Action.DELETE:
                 self.blobs.delete(key)
             else:
-                self._redact(key, image)
+                self._redact(erasure_id, plan, key, image)
             crash_point("blobs_partial")
+        for package in plan.get("packages", []):
+            self.blobs.delete(package["blob_key"])
+            with self.db.write() as session, session.begin():
+                session.execute(update(RightsRequest).where(RightsRequest.id == package["request_id"])
+                                .values(package_key=None))
 
-    def _redact(self, key: str, image: dict[str, Any]) -> None:
+    def _redact(self, erasure_id: int, plan: dict[str, Any], key: str, image: dict[str, Any]) -> None:
         if not self.blobs.exists(key):
             return
         current = self._blob_key_id(key)
-        if current is not None and image.get("key_id") and current != image["key_id"]:
-            self._set_image_key(image["id"], key, current)  # redacted before a crash: record its new key
+        if current is not None and current == image.get("new_key"):
+            self._set_image_key(image["id"], key, current)  # this erasure redacted it before a crash
             return
+        # The new key, and the key of the version about to be replaced (this plan's, or a newer one if another
+        # erasure redacted the image since this one was planned), are recorded before the file changes: the
+        # replaced version is shredded with the rest in step (d), and a crash after the write is recognised.
+        new_key = self._redaction_key(image)
+        image["new_key"] = new_key.id
+        if current is not None and current not in plan["keys"]:
+            plan["keys"].append(current)
+        self._save_plan(erasure_id, plan)
         # Boxes are in the upright image (EXIF orientation applied), as decode_image gives it; the redacted
         # copy is written upright and without metadata, so a second pass sees the same coordinates.
         try:
@@ -249,9 +288,20 @@ class ErasureService:
             self.blobs.delete(key)
             self._set_image_key(image["id"], None, None)
             return
-        new_key = self.blobs.vault.new_key("image")
         self.blobs.put(key, redacted, new_key)
         self._set_image_key(image["id"], key, new_key.id)
+
+    def _redaction_key(self, image: dict[str, Any]) -> DataKey:
+        if image.get("new_key"):
+            try:
+                return self.blobs.vault.key(image["new_key"])
+            except KeyUnavailableError:
+                pass
+        return self.blobs.vault.new_key("image")
+
+    def _save_plan(self, erasure_id: int, plan: dict[str, Any]) -> None:
+        with self.db.write() as session, session.begin():
+            session.execute(update(Erasure).where(Erasure.id == erasure_id).values(plan=plan))
 
     def _blob_key_id(self, key: str) -> str | None:
         try:
@@ -296,6 +346,7 @@ class ErasureService:
                 "face_ids": erasure.plan["faces"], "faces_erased": counts["faces"],
                 "crops_deleted": counts["crops"], "index_entries_removed": counts["index_entries"],
                 "images_redacted": counts["images_redacted"], "images_deleted": counts["images_deleted"],
+                "access_packages_deleted": counts.get("packages", 0),
                 "completed_at": completed_at.isoformat(),
             }
             erasure.state = ErasureState.COMPLETED.value
@@ -365,15 +416,16 @@ def _compact(plan: dict[str, Any]) -> dict[str, Any]:
     """The plan once the bytes are gone: ids, actions and counts; no box, crop or blob key stays behind."""
     images = plan["images"]
     return {
-        "uid": plan["uid"],
+        "uid": plan.get("uid", ""),  # plans made before encryption at rest have no uid and no keys
         "faces": plan["faces"],
-        "keys": plan["keys"],
+        "keys": plan.get("keys", []),
         "images": [{"id": image["id"], "action": image["action"]} for image in images],
         "not_found": plan["not_found"],
         "counts": {
             "faces": len(plan["faces"]), "crops": len(plan["crops"]), "index_entries": len(plan["indexed"]),
             "images_redacted": sum(1 for image in images if image["action"] == Action.REDACT),
             "images_deleted": sum(1 for image in images if image["action"] == Action.DELETE),
+            "packages": len(plan.get("packages", [])),
         },
     }
 

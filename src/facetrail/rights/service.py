@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require
@@ -172,6 +172,20 @@ class RequestService:
                 "extension": ({"months": request.extension_months, "reasons": request.extension_reasons}
                               if request.extension_months else None),
             }
+
+    def purge_expired_packages(self) -> int:
+        """Shred every access package whose link has expired (its key destroyed: no copy opens any more)."""
+        with self.db.read() as session:
+            expired = list(session.execute(select(RightsRequest.id, RightsRequest.package_key).where(
+                RightsRequest.package_key.is_not(None), RightsRequest.package_expires_at < now())))
+        for request_id, key in expired:
+            if key:
+                self.blobs.shred(key)
+            with self.db.write() as session, session.begin():
+                session.execute(update(RightsRequest).where(RightsRequest.id == request_id).values(package_key=None))
+                self.audit.record(session, actor="system:packages", action="request.package_shredded",
+                                  details={"request_id": request_id})
+        return len(expired)
 
     def download(self, request_id: str, package_token: str) -> bytes:
         with self.db.read() as session:

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from facetrail.crypto.vault import DataKey, Vault, key_id_of
+from facetrail.errors import KeyUnavailableError
 from facetrail.fsutil import atomic_write
 
 _KEY = re.compile(r"^[a-z]+/[A-Za-z0-9_.-]+$")
@@ -61,10 +62,11 @@ class BlobStore:
         """Destroy the blob's data key (every copy becomes unreadable), then the file. For blobs sealed
         under a key of their own (selfies, packages); a crop shares its face's key."""
         try:
-            key_id = self.key_id(key)
+            self.vault.keyring.destroy([self.key_id(key)])
         except FileNotFoundError:
             return
-        self.vault.keyring.destroy([key_id])
+        except KeyUnavailableError:
+            pass  # not sealed (written by an earlier version): deleting it is all there is to do
         self.delete(key)
 
     def delete(self, key: str) -> None:

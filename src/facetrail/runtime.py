@@ -26,7 +26,7 @@ from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
 from facetrail.config import Settings, get_settings
-from facetrail.crypto.setup import check_keyring, open_vault
+from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
 from facetrail.errors import ConflictError
 from facetrail.index.gallery import Gallery, SyncReport
@@ -53,6 +53,7 @@ from facetrail.vision.calibration import Band
 
 RESUME_ACTOR = "system:erasure-resume"
 """Who the audit log names for an erasure finished when a data directory is opened."""
+AUDIT_HEAD = "audit.head"
 RESTORE_ACTOR = "system:restore"
 """Who the audit log names for the erasures a restore re-applies."""
 
@@ -78,7 +79,7 @@ class Facetrail:
         check_keyring(self.db, self.vault)
         self.blobs = BlobStore(self.data / "blobs", self.vault)
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
-        self.audit = AuditLog(self.data / "audit.head")
+        self.audit = AuditLog(self.data / AUDIT_HEAD)
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
             max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
@@ -209,6 +210,24 @@ class IngestThenCluster(IngestService):
         if self.settings.cluster_people and report.faces_added:
             self.people.cluster(actor, source_id=report.source_id)
         return report
+
+
+def rotate_keys(settings: Settings, actor: Actor, *, new_key_file: Path | None = None) -> dict[str, object]:
+    """Re-wrap every data key under a new master key, with the data directory to itself (a running server
+    would go on wrapping new keys with the old one), and audit it without opening the directory again: with
+    FACETRAIL_MASTER_KEY the environment still holds the old key until the operator replaces it."""
+    require(actor, Action.KEYS)
+    with swap.exclusive(settings.data):
+        result = rotate_master_key(settings, open_vault(settings), new_key_file=new_key_file)
+        db = Database(settings.database_url)
+        try:
+            with db.write() as session, session.begin():
+                AuditLog(settings.data / AUDIT_HEAD).record(
+                    session, actor=actor.name, action="keys.rotate",
+                    details={k: v for k, v in result.items() if k != "key_file"})
+        finally:
+            db.dispose()
+    return result
 
 
 def local_actor() -> Actor:

@@ -248,3 +248,36 @@ def test_rotation_on_the_command_line_is_refused_while_a_server_holds_the_direct
         assert "keys.rotate" in [e.action for e in ft.read_audit(actor, limit=1000)]
     finally:
         ft.close()
+
+
+def test_rotating_a_master_key_from_the_environment(tmp_path: Path, actor: Actor) -> None:
+    from typer.testing import CliRunner
+
+    from facetrail.cli.main import app
+    from facetrail.crypto.master import read_key_file
+    from tests.conftest import add_source
+
+    old = base64.b64encode(new_key_bytes()).decode()
+    data = tmp_path / "data"
+    ft = Facetrail.open(data, workers=1, master_key=old)
+    ft.ingest.ingest(actor, add_source(ft), _items(ft, "obama.jpg", "obama2.jpg"))
+    ft.close()
+    new_file = tmp_path / "new.key"
+    runner = CliRunner()
+    done = runner.invoke(app, ["--data", str(data), "keys", "rotate", "--new-key-file", str(new_file), "--json"],
+                         env={"FACETRAIL_MASTER_KEY": old})
+    assert done.exit_code == 0, done.output
+    written = new_file.read_text()
+    again = runner.invoke(app, ["--data", str(data), "keys", "rotate", "--new-key-file", str(new_file)],
+                          env={"FACETRAIL_MASTER_KEY": old})  # the old key opens nothing now
+    assert again.exit_code == 1 and "not by the one given" in again.output and new_file.read_text() == written
+    new = written.strip()
+    assert read_key_file(new_file).key_id != LocalMasterKey(base64.b64decode(old), "old").key_id
+    with pytest.raises(KeyUnavailableError):
+        Facetrail.open(data, workers=1, master_key=old)
+    ft = Facetrail.open(data, workers=1, master_key=new)
+    try:
+        assert search_ids(ft, actor)
+        assert "keys.rotate" in [e.action for e in ft.read_audit(actor, limit=1000)]
+    finally:
+        ft.close()

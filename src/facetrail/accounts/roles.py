@@ -27,6 +27,7 @@ class Action(StrEnum):
     PEOPLE_WRITE = "people.write"
     REQUESTS = "requests"
     BACKUP = "backup"
+    KEYS = "keys"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -44,6 +45,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.REQUESTS: frozenset({Role.DPO}),
     # Backups and restores are the command line's, on the machine holding the data (no API route).
     Action.BACKUP: frozenset({Role.OPERATOR}),
+    Action.KEYS: frozenset({Role.OPERATOR}),
 }
 
 

@@ -8,14 +8,12 @@ from typing import Annotated
 
 import typer
 
-from facetrail.backup import swap
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
 from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.config import get_settings
-from facetrail.crypto.setup import open_vault, rotate_master_key
-from facetrail.runtime import local_actor
+from facetrail.runtime import local_actor, rotate_keys
 
 backup_app = typer.Typer(no_args_is_help=True, help="Backups that cannot bring back an erased person.")
 keys_app = typer.Typer(no_args_is_help=True, help="The master key and the data keys it wraps.")
@@ -71,13 +69,7 @@ def keys_rotate(ctx: typer.Context,
     """Re-wrap every data key under a new master key (the encrypted data is not rewritten). Refused while a
     server or another command has the data directory open: it would go on wrapping with the old key."""
     with reported_errors(as_json):
-        settings = get_settings(data=state(ctx).data)
-        with swap.exclusive(settings.data):
-            result = rotate_master_key(settings, open_vault(settings), new_key_file=new_key_file)
-        ft = state(ctx).open()
-        with ft.db.write() as session, session.begin():
-            ft.audit.record(session, actor=local_actor().name, action="keys.rotate",
-                            details={k: v for k, v in result.items() if k != "key_file"})
+        result = rotate_keys(get_settings(data=state(ctx).data), local_actor(), new_key_file=new_key_file)
         if as_json:
             emit_json(result)
         else:

@@ -79,6 +79,8 @@ def rotate_master_key(settings: Settings, vault: Vault, *, new_key_file: Path | 
         if new_key_file is None:
             raise InvalidValueError("new_key_file", "the master key comes from the environment: name a file "
                                     "for the new key, then put it in FACETRAIL_MASTER_KEY")
+        if new_key_file.exists():
+            raise InvalidValueError("new_key_file", f"{new_key_file} exists already; name a new file")
         write_key_file(new_key_file, new_key_bytes())
         count = vault.keyring.rewrap(read_key_file(new_key_file))
         return {"rewrapped": count, "old_master_id": old_id, "new_master_id": vault.keyring.master.key_id,

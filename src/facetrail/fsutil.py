@@ -23,6 +23,14 @@ def atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | No
     fsync_dir(path.parent)
 
 
+def write_synced(path: Path, data: bytes) -> None:
+    """Write a new file and make it durable (the caller fsyncs the directories once it has written them all)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -66,7 +66,10 @@ class Facetrail:
         self._open_files = ExitStack()
         self._open_files.enter_context(swap.in_use(self.data))  # a restore waits for no one: it refuses
         try:
-            self._open(settings)
+            with ExitStack() as finishing:
+                if swap.read_journal(self.data) is not None:
+                    finishing.enter_context(swap.finishing(self.data))
+                self._open(settings)
         except BaseException:
             self._open_files.close()
             raise

@@ -273,3 +273,18 @@ def test_rights_requests_received_after_the_backup_are_named(data: Path, tmp_pat
     ft.close()
     report = restore_backup(get_settings(data=data), archive, actor.name)
     assert report["requests_not_in_backup"] == [intake.request.id]
+
+
+def test_a_backup_is_refused_beside_another_keyring(data: Path, tmp_path: Path, actor: Actor) -> None:
+    """Restored where its keys are not, every record would look erased and the ledger would erase them all."""
+    archive = tmp_path / "b.tar"
+    backup(data, archive, actor)
+    elsewhere = tmp_path / "elsewhere"
+    open_ft(elsewhere).close()  # a fresh install, with a keyring of its own
+    with pytest.raises(InvalidValueError, match="made beside keyring"):
+        restore_backup(get_settings(data=elsewhere), archive, actor.name)
+    ft = open_ft(elsewhere)
+    try:
+        assert counts(ft) == (0, 0) and not (elsewhere / ".restore").exists()
+    finally:
+        ft.close()

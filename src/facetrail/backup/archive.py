@@ -95,7 +95,7 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
                 crash_point("backup_blobs")
             created = datetime.now(UTC).isoformat()
             manifest = {"format": FORMAT, "version": __version__, "created_at": created, "files": sums,
-                        "blobs_missing": missing, **asdict(facts)}
+                        "blobs_missing": missing, "keyring_id": ft.vault.keyring.keyring_id, **asdict(facts)}
             _add(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode(), {})
             tar.close()
             raw.flush()

@@ -26,8 +26,10 @@ from facetrail.backup import swap
 from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
+from facetrail.crypto.keyring import keyring_id_of
+from facetrail.crypto.setup import keyring_path
 from facetrail.errors import ConflictError, InvalidValueError
-from facetrail.fsutil import atomic_write
+from facetrail.fsutil import atomic_write, fsync_dir, write_synced
 from facetrail.runtime import Facetrail
 
 MAX_MEMBERS = 50_000_000
@@ -48,6 +50,7 @@ def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[s
         new.mkdir(parents=True)
         try:
             manifest = _extract(archive, new)
+            _check_keyring(settings, archive, manifest)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # nothing was changed: leave no trace either
             raise
@@ -77,14 +80,8 @@ def _extract(archive: Path, into: Path) -> dict[str, Any]:
             if len(members) > MAX_MEMBERS:
                 raise InvalidValueError("path", f"{archive}: too many entries for a backup")
             by_name = {m.name: m for m in members}
-            if MANIFEST not in by_name:
-                raise InvalidValueError("path", f"{archive} is not a facetrail backup (no manifest)")
-            manifest = json.loads(_read(tar, by_name[MANIFEST]))
-            if manifest.get("format") != FORMAT:
-                raise InvalidValueError("path", f"{archive}: unknown backup format {manifest.get('format')!r}")
+            manifest = _manifest(archive, tar, by_name)
             sums: dict[str, str] = manifest["files"]
-            if DATABASE not in sums:
-                raise InvalidValueError("path", f"{archive}: the backup holds no database")
             for name, expected in sums.items():
                 member = by_name.get(name)
                 if member is None:
@@ -94,13 +91,39 @@ def _extract(archive: Path, into: Path) -> dict[str, Any]:
                 if hashlib.sha256(payload).hexdigest() != expected:
                     raise InvalidValueError("path", f"{archive}: {name} is damaged (checksum mismatch)")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(payload)
+                write_synced(target, payload)
             unexpected = set(by_name) - set(sums) - {MANIFEST}
             if unexpected:
                 raise InvalidValueError("path", f"{archive}: unexpected entries, e.g. {sorted(unexpected)[0]!r}")
+        # Durable before the journal says to swap: the old copy is deleted once the swap is done.
+        for directory in sorted({p.parent for p in into.rglob("*")} | {into}, key=lambda p: -len(p.parts)):
+            fsync_dir(directory)
     except (tarfile.TarError, OSError, ValueError, KeyError) as exc:
         raise InvalidValueError("path", f"{archive} cannot be read as a backup: {exc}") from exc
-    return dict(manifest)
+    return manifest
+
+
+def _check_keyring(settings: Settings, archive: Path, manifest: dict[str, Any]) -> None:
+    """Only the keyring a backup was made beside can open it; restored elsewhere, every record would look
+    erased, and re-applying the ledger would erase them all for good."""
+    here = keyring_id_of(keyring_path(settings.data))
+    if manifest.get("keyring_id") != here:
+        raise InvalidValueError("path", f"{archive} was made beside keyring {manifest.get('keyring_id')}, and this "
+                                f"data directory's keyring is {here}: restore it where its keys directory is")
+
+
+def _manifest(archive: Path, tar: tarfile.TarFile, by_name: dict[str, tarfile.TarInfo]) -> dict[str, Any]:
+    if MANIFEST not in by_name:
+        raise InvalidValueError("path", f"{archive} is not a facetrail backup (no manifest)")
+    manifest = json.loads(_read(tar, by_name[MANIFEST]))
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InvalidValueError("path", f"{archive}: not a backup of this format ({FORMAT})")
+    for key in ("files", "created_at", "faces", "images", "audit_entries"):
+        if key not in manifest:
+            raise InvalidValueError("path", f"{archive}: the manifest has no {key}")
+    if not isinstance(manifest["files"], dict) or DATABASE not in manifest["files"]:
+        raise InvalidValueError("path", f"{archive}: the backup holds no database")
+    return manifest
 
 
 def _target(into: Path, name: str) -> Path:

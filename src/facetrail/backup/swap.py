@@ -26,6 +26,7 @@ JOURNAL = "journal.json"
 # The restored copy brings these; a live -wal or -shm must never be left beside a restored database.
 ITEMS = ("facetrail.db-wal", "facetrail.db-shm", "facetrail.db", "blobs", "index", "audit.head")
 LOCK = "facetrail.lock"
+FINISH_LOCK = "restore.lock"
 
 
 def journal_path(data: Path) -> Path:
@@ -72,6 +73,15 @@ def finish_swap(data: Path) -> dict[str, Any] | None:
 def done(data: Path) -> None:
     journal_path(data).unlink(missing_ok=True)
     shutil.rmtree(data / STAGING, ignore_errors=True)
+
+
+@contextmanager
+def finishing(data: Path) -> Iterator[None]:
+    """Held while a process finishes a pending restore (swap, ledger, audit), so that two processes opening the
+    directory at once do not both do it: the second waits, then finds it done."""
+    with open(data / FINISH_LOCK, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 @contextmanager

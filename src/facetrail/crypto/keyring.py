@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS erasure_ledger (uid TEXT PRIMARY KEY, at TEXT NOT NUL
 CHUNK = 500
 INDEX_KEY = "index_key"
 MASTER_ID = "master_id"
+KEYRING_ID = "keyring_id"  # names this keyring: a backup records it, a restore checks it
 RETIRED_INDEX_KEYS = "retired_index_keys"
 
 
@@ -48,6 +49,20 @@ class WrongMasterKeyError(KeyUnavailableError):
         super().__init__(f"the keyring is wrapped by master key {expected}, not by the one given ({given})")
         self.expected = expected
         self.given = given
+
+
+def keyring_id_of(path: Path) -> str | None:
+    """The id of the keyring at `path` (None when there is none), read without any key."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (KEYRING_ID,)).fetchone()
+        return str(row[0]) if row else None
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
 
 
 def new_key_id() -> str:
@@ -73,6 +88,8 @@ class Keyring:
                 conn.execute("INSERT INTO meta VALUES (?, ?)", (MASTER_ID, master.key_id))
             elif row[0] != master.key_id:
                 raise WrongMasterKeyError(str(row[0]), master.key_id)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (KEYRING_ID, new_key_id()))
+            self.keyring_id = str(conn.execute("SELECT value FROM meta WHERE key = ?", (KEYRING_ID,)).fetchone()[0])
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:

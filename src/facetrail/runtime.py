@@ -189,9 +189,11 @@ class Facetrail:
         return report
 
     def close(self) -> None:
-        self.gallery.save()
-        self.db.dispose()
-        self._open_files.close()
+        try:
+            self.gallery.save()
+        finally:
+            self.db.dispose()
+            self._open_files.close()
 
 
 class IngestThenCluster(IngestService):

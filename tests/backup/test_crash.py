@@ -56,11 +56,11 @@ def test_sigkill_during_a_backup_leaves_no_archive_and_an_intact_directory(data:
     dest = tmp_path / "b.tar"
     killed = cli(data, "backup", "create", str(dest), crash_at="backup_blobs")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert not dest.exists()  # only a .partial file, never a half archive under the real name
+    assert not dest.exists() and list(tmp_path.glob(".b.tar.*.partial"))  # never half an archive as b.tar
     assert invariants(data) == (26, 22)
     done = cli(data, "backup", "create", str(dest))
     assert done.returncode == 0, done.stderr
-    assert dest.exists() and not (data / "tmp" / "backup").exists()
+    assert dest.exists() and not list((data / "tmp").glob("backup-*")) and not list(tmp_path.glob(".b.tar.*"))
 
 
 @pytest.mark.slow

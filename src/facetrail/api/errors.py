@@ -16,6 +16,7 @@ from facetrail.errors import (
     ConflictError,
     FacetrailError,
     InvalidValueError,
+    KeyUnavailableError,
     MediaError,
     NoFaceError,
     NotFoundError,
@@ -32,6 +33,8 @@ STATUS: list[tuple[type[FacetrailError], int]] = [
     (NoFaceError, 422),
     (RateLimitedError, 429),
     (ConflictError, 409),
+    # The master key is missing or wrong, or a key was destroyed under a request: the service cannot answer.
+    (KeyUnavailableError, 503),
 ]
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import sqlite3
 import tarfile
@@ -67,10 +68,11 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
     dest = dest.resolve()
     if dest.is_relative_to(ft.data.resolve()):
         raise InvalidValueError("path", "a backup inside the data directory would be backed up into the next one")
-    work = ft.data / "tmp" / "backup"
-    shutil.rmtree(work, ignore_errors=True)  # what an interrupted backup left
+    _clean_leftovers(ft.data / "tmp", "backup-*", 1)
+    _clean_leftovers(dest.parent, f".{dest.name}.*.partial", -2)
+    work = ft.data / "tmp" / f"backup-{os.getpid()}-{secrets.token_hex(4)}"
     work.mkdir(parents=True)
-    partial = dest.with_name(f".{dest.name}.partial")
+    partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
         # The head anchor first: read before the snapshot, it can only be at or behind the snapshot's log.
         head = (ft.data / HEAD).read_bytes() if (ft.data / HEAD).exists() else b""
@@ -103,9 +105,9 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
         os.replace(partial, dest)
         fsync_dir(dest.parent)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise FacetrailError(f"backup to {dest} failed: {exc.strerror or exc}") from exc
     finally:
+        partial.unlink(missing_ok=True)  # gone after the rename; removed after any failure
         shutil.rmtree(work, ignore_errors=True)
     digest = _file_sha256(dest)
     report = BackupReport(path=str(dest), created_at=created, bytes=dest.stat().st_size, sha256=digest,
@@ -114,6 +116,19 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
     with ft.db.write() as session, session.begin():
         ft.audit.record(session, actor=actor.name, action="backup.create", details=asdict(report))
     return report
+
+
+def _clean_leftovers(folder: Path, pattern: str, pid_at: int) -> None:
+    """Remove what backups killed half-way left (work folders, partial archives) once their process is gone;
+    `pid_at` is where the process id sits among the name's '-' or '.' separated parts."""
+    for path in folder.glob(pattern):
+        parts = path.name.replace("-", ".").split(".")
+        pid = parts[pid_at] if len(parts) > abs(pid_at) else ""
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _snapshot_database(source: Path, target: Path) -> None:

@@ -41,6 +41,7 @@ class WorkerPool(Generic[Job]):
     def analyse(self, jobs: Iterator[Job]) -> Iterator[tuple[Job, Outcome]]:
         """Each job with its analysis (or the error that replaced it), in submission order."""
         self._start()
+        finished = False
         try:
             for job in jobs:
                 while self._suspects:
@@ -50,8 +51,10 @@ class WorkerPool(Generic[Job]):
                     yield self._next()
             while self._window or self._suspects:
                 yield self._next()
+            finished = True
         finally:
-            self._stop(kill=False)
+            # Abandoned half-way (the caller failed or was interrupted): do not wait for what is in flight.
+            self._stop(kill=not finished)
 
     def _next(self) -> tuple[Job, Outcome]:
         if self._suspects:

@@ -13,7 +13,13 @@ from sqlalchemy import select
 from facetrail.accounts.roles import Action, Actor, require, require_purpose
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
-from facetrail.errors import InvalidValueError, NoFaceError, NotFoundError, PermissionDeniedError
+from facetrail.errors import (
+    InvalidValueError,
+    KeyUnavailableError,
+    NoFaceError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer
 from facetrail.media.image import decode_image
@@ -206,6 +212,10 @@ class SearchService:
             shown = session.scalar(select(SearchResultRecord).where(
                 SearchResultRecord.search_id == search_id, SearchResultRecord.face_id == face_id))
             face = session.get(Face, face_id) if shown is not None else None
+        gone = NotFoundError("this search did not return that face, or it has been erased")
         if face is None or face.crop_key is None:
-            raise NotFoundError("this search did not return that face, or it has been erased")
-        return self.blobs.get(face.crop_key)
+            raise gone
+        try:
+            return self.blobs.get(face.crop_key)
+        except (FileNotFoundError, KeyUnavailableError):
+            raise gone from None  # erased between the lookup and the read

@@ -89,7 +89,15 @@ class DlibBackend:
             with self._lock:
                 create = self._created < self._max_sets
                 self._created += int(create)
-            models = self._new_set() if create else self._idle.get()
+            if not create:
+                models = self._idle.get()
+            else:
+                try:
+                    models = self._new_set()
+                except BaseException:
+                    with self._lock:
+                        self._created -= 1  # the slot is free again for the next caller
+                    raise
         try:
             yield models
         finally:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench.load import labelled_people as labelled_people  # shared with the load test: file -> people in it
 from numpy.typing import NDArray
 
 from facetrail.accounts.roles import Actor
@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SAMPLES = SHARED / "data" / "samples"
 LFW = SHARED / "data" / "lfw" / "images"
-
-
-def labelled_people() -> dict[str, list[str]]:
-    """File name -> the people labels.tsv names in it (name tokens like barack_obama)."""
-    people: dict[str, list[str]] = {}
-    for line in (SAMPLES / "labels.tsv").read_text().splitlines()[1:]:
-        name, who = line.split("\t", 1)
-        people[name] = re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", who)
-    return people
 
 
 def template_of(ft: Facetrail, sealed: bytes) -> NDArray[np.float32]:

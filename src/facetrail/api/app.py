@@ -20,7 +20,7 @@ from facetrail.api.deps import search_budget
 from facetrail.api.limits import MIB, BodySizeLimit
 from facetrail.api.ratelimit import PerAddressLimit, RateLimiter
 from facetrail.api.routes import accounts, audit, people, portal, requests, search, sources
-from facetrail.api.schemas import Health
+from facetrail.api.schemas import ERROR_RESPONSES, Health
 from facetrail.api.uploads import keep_uploads_in_memory
 from facetrail.runtime import Facetrail
 from facetrail.web.security import SecurityHeaders
@@ -42,6 +42,7 @@ def create_app(ft: Facetrail) -> FastAPI:
         version=__version__,
         description="Face search that is lawful by design. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,  # every error body is documented, so clients (and the fuzz test) can rely on it
     )
     app.state.facetrail = ft
     app.state.denials = denials

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -148,6 +149,25 @@ class AuditVerifyPublic(BaseModel):
     entries: int
     first_broken_seq: int | None
     reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what went wrong, the kind of error, and for a bad value the field it names. Request
+    validation errors carry FastAPI's list of problems as `detail`."""
+
+    detail: str | list[dict[str, Any]]
+    error: str | None = None
+    field: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description} for status, description in (
+        (400, "a value out of range"), (401, "no valid API key"), (403, "the role or the key's purposes do not "
+                                                                       "allow it"),
+        (404, "not found"), (409, "not in a state that allows it"), (413, "request body too large"),
+        (422, "a value is invalid, or a file cannot be used"), (429, "too many requests; see Retry-After"),
+        (503, "encrypted data cannot be read (master key missing or wrong)"))
+}
 
 
 class Health(BaseModel):

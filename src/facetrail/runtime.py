@@ -94,7 +94,8 @@ class Facetrail:
                                model_id=backend.model_id, dim=backend.template_dim)
         self.gallery.seal_cleartext_file()
         self.sources = SourceRegistry(self.db, self.audit)
-        self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days)
+        self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days,
+                                       ledger=self.vault.keyring)
         self.people = PeopleService(self.db, self.audit, self.vault, model_id=backend.model_id,
                                     dim=backend.template_dim)
         self.suppressions = SuppressionList(self.db, self.audit, self.vault, model_id=backend.model_id,

@@ -19,7 +19,7 @@ from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, KeyUnavailableError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
-from facetrail.store.models import Face, StoredImage, Suppression
+from facetrail.store.models import Account, Face, StoredImage, Suppression
 from facetrail.vision.calibration import Band
 from tests.conftest import LFW, SAMPLES, add_source, sample_bytes
 from tests.rights.biden import files_holding, find_biden, stored_faces
@@ -286,5 +286,34 @@ def test_a_backup_is_refused_beside_another_keyring(data: Path, tmp_path: Path, 
     ft = open_ft(elsewhere)
     try:
         assert counts(ft) == (0, 0) and not (elsewhere / ".restore").exists()
+    finally:
+        ft.close()
+
+
+def test_restrictions_and_disabled_accounts_after_the_backup_survive_the_restore(data: Path, tmp_path: Path,
+                                                                                 actor: Actor) -> None:
+    ft = open_ft(data)
+    biden = find_biden(ft, actor)
+    ft.restriction.restrict(actor.name, biden[:1], "REQ-LIFT")  # restricted before the backup, lifted after
+    account, _key = ft.accounts.create(actor, name="ivy", role="investigator")
+    ft.close()
+    archive = tmp_path / "b.tar"
+    ft = open_ft(data)
+    create_backup(ft, actor, archive)
+    ft.restriction.restrict(actor.name, biden[1:], "REQ-18")  # restricted after the backup
+    ft.restriction.lift(actor.name, biden[:1], "REQ-LIFT")
+    ft.accounts.disable(actor, name="ivy")
+    ft.close()
+
+    report = restore_backup(get_settings(data=data), archive, actor.name)
+    assert report["restrictions_reapplied"] == len(biden) and report["accounts_disabled"] == 1
+    ft = open_ft(data)
+    try:
+        with ft.db.read() as session:
+            restricted = dict(session.execute(select(Face.id, Face.restricted).where(Face.id.in_(biden))).all())
+            ivy = session.scalar(select(Account).where(Account.name == "ivy"))
+        assert restricted == {biden[0]: False, **dict.fromkeys(biden[1:], True)}
+        assert not set(biden[1:]) & set(ft.gallery.index().ids().tolist())  # out of search again
+        assert ivy is not None and ivy.disabled_at is not None and account.id == ivy.id
     finally:
         ft.close()

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.audit.log import AuditLog
+from facetrail.crypto.keyring import Keyring
 from facetrail.errors import AuthenticationError, InvalidValueError, NotFoundError
 from facetrail.policy.sources import validate_purposes
 from facetrail.store.db import Database
@@ -51,10 +52,13 @@ def _digest(secret: str) -> str:
 
 
 class AccountService:
-    def __init__(self, db: Database, audit: AuditLog, *, key_ttl_days: int = DEFAULT_KEY_TTL_DAYS) -> None:
+    def __init__(self, db: Database, audit: AuditLog, *, key_ttl_days: int = DEFAULT_KEY_TTL_DAYS,
+                 ledger: Keyring | None = None) -> None:
         self.db = db
         self.audit = audit
         self.key_ttl_days = key_ttl_days
+        # Where a disabled key is recorded to outlive the restore of an older backup (crypto/keyring.py).
+        self.ledger = ledger
 
     def create(self, actor: Actor, *, name: str, role: str, purposes: Iterable[str] | None = None,
                expires_days: int | None = None) -> tuple[Account, str]:
@@ -99,6 +103,9 @@ class AccountService:
             account.disabled_at = datetime.now(UTC)
             self.audit.record(session, actor=actor.name, action="account.disable",
                               details={"account_id": account.id, "name": name})
+            if self.ledger is not None:
+                self.ledger.record({"uid": secrets.token_hex(16), "kind": "account.disabled",
+                                    "key_id": account.key_id})
 
     def list(self, actor: Actor) -> list[Account]:
         require(actor, Action.ACCOUNT_ADMIN)

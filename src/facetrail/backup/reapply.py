@@ -1,15 +1,18 @@
 """Re-applying the erasure ledger to a restored store: an old backup never brings an erased person back.
 
-The keyring (never in a backup) knows which data keys still exist and keeps the ledger of erasures and
-opt-outs. After a restore:
+The keyring (never in a backup) knows which data keys still exist and keeps the ledger of erasures, opt-outs,
+restrictions and disabled accounts. After a restore:
 
 - every face whose data key is gone is erased again, through the ordinary erasure (rows, index, crops, and the
   images: deleted, or redacted when other people's faces remain);
 - a stored image whose key is gone but which keeps other faces (it was redacted after the backup was taken,
   and its redacted copy is newer than the backup) loses its stored copy: it cannot be decrypted, and the
   faces of the other people in it stay searchable;
+- each face's restriction (Art. 18) is set as the ledger last recorded it, so that a restriction made after the
+  backup holds, and one lifted after it stays lifted;
 - opt-outs recorded after the backup are put back on the suppression list; withdrawn ones (their keys
-  destroyed) are removed.
+  destroyed) are removed;
+- accounts disabled after the backup are disabled again.
 
 All of it is idempotent, so a restore interrupted during this step finishes on the next open.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -26,8 +30,8 @@ from facetrail.crypto.keyring import Keyring
 from facetrail.policy.suppression import mark_changed
 from facetrail.rights.erasure import ErasureService
 from facetrail.store.blobs import BlobStore
-from facetrail.store.db import Database
-from facetrail.store.models import Face, StoredImage, Suppression
+from facetrail.store.db import Database, bump_generation
+from facetrail.store.models import Account, Face, StoredImage, Suppression
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Reapplied:
     images_dropped: int  # stored copies that could not be kept (see above)
     suppressions_restored: int
     suppressions_removed: int
+    restrictions_reapplied: int  # faces whose restriction (Art. 18) the backup had otherwise
+    accounts_disabled: int  # accounts disabled after the backup, disabled again
 
 
 def reapply_ledger(db: Database, blobs: BlobStore, erasure: ErasureService, actor_name: str) -> Reapplied:
@@ -63,7 +69,37 @@ def reapply_ledger(db: Database, blobs: BlobStore, erasure: ErasureService, acto
 
     restored, removed = _suppressions(db, keyring, ledger)
     return Reapplied(erasures_reapplied=erasures, faces_erased=len(dead_faces), images_dropped=len(images),
-                     suppressions_restored=restored, suppressions_removed=removed)
+                     suppressions_restored=restored, suppressions_removed=removed,
+                     restrictions_reapplied=_restrictions(db, ledger),
+                     accounts_disabled=_accounts(db, ledger))
+
+
+def _restrictions(db: Database, ledger: list[dict[str, Any]]) -> int:
+    """Each face's restriction as the ledger last set it (in the order the ledger recorded them)."""
+    state: dict[str, bool] = {}
+    for entry in ledger:
+        if entry.get("kind") == "restriction":
+            state.update(dict.fromkeys(entry["key_ids"], bool(entry["restricted"])))
+    changed = 0
+    with db.write() as session, session.begin():
+        for restricted in (True, False):
+            keys = sorted(k for k, v in state.items() if v is restricted)
+            for start in range(0, len(keys), 500):
+                changed += len(session.scalars(update(Face).where(
+                    Face.key_id.in_(keys[start:start + 500]), Face.restricted.is_not(restricted))
+                    .values(restricted=restricted).returning(Face.id)).all())
+        if changed:
+            bump_generation(session)
+    return changed
+
+
+def _accounts(db: Database, ledger: list[dict[str, Any]]) -> int:
+    keys = sorted({entry["key_id"] for entry in ledger if entry.get("kind") == "account.disabled"})
+    if not keys:
+        return 0
+    with db.write() as session, session.begin():
+        return len(session.scalars(update(Account).where(Account.key_id.in_(keys), Account.disabled_at.is_(None))
+                                   .values(disabled_at=datetime.now(UTC)).returning(Account.id)).all())
 
 
 def _dead(keyring: Keyring, key_ids: list[str | None]) -> set[str]:

@@ -51,6 +51,8 @@ def backup_restore(ctx: typer.Context, path: Annotated[Path, typer.Argument(help
                       f"({report['faces_erased']} face(s) erased again, {report['images_dropped']} stored "
                       f"image(s) that could not be kept); opt-outs put back: {report['suppressions_restored']}",
                       highlight=False)
+        console.print(f"restrictions set as recorded since: {report['restrictions_reapplied']} face(s); accounts "
+                      f"disabled again: {report['accounts_disabled']}", highlight=False)
         archived = report.get("audit_archive")
         if isinstance(archived, dict):
             console.print(f"{archived['entries']} newer audit entries kept in {archived['file']}", highlight=False)

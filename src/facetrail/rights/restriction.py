@@ -7,6 +7,7 @@ the index then drops their vectors, since the gallery indexes unrestricted faces
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,11 +48,18 @@ class RestrictionService:
                     select(Face.id, Face.restricted).where(Face.id.in_(chunk)))]
                 found += [face_id for face_id, _ in rows]
                 changed += [face_id for face_id, current in rows if current != restricted]
+            keys: list[str] = []
             for start in range(0, len(changed), CHUNK):
-                session.execute(update(Face).where(Face.id.in_(changed[start:start + CHUNK]))
-                                .values(restricted=restricted))
+                chunk = changed[start:start + CHUNK]
+                keys += [k for k in session.scalars(select(Face.key_id).where(Face.id.in_(chunk))) if k]
+                session.execute(update(Face).where(Face.id.in_(chunk)).values(restricted=restricted))
             if changed:
                 bump_generation(session)
+                # In the ledger too (by the faces' data keys, which ids cannot be confused with), so that
+                # restoring an older backup neither lifts a restriction nor brings back a lifted one.
+                self.gallery.vault.keyring.record({
+                    "uid": secrets.token_hex(16), "kind": "restriction", "restricted": restricted,
+                    "request_id": request_id, "key_ids": keys})
             action = "restriction.applied" if restricted else "restriction.lifted"
             result = {"request_id": request_id, "face_ids": sorted(changed),
                       "unchanged": len(found) - len(changed), "not_found": len(wanted) - len(found)}

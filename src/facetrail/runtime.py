@@ -40,7 +40,7 @@ from facetrail.rights.erasure import ErasureService
 from facetrail.rights.fulfilment import Fulfilment
 from facetrail.rights.mailer import Mailer, OutboxMailer, SmtpMailer
 from facetrail.rights.restriction import RestrictionService
-from facetrail.rights.service import RequestService
+from facetrail.rights.service import RequestService, purge_expired_packages
 from facetrail.search.scoring import Scorer
 from facetrail.search.service import SearchService
 from facetrail.sources.inputs import InputItem, Limits
@@ -109,7 +109,7 @@ class Facetrail:
                                     self.analyzer, Scorer(backend.calibration()))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
         self.erasure.resume(RESUME_ACTOR)
-        self.requests.purge_expired_packages()  # access packages whose link expired: shredded
+        purge_expired_packages(self.db, self.blobs, self.audit)  # access packages whose link expired: shredded
         self.restore_report: dict[str, object] | None = None
         if pending_restore is not None:
             self.restore_report = self._finish_restore(pending_restore)

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from facetrail.accounts.roles import Actor
 from facetrail.crypto.keyring import Keyring, WrongMasterKeyError
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
+from facetrail.crypto.upgrade import SEALED
 from facetrail.crypto.vault import is_sealed
 from facetrail.errors import KeyUnavailableError
 from facetrail.index.faiss_index import MAGIC
 from facetrail.runtime import Facetrail
-from facetrail.store.models import Face, StoredImage
+from facetrail.store.models import Face, Meta, StoredImage
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
 from tests.crypto import kms_hook
@@ -186,6 +187,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
         for f in faces:
             session.execute(update(Face).where(Face.id == f.id).values(template=clear[f.id][0], key_id=None))
         session.execute(update(StoredImage).where(StoredImage.id == image.id).values(key_id=None))
+        session.execute(delete(Meta).where(Meta.key == SEALED))  # which an earlier version never wrote
     for f in faces:
         kind, name = (f.crop_key or "").split("/", 1)
         (ft.blobs.root / kind / name[:2] / name).write_bytes(clear[f.id][1])

@@ -149,6 +149,11 @@ class Keyring:
         with self._connect() as conn:
             return int(conn.execute("SELECT count(*) FROM data_keys").fetchone()[0])
 
+    def is_empty(self) -> bool:
+        """Whether the keyring holds no key at all (one row read, unlike count())."""
+        with self._connect() as conn:
+            return conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is None
+
     def destroy(self, key_ids: Collection[str], ledger: dict[str, Any] | None = None, *,
                 retired_index_keys: bool = False) -> int:
         """Destroy data keys for good (with the retired index keys, and recording the erasure in the ledger,
@@ -208,6 +213,10 @@ class Keyring:
     # -- the index key -------------------------------------------------------------------------------
     def index_key(self) -> str:
         """The id of the data key the index file is sealed with now (created on first use)."""
+        with self._connect() as conn:  # a read, without the write lock, on every index save
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (INDEX_KEY,)).fetchone()
+        if row is not None:
+            return str(row[0])
         with self._connect(write=True) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (INDEX_KEY,)).fetchone()
             if row is not None:

@@ -105,7 +105,7 @@ def _pending(path: Path) -> Path:
 def check_keyring(db: Database, vault: Vault) -> None:
     """Refuse a store whose records name data keys when the keyring holds none: the keyring file was lost or
     replaced, and carrying on would make every record look erased."""
-    if vault.keyring.count():
+    if not vault.keyring.is_empty():
         return
     with db.read() as session:
         sealed = session.scalar(select(Face.id).where(Face.key_id.is_not(None)).limit(1))

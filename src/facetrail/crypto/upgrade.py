@@ -1,7 +1,8 @@
 """Sealing what an earlier version stored in clear: templates, crops, images, suppression entries, selfies
 and access packages (the index file is rebuilt sealed: see Gallery.seal_cleartext_file).
 
-Runs when a data directory is opened and finds records without a data key. Each batch is one transaction,
+Runs when a data directory is opened, until it has run to the end once (then a flag in the store's meta table
+makes it a single read). Each batch is one transaction,
 committed only after its blobs were rewritten sealed, so an interrupted upgrade resumes where it stopped:
 a blob already sealed by the interrupted run is recognised by its header and its key is reused for the
 record, so a record and its blob never end up under two keys."""
@@ -15,14 +16,18 @@ from sqlalchemy import select
 from facetrail.crypto.vault import DataKey, is_sealed, key_id_of
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
-from facetrail.store.models import Face, RightsRequest, StoredImage, Suppression
+from facetrail.store.models import Face, Meta, RightsRequest, StoredImage, Suppression
 from facetrail.store.templates import LABEL
 
 BATCH = 200
+SEALED = "sealed_at_rest"
 
 
 def seal_cleartext(db: Database, blobs: BlobStore) -> int:
     """Seal every record stored in clear; returns how many records were sealed."""
+    with db.read() as session:
+        if session.get(Meta, SEALED) is not None:
+            return 0
     sealed = 0
     queries: list[Any] = [
         select(Face).where(Face.key_id.is_(None)),
@@ -51,6 +56,8 @@ def seal_cleartext(db: Database, blobs: BlobStore) -> int:
         # The cleartext versions of the rewritten rows' pages must leave the write-ahead log and be overwritten
         # in the database file (secure_delete), as after an erasure.
         db.checkpoint()
+    with db.write() as session, session.begin():
+        session.merge(Meta(key=SEALED, value="1"))  # every later record is sealed when it is written
     return sealed
 
 

@@ -48,6 +48,22 @@ AUTOMATIC = frozenset({RequestKind.CONFIRM, RequestKind.ACCESS, RequestKind.PORT
                        RequestKind.RESTRICTION, RequestKind.OPT_OUT})
 
 
+def purge_expired_packages(db: Database, blobs: BlobStore, audit: AuditLog) -> int:
+    """Shred every access package whose link has expired (its key destroyed: no copy opens any more). Needs
+    only the store, so opening a data directory runs it without wiring the request service."""
+    with db.read() as session:
+        expired = list(session.execute(select(RightsRequest.id, RightsRequest.package_key).where(
+            RightsRequest.package_key.is_not(None), RightsRequest.package_expires_at < now())))
+    for request_id, key in expired:
+        if key:
+            blobs.shred(key)
+        with db.write() as session, session.begin():
+            session.execute(update(RightsRequest).where(RightsRequest.id == request_id).values(package_key=None))
+            audit.record(session, actor="system:packages", action="request.package_shredded",
+                         details={"request_id": request_id})
+    return len(expired)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -174,18 +190,7 @@ class RequestService:
             }
 
     def purge_expired_packages(self) -> int:
-        """Shred every access package whose link has expired (its key destroyed: no copy opens any more)."""
-        with self.db.read() as session:
-            expired = list(session.execute(select(RightsRequest.id, RightsRequest.package_key).where(
-                RightsRequest.package_key.is_not(None), RightsRequest.package_expires_at < now())))
-        for request_id, key in expired:
-            if key:
-                self.blobs.shred(key)
-            with self.db.write() as session, session.begin():
-                session.execute(update(RightsRequest).where(RightsRequest.id == request_id).values(package_key=None))
-                self.audit.record(session, actor="system:packages", action="request.package_shredded",
-                                  details={"request_id": request_id})
-        return len(expired)
+        return purge_expired_packages(self.db, self.blobs, self.audit)
 
     def download(self, request_id: str, package_token: str) -> bytes:
         with self.db.read() as session:

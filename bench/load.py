@@ -809,12 +809,13 @@ def _wrapped(line: str, width: int = 120) -> str:
     return textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the section between the load markers, or append it; the rest of the file is left alone."""
+def write_section(path: Path, body: str, *, start: str = START, end: str = END) -> None:
+    """Replace the section between the markers (the load test's by default), or append it; the rest of the file
+    is left alone."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{body}{END}"
-    if START in text and END in text and text.index(START) < text.index(END):
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    block = f"{start}\n{body}{end}"
+    if start in text and end in text and text.index(start) < text.index(end):
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + f"\n\n{block}\n"
     path.write_text(text)

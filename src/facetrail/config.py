@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=64_000_000, ge=1_000_000, description="decompression-bomb limit")
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_zip_member_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
-    max_zip_members: int = Field(default=100_000, ge=1)
+    max_zip_members: int = Field(default=10_000, ge=1, description="files per zip archive; a larger archive is "
+                                 "refused whole (an error naming it), the rest of the batch goes on")
     detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
     jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
     model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")

@@ -55,3 +55,7 @@ class ConflictError(FacetrailError):
 class KeyUnavailableError(FacetrailError):
     """Encrypted data cannot be read: the master key is missing or wrong, or the record's data key was
     destroyed (crypto-shredded by an erasure)."""
+
+
+class ShuttingDownError(FacetrailError):
+    """The service is stopping: work in progress was interrupted cleanly (what was committed stays); retry later."""

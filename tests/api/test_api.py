@@ -176,9 +176,42 @@ def test_source_then_upload_images_and_a_zip(api: tuple[TestClient, dict[str, st
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["images_added"] == 2 and report["faces_added"] == 2
-    assert [e["name"] for e in report["errors"]] == ["broken.jpg"]
+    assert [e["name"] for e in report["errors"]] == ["broken.jpg"] and report["outcome"] == "partial"
     again = client.post(f"/v1/sources/{source_id}/images", headers=auth(keys["operator"]), files=files).json()
-    assert again["images_added"] == 0 and again["images_skipped"] == 2
+    assert again["images_added"] == 0 and again["images_skipped"] == 2 and again["outcome"] == "partial"
+
+
+def test_upload_of_a_zip_without_images_lists_every_skipped_file(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    source_id = client.post("/v1/sources", headers=auth(keys["operator"]), json=valid_source("videos")).json()["id"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("clips/goal.mp4", b"\x00\x00\x00\x18ftypmp42")
+        zf.writestr("clips/notes.txt", b"match report")
+        zf.writestr("README", b"no suffix")
+    response = client.post(f"/v1/sources/{source_id}/images", headers=auth(keys["operator"]),
+                           files={"files": ("clips.zip", archive.getvalue(), "application/zip")})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["outcome"] == "nothing" and report["images_added"] == 0 and report["errors"] == []
+    assert report["skipped"] == [
+        {"name": "clips.zip!clips/goal.mp4", "reason": "video (.mp4): video ingestion is not supported yet"},
+        {"name": "clips.zip!clips/notes.txt", "reason": "not an image file type (.txt)"},
+        {"name": "clips.zip!README", "reason": "not an image file type (no suffix)"},
+    ]
+
+
+def test_search_for_a_purpose_without_a_source_is_422_naming_the_purposes(
+        api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    response = client.post("/v1/search", headers=auth(keys["investigator"]), data={"purpose": "find-my-photo",
+                                                                                 "case": "c"},
+                           files={"photo": ("q.jpg", sample_bytes("obama_small.jpg"), "image/jpeg")})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "InvalidValueError" and body["field"] == "purpose"
+    assert body["detail"].startswith("purpose: no source is registered for the purpose 'find-my-photo'; purposes "
+                                     "with sources you may search: demo")
 
 
 def test_invalid_source_names_the_field(api: tuple[TestClient, dict[str, str]]) -> None:

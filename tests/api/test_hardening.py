@@ -90,8 +90,11 @@ def test_a_key_searches_only_for_its_purposes(server: Server) -> None:
         "route": "/v1/search", "ip": "testclient", "message": ""}
     assert "'demo'" in denied[0]["message"]
     assert [e for e in server.audit("search") if e["actor"] == "ivy"] == []
-    allowed = server.search(key, purpose="press")
-    assert allowed.status_code == 200 and allowed.json()["results"] == []  # no source is registered for press
+    unregistered = server.search(key, purpose="press")  # in the key's scope, but no source is registered for it
+    assert unregistered.status_code == 422 and unregistered.json() == {
+        "detail": "purpose: no source is registered for the purpose 'press'; purposes with sources you may "
+                  "search: none (register a source for a purpose first)",
+        "error": "InvalidValueError", "field": "purpose"}
     scoped_to_demo = server.client.post("/v1/accounts", headers=server.auth("operator"),
                                         json={"name": "ian", "role": "investigator", "purposes": ["demo"]})
     found = server.search(scoped_to_demo.json()["api_key"], purpose="demo")

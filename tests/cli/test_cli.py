@@ -54,9 +54,11 @@ def test_invalid_source_values_name_the_field(tmp_path: Path, flag: str, value: 
 
 def test_ingest_search_and_audit(tmp_path: Path) -> None:
     run_json(tmp_path, *SOURCE)
-    report = run_json(tmp_path, "ingest", "--source", "1", "--workers", "1", str(SAMPLES / "obama.jpg"),
-                      str(SAMPLES / "biden.jpg"), str(SAMPLES / "labels.tsv"))
-    assert isinstance(report, dict) and report["images_added"] == 2 and len(report["errors"]) == 1
+    code, output = run(tmp_path, "ingest", "--source", "1", "--workers", "1", str(SAMPLES / "obama.jpg"),
+                       str(SAMPLES / "biden.jpg"), str(SAMPLES / "labels.tsv"), "--json")
+    report = json.loads(output)
+    assert code == 3, output  # a partial success: two images in, one file failed
+    assert report["images_added"] == 2 and len(report["errors"]) == 1 and report["outcome"] == "partial"
     outcome = run_json(tmp_path, "search", str(SAMPLES / "obama2.jpg"), "--purpose", "press", "--case", "k-1")
     assert isinstance(outcome, dict) and "obama.jpg" in outcome["results"][0]["original_name"]
     code, output = run(tmp_path, "search", str(SAMPLES / "obama2.jpg"), "--purpose", "press", "--case", "k-1")
@@ -96,3 +98,46 @@ def test_data_directory_from_the_environment(tmp_path: Path) -> None:
     result = runner.invoke(app, ["source", "list", "--json"], env={"FACETRAIL_DATA": str(tmp_path / "env")})
     assert result.exit_code == 0 and json.loads(result.output) == []
     assert (tmp_path / "env" / "facetrail.db").exists()
+
+
+def test_ingest_exit_codes_tell_complete_partial_and_failed(tmp_path: Path) -> None:
+    run_json(tmp_path, *SOURCE)
+    good, bad = SAMPLES / "obama_small.jpg", tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    ingest = ("ingest", "--source", "1", "--workers", "1")
+    assert run(tmp_path, *ingest, str(bad))[0] == 1
+    code, output = run(tmp_path, *ingest, str(good), str(bad))
+    assert code == 3 and "partial" in output and "broken.jpg" in output
+    assert run(tmp_path, *ingest, str(good))[0] == 0  # already present: complete
+
+
+def test_folder_of_videos_lists_every_skipped_file_and_fails(tmp_path: Path) -> None:
+    """A folder holding no image must not report "0 image(s), 0 error(s)" and succeed."""
+    run_json(tmp_path, *SOURCE)
+    folder = tmp_path / "clips"
+    (folder / "day2").mkdir(parents=True)
+    (folder / "match.MP4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (folder / "day2" / "interview.mov").write_bytes(b"\x00\x00\x00\x14ftypqt  ")
+    (folder / "day2" / "notes.txt").write_text("who was there")
+    code, output = run(tmp_path, "ingest", "--source", "1", "--workers", "1", str(folder))
+    assert code == 1, output
+    assert "3 file(s) skipped" in output and "nothing ingested" in output
+    for name in ("match.MP4", "interview.mov", "notes.txt"):
+        assert name in output
+    code, output = run(tmp_path, "ingest", "--source", "1", "--workers", "1", str(folder), "--json")
+    report = json.loads(output)
+    assert code == 1 and report["outcome"] == "nothing"
+    assert report["skipped"] == [
+        {"name": str(folder / "match.MP4"), "reason": "video (.mp4): video ingestion is not supported yet"},
+        {"name": str(folder / "day2" / "interview.mov"), "reason": "video (.mov): video ingestion is not "
+                                                                   "supported yet"},
+        {"name": str(folder / "day2" / "notes.txt"), "reason": "not an image file type (.txt)"},
+    ]
+
+
+def test_search_for_a_purpose_without_a_source_fails_naming_the_purposes(tmp_path: Path) -> None:
+    run_json(tmp_path, *SOURCE)
+    code, output = run(tmp_path, "search", str(SAMPLES / "obama2.jpg"), "--purpose", "find-my-photo", "--case", "c")
+    assert code == 2
+    assert "no source is registered for the purpose 'find-my-photo'" in output
+    assert "you may search: find-my-photos, press" in output

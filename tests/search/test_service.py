@@ -57,8 +57,21 @@ def test_purpose_limitation(samples_ft: Facetrail, actor: Actor, tmp_path: Path)
     assert demo.results and all(r.source_id == 1 for r in demo.results)
     press = samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="press", case_ref="c", top_k=100)
     assert [r.source_id for r in press.results] == [other]
-    nothing = samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="marketing", case_ref="c")
-    assert nothing.results == []
+
+
+
+@pytest.mark.parametrize("purpose", ["marketing", "find-my-photo"])
+def test_search_for_a_purpose_without_a_source_is_an_error_naming_the_purposes(
+        samples_ft: Facetrail, actor: Actor, purpose: str) -> None:
+    """An empty answer would read as "not in the collection": nothing was searched, and the error says so."""
+    add_source(samples_ft, name="club", purposes=("find-my-photos", "press"))
+    with pytest.raises(InvalidValueError) as caught:
+        samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose=purpose, case_ref="c")
+    assert caught.value.field == "purpose"
+    assert caught.value.message == (f"no source is registered for the purpose {purpose!r}; purposes with sources "
+                                    "you may search: demo, find-my-photos, press")
+    searches = [e for e in samples_ft.read_audit(actor, limit=1000) if e.action == "search"]
+    assert searches == []
 
 
 def test_several_query_faces_largest_by_default_or_chosen(samples_ft: Facetrail, actor: Actor) -> None:

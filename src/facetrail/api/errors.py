@@ -22,6 +22,7 @@ from facetrail.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    ShuttingDownError,
 )
 
 STATUS: list[tuple[type[FacetrailError], int]] = [
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[FacetrailError], int]] = [
     (ConflictError, 409),
     # The master key is missing or wrong, or a key was destroyed under a request: the service cannot answer.
     (KeyUnavailableError, 503),
+    (ShuttingDownError, 503),
 ]
 
 log = logging.getLogger(__name__)

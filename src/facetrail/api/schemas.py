@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +45,11 @@ class ItemErrorPublic(BaseModel):
     cause: str
 
 
+class SkippedItemPublic(BaseModel):
+    name: str
+    reason: str
+
+
 class IngestReportPublic(BaseModel):
     source_id: int
     items: int
@@ -55,6 +60,11 @@ class IngestReportPublic(BaseModel):
     faces_suppressed: int = Field(description="faces dropped at ingestion because their person opted out")
     images_suppressed: int = Field(description="images not stored because every face in them opted out")
     errors: list[ItemErrorPublic]
+    skipped: list[SkippedItemPublic] = Field(description="files in the archives that are not images (videos, "
+                                             "documents), each with the reason it was not ingested")
+    outcome: Literal["complete", "partial", "failed", "nothing"] = Field(
+        description="complete: every image is in the source (added or already there); partial: some failed "
+        "(see `errors`); failed: every image failed; nothing: no image among the files (see `skipped`)")
 
 
 class BoxPublic(BaseModel):
@@ -166,7 +176,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                                                        "allow it"),
         (404, "not found"), (409, "not in a state that allows it"), (413, "request body too large"),
         (422, "a value is invalid, or a file cannot be used"), (429, "too many requests; see Retry-After"),
-        (503, "encrypted data cannot be read (master key missing or wrong)"))
+        (503, "encrypted data cannot be read (master key missing or wrong), or the server is shutting down"))
 }
 
 

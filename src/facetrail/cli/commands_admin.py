@@ -145,14 +145,12 @@ def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port")] = 8000,
           as_json: JsonOpt = False) -> None:
-    """Serve the REST API (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from facetrail.api.app import create_app
+    """Serve the REST API (OpenAPI docs at /docs). SIGTERM or Ctrl-C stops it, interrupting an upload's
+    ingestion after its current image (what was committed stays; uploading again finishes it)."""
+    from facetrail.api.server import serve as serve_api
 
     with reported_errors(as_json):
         ft = state(ctx).open()
-        ft.gallery.index()  # load or repair before the first request
         if as_json:
             emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
-        uvicorn.run(create_app(ft), host=host, port=port, log_level="info")
+        serve_api(ft, host=host, port=port)

@@ -11,6 +11,7 @@ from rich.table import Table
 from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
+from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.runtime import local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Source
@@ -89,7 +90,10 @@ def ingest(
     workers: Annotated[int | None, typer.Option(help="vision processes (default: one per core)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest images into a source. Per-file errors are reported; the batch always goes on."""
+    """Ingest images into a source. Per-file errors are reported; the batch always goes on.
+
+    Exit code: 0 every image is in, 3 some images failed (partial), 1 none is in (all failed, or no image
+    among the inputs), 2 an invalid value."""
     with reported_errors(as_json):
         ft = state(ctx).open()
         items = list(from_paths(paths, ft.input_limits))
@@ -98,16 +102,42 @@ def ingest(
         if as_json:
             emit_json(report.as_dict())
         else:
-            console.print(
-                f"{report.images_added} image(s) added with {report.faces_added} face(s) "
-                f"({report.images_without_faces} without a face), {report.images_skipped} already present, "
-                f"{report.faces_suppressed} face(s) dropped by opt-outs, "
-                f"{len(report.errors)} error(s)."
-            )
-            for error in report.errors:
-                console.print(f"[red]error[/] {error.name}: {error.cause}", highlight=False)
-        if report.errors and report.images_added == 0 and report.images_skipped == 0:
-            raise typer.Exit(1)
+            _print_report(report)
+        raise typer.Exit(INGEST_EXIT_CODES[report.outcome])
+
+
+INGEST_EXIT_CODES = {Outcome.COMPLETE: 0, Outcome.PARTIAL: 3, Outcome.FAILED: 1, Outcome.NOTHING: 1,
+                     Outcome.INTERRUPTED: 4}
+"""`facetrail ingest`'s exit code for each outcome of a batch, so that scripts can tell a partial success."""
+
+
+def _print_report(report: IngestReport) -> None:
+    console.print(
+        f"{report.images_added} image(s) added with {report.faces_added} face(s) "
+        f"({report.images_without_faces} without a face), {report.images_skipped} already present, "
+        f"{report.faces_suppressed} face(s) dropped by opt-outs, {len(report.errors)} error(s), "
+        f"{len(report.skipped)} file(s) skipped (not images).", highlight=False)
+    if report.errors or report.skipped:
+        table = Table("file", "status", "why")
+        table.columns[0].overflow = "fold"
+        for error in report.errors:
+            table.add_row(error.name, "[red]error[/]", error.cause)
+        for skipped in report.skipped:
+            table.add_row(skipped.name, "[yellow]skipped[/]", skipped.reason)
+        console.print(table, highlight=False)
+    match report.outcome:
+        case Outcome.NOTHING:
+            console.print("[red]nothing ingested:[/] no image among the inputs", highlight=False)
+        case Outcome.FAILED:
+            console.print("[red]nothing ingested:[/] every image failed", highlight=False)
+        case Outcome.PARTIAL:
+            console.print("[yellow]partial:[/] some images failed (exit code 3)", highlight=False)
+        case Outcome.INTERRUPTED:
+            console.print("[yellow]interrupted:[/] run the same command again to finish", highlight=False)
+        case Outcome.COMPLETE:
+            pass
+        case _:
+            raise AssertionError(report.outcome)
 
 
 def search(

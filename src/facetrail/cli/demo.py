@@ -68,9 +68,6 @@ def demo(
             console.print(curl, highlight=False, soft_wrap=True)
             console.print(f"API docs: {url}/docs")
         if serve:
-            import uvicorn
+            from facetrail.api.server import serve as serve_api
 
-            from facetrail.api.app import create_app
-
-            ft.gallery.index()
-            uvicorn.run(create_app(ft), host=host, port=port, log_level="info")
+            serve_api(ft, host=host, port=port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -12,6 +13,24 @@ class ItemError:
 
     name: str
     cause: str
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """A file found in a folder or archive that is not an image to ingest (a video, a text file), and why."""
+
+    name: str
+    reason: str
+
+
+class Outcome(StrEnum):
+    """How a batch went, in one word: what the CLI's exit code and the API's `outcome` say."""
+
+    COMPLETE = "complete"  # every image is in the source now (added, or there already)
+    PARTIAL = "partial"  # some images are in, some failed (listed in `errors`)
+    FAILED = "failed"  # images were given but none is in: every one failed
+    NOTHING = "nothing"  # no image among the inputs at all (only skipped files, or nothing)
+    INTERRUPTED = "interrupted"  # stopped before the end (the server shut down); a re-run finishes it
 
 
 @dataclass
@@ -27,15 +46,29 @@ class IngestReport:
     # Faces dropped at the door because they match an opt-out; a count only, never who.
     faces_suppressed: int = 0
     errors: list[ItemError] = field(default_factory=list)
+    # Files that are not images (videos, documents) found in folders and archives: listed, never silent.
+    skipped: list[SkippedItem] = field(default_factory=list)
+    # The batch stopped before its end because the service was shutting down; what was committed stays.
+    interrupted: bool = False
 
-    def counts(self) -> dict[str, int]:
+    @property
+    def outcome(self) -> Outcome:
+        succeeded = self.images_added + self.images_skipped + self.images_suppressed
+        if self.interrupted:
+            return Outcome.INTERRUPTED
+        if self.errors:
+            return Outcome.PARTIAL if succeeded else Outcome.FAILED
+        return Outcome.COMPLETE if succeeded else Outcome.NOTHING
+
+    def counts(self) -> dict[str, int | str]:
         """The figures that go to the audit log: no names of files."""
         return {
             "source_id": self.source_id, "items": self.items, "images_added": self.images_added,
             "images_skipped": self.images_skipped, "images_without_faces": self.images_without_faces,
             "images_suppressed": self.images_suppressed, "faces_added": self.faces_added,
             "faces_suppressed": self.faces_suppressed, "errors": len(self.errors),
+            "skipped": len(self.skipped), "outcome": self.outcome.value,
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome.value}

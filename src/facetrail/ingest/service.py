@@ -7,12 +7,17 @@ state as an uninterrupted run. The index catches up from the store on its next o
 
 Faces of people on the suppression list (hard rule 6) are dropped in that same transaction, before
 any of their bytes is written: no template, no crop, and their region blacked out in the stored image.
+
+`interrupt()` (the server calls it when it is told to stop) ends a batch in progress after the image in
+hand: what is committed stays, the report says it was interrupted, and a re-run does the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
@@ -27,7 +32,7 @@ from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis
-from facetrail.ingest.report import IngestReport, ItemError
+from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
 from facetrail.ingest.workers import WorkerPool
 from facetrail.media.redact import redact_image_bytes
 from facetrail.policy.suppression import SuppressionList
@@ -61,6 +66,11 @@ class IngestService:
         self.audit = audit
         self.sources = sources
         self.analyzer = analyzer
+        self._stopping = threading.Event()
+
+    def interrupt(self) -> None:
+        """Stop every batch in progress after its current image, and any later one at once (shutdown)."""
+        self._stopping.set()
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
                progress: Progress | None = None, workers: int | None = None) -> IngestReport:
@@ -82,15 +92,19 @@ class IngestService:
 
         pending = self._pending(batch, source.id, report, advance)
         since_save = 0
-        for job, outcome in self._analyse(pending, workers or self.settings.worker_count()):
-            if isinstance(outcome, BaseException):
-                report.errors.append(ItemError(job.item.name, _cause(outcome)))
-            else:
-                since_save += self._commit(source.id, source.purposes, job, outcome, report)
-                if since_save >= self.settings.index_save_every:
-                    self.gallery.save()
-                    since_save = 0
-            advance()
+        with closing(self._analyse(pending, workers or self.settings.worker_count())) as analysed:
+            for job, outcome in analysed:
+                if isinstance(outcome, BaseException):
+                    report.errors.append(ItemError(job.item.name, _cause(outcome)))
+                else:
+                    since_save += self._commit(source.id, source.purposes, job, outcome, report)
+                    if since_save >= self.settings.index_save_every:
+                        self.gallery.save()
+                        since_save = 0
+                advance()
+                if self._stopping.is_set():
+                    report.interrupted = True
+                    break  # closing the analysis stops the worker processes without waiting for them
         self.gallery.save()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
@@ -102,6 +116,13 @@ class IngestService:
         with self.db.read() as session:
             known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
         for item in batch:
+            if self._stopping.is_set():
+                report.interrupted = True
+                return
+            if item.skipped:
+                report.skipped.append(SkippedItem(item.name, item.skipped))
+                advance()
+                continue
             try:
                 if item.error:
                     raise FacetrailError(item.error)
@@ -123,7 +144,7 @@ class IngestService:
             yield _Pending(item, data, digest)
 
     def _analyse(self, pending: Iterator[_Pending],
-                 workers: int) -> Iterator[tuple[_Pending, ImageAnalysis | BaseException]]:
+                 workers: int) -> Generator[tuple[_Pending, ImageAnalysis | BaseException], None, None]:
         """Analyse in this process, or in a pool of `workers` processes with a bounded window."""
         if workers <= 1:
             # In this process: no per-item time limit (nothing can stop native code from outside it).

@@ -131,6 +131,10 @@ class SearchService:
         band = Band.parse(min_band or self.settings.min_band)
         purpose = validate_purpose(purpose)
         require_purpose(actor, purpose)  # a key scoped to some purposes searches for those only
+        allowed = self.sources.ids_for_purpose(purpose)
+        if not allowed:
+            # An empty answer would read as "this person is not in the collection": say that nothing was searched.
+            raise InvalidValueError("purpose", _no_source_for(actor, purpose, self.sources.registered_purposes()))
         case_ref = (case_ref or "").strip()
         if not case_ref or len(case_ref) > 200:
             raise InvalidValueError("case", "a case reference (1-200 characters) is required")
@@ -151,11 +155,9 @@ class SearchService:
         if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(analysed):
             raise InvalidValueError("face", f"the photo holds {len(analysed)} face(s); choose 0-{len(analysed) - 1}")
         outcome.used_face = chosen
-        allowed = self.sources.ids_for_purpose(purpose)
-        if allowed:
-            limit = self.scorer.max_distance(band)
-            hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed) if h.distance <= limit]
-            outcome.results = self._resolve(hits, allowed)
+        limit = self.scorer.max_distance(band)
+        hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed) if h.distance <= limit]
+        outcome.results = self._resolve(hits, allowed)
         self._record(actor, outcome)
         return outcome
 
@@ -219,3 +221,10 @@ class SearchService:
             return self.blobs.get(face.crop_key)
         except (FileNotFoundError, KeyUnavailableError):
             raise gone from None  # erased between the lookup and the read
+
+
+def _no_source_for(actor: Actor, purpose: str, registered: set[str]) -> str:
+    """Why a search for `purpose` reaches nothing, naming the purposes this actor could search instead."""
+    usable = registered if actor.local or actor.purposes is None else registered & actor.purposes
+    choices = ", ".join(sorted(usable)) or "none (register a source for a purpose first)"
+    return f"no source is registered for the purpose {purpose!r}; purposes with sources you may search: {choices}"

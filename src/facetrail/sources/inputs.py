@@ -2,7 +2,8 @@
 
 Nothing is extracted to disk: zip members are read into memory under size limits, so a member
 named `../../etc/passwd` is only ever a label. Enumeration never fails the batch; what cannot be
-read becomes an item whose `error` says why.
+read becomes an item whose `error` says why, and a file found in a folder or archive that is not an
+image is an item whose `skipped` says why, so that nothing is left out silently.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from facetrail.errors import MediaError
 Opener = Callable[[], IO[bytes]]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mpo"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".3gp",
+                            ".mts", ".m2ts", ".flv", ".ogv"})
 
 
 @dataclass(frozen=True)
@@ -33,15 +36,25 @@ class Limits:
 
 @dataclass
 class InputItem:
-    """One candidate image: `name` is its original path (or archive!member), `read` returns its bytes."""
+    """One candidate image: `name` is its original path (or archive!member), `read` returns its bytes.
+    `error` says why it cannot be read; `skipped` why it is not an image to ingest (a video, a text file)."""
 
     name: str
     read: Callable[[], bytes]
     error: str | None = None
+    skipped: str | None = None
+
+
+def skip_reason(suffix: str) -> str:
+    """Why a file with this suffix, found in a folder or an archive, is not ingested."""
+    if suffix in VIDEO_SUFFIXES:
+        return f"video ({suffix}): video ingestion is not supported yet"
+    return f"not an image file type ({suffix or 'no suffix'})"
 
 
 def from_paths(paths: Iterable[Path], limits: Limits) -> Iterator[InputItem]:
-    """Items for files, folders (recursively, image suffixes only) and zip archives, in sorted order."""
+    """Items for files, folders (recursively; other files than images are skipped items) and zip archives, in
+    sorted order."""
     for path in paths:
         if not path.exists():
             yield InputItem(str(path), _nothing, error="no such file or folder")
@@ -55,6 +68,8 @@ def from_paths(paths: Iterable[Path], limits: Limits) -> Iterator[InputItem]:
                         yield from _zip_items(str(child), partial(_open_binary, child), limits)
                     elif suffix in IMAGE_SUFFIXES:
                         yield _file_item(child, limits)
+                    else:
+                        yield InputItem(str(child), _nothing, skipped=skip_reason(suffix))
         elif path.suffix.lower() == ".zip" or _looks_like_zip(path):
             yield from _zip_items(str(path), partial(_open_binary, path), limits)
         else:
@@ -97,8 +112,7 @@ def _looks_like_zip(path: Path) -> bool:
         return False
 
 
-def _zip_items(label: str, opener: Opener,
-               limits: Limits) -> Iterator[InputItem]:
+def _zip_items(label: str, opener: Opener, limits: Limits) -> Iterator[InputItem]:
     try:
         with opener() as fh, zipfile.ZipFile(fh) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
@@ -106,33 +120,61 @@ def _zip_items(label: str, opener: Opener,
         yield InputItem(label, _nothing, error=f"unreadable zip archive: {exc}")
         return
     if len(members) > limits.max_zip_members:
-        yield InputItem(label, _nothing, error=f"zip archive has {len(members)} members; "
-                        f"the limit is {limits.max_zip_members}")
+        yield InputItem(label, _nothing, error=f"zip archive has {len(members)} members; the limit is "
+                        f"{limits.max_zip_members} per archive (FACETRAIL_MAX_ZIP_MEMBERS): split it")
         return
+    wanted = []
     for member in members:
+        name = f"{label}!{member.filename}"
         suffix = Path(member.filename).suffix.lower()
         if suffix == ".zip":
             # Not expanded (nesting is how zip bombs multiply), but not silently dropped either.
-            yield InputItem(f"{label}!{member.filename}", _nothing,
-                            error="nested zip archive not expanded (extract it and ingest it on its own)")
-            continue
-        if suffix not in IMAGE_SUFFIXES:
-            continue
-        yield InputItem(f"{label}!{member.filename}", _member_reader(opener, member.filename, limits))
+            yield InputItem(name, _nothing, error="nested zip archive not expanded (extract it and ingest it on "
+                            "its own)")
+        elif suffix in IMAGE_SUFFIXES:
+            wanted.append(member)
+        else:
+            yield InputItem(name, _nothing, skipped=skip_reason(suffix))
+    shared = _SharedArchive(opener, len(wanted))
+    for member in wanted:
+        yield InputItem(f"{label}!{member.filename}", partial(shared.read, member, limits.max_zip_member_bytes))
 
 
-def _member_reader(opener: Opener, member: str,
-                   limits: Limits) -> Callable[[], bytes]:
-    def read() -> bytes:
+class _SharedArchive:
+    """One zip archive, opened once for all its members and closed after the last one is read.
+
+    Opening a zip parses its whole central directory, so opening it again for each member made an archive of
+    n members cost n^2. It is opened on the first read (not while listing: a folder of many archives holds one
+    open at a time, as members are read in order) and read member by member through the same handle."""
+
+    def __init__(self, opener: Opener, members: int) -> None:
+        self._opener = opener
+        self._unread = members
+        self._file: IO[bytes] | None = None
+        self._archive: zipfile.ZipFile | None = None
+
+    def read(self, member: zipfile.ZipInfo, limit: int) -> bytes:
         try:
-            with opener() as fh, zipfile.ZipFile(fh) as archive, archive.open(member) as stream:
+            if self._archive is None:
+                self._file = self._opener()
+                self._archive = zipfile.ZipFile(self._file)
+            with self._archive.open(member) as stream:
                 # Read at most one byte past the limit: a zip bomb's declared size may lie.
-                data = stream.read(limits.max_zip_member_bytes + 1)
+                data = stream.read(limit + 1)
         except (OSError, zipfile.BadZipFile, ValueError, RuntimeError, EOFError, NotImplementedError,
                 zlib.error) as exc:
             raise MediaError(f"cannot read archive member: {exc}") from exc
-        if len(data) > limits.max_zip_member_bytes:
-            raise MediaError(f"archive member larger than {limits.max_zip_member_bytes} bytes (zip bomb?)")
+        finally:
+            self._unread -= 1
+            if self._unread <= 0:
+                self.close()
+        if len(data) > limit:
+            raise MediaError(f"archive member larger than {limit} bytes (zip bomb?)")
         return data
 
-    return read
+    def close(self) -> None:
+        archive, handle, self._archive, self._file = self._archive, self._file, None, None
+        if archive is not None:
+            archive.close()
+        if handle is not None:
+            handle.close()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, UploadFile
 from facetrail.api.deps import ActorDep, FacetrailDep
 from facetrail.api.schemas import IngestReportPublic, SourceCreate, SourcePublic
 from facetrail.api.uploads import read_upload
+from facetrail.errors import ShuttingDownError
 from facetrail.sources.inputs import InputItem, from_upload
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
@@ -45,4 +46,8 @@ def upload_images(source_id: int, files: Annotated[list[UploadFile], File(descri
             items.extend(from_upload(name, data, limits))
     # Uploads are small batches: analysed in this process rather than in a worker pool.
     report = ft.ingest.ingest(actor, source_id, items, workers=1)
+    if report.interrupted:
+        done = report.images_added + report.images_skipped
+        raise ShuttingDownError(f"the server is shutting down: the ingestion stopped after {done} of {report.items} "
+                                f"file(s) ({report.images_added} added); upload the same files again to finish")
     return IngestReportPublic.model_validate(report.as_dict())

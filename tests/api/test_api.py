@@ -22,6 +22,8 @@ ALLOWED = {
     ("GET", "/v1/sources"): {"operator", "investigator", "dpo", "auditor"},
     ("POST", "/v1/sources"): {"operator"},
     ("GET", "/v1/sources/{source_id}"): {"operator", "investigator", "dpo", "auditor"},
+    ("PATCH", "/v1/sources/{source_id}"): {"operator"},
+    ("GET", "/v1/sources/{source_id}/versions"): {"operator", "investigator", "dpo", "auditor"},
     ("POST", "/v1/sources/{source_id}/images"): {"operator"},
     ("POST", "/v1/search"): {"investigator"},
     ("GET", "/v1/searches/{search_id}/faces/{face_id}/crop"): {"investigator"},
@@ -106,6 +108,8 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["files"] = {"files": ("a.jpg", sample_bytes("obama_small.jpg"), "image/jpeg")}
         elif method == "POST" and path == "/v1/sources":
             kwargs["json"] = valid_source("role-check")
+        elif method == "PATCH":
+            kwargs["json"] = {"description": "role check"}
         elif method == "POST" and path == "/v1/accounts":
             kwargs["json"] = {"name": "someone", "role": "operator"}
         elif path.startswith("/v1/people/{person_id}/"):
@@ -291,3 +295,28 @@ def test_people_refuses_bad_requests(api: tuple[TestClient, dict[str, str]], met
     client, keys = api
     response = client.request(method, path, headers=auth(keys["operator"]), json=body)
     assert response.status_code == status, response.text
+
+
+def test_source_update_in_place_and_as_a_new_version(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    operator = auth(keys["operator"])
+    source = client.post("/v1/sources", headers=operator, json=valid_source("edited")).json()
+    assert source["version"] == 1 and source["controller_contact"] == ""
+    url = f"/v1/sources/{source['id']}"
+    edited = client.patch(url, headers=operator, json={"retention_days": 30, "controller_contact": "dpo@agency.example",
+                                                       "evidence_ref": "law 2026-2"})
+    assert edited.status_code == 200, edited.text
+    assert edited.json() == source | {
+        "retention_days": 30, "controller_contact": "dpo@agency.example", "evidence_ref": "law 2026-2"}
+    refused = client.patch(url, headers=operator, json={"legal_basis": "consent", "art9_condition": "a"})
+    assert refused.status_code == 422 and refused.json()["field"] == "reason"
+    versioned = client.patch(url, headers=operator, json={"legal_basis": "consent", "art9_condition": "a",
+                                                          "reason": "the agency now asks for consent"})
+    assert versioned.status_code == 200 and versioned.json()["version"] == 2
+    assert client.get(url, headers=operator).json()["legal_basis"] == "consent"
+    history = client.get(f"{url}/versions", headers=auth(keys["auditor"])).json()
+    assert [(v["version"], v["legal_basis"], v["art9_condition"], v["reason"]) for v in history] == [
+        (1, "public_task", "g", "registered"), (2, "consent", "a", "the agency now asks for consent")]
+    bad = client.patch(url, headers=operator, json={"name": "renamed"})
+    assert bad.status_code == 422  # not editable: a source's name and controller stay what was registered
+    assert client.patch("/v1/sources/999", headers=operator, json={"description": "x"}).status_code == 404

@@ -141,3 +141,23 @@ def test_search_for_a_purpose_without_a_source_fails_naming_the_purposes(tmp_pat
     assert code == 2
     assert "no source is registered for the purpose 'find-my-photo'" in output
     assert "you may search: find-my-photos, press" in output
+
+
+def test_source_update_and_its_version_history(tmp_path: Path) -> None:
+    run_json(tmp_path, *SOURCE)
+    edited = run_json(tmp_path, "source", "update", "1", "--retention-days", "90", "--controller-contact",
+                      "privacy@club.example")
+    assert isinstance(edited, dict) and (edited["retention_days"], edited["version"]) == (90, 1)
+    code, output = run(tmp_path, "source", "update", "1", "--purpose", "find-my-photos")
+    assert code == 2 and "reason" in output
+    code, output = run(tmp_path, "source", "update", "1", "--purpose", "find-my-photos", "--reason",
+                       "the press partnership ended")
+    assert code == 0 and "version 2 (was 1)" in output
+    shown = run_json(tmp_path, "source", "show", "1")
+    assert isinstance(shown, dict) and shown["purposes"] == ["find-my-photos"]
+    assert [(v["version"], v["purposes"], v["reason"]) for v in shown["versions"]] == [
+        (1, ["find-my-photos", "press"], "registered"), (2, ["find-my-photos"], "the press partnership ended")]
+    code, output = run(tmp_path, "source", "show", "1")
+    assert code == 0 and "the press partnership ended" in output and "privacy@club.example" in output
+    actions = [e["action"] for e in run_json(tmp_path, "audit", "list")]  # type: ignore[union-attr]
+    assert actions == ["source.add", "source.update", "source.update"]

@@ -21,6 +21,37 @@ class SourceCreate(BaseModel):
     jurisdictions: list[str] = Field(min_length=1, max_length=300, description="ISO 3166-1 alpha-2 codes")
     retention_days: int
     description: str = Field(default="", max_length=5000)
+    controller_contact: str = Field(default="", max_length=500, description="how to reach the controller")
+    representative: str = Field(default="", max_length=500, description="the controller's representative, if any")
+
+
+class SourceUpdate(BaseModel):
+    """An edit of a source: fields left out are not changed. A change of purposes, legal basis or Art. 9
+    condition makes a new version of the source and needs a `reason`; the earlier versions are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=5000)
+    evidence_ref: str | None = Field(default=None, max_length=500)
+    retention_days: int | None = None
+    controller_contact: str | None = Field(default=None, max_length=500)
+    representative: str | None = Field(default=None, max_length=500)
+    purposes: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    legal_basis: str | None = None
+    art9_condition: str | None = None
+    reason: str | None = Field(default=None, max_length=1000, description="why the legal terms change")
+
+
+class SourceVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    purposes: list[str]
+    legal_basis: str
+    art9_condition: str
+    reason: str
+    created_at: datetime
+    created_by: str
 
 
 class SourcePublic(BaseModel):
@@ -38,6 +69,9 @@ class SourcePublic(BaseModel):
     description: str
     created_at: datetime
     created_by: str
+    version: int = Field(description="the version of its legal terms (see /v1/sources/{id}/versions)")
+    controller_contact: str
+    representative: str
 
 
 class ItemErrorPublic(BaseModel):

@@ -14,16 +14,22 @@ from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.runtime import local_actor
 from facetrail.sources.inputs import from_paths
-from facetrail.store.models import Source
+from facetrail.store.models import Source, SourceVersion
 
 source_app = typer.Typer(no_args_is_help=True, help="Register and inspect sources (each with its legal basis).")
 
-SOURCE_FIELDS = ("id", "name", "controller", "purposes", "legal_basis", "art9_condition", "evidence_ref",
-                 "jurisdictions", "retention_days", "description", "created_at", "created_by")
+SOURCE_FIELDS = ("id", "name", "version", "controller", "controller_contact", "representative", "purposes",
+                 "legal_basis", "art9_condition", "evidence_ref", "jurisdictions", "retention_days", "description",
+                 "created_at", "created_by")
+VERSION_FIELDS = ("version", "purposes", "legal_basis", "art9_condition", "reason", "created_at", "created_by")
 
 
 def source_dict(source: Source) -> dict[str, Any]:
     return {name: getattr(source, name) for name in SOURCE_FIELDS}
+
+
+def version_dict(version: SourceVersion) -> dict[str, Any]:
+    return {name: getattr(version, name) for name in VERSION_FIELDS}
 
 
 @source_app.command("add")
@@ -39,6 +45,8 @@ def source_add(
     jurisdiction: Annotated[list[str], typer.Option("--jurisdiction", help="ISO 3166-1 alpha-2; repeatable")],
     retention_days: Annotated[int, typer.Option("--retention-days", help="how long images are kept")],
     description: Annotated[str, typer.Option(help="how the images were obtained")] = "",
+    controller_contact: Annotated[str, typer.Option(help="how to reach the controller (address, e-mail)")] = "",
+    representative: Annotated[str, typer.Option(help="the controller's representative (GDPR Art. 27), if any")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Register a source of images with its legal basis (hard rule 1)."""
@@ -47,7 +55,8 @@ def source_add(
         source = ft.sources.add(local_actor(), name=name, controller=controller, purposes=purpose,
                                 legal_basis=basis, art9_condition=art9, evidence_ref=evidence,
                                 jurisdictions=jurisdiction, retention_days=retention_days,
-                                description=description)
+                                description=description, controller_contact=controller_contact,
+                                representative=representative)
         if as_json:
             emit_json(source_dict(source))
         else:
@@ -72,15 +81,56 @@ def source_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @source_app.command("show")
 def source_show(ctx: typer.Context, source_id: Annotated[int, typer.Argument(help="source id")],
                 as_json: JsonOpt = False) -> None:
-    """Show one source in full."""
+    """Show one source in full, with the history of its legal terms (its versions)."""
     with reported_errors(as_json):
-        source = state(ctx).open().sources.get(local_actor(), source_id)
+        sources = state(ctx).open().sources
+        source = sources.get(local_actor(), source_id)
+        versions = sources.versions(local_actor(), source_id)
         if as_json:
-            emit_json(source_dict(source))
+            emit_json({**source_dict(source), "versions": [version_dict(v) for v in versions]})
             return
         for key, value in source_dict(source).items():
             shown = ", ".join(value) if isinstance(value, list) else value
-            console.print(f"[bold]{key:>15}[/]  {shown}", highlight=False)
+            console.print(f"[bold]{key:>18}[/]  {shown}", highlight=False)
+        table = Table("version", "since", "by", "purposes", "basis", "art. 9", "reason", title="versions")
+        for v in versions:
+            table.add_row(str(v.version), v.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                          v.created_by, ", ".join(v.purposes), v.legal_basis, v.art9_condition, v.reason)
+        console.print(table)
+
+
+@source_app.command("update")
+def source_update(
+    ctx: typer.Context,
+    source_id: Annotated[int, typer.Argument(help="source id")],
+    description: Annotated[str | None, typer.Option(help="how the images were obtained")] = None,
+    evidence: Annotated[str | None, typer.Option("--evidence", help="reference to the evidence")] = None,
+    retention_days: Annotated[int | None, typer.Option("--retention-days", help="how long images are kept")] = None,
+    controller_contact: Annotated[str | None, typer.Option(help="how to reach the controller")] = None,
+    representative: Annotated[str | None, typer.Option(help="the controller's representative")] = None,
+    purpose: Annotated[list[str] | None, typer.Option(
+        "--purpose", help="the purposes (all of them; repeat): a new version")] = None,
+    basis: Annotated[str | None, typer.Option("--basis", help="GDPR Art. 6 basis: a new version")] = None,
+    art9: Annotated[str | None, typer.Option("--art9", help="GDPR Art. 9(2) condition: a new version")] = None,
+    reason: Annotated[str | None, typer.Option(help="why the legal terms change (required with a new version)")
+                      ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Edit a source. Description, evidence, retention and contacts change in place; a change of purposes,
+    legal basis or Art. 9 condition makes a new version (with --reason) and the earlier ones are kept."""
+    with reported_errors(as_json):
+        registry = state(ctx).open().sources
+        before = registry.get(local_actor(), source_id).version
+        source = registry.update(local_actor(), source_id, description=description, evidence_ref=evidence,
+                                 retention_days=retention_days, controller_contact=controller_contact,
+                                 representative=representative, purposes=purpose, legal_basis=basis,
+                                 art9_condition=art9, reason=reason)
+        if as_json:
+            emit_json(source_dict(source))
+        elif source.version != before:
+            console.print(f"source [bold]{source.id}[/] updated: version {source.version} (was {before})")
+        else:
+            console.print(f"source [bold]{source.id}[/] updated (version {source.version} unchanged)")
 
 
 def ingest(

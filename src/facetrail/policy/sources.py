@@ -50,6 +50,46 @@ def validate_source(*, name: str, controller: str, purposes: Iterable[str], lega
     )
 
 
+LEGAL_TERMS = ("purposes", "legal_basis", "art9_condition")
+"""The fields whose change makes a new version of a source (what its data is held for, and on which basis)."""
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """A validated edit of a source: each field None is left as it is. `reason` is required when a legal term
+    (LEGAL_TERMS) changes, and is kept in the version it makes."""
+
+    description: str | None = None
+    evidence_ref: str | None = None
+    retention_days: int | None = None
+    controller_contact: str | None = None
+    representative: str | None = None
+    purposes: tuple[str, ...] | None = None
+    legal_basis: LegalBasis | None = None
+    art9_condition: Art9Condition | None = None
+    reason: str | None = None
+
+
+def validate_change(*, description: str | None = None, evidence_ref: str | None = None,
+                    retention_days: int | None = None, controller_contact: str | None = None,
+                    representative: str | None = None, purposes: Iterable[str] | None = None,
+                    legal_basis: str | None = None, art9_condition: str | None = None,
+                    reason: str | None = None) -> SourceChange:
+    """Check the fields given for an edit; raise InvalidValueError naming the first that is wrong."""
+    return SourceChange(
+        description=None if description is None else (description or "").strip()[:5000],
+        evidence_ref=None if evidence_ref is None else _text("evidence_ref", evidence_ref, 500),
+        retention_days=None if retention_days is None else _retention(retention_days),
+        controller_contact=(None if controller_contact is None
+                            else validate_contact("controller_contact", controller_contact)),
+        representative=None if representative is None else validate_contact("representative", representative),
+        purposes=None if purposes is None else validate_purposes(purposes),
+        legal_basis=None if legal_basis is None else _choice("legal_basis", legal_basis, LegalBasis),
+        art9_condition=None if art9_condition is None else _choice("art9_condition", art9_condition, Art9Condition),
+        reason=None if reason is None or not reason.strip() else _text("reason", reason, 1000),
+    )
+
+
 def validate_purpose(purpose: str) -> str:
     value = (purpose or "").strip().lower()
     if not PURPOSE.match(value):
@@ -101,3 +141,11 @@ def _retention(days: int) -> int:
     if not 1 <= days <= MAX_RETENTION_DAYS:
         raise InvalidValueError("retention_days", f"must be between 1 and {MAX_RETENTION_DAYS}")
     return days
+
+
+def validate_contact(field: str, value: str) -> str:
+    """A contact (an address, an e-mail, a phone number): optional ("" = none), at most 500 characters."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) > 500:
+        raise InvalidValueError(field, "is longer than 500 characters")
+    return text

@@ -69,6 +69,9 @@ class Source(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    controller_contact: Mapped[str] = mapped_column(String(500), default="")
+    representative: Mapped[str] = mapped_column(String(500), default="")
 
 
 class StoredImage(Base):
@@ -295,3 +298,22 @@ class Erasure(Base):
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SourceVersion(Base):
+    """One version of a source's legal terms. A change of purposes, legal basis or Art. 9 condition makes a new
+    version (the source row holds the current terms, which ingestion and search use); versions are never
+    rewritten (a trigger refuses updates), so the history of what the collection was held for is kept."""
+
+    __tablename__ = "source_versions"
+    __table_args__ = (UniqueConstraint("source_id", "version", name="uq_source_versions_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    legal_basis: Mapped[str] = mapped_column(String(40))
+    art9_condition: Mapped[str] = mapped_column(String(4))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))

@@ -1,4 +1,4 @@
-"""/v1/sources: register and read sources; upload images into one (multipart)."""
+"""/v1/sources: register, edit and read sources (with their versions); upload images into one (multipart)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from facetrail.api.deps import ActorDep, FacetrailDep
-from facetrail.api.schemas import IngestReportPublic, SourceCreate, SourcePublic
+from facetrail.api.schemas import (
+    IngestReportPublic,
+    SourceCreate,
+    SourcePublic,
+    SourceUpdate,
+    SourceVersionPublic,
+)
 from facetrail.api.uploads import read_upload
 from facetrail.errors import ShuttingDownError
 from facetrail.sources.inputs import InputItem, from_upload
@@ -29,6 +35,18 @@ def add_source(body: SourceCreate, ft: FacetrailDep, actor: ActorDep) -> SourceP
 @router.get("/{source_id}", response_model=SourcePublic)
 def get_source(source_id: int, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
     return SourcePublic.model_validate(ft.sources.get(actor, source_id))
+
+
+@router.patch("/{source_id}", response_model=SourcePublic)
+def update_source(source_id: int, body: SourceUpdate, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+    """Edit a source: a change of purposes, legal basis or Art. 9 condition makes a new version (with a reason)."""
+    return SourcePublic.model_validate(ft.sources.update(actor, source_id, **body.model_dump(exclude_none=True)))
+
+
+@router.get("/{source_id}/versions", response_model=list[SourceVersionPublic])
+def source_versions(source_id: int, ft: FacetrailDep, actor: ActorDep) -> list[SourceVersionPublic]:
+    """The history of the source's legal terms, oldest first."""
+    return [SourceVersionPublic.model_validate(v) for v in ft.sources.versions(actor, source_id)]
 
 
 @router.post("/{source_id}/images", response_model=IngestReportPublic)

@@ -8,6 +8,7 @@ saying to upload again (a re-run skips what is in the store and does the rest).
 
 from __future__ import annotations
 
+import signal
 from types import FrameType
 
 import uvicorn
@@ -26,7 +27,24 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+class _Stopped(Exception):
+    """The signal that stopped the server, raised again by uvicorn once it has shut down."""
+
+
+def _stopped(_sig: int, _frame: FrameType | None) -> None:
+    raise _Stopped
+
+
 def serve(ft: Facetrail, *, host: str, port: int) -> None:
-    """Serve the API until a signal stops the server; an ingestion in progress is interrupted cleanly."""
+    """Serve the API until SIGTERM or SIGINT; an ingestion in progress is interrupted cleanly, and this returns
+    (so that the caller closes the data directory) rather than dying of the signal."""
     ft.gallery.index()  # load or repair before the first request
-    _Server(uvicorn.Config(create_app(ft), host=host, port=port, log_level="info"), ft).run()
+    # uvicorn raises the signal it stopped for again, under the handlers it found: these end the serving here.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _Server(uvicorn.Config(create_app(ft), host=host, port=port, log_level="info"), ft).run()
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Actor, Role
-from facetrail.errors import NotFoundError, PermissionDeniedError
+from facetrail.errors import NotFoundError, PermissionDeniedError, ShuttingDownError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
@@ -179,3 +179,42 @@ def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Ac
     assert actions[:3] == ["source.add", "ingest.start", "ingest.finish"]
     finish = entries[2].details
     assert '"images_added":22' in finish and "obama" not in finish
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_batch_keeps_what_it_committed_and_a_rerun_adds_the_rest(
+        tmp_path: Path, actor: Actor, workers: int) -> None:
+    """What the server does when told to stop: the batch ends after the image in hand, and says so."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg", "obama_small.jpg", "biden2.jpg", "kit_harington1.jpeg", "obama3.jpg"):
+        shutil.copy(SAMPLES / name, folder / name)
+    data = tmp_path / "data"
+    ft = Facetrail.open(data, workers=1)
+    source_id = add_source(ft)
+
+    def stop_after_two(done: int, _total: int) -> None:
+        if done == 2:
+            ft.ingest.interrupt()
+
+    report = ft.ingest.ingest(actor, source_id, from_paths([folder], ft.input_limits), progress=stop_after_two,
+                              workers=workers)
+    assert report.interrupted and report.outcome == "interrupted" and report.images_added == 2
+    assert counts(ft)[0] == 2
+    finish = [e for e in ft.read_audit(actor, limit=100) if e.action == "ingest.finish"][-1]
+    assert '"outcome":"interrupted"' in finish.details
+    with pytest.raises(ShuttingDownError):  # a stopping service starts no new batch
+        ft.ingest.ingest(actor, source_id, [], workers=1)
+    ft.close()
+    ft = Facetrail.open(data, workers=1)  # as the restarted server
+    try:
+        again = ingest(ft, actor, source_id, folder, workers=workers)
+        assert (again.images_skipped, again.images_added, again.outcome) == (2, 4, "complete")
+        assert sorted(ft.gallery.index().ids().tolist()) == sorted(f.id for f in _faces(ft))
+    finally:
+        ft.close()
+
+
+def _faces(ft: Facetrail) -> list[Face]:
+    with ft.db.read() as session:
+        return list(session.scalars(select(Face)))

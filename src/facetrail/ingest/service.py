@@ -29,7 +29,7 @@ from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, ShuttingDownError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
@@ -76,6 +76,8 @@ class IngestService:
                progress: Progress | None = None, workers: int | None = None) -> IngestReport:
         """Ingest `items` into the source; per-item problems are reported, never raised."""
         require(actor, Action.INGEST)
+        if self._stopping.is_set():
+            raise ShuttingDownError("the service is shutting down: no new ingestion starts")
         source = self.sources.require_source(source_id)
         batch = list(items)
         report = IngestReport(source_id=source.id, items=len(batch))

@@ -92,7 +92,9 @@ def source_show(ctx: typer.Context, source_id: Annotated[int, typer.Argument(hel
         for key, value in source_dict(source).items():
             shown = ", ".join(value) if isinstance(value, list) else value
             console.print(f"[bold]{key:>18}[/]  {shown}", highlight=False)
-        table = Table("version", "since", "by", "purposes", "basis", "art. 9", "reason", title="versions")
+        table = Table("v", "since", "by", "purposes", "basis", "art. 9", "reason", title="versions")
+        for column in table.columns:
+            column.overflow = "fold"  # a version is read whole, never cut with an ellipsis
         for v in versions:
             table.add_row(str(v.version), v.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
                           v.created_by, ", ".join(v.purposes), v.legal_basis, v.art9_condition, v.reason)

@@ -190,3 +190,11 @@ def test_poor_query_photo_is_warned_about(samples_ft: Facetrail, actor: Actor) -
     assert any("small" in w for w in outcome.warnings) and any("blurred" in w for w in outcome.warnings)
     good = samples_ft.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="c")
     assert good.warnings == []
+
+
+def test_the_purposes_named_are_only_those_the_key_may_search(samples_ft: Facetrail) -> None:
+    add_source(samples_ft, name="club", purposes=("find-my-photos", "press"))
+    scoped = Actor("ivy", Role.INVESTIGATOR, purposes=frozenset({"press", "find-my-photo"}))
+    with pytest.raises(InvalidValueError) as caught:
+        samples_ft.search.search(scoped, sample_bytes("obama2.jpg"), purpose="find-my-photo", case_ref="c")
+    assert caught.value.message.endswith("purposes with sources you may search: press")

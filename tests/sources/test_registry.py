@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
 from facetrail.accounts.roles import Actor, Role
 from facetrail.errors import InvalidValueError, NotFoundError, PermissionDeniedError
 from facetrail.runtime import Facetrail
+from facetrail.sources.inputs import from_paths
 from facetrail.store.db import MIGRATIONS, make_engine, migrate
-from tests.conftest import add_source, sample_bytes
+from facetrail.store.models import StoredImage
+from tests.conftest import LFW, add_source, sample_bytes
 
 
 def updates(ft: Facetrail, actor: Actor) -> list[dict[str, object]]:
@@ -59,6 +61,12 @@ def test_a_change_of_legal_terms_is_a_new_version_and_search_uses_it(samples_ft:
         "purposes": {"from": ["demo"], "to": ["press", "archive"]},
         "legal_basis": {"from": "consent", "to": "legitimate_interests"},
         "art9_condition": {"from": "a", "to": "e"}}}
+    # Each image records the version it was ingested under: the samples 1, a photo ingested now 2.
+    new_photo = sorted((LFW / "Abdullah_Gul").glob("*.jpg"))[0]
+    assert samples_ft.ingest.ingest(actor, 1, from_paths([new_photo], samples_ft.input_limits)).images_added == 1
+    with samples_ft.db.read() as session:
+        versions = dict(session.execute(select(StoredImage.original_name, StoredImage.source_version)).all())
+    assert versions.pop(str(new_photo)) == 2 and set(versions.values()) == {1}
     # Search reaches the source under its current purposes only.
     assert samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="press", case_ref="c").results
     with pytest.raises(InvalidValueError, match="'demo'.*archive, press"):

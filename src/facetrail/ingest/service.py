@@ -40,7 +40,7 @@ from facetrail.sources.inputs import InputItem
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
-from facetrail.store.models import Face, StoredImage
+from facetrail.store.models import Face, Source, StoredImage
 from facetrail.store.templates import seal_template
 from facetrail.vision.pipeline import AnalyzedFace
 
@@ -99,7 +99,7 @@ class IngestService:
                 if isinstance(outcome, BaseException):
                     report.errors.append(ItemError(job.item.name, _cause(outcome)))
                 else:
-                    since_save += self._commit(source.id, source.purposes, job, outcome, report)
+                    since_save += self._commit(source, job, outcome, report)
                     if since_save >= self.settings.index_save_every:
                         self.gallery.save()
                         since_save = 0
@@ -157,16 +157,17 @@ class IngestService:
                                                 lambda job: job.data)
         yield from pool.analyse(pending)
 
-    def _commit(self, source_id: int, purposes: list[str], job: _Pending, analysis: ImageAnalysis,
-                report: IngestReport) -> int:
-        """Store one analysed image; returns 1 if it was added, 0 if not (another writer had it already, or
-        every face in it was suppressed).
+    def _commit(self, source: Source, job: _Pending, analysis: ImageAnalysis, report: IngestReport) -> int:
+        """Store one analysed image under the source's legal terms as the batch began (its purposes screen the
+        faces, its version is recorded with the image); returns 1 if it was added, 0 if not (another writer had
+        it already, or every face in it was suppressed).
 
         The suppression list is consulted inside the transaction that commits the image, under the write
         lock, so an opt-out recorded at any moment before that commit is honoured; the blobs are written
         after that decision and before the commit (a crash leaves at most blobs under deterministic keys,
         which a re-run overwrites)."""
         model_id = self.analyzer.backend.model_id
+        source_id, purposes = source.id, source.purposes
         with self.db.write() as session, session.begin():
             exists = session.scalar(select(StoredImage.id).where(
                 StoredImage.source_id == source_id, StoredImage.sha256 == job.sha256))
@@ -196,6 +197,7 @@ class IngestService:
                 source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
                 width=analysis.width, height=analysis.height, format=analysis.format,
                 face_count=len(kept), blob_key=image_key, key_id=image_data_key.id if image_data_key else None,
+                source_version=source.version,
             )
             session.add(image)
             session.flush()

@@ -93,6 +93,7 @@ class StoredImage(Base):
     # The data key the stored bytes are sealed under (crypto/); None when no bytes are kept.
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source_version: Mapped[int] = mapped_column(Integer, default=1)
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.id")

@@ -1,10 +1,11 @@
-"""Sources are edited, never silently rewritten: contacts, a version number and the history of legal terms.
+"""Sources are edited, never silently rewritten: contacts, a version number and the history of legal terms; each
+image records the version of its source's legal terms it was ingested under.
 
 Revision ID: 0006b
 Revises: 0005
 Create Date: 2026-11-30
 
-Each existing source gets its version 1, with the terms it was registered with.
+Each existing source gets its version 1, with the terms it was registered with, and each existing image version 1.
 """
 
 import sqlalchemy as sa
@@ -35,6 +36,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("version", sa.Integer, nullable=False, server_default="1"))
         batch.add_column(sa.Column("controller_contact", sa.String(500), nullable=False, server_default=""))
         batch.add_column(sa.Column("representative", sa.String(500), nullable=False, server_default=""))
+    with op.batch_alter_table("images") as batch:
+        batch.add_column(sa.Column("source_version", sa.Integer, nullable=False, server_default="1"))
     op.create_table(
         "source_versions",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -64,6 +67,8 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS source_versions_no_update ON source_versions")
         op.execute("DROP FUNCTION IF EXISTS source_versions_no_update()")
     op.drop_table("source_versions")
+    with op.batch_alter_table("images") as batch:
+        batch.drop_column("source_version")
     with op.batch_alter_table("sources") as batch:
         batch.drop_column("representative")
         batch.drop_column("controller_contact")

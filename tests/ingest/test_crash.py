@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -92,3 +93,32 @@ def test_sigkill_half_way_then_rerun_equals_uninterrupted(tmp_path: Path, worker
     assert np.array_equal(np.sort(ft.gallery.index().ids()), np.array(stored))
     assert ft.verify_audit(local_actor()).ok
     ft.close()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_command_line_ingestion_cleanly_with_its_report(tmp_path: Path) -> None:
+    """`kill PID` of `facetrail ingest` (with its vision processes): the batch ends after the image in hand, the
+    report says so, exit code 4, and a re-run adds exactly the rest."""
+    data = tmp_path / "data"
+    prepare(data)
+    inputs = lfw_inputs()
+    proc = subprocess.Popen(cli(data, "ingest", "--source", "1", "--workers", "2", "--json", *inputs),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 300
+    while image_count(data) < 5 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingestion finished before it could be stopped"
+    stopping = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - stopping
+    assert proc.returncode == 4 and took < 15, (proc.returncode, took)
+    report = json.loads(out)
+    assert report["interrupted"] and report["outcome"] == "interrupted"
+    stopped_at = image_count(data)
+    assert report["images_added"] == stopped_at
+    rerun = subprocess.run(cli(data, "ingest", "--source", "1", "--workers", "2", "--json", *inputs),
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    again = json.loads(rerun.stdout)
+    assert again["images_skipped"] == stopped_at and again["images_added"] == image_count(data) - stopped_at

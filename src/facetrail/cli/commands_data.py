@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +15,7 @@ from facetrail.cli.output import console, emit_json, progress_bar, reported_erro
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
+from facetrail.ingest.service import IngestService
 from facetrail.runtime import local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Source, SourceVersion
@@ -145,17 +149,28 @@ def ingest(
     """Ingest images into a source. Per-file errors are reported; the batch always goes on.
 
     Exit code: 0 every image is in, 3 some images failed (partial), 1 none is in (all failed, or no image
-    among the inputs), 2 an invalid value."""
+    among the inputs), 2 an invalid value, 4 stopped by SIGTERM after the image in hand (run it again to finish)."""
     with reported_errors(as_json):
         ft = state(ctx).open()
         items = list(from_paths(paths, ft.input_limits))
-        with progress_bar("ingesting", enabled=not as_json) as update:
+        with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest):
             report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
         if as_json:
             emit_json(report.as_dict())
         else:
             _print_report(report)
         raise typer.Exit(INGEST_EXIT_CODES[report.outcome])
+
+
+@contextmanager
+def _stop_on_sigterm(service: IngestService) -> Iterator[None]:
+    """SIGTERM (`kill PID`) ends the batch after the image in hand, with its report, instead of killing the command
+    half-way (which is safe too, but says nothing). Ctrl-C is left as it is: it reaches the vision processes too."""
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: service.interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 INGEST_EXIT_CODES = {Outcome.COMPLETE: 0, Outcome.PARTIAL: 3, Outcome.FAILED: 1, Outcome.NOTHING: 1,

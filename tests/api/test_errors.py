@@ -4,7 +4,6 @@ errors, and Starlette's own refusals (no such route, method not allowed, an unre
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient

@@ -339,7 +339,8 @@ def test_an_operator_cannot_make_its_own_overseers(server: Server, role: str) ->
 
 def test_a_dpo_makes_only_overseers_and_an_operator_only_staff(server: Server) -> None:
     for role in ("operator", "investigator"):
-        by_dpo = server.client.post("/v1/accounts", headers=server.auth("dpo"), json={"name": f"d-{role}", "role": role})
+        by_dpo = server.client.post("/v1/accounts", headers=server.auth("dpo"),
+                                    json={"name": f"d-{role}", "role": role})
         assert by_dpo.status_code == 403, by_dpo.text
         by_operator = server.client.post("/v1/accounts", headers=server.auth("operator"),
                                          json={"name": f"o-{role}", "role": role})

@@ -146,13 +146,12 @@ def serve(ctx: typer.Context,
           port: Annotated[int, typer.Option(help="port")] = 8000,
           as_json: JsonOpt = False) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
-    import uvicorn
-
     from facetrail.api.app import create_app
+    from facetrail.api.serving import serve as run_server
 
     with reported_errors(as_json):
         ft = state(ctx).open()
         ft.gallery.index()  # load or repair before the first request
         if as_json:
             emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
-        uvicorn.run(create_app(ft), host=host, port=port, log_level="info")
+        run_server(create_app(ft), host=host, port=port)

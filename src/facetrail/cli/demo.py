@@ -68,9 +68,8 @@ def demo(
             console.print(curl, highlight=False, soft_wrap=True)
             console.print(f"API docs: {url}/docs")
         if serve:
-            import uvicorn
-
             from facetrail.api.app import create_app
+            from facetrail.api.serving import serve as run_server
 
             ft.gallery.index()
-            uvicorn.run(create_app(ft), host=host, port=port, log_level="info")
+            run_server(create_app(ft), host=host, port=port)

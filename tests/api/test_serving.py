@@ -43,6 +43,14 @@ def test_the_filter_redacts_app_records_and_keeps_access_records_formattable() -
     app_record = logging.LogRecord("facetrail.rights", logging.WARNING, __file__, 1, "no mail to %s (%s)",
                                    ("joe@example.org", "refused"), None)
     assert SecretsFilter().filter(app_record) and app_record.getMessage() == f"no mail to {REDACTED} (refused)"
+    try:
+        raise ValueError("not an address: eve@example.org")
+    except ValueError:
+        crash = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (),
+                                  sys.exc_info())
+    assert SecretsFilter().filter(crash)
+    printed = logging.Formatter().format(crash)
+    assert "ValueError: not an address: [redacted]" in printed and "eve@" not in printed
     access = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
                                ("127.0.0.1:1", "GET", "/portal/api/requests/1?token=t0ken", "1.1", 200), None)
     assert SecretsFilter().filter(access)

@@ -41,7 +41,7 @@ def redact(text: str) -> str:
 class SecretsFilter(logging.Filter):
     """Redacts a record before any handler formats it. uvicorn's access records keep their arguments (its
     formatter reads them: client, method, path with query, HTTP version, status), with the path redacted; every
-    other record is reduced to its redacted message."""
+    other record is reduced to its redacted message, and its traceback, if any, is redacted as well."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
@@ -50,6 +50,9 @@ class SecretsFilter(logging.Filter):
             return True
         message = redact(record.getMessage())
         record.msg, record.args = message, None
+        if record.exc_info and not record.exc_text:
+            # The formatter prints exc_text when it is set: the traceback, with its messages redacted too.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return True
 
 

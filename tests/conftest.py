@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
+import sys
+import time
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +87,65 @@ def samples_ft(samples_store: Path, tmp_path: Path) -> Iterator[Facetrail]:
     instance = Facetrail.open(data, workers=1)
     yield instance
     instance.close()
+
+
+# -- nothing the tests start outlives them ------------------------------------------------------------------------
+PR_SET_CHILD_SUBREAPER = 36
+CHILDREN_GRACE_S = float(os.environ.get("FACETRAIL_TEST_CHILDREN_GRACE_S", "15"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001  # the hook's signature
+    """Make the test process the subreaper of everything it starts: a process orphaned by a test (the workers of
+    a command the test killed) is re-parented to it instead of to init, so the check at the end sees it."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children() -> dict[int, str]:
+    """The test process's living child processes (pid -> command line); zombies are reaped on the way."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[1]) != os.getpid():
+                continue
+            if fields[0] == "Z":
+                os.waitpid(int(entry.name), os.WNOHANG)
+                continue
+            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, ChildProcessError):
+            continue  # gone meanwhile
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if a process started by a test is still alive at the end (after a grace period for those
+    shutting down), and end it so that it does not outlive the run."""
+    if not Path("/proc/self/stat").exists():
+        return
+    # This process's own multiprocessing resource tracker lives as long as it unless told to stop.
+    stop_tracker = getattr(resource_tracker._resource_tracker, "_stop", None)  # Python's only way to stop it
+    if stop_tracker is not None:
+        stop_tracker()
+    deadline = time.monotonic() + CHILDREN_GRACE_S
+    survivors = _children()
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.25)
+        survivors = _children()
+    if not survivors:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(survivors)} process(es) started by the tests outlived them:"]
+    lines += [f"  pid {pid}: {command[:200]}" for pid, command in sorted(survivors.items())]
+    for pid in survivors:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (OSError, ChildProcessError):
+            pass
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True, bold=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

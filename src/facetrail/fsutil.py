@@ -1,4 +1,5 @@
-"""File-system primitives with crash-safe semantics."""
+"""File-system primitives with crash-safe semantics, and owner-only modes for everything facetrail writes: its
+directories are created 0700 and its files 0600 whatever the umask, for they hold biometric data, keys, mail."""
 
 from __future__ import annotations
 
@@ -7,13 +8,34 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` and every missing parent, owner-only (0700); an existing directory is left as it is."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:
+            pass  # made meanwhile by another thread or process
+
+
+def private_opener(path: str, flags: int) -> int:
+    """`open(path, mode, opener=private_opener)`: a file it creates is owner-only (0600)."""
+    return os.open(path, flags, PRIVATE_FILE)
+
 
 def atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | None = None) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     # Unique per process and thread: two threads writing the same file must not share a temporary name.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
+    with open(tmp, "wb", opener=private_opener) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -25,7 +47,7 @@ def atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | No
 
 def write_synced(path: Path, data: bytes) -> None:
     """Write a new file and make it durable (the caller fsyncs the directories once it has written them all)."""
-    with open(path, "wb") as fh:
+    with open(path, "wb", opener=private_opener) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -29,6 +29,7 @@ from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
 from facetrail.errors import ConflictError
+from facetrail.fsutil import private_dir
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
@@ -62,7 +63,7 @@ class Facetrail:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.data = settings.data
-        self.data.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data)
         self._open_files = ExitStack()
         self._open_files.enter_context(swap.in_use(self.data))  # a restore waits for no one: it refuses
         try:

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from facetrail.api import create_app
+from facetrail.api.guard import GuardedRoute
+from facetrail.api.routes import accounts, audit, people, requests, search, sources
 from facetrail.runtime import Facetrail, local_actor
 from tests.conftest import sample_bytes
 
@@ -27,8 +30,8 @@ ALLOWED = {
     ("POST", "/v1/sources/{source_id}/images"): {"operator"},
     ("POST", "/v1/search"): {"investigator"},
     ("GET", "/v1/searches/{search_id}/faces/{face_id}/crop"): {"investigator"},
-    ("GET", "/v1/accounts"): {"operator"},
-    ("POST", "/v1/accounts"): {"operator"},
+    ("GET", "/v1/accounts"): {"operator", "dpo"},
+    ("POST", "/v1/accounts"): {"operator", "dpo"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},
     ("GET", "/v1/audit/verify"): {"auditor", "dpo"},
     ("GET", "/v1/requests"): {"dpo"},
@@ -58,7 +61,8 @@ PUBLIC = {("GET", "/health"), ("GET", "/portal/api/requests/{request_id}")}
 def api(samples_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
     data = tmp_path_factory.mktemp("api") / "data"
     shutil.copytree(samples_store, data)
-    ft = Facetrail.open(data, workers=1)
+    # The role tests send many requests from one address: a per-address limit high enough never to answer 429.
+    ft = Facetrail.open(data, workers=1, requests_per_minute_per_ip=1_000_000)
     keys = {role: ft.accounts.create(local_actor(), name=f"{role}-1", role=role)[1] for role in ROLES}
     with TestClient(create_app(ft)) as client:
         yield client, keys
@@ -96,6 +100,37 @@ def test_every_route_needs_a_key(api: tuple[TestClient, dict[str, str]], method:
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+# Bodies no route accepts: not JSON at all, JSON of the wrong shape, a form where JSON is expected.
+INVALID_BODIES: list[dict[str, object]] = [
+    {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+    {"json": {"unexpected": ["x" * 10]}},
+    {"data": {"photo": "not a file", "top": "many"}},
+]
+
+
+def invalid_path(path: str) -> str:
+    """The route with a value that is not a number in each path parameter (most of them are numbers)."""
+    return re.sub(r"\{[^}]+\}", "not-a-number", path)
+
+
+@pytest.mark.parametrize("method,path", sorted(ALLOWED))
+def test_every_route_checks_the_role_before_the_body(api: tuple[TestClient, dict[str, str]], method: str,
+                                                     path: str) -> None:
+    """A caller with no right to a route gets 401 or 403 whatever it sends, never 422: the role guard runs
+    before the body is read or the path parameters are validated."""
+    client, keys = api
+    for body in INVALID_BODIES:
+        sent = {k: v for k, v in body.items() if k != "headers"}
+        headers: dict[str, str] = body.get("headers", {})  # type: ignore[assignment]
+        for url in (concrete(path), invalid_path(path)):
+            for role in set(ROLES) - ALLOWED[(method, path)]:
+                response = client.request(method, url, headers={**auth(keys[role]), **headers}, **sent)  # type: ignore[arg-type]
+                assert response.status_code == 403, (method, url, role, body, response.text)
+                assert response.json()["error"] == "PermissionDeniedError"
+            anonymous = client.request(method, url, headers=headers, **sent)  # type: ignore[arg-type]
+            assert anonymous.status_code == 401, (method, url, body, anonymous.text)
+
+
 @pytest.mark.parametrize("method,path", sorted(ALLOWED))
 def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], method: str, path: str) -> None:
     client, keys = api
@@ -118,6 +153,13 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = REQUEST_BODIES.get(path[path.rindex("/"):])
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
+
+
+def test_every_staff_route_is_guarded() -> None:
+    """Each staff route declares its roles, so the guard runs first (a route without one fails at start-up)."""
+    routes = [r for module in (accounts, audit, people, requests, search, sources) for r in module.router.routes]
+    assert all(isinstance(r, GuardedRoute) for r in routes)
+    assert {(m, r.path) for r in routes if isinstance(r, APIRoute) for m in r.methods} == set(ALLOWED)
 
 
 REQUEST_BODIES: dict[str, object] = {
@@ -237,7 +279,7 @@ def test_upload_to_unregistered_source_is_refused(api: tuple[TestClient, dict[st
 
 def test_accounts_and_disabled_keys(api: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = api
-    created = client.post("/v1/accounts", headers=auth(keys["operator"]), json={"name": "temp", "role": "auditor"})
+    created = client.post("/v1/accounts", headers=auth(keys["dpo"]), json={"name": "temp", "role": "auditor"})
     assert created.status_code == 201
     key = created.json()["api_key"]
     assert client.get("/v1/audit/verify", headers=auth(key)).json()["ok"] is True

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from facetrail.api import create_app
 from facetrail.api.limits import BodySizeLimit
 from facetrail.api.ratelimit import RateLimiter, client_address
+from facetrail.errors import PermissionDeniedError
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.models import Account, AuditEntry
 from facetrail.web.security import API_CSP, HEADERS
@@ -115,8 +116,8 @@ def test_invalid_scopes_are_422(server: Server, body: dict[str, object], field: 
 
 def test_accounts_show_purposes_and_expiry(make_server: Callable[..., Server]) -> None:
     server = make_server(key_ttl_days=30)
-    server.client.post("/v1/accounts", headers=server.auth("operator"), json={"name": "a", "role": "auditor"})
-    server.client.post("/v1/accounts", headers=server.auth("operator"),
+    server.client.post("/v1/accounts", headers=server.auth("dpo"), json={"name": "a", "role": "auditor"})
+    server.client.post("/v1/accounts", headers=server.auth("dpo"),
                        json={"name": "b", "role": "auditor", "expires_days": 0, "purposes": ["demo"]})
     listed = {a["name"]: a for a in server.client.get("/v1/accounts", headers=server.auth("operator")).json()}
     expires = datetime.fromisoformat(listed["a"]["expires_at"]) - datetime.now(UTC)
@@ -126,7 +127,7 @@ def test_accounts_show_purposes_and_expiry(make_server: Callable[..., Server]) -
 
 
 def test_an_expired_key_is_401_saying_so(server: Server) -> None:
-    created = server.client.post("/v1/accounts", headers=server.auth("operator"),
+    created = server.client.post("/v1/accounts", headers=server.auth("dpo"),
                                  json={"name": "old", "role": "auditor", "expires_days": 1}).json()
     key = created["api_key"]
     assert server.client.get("/v1/audit/verify", headers=server.auth(key)).status_code == 200
@@ -156,7 +157,7 @@ def test_searches_are_limited_per_key(make_server: Callable[..., Server]) -> Non
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["Retry-After"]) <= 20
     assert limited.json() == {"detail": "too many searches with this API key; try again later",
-                              "error": "TooManyRequestsError"}
+                              "error": "TooManyRequestsError", "field": None}
     # Per key: another account still searches, and this one still reads what is not a search.
     other = server.client.post("/v1/accounts", headers=server.auth("operator"),
                                json={"name": "ian", "role": "investigator"}).json()["api_key"]
@@ -268,7 +269,7 @@ def test_an_oversized_body_is_413(make_server: Callable[..., Server]) -> None:
                                                          "Content-Type": "application/octet-stream"}, content=big)
     assert declared.status_code == 413
     assert declared.json() == {"detail": f"request body too large (the limit is {limit} bytes)",
-                               "error": "RequestTooLargeError"}
+                               "error": "RequestTooLargeError", "field": None}
     assert declared.headers["X-Content-Type-Options"] == "nosniff"
 
     def chunks() -> Iterator[bytes]:  # a multipart form, sent chunked: no Content-Length
@@ -322,13 +323,54 @@ def test_the_size_limit_reads_no_further_than_the_limit() -> None:
     assert reads == [] and answered[0]["status"] == 413
 
 
+# -- who makes the accounts that oversee the others ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["dpo", "auditor"])
+def test_an_operator_cannot_make_its_own_overseers(server: Server, role: str) -> None:
+    """DPO and auditor accounts are made by a DPO (or the local command line): an operator's try is a 403, audited,
+    and makes nothing."""
+    refused = server.client.post("/v1/accounts", headers=server.auth("operator"), json={"name": "mine", "role": role})
+    assert refused.status_code == 403 and refused.json()["error"] == "PermissionDeniedError"
+    assert "account.oversight requires the role dpo" in refused.json()["detail"]
+    denied = server.audit("auth.denied")
+    assert [(e["actor"], e["method"], e["route"]) for e in denied] == [("operator-1", "POST", "/v1/accounts")]
+    created = server.client.post("/v1/accounts", headers=server.auth("dpo"), json={"name": "mine", "role": role})
+    assert created.status_code == 201 and created.json()["role"] == role
+    assert [(e["actor"], e["role"]) for e in server.audit("account.add") if e["name"] == "mine"] == [("dpo-1", role)]
+
+
+def test_a_dpo_makes_only_overseers_and_an_operator_only_staff(server: Server) -> None:
+    for role in ("operator", "investigator"):
+        by_dpo = server.client.post("/v1/accounts", headers=server.auth("dpo"),
+                                    json={"name": f"d-{role}", "role": role})
+        assert by_dpo.status_code == 403, by_dpo.text
+        by_operator = server.client.post("/v1/accounts", headers=server.auth("operator"),
+                                         json={"name": f"o-{role}", "role": role})
+        assert by_operator.status_code == 201, by_operator.text
+    listed = {a["name"] for a in server.client.get("/v1/accounts", headers=server.auth("dpo")).json()}
+    assert {"o-operator", "o-investigator"} <= listed and not {"d-operator", "d-investigator"} & listed
+
+
+def test_only_a_dpo_or_the_command_line_disables_an_overseer(server: Server) -> None:
+    operator = server.ft.accounts.authenticate(server.keys["operator"])
+    with pytest.raises(PermissionDeniedError):
+        server.ft.accounts.disable(operator, name="auditor-1")
+    assert server.client.get("/v1/audit/verify", headers=server.auth("auditor")).status_code == 200
+    server.ft.accounts.disable(operator, name="investigator-1")
+    server.ft.accounts.disable(server.ft.accounts.authenticate(server.keys["dpo"]), name="auditor-1")
+    assert server.client.get("/v1/audit/verify", headers=server.auth("auditor")).status_code == 401
+    server.ft.accounts.disable(local_actor(), name="dpo-1")
+    assert server.client.get("/v1/requests", headers=server.auth("dpo")).status_code == 401
+
+
 # -- security headers --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("method,path,role,status", [
     ("GET", "/v1/sources", "dpo", 200),
     ("GET", "/v1/sources", None, 401),
-    ("GET", "/v1/accounts", "dpo", 403),
+    ("GET", "/v1/accounts", "auditor", 403),
     ("GET", "/v1/nowhere", None, 404),
     ("GET", "/nowhere", None, 404),
     ("GET", "/health", None, 200),
@@ -354,7 +396,7 @@ def test_portal_pages_keep_their_own_policy(server: Server) -> None:
             if name != "Cache-Control":  # the portal's static files may be cached (no-cache: revalidated)
                 assert response.headers[name] == value, (path, name)
     docs = server.client.get("/docs")
-    assert docs.status_code == 200 and "Content-Security-Policy" not in docs.headers  # scripts from a CDN
+    assert docs.status_code == 200 and "Content-Security-Policy" not in docs.headers  # an inline script
     assert docs.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -371,7 +413,7 @@ def test_403s_are_logged_each_time(server: Server) -> None:
         ("investigator-1", "investigator", "GET", "/v1/accounts"),
         ("operator-1", "operator", "POST", "/v1/search"),
     ]
-    assert "account.admin requires the role operator" in denied[0]["message"]
+    assert "account.admin or account.oversight requires the role dpo, operator" in denied[0]["message"]
 
 
 def test_401s_are_logged_with_reason_and_repeats_counted_per_minute(server: Server) -> None:

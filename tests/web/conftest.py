@@ -1,9 +1,13 @@
-"""Helpers for the portal's tests: reading the e-mail code from the outbox, and a portal client."""
+"""Helpers for the web tests: reading the e-mail code from the outbox, a portal client, and for the browser tests
+the app served by uvicorn on loopback and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
 import email
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -12,13 +16,20 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from playwright.sync_api import Browser, sync_playwright
 
 from facetrail.api import create_app
 from facetrail.runtime import Facetrail
 
 CODE = re.compile(r"Your confirmation code: (\d{6})")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at "
+                                    "/usr/bin/chromium (.ci/run installs it)")
 
 
 def read_code(data: Path, to: str) -> str:
@@ -92,3 +103,29 @@ def portal(samples_ft: Facetrail) -> Iterator[Portal]:
 def empty_portal(ft: Facetrail) -> Iterator[Portal]:
     """The portal over an empty store, for what needs no faces."""
     yield from portal_of(ft)
+
+
+def serve(ft: Facetrail) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, in a background thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here and handed over, so no other process can take the port meanwhile
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(ft), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

@@ -3,54 +3,23 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from facetrail.api import create_app
 from facetrail.runtime import Facetrail
 from tests.conftest import SAMPLES
-from tests.web.conftest import read_code
+from tests.web.conftest import needs_chromium, read_code, serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian's Chromium is not installed at /usr/bin/chromium (.ci/run installs it)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def live_portal(samples_ft: Facetrail) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, in a background thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound here and handed over, so no other process can take the port meanwhile
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(samples_ft), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    yield from serve(samples_ft)
 
 
 def watch_for_errors(page: Page) -> list[str]:

@@ -22,6 +22,7 @@ class Action(StrEnum):
     SEARCH = "search"
     AUDIT_READ = "audit.read"
     ACCOUNT_ADMIN = "account.admin"
+    OVERSIGHT_ACCOUNTS = "account.oversight"
     INDEX_ADMIN = "index.admin"
     PEOPLE_READ = "people.read"
     PEOPLE_WRITE = "people.write"
@@ -36,7 +37,10 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.INGEST: frozenset({Role.OPERATOR}),
     Action.SEARCH: frozenset({Role.INVESTIGATOR}),
     Action.AUDIT_READ: frozenset({Role.AUDITOR, Role.DPO}),
+    # Operators manage the accounts that run the collection; the accounts that oversee them (DPO, auditor)
+    # are made by a DPO or the local command line, so that those audited do not choose their auditors.
     Action.ACCOUNT_ADMIN: frozenset({Role.OPERATOR}),
+    Action.OVERSIGHT_ACCOUNTS: frozenset({Role.DPO}),
     Action.INDEX_ADMIN: frozenset({Role.OPERATOR}),
     # Clustering groups the collection into identities: an operator's tool for curating it, not a
     # way around purpose-bound search, so investigators do not get it.
@@ -63,11 +67,25 @@ class Actor:
     purposes: frozenset[str] | None = None
 
 
+OVERSIGHT_ROLES = frozenset({Role.DPO, Role.AUDITOR})
+
+
+def account_action(role: Role) -> Action:
+    """The action that creating or disabling an account of `role` needs."""
+    return Action.OVERSIGHT_ACCOUNTS if role in OVERSIGHT_ROLES else Action.ACCOUNT_ADMIN
+
+
 def require(actor: Actor, action: Action) -> None:
-    if actor.local or actor.role in PERMISSIONS[action]:
+    require_any(actor, action)
+
+
+def require_any(actor: Actor, *actions: Action) -> None:
+    """Refuse unless the actor's role may do at least one of `actions`."""
+    if actor.local or any(actor.role in PERMISSIONS[action] for action in actions):
         return
-    allowed = ", ".join(sorted(PERMISSIONS[action]))
-    raise PermissionDeniedError(f"{action.value} requires the role {allowed}; {actor.name} is {actor.role.value}")
+    allowed = ", ".join(sorted({role.value for action in actions for role in PERMISSIONS[action]}))
+    names = " or ".join(action.value for action in actions)
+    raise PermissionDeniedError(f"{names} requires the role {allowed}; {actor.name} is {actor.role.value}")
 
 
 def require_purpose(actor: Actor, purpose: str) -> None:

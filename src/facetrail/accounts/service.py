@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from facetrail.accounts.roles import Action, Actor, Role, require
+from facetrail.accounts.roles import Action, Actor, Role, account_action, require, require_any
 from facetrail.audit.log import AuditLog
 from facetrail.crypto.keyring import Keyring
 from facetrail.errors import AuthenticationError, InvalidValueError, NotFoundError
@@ -65,14 +65,16 @@ class AccountService:
         """Create an account and return it with its API key, which is never shown again.
 
         `purposes`: the only purposes the key may search for (None = any); `expires_days`: the key's life
-        in days (None = this service's `key_ttl_days`, 0 = never expires)."""
-        require(actor, Action.ACCOUNT_ADMIN)
+        in days (None = this service's `key_ttl_days`, 0 = never expires). Operators create operator and
+        investigator accounts; DPO and auditor accounts only a DPO (or the local command line) creates."""
+        require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
         if not NAME.match(name or ""):
             raise InvalidValueError("name", "use letters, digits, '_', '.', '@' or '-' (at most 100)")
         try:
             parsed_role = Role((role or "").strip().lower())
         except ValueError:
             raise InvalidValueError("role", f"{role!r} is not one of: {', '.join(r.value for r in Role)}") from None
+        require(actor, account_action(parsed_role))
         if isinstance(purposes, str):
             purposes = [purposes]
         scope = None if purposes is None else sorted(validate_purposes(purposes))
@@ -95,11 +97,12 @@ class AccountService:
         return account, f"ft_{key_id}_{secret}"
 
     def disable(self, actor: Actor, *, name: str) -> None:
-        require(actor, Action.ACCOUNT_ADMIN)
+        require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
         with self.db.write() as session, session.begin():
             account = session.scalar(select(Account).where(Account.name == name))
             if account is None:
                 raise NotFoundError(f"no account named {name!r}")
+            require(actor, account_action(Role(account.role)))
             account.disabled_at = datetime.now(UTC)
             self.audit.record(session, actor=actor.name, action="account.disable",
                               details={"account_id": account.id, "name": name})
@@ -108,7 +111,7 @@ class AccountService:
                                     "key_id": account.key_id})
 
     def list(self, actor: Actor) -> list[Account]:
-        require(actor, Action.ACCOUNT_ADMIN)
+        require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
         with self.db.read() as session:
             return list(session.scalars(select(Account).order_by(Account.id)))
 

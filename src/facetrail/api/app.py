@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from facetrail import __version__
@@ -37,7 +38,12 @@ def create_app(ft: Facetrail) -> FastAPI:
         yield
         await run_in_threadpool(denials.flush, everything=True)  # the repeat counts not written yet
 
-    app = FastAPI(
+    # The docs (/docs) load Swagger UI from files shipped in the fastapi-offline package, under /docs/assets, never
+    # from a CDN: facetrail often runs where there is no network. No /redoc: ReDoc loads its logo from its CDN.
+    app = FastAPIOffline(
+        static_url="/docs/assets",
+        redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI's default validator badge is a remote image
         title="facetrail",
         version=__version__,
         description="Face search that is lawful by design. Authenticate with `Authorization: Bearer <API key>`.",

@@ -1,10 +1,11 @@
-"""Request dependencies: the opened Facetrail, the authenticated actor and the per-key search budget."""
+"""Request dependencies: the opened Facetrail, the authenticated actor and the per-key search budget (the role
+checks are in api/guard.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from facetrail.accounts.roles import Actor
 from facetrail.accounts.service import KeyRefusedError
@@ -20,25 +21,24 @@ def get_facetrail(request: Request) -> Facetrail:
 FacetrailDep = Annotated[Facetrail, Depends(get_facetrail)]
 
 
-def get_actor(request: Request, ft: FacetrailDep, authorization: Annotated[str | None, Header()] = None,
-              x_api_key: Annotated[str | None, Header()] = None) -> Actor:
-    """The account behind the request's API key (Authorization: Bearer <key>, or X-API-Key).
-
-    The actor is kept on request.state so that a refusal further on (403) can be logged under its name."""
-    key = x_api_key
+def authenticate(request: Request) -> Actor:
+    """The account behind the request's API key (Authorization: Bearer <key>, or X-API-Key), checked once per
+    request: the actor is kept on request.state, where a refusal further on (403) also finds its name."""
+    known: Actor | None = getattr(request.state, "actor", None)
+    if known is not None:
+        return known
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
     if not key:
         raise KeyRefusedError("an API key is required (Authorization: Bearer <key>)", reason="missing")
-    actor = ft.accounts.authenticate(key)
+    actor = get_facetrail(request).accounts.authenticate(key)
     request.state.actor = actor
     return actor
 
 
-ActorDep = Annotated[Actor, Depends(get_actor)]
-
-
-def search_budget(request: Request, actor: ActorDep) -> None:
+def search_budget(request: Request) -> None:
     """Spend one of the key's searches (settings.search_per_minute), or refuse with 429.
 
     Added to every route of the search router; only a search (POST) is counted: the crops of its results
@@ -46,6 +46,6 @@ def search_budget(request: Request, actor: ActorDep) -> None:
     if request.method != "POST":
         return
     limiter: RateLimiter = request.app.state.search_limiter
-    wait = limiter.hit(actor.name)
+    wait = limiter.hit(authenticate(request).name)
     if wait:
         raise TooManyRequestsError("too many searches with this API key; try again later", retry_after=wait)

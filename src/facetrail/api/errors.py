@@ -1,14 +1,19 @@
-"""Domain errors to HTTP responses: one table, one handler. Every 401 and 403 also goes to the audit log
+"""Errors to HTTP responses: one table for the domain errors, and one body shape for every error the API answers,
+FastAPI's own (request validation, unknown routes) included. Every 401 and 403 also goes to the audit log
 (facetrail.api.denials)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from facetrail.errors import (
@@ -49,9 +54,30 @@ def status_for(exc: FacetrailError) -> int:
     return 400
 
 
-def error_body(detail: str, error: str) -> dict[str, object]:
-    """Every error the API answers has this shape (plus `field` for an invalid value)."""
-    return {"detail": detail, "error": error}
+def error_body(detail: str, error: str, field: str | None = None) -> dict[str, object]:
+    """Every error the API answers has this shape (schemas.ErrorBody); `field` names the invalid value, if any."""
+    return {"detail": detail, "error": error, "field": field}
+
+
+def _field(loc: Sequence[Any]) -> str:
+    """A validation error's location as a field name: ("body", "purposes", 0) -> "purposes.0"."""
+    inner = [str(part) for part in loc[1:]] if len(loc) > 1 and loc[0] in ("body", "query", "path", "header",
+                                                                            "cookie") else [str(p) for p in loc]
+    return ".".join(inner) or "body"
+
+
+def validation_body(errors: Sequence[Any]) -> dict[str, object]:
+    """FastAPI's list of validation problems as one error body: every problem in `detail`, the first in `field`."""
+    problems: list[tuple[str, str]] = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            problems.append(("body", f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'unreadable')})"))
+        else:
+            problems.append((_field(error.get("loc", ())), str(error.get("msg", "invalid"))))
+    if not problems:
+        problems.append(("body", "the request is not valid"))
+    detail = "; ".join(f"{field}: {message}" for field, message in problems)
+    return error_body(detail, "InvalidValueError", problems[0][0])
 
 
 async def send_json_error(send: Send, status: int, detail: str, error: str,
@@ -68,9 +94,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FacetrailError)
     async def handle(request: Request, exc: FacetrailError) -> JSONResponse:
         status = status_for(exc)
-        body = error_body(str(exc), type(exc).__name__)
-        if isinstance(exc, InvalidValueError):
-            body["field"] = exc.field
+        body = error_body(str(exc), type(exc).__name__, exc.field if isinstance(exc, InvalidValueError) else None)
         headers: dict[str, str] = {}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
@@ -91,3 +115,14 @@ def install(app: FastAPI) -> None:
         # A well-formed number too large for the store (SQLite integers are 64-bit): the caller's error, not ours.
         return JSONResponse(error_body("a number in the request is out of range", "InvalidValueError"),
                             status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's own refusals (no such route, method not allowed, an unreadable body), in the same shape.
+        kind = "NotFoundError" if exc.status_code == 404 else "HTTPError"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code,
+                            headers=dict(exc.headers) if exc.headers else None)

@@ -196,12 +196,13 @@ class AuditVerifyPublic(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error answer: what went wrong, the kind of error, and for a bad value the field it names. Request
-    validation errors carry FastAPI's list of problems as `detail`."""
+    """Every error answer: what went wrong, the kind of error, and for a bad value the field it names (a request
+    that fails validation lists every problem in `detail` and names the first in `field`)."""
 
-    detail: str | list[dict[str, Any]]
-    error: str | None = None
-    field: str | None = None
+    detail: str
+    error: str = Field(description="the kind of error, e.g. InvalidValueError, PermissionDeniedError")
+    field: str | None = Field(description="the invalid field (body fields by name, list items as name.index); "
+                              "null when the error is not about one value")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

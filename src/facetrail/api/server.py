@@ -1,20 +1,41 @@
-"""Serving the API with uvicorn, with a shutdown that does not wait for a long ingestion to end.
+"""Serving the API with uvicorn: the port taken before anything else is done, a log that holds no secret, and
+a shutdown that does not wait for a long ingestion to end.
 
-Told to stop (SIGTERM, Ctrl-C), uvicorn stops accepting connections and waits for the requests in
-progress. An upload's ingestion runs in a request and may take minutes, so the signal also interrupts
-it: the batch ends after the image in hand, whatever was committed stays, and the client gets a 503
-saying to upload again (a re-run skips what is in the store and does the rest).
+`take_port` listens at once, so that a port in use is reported before a command changes anything. Told to stop
+(SIGTERM, Ctrl-C), uvicorn stops accepting connections and waits for the requests in progress. An upload's
+ingestion runs in a request and may take minutes, so the signal also interrupts it: the batch ends after the
+image in hand, whatever was committed stays, and the client gets a 503 saying to upload again (a re-run skips
+what is in the store and does the rest). The log goes through `facetrail.api.serving.log_config` (secrets
+redacted).
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
 
 from facetrail.api.app import create_app
+from facetrail.api.serving import log_config
+from facetrail.errors import ConflictError
 from facetrail.runtime import Facetrail
+
+
+def take_port(host: str, port: int) -> socket.socket:
+    """Listen on host:port now, so that a port in use is reported before the command changes anything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may follow a stop
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConflictError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server is "
+                            "probably running there; stop it or choose another --port)") from None
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -35,16 +56,20 @@ def _stopped(_sig: int, _frame: FrameType | None) -> None:
     raise _Stopped
 
 
-def serve(ft: Facetrail, *, host: str, port: int) -> None:
-    """Serve the API until SIGTERM or SIGINT; an ingestion in progress is interrupted cleanly, and this returns
-    (so that the caller closes the data directory) rather than dying of the signal."""
+def serve(ft: Facetrail, sock: socket.socket) -> None:
+    """Serve the API on a socket from `take_port` until SIGTERM or SIGINT; an ingestion in progress is
+    interrupted cleanly, and this returns (so that the caller closes the data directory) rather than dying of
+    the signal. The socket is closed on return."""
+    host, port = sock.getsockname()[:2]
     ft.gallery.index()  # load or repair before the first request
     # uvicorn raises the signal it stopped for again, under the handlers it found: these end the serving here.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    config = uvicorn.Config(create_app(ft), host=host, port=port, log_level="info", log_config=log_config())
     try:
-        _Server(uvicorn.Config(create_app(ft), host=host, port=port, log_level="info"), ft).run()
+        _Server(config, ft).run(sockets=[sock])
     except _Stopped:
         pass
     finally:
+        sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

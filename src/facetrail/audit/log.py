@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from facetrail.fsutil import atomic_write
+from facetrail.fsutil import atomic_write, private_opener
 from facetrail.store.models import AuditEntry
 
 GENESIS = "0" * 64
@@ -72,7 +72,8 @@ class AuditLog:
     def _write_head(self, seq: int, digest: str) -> None:
         """Move the anchor forward, never back: commits of several threads and processes can finish in any
         order, so the read-compare-write is serialised (a thread lock, and a file lock across processes)."""
-        with self._head_lock, open(self.head_path.with_name(self.head_path.name + ".lock"), "a+") as lock:
+        with self._head_lock, open(self.head_path.with_name(self.head_path.name + ".lock"), "a+",
+                                     opener=private_opener) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read_head()
             if current is None or current[0] < seq:

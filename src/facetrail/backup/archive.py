@@ -33,7 +33,7 @@ from facetrail.accounts.roles import Action, Actor, require
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.vault import is_sealed
 from facetrail.errors import FacetrailError, InvalidValueError
-from facetrail.fsutil import fsync_dir
+from facetrail.fsutil import PRIVATE_FILE, fsync_dir, private_dir, private_opener
 from facetrail.runtime import Facetrail
 
 FORMAT = "facetrail-backup-1"
@@ -71,7 +71,7 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
     _clean_leftovers(ft.data / "tmp", "backup-*", 1)
     _clean_leftovers(dest.parent, f".{dest.name}.*.partial", -2)
     work = ft.data / "tmp" / f"backup-{os.getpid()}-{secrets.token_hex(4)}"
-    work.mkdir(parents=True)
+    private_dir(work)
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
         # The head anchor first: read before the snapshot, it can only be at or behind the snapshot's log.
@@ -81,7 +81,8 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
         facts, keys = _facts(snapshot)
         sums: dict[str, str] = {}
         missing = 0
-        with open(partial, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with open(partial, "wb", opener=private_opener) as raw, \
+                tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, DATABASE, snapshot.read_bytes(), sums)
             _add(tar, HEAD, head, sums)
             for name, data in _index_files(ft):
@@ -134,6 +135,7 @@ def _clean_leftovers(folder: Path, pattern: str, pid_at: int) -> None:
 def _snapshot_database(source: Path, target: Path) -> None:
     """A consistent copy of a live database (WAL included), taken in one read transaction."""
     src = sqlite3.connect(source, timeout=60)
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))  # owner-only before SQLite writes it
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)

@@ -29,7 +29,7 @@ from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
 from facetrail.crypto.setup import keyring_path
 from facetrail.errors import ConflictError, InvalidValueError
-from facetrail.fsutil import atomic_write, fsync_dir, write_synced
+from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import Facetrail
 
 MAX_MEMBERS = 50_000_000
@@ -47,7 +47,7 @@ def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[s
         staging = data / swap.STAGING
         shutil.rmtree(staging, ignore_errors=True)
         new = staging / "new"
-        new.mkdir(parents=True)
+        private_dir(new)
         try:
             manifest = _extract(archive, new)
             _check_keyring(settings, archive, manifest)
@@ -90,7 +90,7 @@ def _extract(archive: Path, into: Path) -> dict[str, Any]:
                 payload = _read(tar, member)
                 if hashlib.sha256(payload).hexdigest() != expected:
                     raise InvalidValueError("path", f"{archive}: {name} is damaged (checksum mismatch)")
-                target.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(target.parent)
                 write_synced(target, payload)
             unexpected = set(by_name) - set(sums) - {MANIFEST}
             if unexpected:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.errors import ConflictError
-from facetrail.fsutil import atomic_write, fsync_dir
+from facetrail.fsutil import atomic_write, fsync_dir, private_dir, private_opener
 
 STAGING = ".restore"
 JOURNAL = "journal.json"
@@ -52,7 +52,7 @@ def finish_swap(data: Path) -> dict[str, Any] | None:
         return None
     if journal["state"] == "swapping":
         new, old = data / STAGING / "new", data / STAGING / "old"
-        old.mkdir(exist_ok=True)
+        private_dir(old)
         brought = set(journal["items"])
         for name in ITEMS:
             live, staged, aside = data / name, new / name, old / name
@@ -79,7 +79,7 @@ def done(data: Path) -> None:
 def finishing(data: Path) -> Iterator[None]:
     """Held while a process finishes a pending restore (swap, ledger, audit), so that two processes opening the
     directory at once do not both do it: the second waits, then finds it done."""
-    with open(data / FINISH_LOCK, "a+") as fh:
+    with open(data / FINISH_LOCK, "a+", opener=private_opener) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
@@ -101,8 +101,8 @@ def exclusive(data: Path) -> Iterator[None]:
 
 @contextmanager
 def _lock(data: Path, kind: int, busy: str) -> Iterator[None]:
-    data.mkdir(parents=True, exist_ok=True)
-    fh = open(data / LOCK, "a+")  # noqa: SIM115  # held for the life of the context
+    private_dir(data)
+    fh = open(data / LOCK, "a+", opener=private_opener)  # noqa: SIM115  # held for the life of the context
     try:
         try:
             fcntl.flock(fh, kind | fcntl.LOCK_NB)

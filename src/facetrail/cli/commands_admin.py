@@ -148,9 +148,10 @@ def serve(ctx: typer.Context,
     """Serve the REST API (OpenAPI docs at /docs). SIGTERM or Ctrl-C stops it, interrupting an upload's
     ingestion after its current image (what was committed stays; uploading again finishes it)."""
     from facetrail.api.server import serve as serve_api
+    from facetrail.api.server import take_port
 
     with reported_errors(as_json):
         ft = state(ctx).open()
         if as_json:
             emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
-        serve_api(ft, host=host, port=port)
+        serve_api(ft, take_port(host, port))

@@ -69,5 +69,6 @@ def demo(
             console.print(f"API docs: {url}/docs")
         if serve:
             from facetrail.api.server import serve as serve_api
+            from facetrail.api.server import take_port
 
-            serve_api(ft, host=host, port=port)
+            serve_api(ft, take_port(host, port))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from facetrail.ingest.workers import exit_with_parent
 from facetrail.vision.backend import VisionConfig
 
 Progress = Callable[[int, int], None]
@@ -115,6 +116,11 @@ def extract_templates(pipeline: str, paths: list[Path], keys: list[str], *, conf
     return templates
 
 
+def _init_worker(init: Callable[[VisionConfig], None], config: VisionConfig) -> None:
+    exit_with_parent()  # a killed benchmark leaves no worker behind
+    init(config)
+
+
 def _run(init: Callable[[VisionConfig], None], config: VisionConfig, paths: list[str], workers: int,
          progress: Progress | None) -> Iterator[tuple[Any, str]]:
     if workers <= 1:
@@ -125,7 +131,7 @@ def _run(init: Callable[[VisionConfig], None], config: VisionConfig, paths: list
                 progress(i + 1, len(paths))
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=init, initargs=(config,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(init, config)) as pool:
         for i, result in enumerate(pool.map(_extract, paths, chunksize=16)):
             yield result
             if progress:

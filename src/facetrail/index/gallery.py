@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.crypto.vault import Vault, is_sealed
 from facetrail.errors import IndexCorruptError
+from facetrail.fsutil import private_dir, private_opener
 from facetrail.index.base import Hit
 from facetrail.index.faiss_index import FaissIndex
 from facetrail.store.db import Database, get_generation
@@ -56,8 +57,8 @@ class Gallery:
     @contextmanager
     def file_lock(self) -> Iterator[None]:
         """Serialise index writers across processes (CLI ingestion beside a running server)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as fh:
+        private_dir(self.path.parent)
+        with open(self.path.with_suffix(".lock"), "a+", opener=private_opener) as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

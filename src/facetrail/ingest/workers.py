@@ -6,11 +6,17 @@ replaced and the other items in flight are submitted again, so one pathological 
 time limit and a restart, never a hang. A worker that dies (a crash in native code, the kernel's OOM killer)
 breaks the pool the same way: which item killed it is unknown, so the items that were in flight run again one
 at a time in a new pool, and the one that breaks it alone is reported.
+
+A worker exits when the process that started it dies, even by SIGKILL (which runs no clean-up): otherwise
+the workers of a killed ingestion, and the multiprocessing resource tracker they keep open, would live on.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +31,26 @@ from facetrail.vision.backend import VisionConfig
 
 Job = TypeVar("Job")
 Outcome = ImageAnalysis | BaseException
+PARENT_POLL_S = 0.5
+
+
+def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
+    """In a worker process: exit as soon as the process that started it is gone (its parent id changes when it
+    is re-parented). A watch thread, because a worker blocked waiting for work never notices by itself."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)  # no clean-up to run: the work it held was the dead parent's
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def init_worker(config: VisionConfig) -> None:
+    """Process-pool initializer of the vision workers."""
+    exit_with_parent()
+    analysis.init_worker(config)
 
 
 class WorkerPool(Generic[Job]):
@@ -98,7 +124,7 @@ class WorkerPool(Generic[Job]):
 
     def _start(self) -> None:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=analysis.init_worker, initargs=(self.config,))
+                                         initializer=init_worker, initargs=(self.config,))
 
     def _stop(self, *, kill: bool) -> None:
         pool, self._pool = self._pool, None

@@ -42,6 +42,7 @@ from facetrail.audit.log import AuditLog
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError, InvalidValueError, KeyUnavailableError, MediaError, NotFoundError
+from facetrail.fsutil import private_opener
 from facetrail.index.gallery import Gallery
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
@@ -167,7 +168,7 @@ class ErasureService:
 
     # -- the steps -----------------------------------------------------------------------------------
     def _finish(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
-        with open(self.lock_path, "a+") as lock:
+        with open(self.lock_path, "a+", opener=private_opener) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return self._steps(actor_name, erasure_id)
 

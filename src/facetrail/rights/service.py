@@ -116,7 +116,7 @@ class RequestService:
             session.flush()
             self._event(session, request, None, S.RECEIVED, PORTAL, "received")
             self._transition(session, request, S.IDENTITY_PENDING, PORTAL, "e-mail code sent")
-        self.mailer.send(to=address, subject=f"Your request {request.id}: confirmation code", body=(
+        self.mailer.send(to=address, ref=request.id, subject=f"Your request {request.id}: confirmation code", body=(
             f"We received your {parsed.value} request {request.id} on {received:%Y-%m-%d %H:%M} UTC. "
             f"It is due by {request.due_at:%Y-%m-%d}.\n\nYour confirmation code: {code}\n"
             f"It is valid for {self.settings.code_ttl_minutes} minutes. Follow your request at "
@@ -264,9 +264,9 @@ class RequestService:
             request.extension_reasons = reasons.strip()
             request.extension_sent_at = now()
             self._transition(session, request, S.EXTENDED, actor.name, f"extended by {months} month(s)")
-        self.mailer.send(to=request.email, subject=f"Your request {request.id}: more time needed", body=(
-            f"We need {months} more month(s) to answer your request {request.id}, which is now due by "
-            f"{self._due(request):%Y-%m-%d}. Reasons: {reasons.strip()}\n\n{COMPLAINT}\n"))
+        self.mailer.send(to=request.email, ref=request.id, subject=f"Your request {request.id}: more time needed",
+                         body=f"We need {months} more month(s) to answer your request {request.id}, which is now "
+                              f"due by {self._due(request):%Y-%m-%d}. Reasons: {reasons.strip()}\n\n{COMPLAINT}\n")
 
     def refuse(self, actor: Actor, request_id: str, justification: str, *, unfounded: bool = False) -> None:
         """Refuse with a stored justification; the person is told of their right to complain."""
@@ -281,7 +281,7 @@ class RequestService:
             self._transition(session, request, S.REFUSED, actor.name,
                              "manifestly unfounded or excessive" if unfounded else "refused")
             self._close(request)
-        self.mailer.send(to=request.email, subject=f"Your request {request.id}: refused", body=(
+        self.mailer.send(to=request.email, ref=request.id, subject=f"Your request {request.id}: refused", body=(
             f"We cannot act on your request {request.id}. Reason: {justification.strip()}\n\n{COMPLAINT}\n"))
 
     def decide_objection(self, actor: Actor, request_id: str, *, uphold: bool, reason: str) -> dict[str, Any]:
@@ -338,13 +338,15 @@ class RequestService:
             self._transition(session, request, S.COMPLETED, actor_name, note or "answered")
             self._close(request)
             answer_public = dict(request.answer)
-        self.mailer.send(to=request.email, subject=f"Your request {request.id}: answered", body=(
+        self.mailer.send(to=request.email, ref=request.id, subject=f"Your request {request.id}: answered", body=(
             f"Your {request.kind} request {request.id} has been answered. See it at {self.settings.portal_url}\n"))
         return answer_public
 
     def _close(self, request: RightsRequest) -> None:
-        """Verification material goes when the request closes (hard rule 8)."""
+        """Verification material goes when the request closes (hard rule 8), and so does the mail kept about it
+        (its e-mail code); only the closing notice, sent next and holding no code, is left."""
         request.closed_at = now()
+        self.mailer.purge(request.id)
         if request.selfie_key:
             self.blobs.shred(request.selfie_key)
             request.selfie_key = None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from facetrail.crypto.vault import DataKey, Vault, key_id_of
 from facetrail.errors import KeyUnavailableError
-from facetrail.fsutil import atomic_write
+from facetrail.fsutil import atomic_write, private_dir
 
 _KEY = re.compile(r"^[a-z]+/[A-Za-z0-9_.-]+$")
 
@@ -27,7 +27,7 @@ class BlobStore:
     def __init__(self, root: Path, vault: Vault) -> None:
         self.root = root
         self.vault = vault
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
 
     def _path(self, key: str) -> Path:
         if not _KEY.match(key) or ".." in key:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrail.fsutil import PRIVATE_FILE
 from facetrail.store.models import Meta
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -20,11 +22,19 @@ WRITE_OPTION = "facetrail_write"
 def make_engine(url: str) -> Engine:
     """An engine with the pragmas facetrail relies on for SQLite (WAL, secure_delete, FKs)."""
     if url.startswith("sqlite"):
+        _create_private(url)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _create_private(url: str) -> None:
+    """Create a new SQLite database file owner-only: SQLite gives its -wal, -shm and -journal files the same mode."""
+    name = make_url(url).database
+    if name and name != ":memory:" and not name.startswith("file:"):
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

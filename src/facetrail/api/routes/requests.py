@@ -7,10 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.accounts.roles import Action, Actor
+from facetrail.api.deps import FacetrailDep
+from facetrail.api.guard import GuardedRoute, allowed
 from facetrail.rights.views import dpo_view
 
-router = APIRouter(prefix="/v1/requests", tags=["requests"])
+router = APIRouter(prefix="/v1/requests", tags=["requests"], route_class=GuardedRoute)
+DpoActor = Annotated[Actor, allowed(Action.REQUESTS)]
 
 
 class Justification(BaseModel):
@@ -37,54 +40,54 @@ class Note(BaseModel):
 
 
 @router.get("")
-def list_requests(ft: FacetrailDep, actor: ActorDep,
+def list_requests(ft: FacetrailDep, actor: DpoActor,
                   include_closed: Annotated[bool, Query()] = False) -> list[dict[str, Any]]:
     """Open requests, overdue first, then those due soonest."""
     return [dpo_view(ft.requests, r) for r in ft.requests.queue(actor, open_only=not include_closed)]
 
 
 @router.get("/{request_id}")
-def show_request(request_id: str, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def show_request(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     return dpo_view(ft.requests, ft.requests.get(actor, request_id), with_events=True)
 
 
 @router.post("/{request_id}/manual-check")
-def require_manual_check(request_id: str, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def require_manual_check(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.require_manual_check(actor, request_id)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/approve")
-def approve(request_id: str, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def approve(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.approve(actor, request_id)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/reject")
-def reject(request_id: str, body: Justification, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def reject(request_id: str, body: Justification, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.reject(actor, request_id, body.justification)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/extend")
-def extend(request_id: str, body: Extension, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def extend(request_id: str, body: Extension, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.extend(actor, request_id, months=body.months, reasons=body.reasons)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/refuse")
-def refuse(request_id: str, body: Justification, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def refuse(request_id: str, body: Justification, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.refuse(actor, request_id, body.justification, unfounded=body.unfounded)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/objection")
-def decide_objection(request_id: str, body: Decision, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def decide_objection(request_id: str, body: Decision, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.decide_objection(actor, request_id, uphold=body.uphold, reason=body.reason)
     return show_request(request_id, ft, actor)
 
 
 @router.post("/{request_id}/fulfil")
-def fulfil(request_id: str, body: Note, ft: FacetrailDep, actor: ActorDep) -> dict[str, Any]:
+def fulfil(request_id: str, body: Note, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.fulfil(actor, request_id, body.note)
     return show_request(request_id, ft, actor)

@@ -7,18 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 
-from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.accounts.roles import Action, Actor
+from facetrail.api.deps import FacetrailDep
+from facetrail.api.guard import GuardedRoute, allowed
 from facetrail.api.schemas import SearchPublic
 from facetrail.api.uploads import read_upload
 from facetrail.errors import MediaError
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=GuardedRoute)
+Searcher = Annotated[Actor, allowed(Action.SEARCH)]
 
 
 @router.post("/v1/search", response_model=SearchPublic)
 def search(
     ft: FacetrailDep,
-    actor: ActorDep,
+    actor: Searcher,
     photo: Annotated[UploadFile, File(description="the query photo; processed in memory, never stored")],
     purpose: Annotated[str, Form(description="the declared purpose; only sources registered for it are searched")],
     case: Annotated[str, Form(description="case reference")],
@@ -37,7 +40,7 @@ def search(
 
 @router.get("/v1/searches/{search_id}/faces/{face_id}/crop", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}}})
-def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: ActorDep) -> Response:
+def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: Searcher) -> Response:
     """The face crop of a result, only for the account whose search returned it."""
     return Response(ft.search.result_crop(actor, search_id, face_id), media_type="image/jpeg",
                     headers={"Cache-Control": "no-store"})

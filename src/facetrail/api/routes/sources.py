@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.accounts.roles import Action, Actor
+from facetrail.api.deps import FacetrailDep
+from facetrail.api.guard import GuardedRoute, allowed
 from facetrail.api.schemas import (
     IngestReportPublic,
     SourceCreate,
@@ -18,40 +20,43 @@ from facetrail.api.uploads import read_upload
 from facetrail.errors import ShuttingDownError
 from facetrail.sources.inputs import InputItem, from_upload
 
-router = APIRouter(prefix="/v1/sources", tags=["sources"])
+router = APIRouter(prefix="/v1/sources", tags=["sources"], route_class=GuardedRoute)
+SourceReader = Annotated[Actor, allowed(Action.SOURCE_READ)]
+SourceWriter = Annotated[Actor, allowed(Action.SOURCE_WRITE)]
+Ingester = Annotated[Actor, allowed(Action.INGEST)]
 
 
 @router.get("", response_model=list[SourcePublic])
-def list_sources(ft: FacetrailDep, actor: ActorDep) -> list[SourcePublic]:
+def list_sources(ft: FacetrailDep, actor: SourceReader) -> list[SourcePublic]:
     return [SourcePublic.model_validate(s) for s in ft.sources.list(actor)]
 
 
 @router.post("", response_model=SourcePublic, status_code=201)
-def add_source(body: SourceCreate, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+def add_source(body: SourceCreate, ft: FacetrailDep, actor: SourceWriter) -> SourcePublic:
     source = ft.sources.add(actor, **body.model_dump())
     return SourcePublic.model_validate(source)
 
 
 @router.get("/{source_id}", response_model=SourcePublic)
-def get_source(source_id: int, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+def get_source(source_id: int, ft: FacetrailDep, actor: SourceReader) -> SourcePublic:
     return SourcePublic.model_validate(ft.sources.get(actor, source_id))
 
 
 @router.patch("/{source_id}", response_model=SourcePublic)
-def update_source(source_id: int, body: SourceUpdate, ft: FacetrailDep, actor: ActorDep) -> SourcePublic:
+def update_source(source_id: int, body: SourceUpdate, ft: FacetrailDep, actor: SourceWriter) -> SourcePublic:
     """Edit a source: a change of purposes, legal basis or Art. 9 condition makes a new version (with a reason)."""
     return SourcePublic.model_validate(ft.sources.update(actor, source_id, **body.model_dump(exclude_none=True)))
 
 
 @router.get("/{source_id}/versions", response_model=list[SourceVersionPublic])
-def source_versions(source_id: int, ft: FacetrailDep, actor: ActorDep) -> list[SourceVersionPublic]:
+def source_versions(source_id: int, ft: FacetrailDep, actor: SourceReader) -> list[SourceVersionPublic]:
     """The history of the source's legal terms, oldest first."""
     return [SourceVersionPublic.model_validate(v) for v in ft.sources.versions(actor, source_id)]
 
 
 @router.post("/{source_id}/images", response_model=IngestReportPublic)
 def upload_images(source_id: int, files: Annotated[list[UploadFile], File(description="images or zip archives")],
-                  ft: FacetrailDep, actor: ActorDep) -> IngestReportPublic:
+                  ft: FacetrailDep, actor: Ingester) -> IngestReportPublic:
     """Ingest uploaded images (or zip archives of images) into a source. Per-file errors are reported."""
     limits = ft.input_limits
     items: list[InputItem] = []

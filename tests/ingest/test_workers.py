@@ -1,0 +1,69 @@
+"""The vision worker processes never outlive the process that started them, even when it is killed by SIGKILL
+(no clean-up runs): they exit, and with them the multiprocessing resource tracker they keep open."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# A process that starts a pool of 2 workers and keeps both busy on items that hang.
+HOLDER = """
+from facetrail.ingest import analysis, workers
+from facetrail.vision.backend import VisionConfig
+from tests.ingest import stall
+analysis.analyze_in_worker = stall.analyze_or_misbehave
+pool = workers.WorkerPool(2, VisionConfig(), 3600, data=lambda job: job)
+for _ in pool.analyse(iter([stall.STALL, stall.STALL])):
+    pass
+"""
+
+
+def children_of(pid: int) -> list[int]:
+    """Living (not zombie) child processes of `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            if int(ppid) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_workers_exit_when_their_parent_is_killed() -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 120
+        started: list[int] = []
+        while len(started) < 3 and time.monotonic() < deadline and holder.poll() is None:
+            time.sleep(0.2)
+            started = children_of(holder.pid)  # the resource tracker and the two workers
+        assert len(started) == 3, f"the pool did not start: {started}"
+        time.sleep(1)  # the workers are past their start-up, holding their items
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in started if alive(pid)], "processes of the killed pool outlived it"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

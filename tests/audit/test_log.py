@@ -17,7 +17,7 @@ from tests.conftest import add_source
 def logged(tmp_path: Path) -> Path:
     """A data directory with a handful of audit entries."""
     data = tmp_path / "data"
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     for i in range(3):
         add_source(ft, name=f"source {i}")
     ft.accounts.create(local_actor(), name="ivy", role="investigator")
@@ -105,7 +105,7 @@ def test_threads_committing_at_once_keep_the_head_and_the_chain(tmp_path: Path) 
     anchor's file nor move it backwards."""
     from concurrent.futures import ThreadPoolExecutor
 
-    ft = Facetrail.open(tmp_path / "data", workers=1)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1)
 
     def record(i: int) -> None:
         with ft.db.write() as session, session.begin():

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, err_console, reported_errors
+from facetrail.accounts.roles import Action, Role, actions_of
+from facetrail.audit.query import AuditQuery
+from facetrail.cli.output import console, emit_json, err_console, field_table, reported_errors, when
+from facetrail.cli.server import serve_api, take_port
 from facetrail.cli.state import JsonOpt, state
 from facetrail.runtime import local_actor
+from facetrail.store.models import Account
+from facetrail.timestamps import parse_time
 
 user_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their API keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
@@ -36,18 +42,23 @@ def user_add(ctx: typer.Context, name: Annotated[str, typer.Argument()],
             emit_json({"id": account.id, "name": account.name, "role": account.role, "purposes": account.purposes,
                        "expires_at": account.expires_at, "api_key": key})
         else:
-            console.print(f"account [bold]{account.name}[/] ({account.role}) created; it may search for "
-                          f"{_purposes(account.purposes)}; its key {_expiry(account.expires_at)}. "
-                          "API key (shown once):")
+            console.print(f"account [bold]{account.name}[/] ({account.role}) created; {_abilities(account)}; "
+                          f"its key {_expiry(account.expires_at)}. API key (shown once):")
             console.print(key, highlight=False, soft_wrap=True)
 
 
-def _purposes(purposes: list[str] | None) -> str:
-    return "any purpose" if purposes is None else ", ".join(purposes)
+def _abilities(account: Account) -> str:
+    """What the new account may do, from the roles table: only a role that may search is told for what."""
+    actions = actions_of(Role(account.role))
+    may = ", ".join(a.value for a in actions if a is not Action.SEARCH)
+    if Action.SEARCH not in actions:
+        return f"it may: {may}; it cannot search"
+    scope = "any purpose" if account.purposes is None else ", ".join(account.purposes)
+    return f"it may: {may}; it may search for {scope}"
 
 
 def _expiry(expires_at: datetime | None) -> str:
-    return "never expires" if expires_at is None else f"expires {expires_at:%Y-%m-%d %H:%M} UTC"
+    return "never expires" if expires_at is None else f"expires {when(expires_at)}"
 
 
 @user_app.command("list")
@@ -63,11 +74,11 @@ def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         now = datetime.now(UTC)
         table = Table("id", "name", "role", "purposes", "created", "expires", "disabled")
         for a in accounts:
-            expires = "never" if a.expires_at is None else f"{a.expires_at:%Y-%m-%d %H:%M}"
+            expires = when(a.expires_at, "never")
             if a.expires_at is not None and a.expires_at <= now:
                 expires += " (expired)"
             table.add_row(str(a.id), a.name, a.role, "any" if a.purposes is None else ", ".join(a.purposes),
-                          str(a.created_at), expires, str(a.disabled_at or ""))
+                          when(a.created_at), expires, when(a.disabled_at))
         console.print(table)
 
 
@@ -100,18 +111,42 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 @audit_app.command("list")
 def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entries after this seq")] = 0,
-               limit: Annotated[int, typer.Option(help="at most this many")] = 50, as_json: JsonOpt = False) -> None:
-    """Show audit entries in order."""
+               limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+               actor: Annotated[str | None, typer.Option(help="only this actor (e.g. local:alice, ivy)")] = None,
+               action: Annotated[str | None, typer.Option(help="only this action (e.g. search)")] = None,
+               purpose: Annotated[str | None, typer.Option(help="only entries for this purpose")] = None,
+               case: Annotated[str | None, typer.Option(help="only entries for this case reference")] = None,
+               since: Annotated[str | None, typer.Option(help="from this time on (ISO 8601; UTC if no zone)")] = None,
+               until: Annotated[str | None, typer.Option(help="before this time (ISO 8601; UTC if no zone)")] = None,
+               as_json: JsonOpt = False) -> None:
+    """Show audit entries in order, filtered by actor, action, purpose, case and time."""
     with reported_errors(as_json):
-        entries = state(ctx).open().read_audit(local_actor(), after=after, limit=limit)
+        query = AuditQuery(actor=actor, action=action, purpose=purpose, case=case,
+                           since=None if since is None else parse_time(since, "since"),
+                           until=None if until is None else parse_time(until, "until"))
+        entries = state(ctx).open().read_audit(local_actor(), query, after=after, limit=limit)
         if as_json:
             emit_json([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": e.details,
                         "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
             return
+        # Details are folded, never cut: the table wraps them (and every other cell) at the terminal's width.
         table = Table("seq", "at", "actor", "action", "details")
+        table.columns[4].overflow = "fold"
+        table.columns[4].ratio = 1
         for e in entries:
-            table.add_row(str(e.seq), e.at, e.actor, e.action, e.details)
+            table.add_row(str(e.seq), e.at, e.actor, e.action, _details(e.details))
         console.print(table)
+
+
+def _details(text: str) -> str:
+    """`key=value` pairs, one per line: narrower than the JSON and wrapped whole."""
+    try:
+        details = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(details, dict):
+        return text
+    return "\n".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in details.items())
 
 
 @index_app.command("rebuild")
@@ -138,7 +173,7 @@ def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json(body)
         else:
-            console.print(body)
+            console.print(field_table(body))
 
 
 def serve(ctx: typer.Context,
@@ -146,13 +181,16 @@ def serve(ctx: typer.Context,
           port: Annotated[int, typer.Option(help="port")] = 8000,
           as_json: JsonOpt = False) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from facetrail.api.app import create_app
-
     with reported_errors(as_json):
-        ft = state(ctx).open()
-        ft.gallery.index()  # load or repair before the first request
+        sock = take_port(host, port)
+        port = sock.getsockname()[1]
+        try:
+            ft = state(ctx).open()
+        except BaseException:
+            sock.close()
+            raise
         if as_json:
             emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
-        uvicorn.run(create_app(ft), host=host, port=port, log_level="info")
+        else:
+            console.print(f"serving on http://{host}:{port} (docs: /docs)", highlight=False)
+        serve_api(ft, sock)

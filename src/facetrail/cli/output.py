@@ -6,20 +6,49 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.timestamps import iso_z
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: object) -> str:
+    return iso_z(value) if isinstance(value, datetime) else str(value)
+
+
+def when(value: datetime | None, empty: str = "") -> str:
+    """A time in a table cell: the one format (ISO 8601, UTC, `Z`)."""
+    return empty if value is None else iso_z(value)
+
+
+def field_table(fields: dict[str, Any]) -> Table:
+    """One object as a two-column table, for the status commands."""
+    table = Table("field", "value", show_header=False)
+    table.columns[1].overflow = "fold"
+    for name, value in fields.items():
+        table.add_row(name, _cell(value))
+    return table
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return "" if value is None else str(value)
 
 
 @contextmanager

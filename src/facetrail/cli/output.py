@@ -64,7 +64,8 @@ def reported_errors(as_json: bool) -> Iterator[None]:
                 body["field"] = exc.field
             emit_json(body)
         else:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # Never folded by Rich: a path or a command in the message must stay whole to be copied.
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
 
 

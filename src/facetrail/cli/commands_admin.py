@@ -129,13 +129,13 @@ def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entr
             emit_json([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": e.details,
                         "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
             return
-        # Details are folded, never cut: the table wraps them (and every other cell) at the terminal's width.
-        table = Table("seq", "at", "actor", "action", "details")
-        table.columns[4].overflow = "fold"
-        table.columns[4].ratio = 1
+        # Nothing is cut: when, who and what share a column, and every cell folds at the terminal's width.
+        table = Table("seq", "at, actor, action", "details")
+        for column in table.columns:
+            column.overflow = "fold"
         for e in entries:
-            table.add_row(str(e.seq), e.at, e.actor, e.action, _details(e.details))
-        console.print(table)
+            table.add_row(str(e.seq), f"{e.at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
+        console.print(table, highlight=False)
 
 
 def _details(text: str) -> str:

@@ -176,6 +176,6 @@ def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, 
 def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Actor) -> None:
     entries = samples_ft.read_audit(actor, limit=100)
     actions = [e.action for e in entries]
-    assert actions[:3] == ["source.add", "ingest.start", "ingest.finish"]
-    finish = entries[2].details
+    assert actions[:4] == ["data.create", "source.add", "ingest.start", "ingest.finish"]
+    finish = entries[3].details
     assert '"images_added":22' in finish and "obama" not in finish

@@ -36,6 +36,16 @@ def narrow(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(console, "_width", 80)
 
 
+def columns(text: str) -> list[str]:
+    """Each column of a Rich table, its folded pieces put back together (spaces dropped)."""
+    pieces: dict[int, str] = {}
+    for line in text.splitlines():
+        if line.startswith("│"):
+            for i, cell in enumerate(line.strip("│").split("│")):
+                pieces[i] = pieces.get(i, "") + cell.replace(" ", "")
+    return list(pieces.values())
+
+
 def test_index_and_keys_status_are_tables(data: Path) -> None:
     for command, fields in ((["index", "status"], ("faces", "generation", "model_id")),
                             (["keys", "status"], ("master_key", "master_id", "data_keys"))):
@@ -57,6 +67,19 @@ def test_audit_list_shows_every_detail_at_80_columns(data: Path, narrow: None) -
     for detail in ('art9_condition="a"', '"Clubevents2026:everyhomematch,bytheclub\'sphotographer,Anna"',
                    "source.add", "local:"):
         assert detail in flat, text
+
+
+def test_no_table_cuts_a_value_at_80_columns(data: Path, narrow: None) -> None:
+    del narrow
+    run_json(data, "user", "add", "ivy-the-investigator", "--role", "investigator", "--purpose", "find-my-photos")
+    for command, values in ((["user", "list"], ("ivy-the-investigator", "investigator", "find-my-photos")),
+                            (["source", "list"], ("Test Controller", "consent")),
+                            (["index", "status"], ("dlib-resnet-v1",)),
+                            (["search", str(SAMPLES / "obama2.jpg"), "--purpose", "demo", "--case", "t"],
+                             (str(SAMPLES / "obama.jpg").replace(" ", ""),))):
+        code, text = run(data, *command)
+        assert code == 0 and "…" not in text, text
+        assert all(any(v.replace(" ", "") in column for column in columns(text)) for v in values), text
 
 
 def test_one_timestamp_format_in_cli_and_api(data: Path) -> None:

@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from facetrail.accounts.roles import Action, Role, actions_of
 from facetrail.audit.query import AuditQuery
-from facetrail.cli.output import console, emit_json, err_console, field_table, reported_errors, when
+from facetrail.cli.output import console, emit_json, err_console, field_table, folding_table, reported_errors, when
 from facetrail.cli.server import serve_api, take_port
 from facetrail.cli.state import JsonOpt, state
 from facetrail.runtime import local_actor
@@ -72,7 +71,7 @@ def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             emit_json(rows)
             return
         now = datetime.now(UTC)
-        table = Table("id", "name", "role", "purposes", "created", "expires", "disabled")
+        table = folding_table("id", "name", "role", "purposes", "created", "expires", "disabled")
         for a in accounts:
             expires = when(a.expires_at, "never")
             if a.expires_at is not None and a.expires_at <= now:
@@ -130,9 +129,7 @@ def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entr
                         "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
             return
         # Nothing is cut: when, who and what share a column, and every cell folds at the terminal's width.
-        table = Table("seq", "at, actor, action", "details")
-        for column in table.columns:
-            column.overflow = "fold"
+        table = folding_table("seq", "at, actor, action", "details")
         for e in entries:
             table.add_row(str(e.seq), f"{e.at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
         console.print(table, highlight=False)

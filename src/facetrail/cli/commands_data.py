@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
+from facetrail.cli.output import console, emit_json, folding_table, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.runtime import local_actor
@@ -61,7 +60,7 @@ def source_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json([source_dict(s) for s in sources])
             return
-        table = Table("id", "name", "controller", "purposes", "basis", "art. 9", "jurisdictions", "retention")
+        table = folding_table("id", "name", "controller", "purposes", "basis", "art. 9", "jurisdictions", "retention")
         for s in sources:
             table.add_row(str(s.id), s.name, s.controller, ", ".join(s.purposes), s.legal_basis,
                           s.art9_condition, ", ".join(s.jurisdictions), f"{s.retention_days} d")
@@ -137,9 +136,8 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = Table("rank", "score", "band", "face", "image", "source", "original", "box",
+        table = folding_table("rank", "score", "band", "face", "image", "source", "original", "box",
                       title=f"search {outcome.search_id} (bands from {outcome.min_band} up)")
-        table.columns[6].overflow = "fold"  # provenance must be readable whole, not cut with an ellipsis
         for h in outcome.results:
             b = h.box
             table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", str(h.face_id),

@@ -34,13 +34,20 @@ def when(value: datetime | None, empty: str = "") -> str:
     return empty if value is None else iso_z(value)
 
 
+def folding_table(*headers: str, **options: Any) -> Table:
+    """A table whose cells fold at the terminal's width (80 columns without one) and are never cut short."""
+    made = Table(*headers, **options)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
+
+
 def field_table(fields: dict[str, Any]) -> Table:
     """One object as a two-column table, for the status commands."""
-    table = Table("field", "value", show_header=False)
-    table.columns[1].overflow = "fold"
+    shown = folding_table("field", "value", show_header=False)
     for name, value in fields.items():
-        table.add_row(name, _cell(value))
-    return table
+        shown.add_row(name, _cell(value))
+    return shown
 
 
 def _cell(value: object) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.load import free_port
 
 
 def demo_command(data: Path, *args: str) -> list[str]:

@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from bench.load import free_port
 
 from tests.conftest import ROOT, SAMPLES
 
@@ -65,12 +65,6 @@ def stage(work: Path) -> None:
     shutil.copy(SAMPLES / "biden2.jpg", work / "single.jpg")
     shutil.copy(SAMPLES / "obama2.jpg", work / "query.jpg")
     (work / "backups").mkdir()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serves(command: str) -> bool:

@@ -1,6 +1,6 @@
 """The Python API: one object that opens a data directory and wires the services together.
 
-    ft = Facetrail.open(Path("facetrail-data"))
+    ft = Facetrail.open(Path("facetrail-data"))    # create=True to make it when it does not exist yet
     source = ft.sources.add(actor, name=..., purposes=["demo"], ...)
     report = ft.ingest.ingest(actor, source.id, from_paths([Path("photos")], ft.input_limits))
     outcome = ft.search.search(actor, photo_bytes, purpose="demo", case_ref="case-1")

@@ -15,7 +15,7 @@ from facetrail.cli.server import serve_api, take_port
 from facetrail.cli.state import JsonOpt, state
 from facetrail.runtime import local_actor
 from facetrail.store.models import Account
-from facetrail.timestamps import parse_time
+from facetrail.timestamps import iso_z, parse_time
 
 user_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their API keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
@@ -131,7 +131,8 @@ def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entr
         # Nothing is cut: when, who and what share a column, and every cell folds at the terminal's width.
         table = folding_table("seq", "at, actor, action", "details")
         for e in entries:
-            table.add_row(str(e.seq), f"{e.at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
+            at = iso_z(datetime.fromisoformat(e.at), precise=True)  # entries of earlier versions end in +00:00
+            table.add_row(str(e.seq), f"{at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
         console.print(table, highlight=False)
 
 

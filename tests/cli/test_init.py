@@ -87,4 +87,5 @@ def test_data_is_accepted_after_the_command(tmp_path: Path) -> None:
 def test_only_data_before_a_double_dash_is_moved() -> None:
     assert hoist_data_option(["a", "--data", "x", "b", "--data=y", "--", "--data", "z"]) == [
         "--data", "x", "--data=y", "a", "b", "--", "--data", "z"]
-    assert hoist_data_option(["search", "--data"]) == ["search", "--data"]  # no value: click reports it
+    result = runner.invoke(app, ["source", "list", "--data"])
+    assert result.exit_code == 2 and "requires an argument" in result.output, result.output

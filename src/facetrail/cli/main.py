@@ -19,8 +19,8 @@ app = typer.Typer(cls=DataOptionAnywhere, no_args_is_help=True, add_completion=F
 def main_options(
     ctx: typer.Context,
     data: Annotated[Path | None, typer.Option(
-        "--data", help="data directory, before or after the command [default: $FACETRAIL_DATA or "
-                       "./facetrail-data; the demo's: ./facetrail-demo]")] = None,
+        "--data", help="data directory, before or after the command (default: $FACETRAIL_DATA, else "
+                       "./facetrail-data; the demo's own: ./facetrail-demo)")] = None,
 ) -> None:
     # FACETRAIL_DATA is read with the other settings (config.py) when --data is not given.
     ctx.obj = AppState(data=data)

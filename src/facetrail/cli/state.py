@@ -50,7 +50,9 @@ def hoist_data_option(args: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(args[i:])
             break
-        if arg == "--data" and i + 1 < len(args):
+        if arg == "--data":
+            if i + 1 == len(args):
+                raise typer.BadParameter("requires an argument: the data directory", param_hint="'--data'")
             moved += args[i:i + 2]
             i += 2
             continue

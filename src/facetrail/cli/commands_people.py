@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facetrail.cli.output import console, emit_json, folding_table, reported_errors
+from facetrail.cli.output import console, emit_json, folding_table, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.people.views import PersonSummary
 from facetrail.runtime import local_actor
@@ -20,7 +20,7 @@ def _print_people(people: list[PersonSummary]) -> None:
     table = folding_table("id", "name", "faces", "face", "source", "updated")
     for p in people:
         table.add_row(str(p.id), p.name or "", str(p.faces), str(p.face_id or ""), str(p.source_id),
-                      p.updated_at.isoformat(timespec="seconds"))
+                      when(p.updated_at))
     console.print(table)
 
 

@@ -371,7 +371,8 @@ class Prepared:
 
 
 def prepare(data: Path, people: dict[str, list[str]]) -> Prepared:
-    """Sources, the sample photos and two accounts, all through the command line."""
+    """A data directory, sources, the sample photos and two accounts, all through the command line."""
+    cli(data, "init")
     samples = add_source(data, "samples", "the sample photos")
     report = cli(data, "ingest", "--source", str(samples), *map(str, sample_files(people)))
     if report["errors"] or report["images_added"] != len(sample_files(people)):

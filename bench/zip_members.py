@@ -54,7 +54,7 @@ def make_archive(path: Path, members: int) -> None:
 def measure(members: int, work: Path) -> Run:
     archive = work / f"members-{members}.zip"
     make_archive(archive, members)
-    ft = Facetrail.open(work / f"data-{members}", max_zip_members=max(members, 1))
+    ft = Facetrail.open(work / f"data-{members}", create=True, max_zip_members=max(members, 1))
     try:
         source = ft.sources.add(local_actor(), name="bench", controller="bench", purposes=["bench"],
                                 legal_basis="consent", art9_condition="a", evidence_ref="none: a benchmark",

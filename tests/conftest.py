@@ -62,7 +62,7 @@ def actor() -> Actor:
 @pytest.fixture
 def ft(tmp_path: Path) -> Iterator[Facetrail]:
     """An empty Facetrail in a fresh data directory."""
-    instance = Facetrail.open(tmp_path / "data", workers=1)
+    instance = Facetrail.open(tmp_path / "data", create=True, workers=1)
     yield instance
     instance.close()
 
@@ -71,7 +71,7 @@ def ft(tmp_path: Path) -> Iterator[Facetrail]:
 def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it."""
     data = tmp_path_factory.mktemp("samples-store") / "data"
-    instance = Facetrail.open(data, workers=1)
+    instance = Facetrail.open(data, create=True, workers=1)
     source_id = add_source(instance)
     report = instance.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], instance.input_limits))
     assert not report.errors, report.errors

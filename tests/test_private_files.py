@@ -52,7 +52,7 @@ def outbox_subjects(data: Path) -> list[str]:
 
 def test_a_full_flow_writes_only_owner_only_files(tmp_path: Path, shared_umask: None) -> None:  # noqa: ARG001
     data = tmp_path / "data"
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     try:
         source = add_source(ft)
         files = {name: sample_bytes(name) for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "two_people.jpg")}
@@ -93,7 +93,7 @@ def test_a_full_flow_writes_only_owner_only_files(tmp_path: Path, shared_umask: 
 
 
 def test_a_database_file_is_created_owner_only_with_its_journal(tmp_path: Path, shared_umask: None) -> None:  # noqa: ARG001
-    ft = Facetrail.open(tmp_path / "data", workers=1)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1)
     try:
         add_source(ft)  # a write: the -wal and -shm files exist while the database is open
         present = {p.name for p in (tmp_path / "data").iterdir()}

@@ -1,6 +1,6 @@
 """The Python API: one object that opens a data directory and wires the services together.
 
-    ft = Facetrail.open(Path("facetrail-data"))
+    ft = Facetrail.open(Path("facetrail-data"))    # create=True to make it when it does not exist yet
     source = ft.sources.add(actor, name=..., purposes=["demo"], ...)
     report = ft.ingest.ingest(actor, source.id, from_paths([Path("photos")], ft.input_limits))
     outcome = ft.search.search(actor, photo_bytes, purpose="demo", case_ref="case-1")
@@ -23,11 +23,13 @@ from sqlalchemy import select
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
+from facetrail.audit.query import AuditQuery
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
+from facetrail.datadir import is_data_dir, require_data_dir
 from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
 from facetrail.index.gallery import Gallery, SyncReport
@@ -60,10 +62,16 @@ RESTORE_ACTOR = "system:restore"
 
 
 class Facetrail:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, create: bool = False) -> None:
+        """Open the data directory `settings.data`; with `create`, make it first if it is not one yet
+        (otherwise a path that holds no data directory is refused: a typo must not become a new store)."""
         self.settings = settings
         self.data = settings.data
-        private_dir(self.data)
+        created = create and not is_data_dir(self.data)
+        if created:
+            private_dir(self.data)
+        else:
+            require_data_dir(self.data)
         self._open_files = ExitStack()
         self._open_files.enter_context(swap.in_use(self.data))  # a restore waits for no one: it refuses
         try:
@@ -71,6 +79,10 @@ class Facetrail:
                 if swap.read_journal(self.data) is not None:
                     finishing.enter_context(swap.finishing(self.data))
                 self._open(settings)
+            if created:
+                with self.db.write() as session, session.begin():
+                    self.audit.record(session, actor=local_actor().name, action="data.create",
+                                      details={"model_id": self.gallery.model_id})
         except BaseException:
             self._open_files.close()
             raise
@@ -157,8 +169,9 @@ class Facetrail:
         return RequestService(settings, self.db, self.blobs, self.audit, mailer, find_faces, fulfilment)
 
     @classmethod
-    def open(cls, data: Path | None = None, **overrides: object) -> Facetrail:
-        return cls(get_settings(data=data, **overrides))
+    def open(cls, data: Path | None = None, *, create: bool = False, **overrides: object) -> Facetrail:
+        """Open a data directory (`create`: make it if `data` holds none yet); `overrides` replace settings."""
+        return cls(get_settings(data=data, **overrides), create=create)
 
     @property
     def input_limits(self) -> Limits:
@@ -176,11 +189,14 @@ class Facetrail:
                                        "first_broken_seq": result.first_broken_seq})
         return result
 
-    def read_audit(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+    def read_audit(self, actor: Actor, query: AuditQuery | None = None, *, after: int = 0,
+                   limit: int = 100) -> list[AuditEntry]:
+        """Entries after seq `after`, in order, that match `query` (every entry without one)."""
         require(actor, Action.AUDIT_READ)
+        conditions = (query or AuditQuery()).conditions()
         with self.db.read() as session:
             return list(session.scalars(
-                select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(limit)))
+                select(AuditEntry).where(AuditEntry.seq > after, *conditions).order_by(AuditEntry.seq).limit(limit)))
 
     def rebuild_index(self, actor: Actor) -> SyncReport:
         require(actor, Action.INDEX_ADMIN)
@@ -224,7 +240,8 @@ def rotate_keys(settings: Settings, actor: Actor, *, new_key_file: Path | None =
     would go on wrapping new keys with the old one), and audit it without opening the directory again: with
     FACETRAIL_MASTER_KEY the environment still holds the old key until the operator replaces it."""
     require(actor, Action.KEYS)
-    with swap.exclusive(settings.data):
+    require_data_dir(settings.data)
+    with swap.exclusive(settings.data, "rotating the master key"):
         result = rotate_master_key(settings, open_vault(settings), new_key_file=new_key_file)
         db = Database(settings.database_url)
         try:

@@ -16,6 +16,7 @@ from facetrail.cli.main import app
 from facetrail.errors import AuthenticationError, InvalidValueError, PermissionDeniedError
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.models import Account
+from tests.cli.test_cli import init
 from tests.conftest import sample_bytes
 
 runner = CliRunner()
@@ -89,6 +90,8 @@ def test_invalid_key_life_is_refused(ft: Facetrail, days: int) -> None:
 
 
 def test_the_key_life_setting(tmp_path: Path) -> None:
+    init(tmp_path)
+
     def created(name: str, ttl: str, *extra: str) -> dict[str, str | None]:
         result = runner.invoke(app, ["--data", str(tmp_path), "user", "add", name, "--role", "auditor", *extra,
                                      "--json"], env={"FACETRAIL_KEY_TTL_DAYS": ttl})
@@ -150,6 +153,8 @@ def test_a_disabled_key_is_refused(ft: Facetrail) -> None:
 
 
 def test_cli_adds_scoped_keys_and_lists_them(tmp_path: Path) -> None:
+    init(tmp_path)
+
     def run(*args: str) -> tuple[int, str]:
         result = runner.invoke(app, ["--data", str(tmp_path), *args])
         return result.exit_code, result.output

@@ -16,7 +16,7 @@ from tests.api.test_api import auth, valid_source
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
-    ft = Facetrail.open(tmp_path_factory.mktemp("errors") / "data", workers=1)
+    ft = Facetrail.open(tmp_path_factory.mktemp("errors") / "data", create=True, workers=1)
     key = ft.accounts.create(local_actor(), name="op", role="operator")[1]
     with TestClient(create_app(ft)) as test_client:
         yield test_client, key

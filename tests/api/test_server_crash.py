@@ -33,7 +33,7 @@ def upload_files() -> list[tuple[str, bytes]]:
 
 
 def prepare(data: Path) -> str:
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     add_source(ft, name="uploads", purposes=("test",))
     _, key = ft.accounts.create(local_actor(), name="ops", role="operator")
     ft.close()

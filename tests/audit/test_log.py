@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from facetrail.cli.main import app
 from facetrail.runtime import Facetrail, local_actor
+from tests.cli.test_cli import init
 from tests.conftest import add_source
 
 
@@ -17,7 +18,7 @@ from tests.conftest import add_source
 def logged(tmp_path: Path) -> Path:
     """A data directory with a handful of audit entries."""
     data = tmp_path / "data"
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     for i in range(3):
         add_source(ft, name=f"source {i}")
     ft.accounts.create(local_actor(), name="ivy", role="investigator")
@@ -42,8 +43,15 @@ def verify(data: Path) -> tuple[int, str]:
 
 
 def test_fresh_store_verifies(tmp_path: Path) -> None:
-    code, output = verify(tmp_path / "new")
-    assert code == 0, output
+    code, output = verify(init(tmp_path / "new"))
+    assert code == 0 and "intact: 1 entries" in output, output  # its creation
+
+
+def test_a_mistyped_path_is_not_an_intact_log(tmp_path: Path) -> None:
+    """It used to be created on the spot and reported as "audit log intact: 0 entries"."""
+    code, output = verify(tmp_path / "typo")
+    assert code == 1 and "no facetrail data directory at" in output and "intact" not in output
+    assert not (tmp_path / "typo").exists()
 
 
 def test_intact_log_verifies_and_verification_is_logged(logged: Path) -> None:
@@ -51,7 +59,7 @@ def test_intact_log_verifies_and_verification_is_logged(logged: Path) -> None:
     ft = Facetrail.open(logged)
     entries = ft.read_audit(local_actor(), limit=100)
     assert [e.action for e in entries][-1] == "audit.verify"
-    assert [e.action for e in entries][:4] == ["source.add"] * 3 + ["account.add"]
+    assert [e.action for e in entries][:5] == ["data.create"] + ["source.add"] * 3 + ["account.add"]
     ft.close()
 
 
@@ -105,7 +113,7 @@ def test_threads_committing_at_once_keep_the_head_and_the_chain(tmp_path: Path) 
     anchor's file nor move it backwards."""
     from concurrent.futures import ThreadPoolExecutor
 
-    ft = Facetrail.open(tmp_path / "data", workers=1)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1)
 
     def record(i: int) -> None:
         with ft.db.write() as session, session.begin():
@@ -116,6 +124,6 @@ def test_threads_committing_at_once_keep_the_head_and_the_chain(tmp_path: Path) 
     with ft.db.read() as session:
         assert ft.audit.verify(session).ok
     head = ft.audit.read_head()
-    assert head is not None and head[0] == 200
+    assert head is not None and head[0] == 201  # the data directory's creation, then 200
     assert not list((tmp_path / "data").glob(".audit.head.*.tmp"))
     ft.close()

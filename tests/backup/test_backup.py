@@ -280,7 +280,7 @@ def test_a_backup_is_refused_beside_another_keyring(data: Path, tmp_path: Path, 
     archive = tmp_path / "b.tar"
     backup(data, archive, actor)
     elsewhere = tmp_path / "elsewhere"
-    open_ft(elsewhere).close()  # a fresh install, with a keyring of its own
+    Facetrail.open(elsewhere, create=True, workers=1).close()  # a fresh install, with a keyring of its own
     with pytest.raises(InvalidValueError, match="made beside keyring"):
         restore_backup(get_settings(data=elsewhere), archive, actor.name)
     ft = open_ft(elsewhere)

@@ -151,7 +151,7 @@ def test_the_master_key_can_come_from_the_environment_or_a_kms_hook(tmp_path: Pa
     env_key = base64.b64encode(new_key_bytes()).decode()
     for name, overrides in (("env", {"master_key": env_key}), ("kms", {"kms": "tests.crypto.kms_hook:factory"})):
         data = tmp_path / name
-        ft = Facetrail.open(data, workers=1, **overrides)
+        ft = Facetrail.open(data, create=True, workers=1, **overrides)
         source = add_source(ft)
         ft.ingest.ingest(actor, source, _items(ft, "obama.jpg", "biden.jpg"))
         assert len(search_ids(ft, actor)) >= 1
@@ -261,7 +261,7 @@ def test_rotating_a_master_key_from_the_environment(tmp_path: Path, actor: Actor
 
     old = base64.b64encode(new_key_bytes()).decode()
     data = tmp_path / "data"
-    ft = Facetrail.open(data, workers=1, master_key=old)
+    ft = Facetrail.open(data, create=True, workers=1, master_key=old)
     ft.ingest.ingest(actor, add_source(ft), _items(ft, "obama.jpg", "obama2.jpg"))
     ft.close()
     new_file = tmp_path / "new.key"

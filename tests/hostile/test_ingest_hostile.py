@@ -54,7 +54,7 @@ def test_hostile_folder_gives_one_clear_error_per_bad_file(tmp_path: Path, actor
     for name in VALID:
         shutil.copy(SAMPLES / name, folder / name)
     data_dir = tmp_path / "data"
-    ft = Facetrail.open(data_dir, workers=1, max_zip_member_bytes=1_000_000)
+    ft = Facetrail.open(data_dir, create=True, workers=1, max_zip_member_bytes=1_000_000)
     source = add_source(ft)
     outside_before = listing(tmp_path, skip=data_dir)
     stamps = [time.monotonic()]

@@ -51,7 +51,7 @@ def state(data: Path) -> tuple[int, int, list[tuple[str, int]]]:
 
 
 def prepare(data: Path) -> None:
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     add_source(ft, name="lfw slice", purposes=("test",))
     ft.close()
 

@@ -66,7 +66,7 @@ def test_same_bytes_twice_in_one_batch_count_once(ft: Facetrail, actor: Actor, t
 
 
 def test_bad_files_are_reported_one_each_and_the_rest_ingested(tmp_path: Path, actor: Actor) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, max_file_bytes=700_000)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, max_file_bytes=700_000)
     source = add_source(ft)
     folder = tmp_path / "batch"
     folder.mkdir()
@@ -129,7 +129,7 @@ def test_zip_archive_members_are_ingested_and_traversal_names_are_only_labels(
 
 
 def test_zip_bomb_member_is_refused(tmp_path: Path, actor: Actor) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, max_zip_member_bytes=1_000_000)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, max_zip_member_bytes=1_000_000)
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("huge.jpg", b"\x00" * 50_000_000)
@@ -162,7 +162,7 @@ def test_only_operators_ingest(ft: Facetrail) -> None:
 
 
 def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, actor: Actor) -> None:
-    ft = Facetrail.open(tmp_path / "data")
+    ft = Facetrail.open(tmp_path / "data", create=True)
     source = add_source(ft)
     report = ingest(ft, actor, source, SAMPLES, workers=2)
     assert not report.errors
@@ -176,8 +176,8 @@ def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, 
 def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Actor) -> None:
     entries = samples_ft.read_audit(actor, limit=100)
     actions = [e.action for e in entries]
-    assert actions[:3] == ["source.add", "ingest.start", "ingest.finish"]
-    finish = entries[2].details
+    assert actions[:4] == ["data.create", "source.add", "ingest.start", "ingest.finish"]
+    finish = entries[3].details
     assert '"images_added":22' in finish and "obama" not in finish
 
 

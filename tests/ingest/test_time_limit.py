@@ -22,7 +22,7 @@ from tests.ingest import stall
 def test_a_hanging_or_crashing_file_is_reported_and_the_batch_goes_on(tmp_path: Path, actor: Actor,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analysis, "analyze_in_worker", stall.analyze_or_misbehave)
-    ft = Facetrail.open(tmp_path / "data", workers=2, item_time_limit_s=25)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=2, item_time_limit_s=25)
     try:
         source = add_source(ft)
         files = {

@@ -80,7 +80,7 @@ def test_a_second_run_places_nothing_and_writes_nothing(samples_ft: Facetrail, a
 def test_ingestion_with_cluster_people_places_new_faces_in_existing_people(tmp_path: Path, actor: Actor) -> None:
     later = {"obama2.jpg", "biden2.jpg", "kit_harington3.jpg", "rose_leslie2.jpg"}
     first = [p for p in sorted(SAMPLES.iterdir()) if p.name not in later]
-    ft = Facetrail.open(tmp_path / "data", workers=1, cluster_people=True)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, cluster_people=True)
     ft.people.chunk = 5  # several chunks, each committed (and audited) on its own
     try:
         source = add_source(ft)

@@ -42,7 +42,7 @@ def test_members_read_again_or_out_of_order_are_still_right() -> None:
 
 
 def test_an_archive_over_the_member_cap_is_one_error_naming_it_and_the_batch_goes_on(tmp_path: Path) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, max_zip_members=3)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, max_zip_members=3)
     try:
         big, small = tmp_path / "big.zip", tmp_path / "small.zip"
         big.write_bytes(tiny_archive(4))

@@ -400,7 +400,7 @@ def ingest_samples(ft: Facetrail, workers: int) -> dict[str, list[np.ndarray]]:
 
 
 def test_ingest_and_search_with_the_onnx_model(model: Path, backend: OnnxBackend, tmp_path: Path) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, model=model)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, model=model)
     try:
         assert ft.gallery.model_id == backend.model_id and ft.gallery.dim == DIM
         templates = ingest_samples(ft, workers=1)
@@ -424,7 +424,7 @@ def test_worker_pool_ingestion_matches_in_process(model: Path, tmp_path: Path) -
     """Worker processes rebuild the ONNX backend from the pickled config and store the same templates."""
     results = []
     for workers in (1, 2):
-        ft = Facetrail.open(tmp_path / f"data{workers}", workers=workers, model=model)
+        ft = Facetrail.open(tmp_path / f"data{workers}", create=True, workers=workers, model=model)
         try:
             results.append(ingest_samples(ft, workers=workers))
         finally:

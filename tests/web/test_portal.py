@@ -171,7 +171,7 @@ def test_intake_rejects_a_bad_address_and_a_long_message(empty_portal: Portal) -
 
 
 def test_intake_is_rate_limited_per_client_address(tmp_path: Path) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, intake_per_hour=2)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, intake_per_hour=2)
     try:
         for portal in portal_of(ft):
             statuses = [portal.intake("confirm", f"person{i}@example.org").status_code for i in range(3)]

@@ -53,6 +53,11 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 }
 
 
+def actions_of(role: Role) -> list[Action]:
+    """What an account of this role may do, as the table above says."""
+    return [action for action, roles in PERMISSIONS.items() if role in roles]
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is acting. `local` marks the command line on the machine that holds the data directory:

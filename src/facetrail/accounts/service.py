@@ -23,6 +23,7 @@ from facetrail.errors import AuthenticationError, InvalidValueError, NotFoundErr
 from facetrail.policy.sources import validate_purposes
 from facetrail.store.db import Database
 from facetrail.store.models import Account
+from facetrail.timestamps import iso_z
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 KEY = re.compile(r"^ft_([a-f0-9]{16})_([A-Za-z0-9_-]{20,100})$")
@@ -93,7 +94,7 @@ class AccountService:
             self.audit.record(session, actor=actor.name, action="account.add",
                               details={"account_id": account.id, "name": name, "role": parsed_role.value,
                                        "purposes": scope,
-                                       "expires_at": expires_at.isoformat() if expires_at else None})
+                                       "expires_at": iso_z(expires_at) if expires_at else None})
         return account, f"ft_{key_id}_{secret}"
 
     def disable(self, actor: Actor, *, name: str) -> None:

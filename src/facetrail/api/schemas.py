@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from facetrail.timestamps import iso_z
+
+UtcTime = Annotated[datetime, PlainSerializer(iso_z, return_type=str, when_used="json")]
+"""Every time in the API: ISO 8601, UTC, `Z`, to the second (the command line's format too)."""
 
 
 class SourceCreate(BaseModel):
@@ -50,7 +55,7 @@ class SourceVersionPublic(BaseModel):
     legal_basis: str
     art9_condition: str
     reason: str
-    created_at: datetime
+    created_at: UtcTime
     created_by: str
 
 
@@ -67,7 +72,7 @@ class SourcePublic(BaseModel):
     jurisdictions: list[str]
     retention_days: int
     description: str
-    created_at: datetime
+    created_at: UtcTime
     created_by: str
     version: int = Field(description="the version of its legal terms (see /v1/sources/{id}/versions)")
     controller_contact: str
@@ -125,13 +130,14 @@ class SearchResultPublic(BaseModel):
     source_id: int
     source_name: str
     original_name: str
-    score: float = Field(description="0-100, higher = more similar. Calibrated models: 20 * -log10(false-match "
-                         "rate), so a stranger reaches a score S about once in 10^(S/20) comparisons")
+    score: float = Field(description="higher = more similar. Calibrated models: 20 * -log10(false-match rate), 0 and "
+                         "up with no ceiling, so a stranger reaches a score S about once in 10^(S/20) comparisons; "
+                         "without a calibration 0-100")
     band: str | None = Field(description="strong (false-match rate <= 1e-4), probable (<= 1e-3), possible "
                              "(<= 1e-2) or none; null for a model without calibration")
     distance: float = Field(description="Euclidean distance between templates (smaller = more alike)")
     box: BoxPublic
-    ingested_at: datetime
+    ingested_at: UtcTime
     crop: str
 
 
@@ -166,10 +172,10 @@ class AccountPublic(BaseModel):
     id: int
     name: str
     role: str
-    created_at: datetime
-    disabled_at: datetime | None
+    created_at: UtcTime
+    disabled_at: UtcTime | None
     purposes: list[str] | None = Field(description="the only purposes the key may search for; null = any")
-    expires_at: datetime | None = Field(description="when the key stops working; null = never")
+    expires_at: UtcTime | None = Field(description="when the key stops working; null = never")
 
 
 class AccountCreated(AccountPublic):
@@ -226,8 +232,8 @@ class PersonPublic(BaseModel):
     name: str | None
     faces: int = Field(description="how many faces the person holds")
     face_id: int | None = Field(description="the representative face (the largest)")
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcTime
+    updated_at: UtcTime
 
 
 class PersonFacePublic(BaseModel):

@@ -15,7 +15,6 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.fsutil import atomic_write, private_opener
 from facetrail.store.models import AuditEntry
+from facetrail.timestamps import now_iso
 
 GENESIS = "0" * 64
 
@@ -59,7 +59,7 @@ class AuditLog:
         last = session.scalar(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1))
         seq = 1 if last is None else last.seq + 1
         prev = GENESIS if last is None else last.hash
-        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        at = now_iso(precise=True)
         text = canonical(details)
         entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, details=text, prev_hash=prev,
                            hash=entry_hash(seq=seq, at=at, actor=actor, action=action, details=text,

@@ -35,6 +35,7 @@ from facetrail.crypto.vault import is_sealed
 from facetrail.errors import FacetrailError, InvalidValueError
 from facetrail.fsutil import PRIVATE_FILE, fsync_dir, private_dir, private_opener
 from facetrail.runtime import Facetrail
+from facetrail.timestamps import now_iso
 
 FORMAT = "facetrail-backup-1"
 MANIFEST = "manifest.json"
@@ -96,7 +97,7 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
                 if progress is not None:
                     progress(done, len(keys))
                 crash_point("backup_blobs")
-            created = datetime.now(UTC).isoformat()
+            created = now_iso(precise=True)
             manifest = {"format": FORMAT, "version": __version__, "created_at": created, "files": sums,
                         "blobs_missing": missing, "keyring_id": ft.vault.keyring.keyring_id, **asdict(facts)}
             _add(tar, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode(), {})

@@ -28,6 +28,7 @@ from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
 from facetrail.crypto.setup import keyring_path
+from facetrail.datadir import require_data_dir
 from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import Facetrail
@@ -40,6 +41,7 @@ def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[s
     data = settings.data
     if not archive.is_file():
         raise InvalidValueError("path", f"{archive} is not a file")
+    require_data_dir(data)  # a backup holds no keys: it restores into the data directory it was made from
     with swap.exclusive(data):
         if swap.read_journal(data) is not None:
             raise ConflictError("an interrupted restore is pending: open the data directory (any command) to "

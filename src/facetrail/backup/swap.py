@@ -13,11 +13,12 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from facetrail.datadir import describe, holders
 from facetrail.errors import ConflictError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, private_opener
 
@@ -87,27 +88,32 @@ def finishing(data: Path) -> Iterator[None]:
 @contextmanager
 def in_use(data: Path) -> Iterator[None]:
     """Held (shared) by every process that has the data directory open."""
-    with _lock(data, fcntl.LOCK_SH, "a restore is replacing this data directory; try again when it is done"):
+    with _lock(data, fcntl.LOCK_SH, lambda: "a restore is replacing this data directory; try again when it is done"):
         yield
 
 
 @contextmanager
-def exclusive(data: Path) -> Iterator[None]:
-    """Held by a restore: no other process may have the data directory open meanwhile."""
-    with _lock(data, fcntl.LOCK_EX, f"{data} is in use by another process (a server, an ingestion?): "
-                                    "stop it before restoring"):
+def exclusive(data: Path, doing: str = "restoring") -> Iterator[None]:
+    """Held by a restore (and a key rotation, the demo's set-up): no other process may have the data directory
+    open meanwhile. The refusal names the processes that hold it."""
+    def busy() -> str:
+        pids = holders(data / LOCK)
+        who = ", ".join(describe(pid) for pid in pids) if pids else "another process (a server, an ingestion?)"
+        return f"{data} is in use by {who}: stop it before {doing}"
+
+    with _lock(data, fcntl.LOCK_EX, busy):
         yield
 
 
 @contextmanager
-def _lock(data: Path, kind: int, busy: str) -> Iterator[None]:
+def _lock(data: Path, kind: int, busy: Callable[[], str]) -> Iterator[None]:
     private_dir(data)
     fh = open(data / LOCK, "a+", opener=private_opener)  # noqa: SIM115  # held for the life of the context
     try:
         try:
             fcntl.flock(fh, kind | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConflictError(busy) from None
+            raise ConflictError(busy()) from None
         yield
     finally:
         fh.close()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, err_console, reported_errors
+from facetrail.accounts.roles import Action, Role, actions_of
+from facetrail.audit.query import AuditQuery
+from facetrail.cli.output import console, emit_json, err_console, field_table, folding_table, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.runtime import local_actor
+from facetrail.store.models import Account
+from facetrail.timestamps import iso_z, parse_time
 
 user_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their API keys.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
@@ -36,18 +40,23 @@ def user_add(ctx: typer.Context, name: Annotated[str, typer.Argument()],
             emit_json({"id": account.id, "name": account.name, "role": account.role, "purposes": account.purposes,
                        "expires_at": account.expires_at, "api_key": key})
         else:
-            console.print(f"account [bold]{account.name}[/] ({account.role}) created; it may search for "
-                          f"{_purposes(account.purposes)}; its key {_expiry(account.expires_at)}. "
-                          "API key (shown once):")
+            console.print(f"account [bold]{account.name}[/] ({account.role}) created; {_abilities(account)}; "
+                          f"its key {_expiry(account.expires_at)}. API key (shown once):")
             console.print(key, highlight=False, soft_wrap=True)
 
 
-def _purposes(purposes: list[str] | None) -> str:
-    return "any purpose" if purposes is None else ", ".join(purposes)
+def _abilities(account: Account) -> str:
+    """What the new account may do, from the roles table: only a role that may search is told for what."""
+    actions = actions_of(Role(account.role))
+    may = ", ".join(a.value for a in actions if a is not Action.SEARCH)
+    if Action.SEARCH not in actions:
+        return f"it may: {may}; it cannot search"
+    scope = "any purpose" if account.purposes is None else ", ".join(account.purposes)
+    return f"it may: {may}; it may search for {scope}"
 
 
 def _expiry(expires_at: datetime | None) -> str:
-    return "never expires" if expires_at is None else f"expires {expires_at:%Y-%m-%d %H:%M} UTC"
+    return "never expires" if expires_at is None else f"expires {when(expires_at)}"
 
 
 @user_app.command("list")
@@ -61,13 +70,13 @@ def user_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             emit_json(rows)
             return
         now = datetime.now(UTC)
-        table = Table("id", "name", "role", "purposes", "created", "expires", "disabled")
+        table = folding_table("id", "name", "role", "purposes", "created", "expires", "disabled")
         for a in accounts:
-            expires = "never" if a.expires_at is None else f"{a.expires_at:%Y-%m-%d %H:%M}"
+            expires = when(a.expires_at, "never")
             if a.expires_at is not None and a.expires_at <= now:
                 expires += " (expired)"
             table.add_row(str(a.id), a.name, a.role, "any" if a.purposes is None else ", ".join(a.purposes),
-                          str(a.created_at), expires, str(a.disabled_at or ""))
+                          when(a.created_at), expires, when(a.disabled_at))
         console.print(table)
 
 
@@ -100,18 +109,41 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 @audit_app.command("list")
 def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entries after this seq")] = 0,
-               limit: Annotated[int, typer.Option(help="at most this many")] = 50, as_json: JsonOpt = False) -> None:
-    """Show audit entries in order."""
+               limit: Annotated[int, typer.Option(help="at most this many")] = 50,
+               actor: Annotated[str | None, typer.Option(help="only this actor (e.g. local:alice, ivy)")] = None,
+               action: Annotated[str | None, typer.Option(help="only this action (e.g. search)")] = None,
+               purpose: Annotated[str | None, typer.Option(help="only entries for this purpose")] = None,
+               case: Annotated[str | None, typer.Option(help="only entries for this case reference")] = None,
+               since: Annotated[str | None, typer.Option(help="from this time on (ISO 8601; UTC if no zone)")] = None,
+               until: Annotated[str | None, typer.Option(help="before this time (ISO 8601; UTC if no zone)")] = None,
+               as_json: JsonOpt = False) -> None:
+    """Show audit entries in order, filtered by actor, action, purpose, case and time."""
     with reported_errors(as_json):
-        entries = state(ctx).open().read_audit(local_actor(), after=after, limit=limit)
+        query = AuditQuery(actor=actor, action=action, purpose=purpose, case=case,
+                           since=None if since is None else parse_time(since, "since"),
+                           until=None if until is None else parse_time(until, "until"))
+        entries = state(ctx).open().read_audit(local_actor(), query, after=after, limit=limit)
         if as_json:
             emit_json([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": e.details,
                         "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
             return
-        table = Table("seq", "at", "actor", "action", "details")
+        # Nothing is cut: when, who and what share a column, and every cell folds at the terminal's width.
+        table = folding_table("seq", "at, actor, action", "details")
         for e in entries:
-            table.add_row(str(e.seq), e.at, e.actor, e.action, e.details)
-        console.print(table)
+            at = iso_z(datetime.fromisoformat(e.at), precise=True)  # entries of earlier versions end in +00:00
+            table.add_row(str(e.seq), f"{at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
+        console.print(table, highlight=False)
+
+
+def _details(text: str) -> str:
+    """`key=value` pairs, one per line: narrower than the JSON and wrapped whole."""
+    try:
+        details = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(details, dict):
+        return text
+    return "\n".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in details.items())
 
 
 @index_app.command("rebuild")
@@ -138,7 +170,7 @@ def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json(body)
         else:
-            console.print(body)
+            console.print(field_table(body))
 
 
 def serve(ctx: typer.Context,
@@ -151,7 +183,15 @@ def serve(ctx: typer.Context,
     from facetrail.api.server import take_port
 
     with reported_errors(as_json):
-        ft = state(ctx).open()
+        sock = take_port(host, port)
+        port = sock.getsockname()[1]
+        try:
+            ft = state(ctx).open()
+        except BaseException:
+            sock.close()
+            raise
         if as_json:
             emit_json({"url": f"http://{host}:{port}", "docs": f"http://{host}:{port}/docs"})
-        serve_api(ft, take_port(host, port))
+        else:
+            console.print(f"serving on http://{host}:{port} (docs: /docs)", highlight=False)
+        serve_api(ft, sock)

@@ -1,4 +1,4 @@
-"""Backups, restores and the master key: `facetrail backup ...`, `facetrail keys ...`."""
+"""The data directory, its backups and its master key: `facetrail init`, `backup ...`, `keys ...`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,37 @@ import typer
 
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
+from facetrail.cli.output import console, emit_json, field_table, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
-from facetrail.config import get_settings
+from facetrail.config import Settings, get_settings
+from facetrail.datadir import is_data_dir
+from facetrail.errors import InvalidValueError
 from facetrail.runtime import local_actor, rotate_keys
 
 backup_app = typer.Typer(no_args_is_help=True, help="Backups that cannot bring back an erased person.")
 keys_app = typer.Typer(no_args_is_help=True, help="The master key and the data keys it wraps.")
+
+
+def init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Create a data directory (the only command that does, besides the demo in its own directory)."""
+    with reported_errors(as_json):
+        data = get_settings(data=state(ctx).data).data
+        existed = is_data_dir(data)
+        if not existed and data.exists() and any(data.iterdir()):
+            raise InvalidValueError("data", f"{data} is not empty and holds no facetrail data directory: "
+                                    "choose a new or empty directory")
+        settings = state(ctx).open(create=True).settings
+        body = {"data": str(data), "created": not existed, "master_key": _key_origin(settings)}
+        if as_json:
+            emit_json(body)
+        elif existed:
+            console.print(f"{data} is a facetrail data directory already; nothing changed", highlight=False)
+        else:
+            console.print(f"facetrail data directory created at {data}; master key: {body['master_key']}",
+                          highlight=False)
+            if not settings.kms and settings.master_key is None:
+                console.print("keep a copy of the master key file apart from the backups: without it nothing "
+                              "can be decrypted", highlight=False)
 
 
 @backup_app.command("create")
@@ -79,18 +103,20 @@ def keys_rotate(ctx: typer.Context,
                           f"({result['key_file']})", highlight=False)
 
 
+def _key_origin(settings: Settings) -> str:
+    return ("kms" if settings.kms else "environment" if settings.master_key is not None
+            else str(settings.master_key_file))
+
+
 @keys_app.command("status")
 def keys_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Where the master key comes from, its id, and how many data keys and ledger entries the keyring holds."""
     with reported_errors(as_json):
         ft = state(ctx).open()
         keyring = ft.vault.keyring
-        settings = ft.settings
-        origin = ("kms" if settings.kms else "environment" if settings.master_key is not None
-                  else str(settings.master_key_file))
-        body = {"master_key": origin, "master_id": keyring.master.key_id, "data_keys": keyring.count(),
-                "ledger_entries": len(keyring.ledger()), "keyring": str(keyring.path)}
+        body = {"master_key": _key_origin(ft.settings), "master_id": keyring.master.key_id,
+                "data_keys": keyring.count(), "ledger_entries": len(keyring.ledger()), "keyring": str(keyring.path)}
         if as_json:
             emit_json(body)
         else:
-            console.print(body)
+            console.print(field_table(body))

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
+from facetrail.cli.output import console, emit_json, field_table, folding_table, progress_bar, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
@@ -75,7 +74,7 @@ def source_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json([source_dict(s) for s in sources])
             return
-        table = Table("id", "name", "controller", "purposes", "basis", "art. 9", "jurisdictions", "retention")
+        table = folding_table("id", "name", "controller", "purposes", "basis", "art. 9", "jurisdictions", "retention")
         for s in sources:
             table.add_row(str(s.id), s.name, s.controller, ", ".join(s.purposes), s.legal_basis,
                           s.art9_condition, ", ".join(s.jurisdictions), f"{s.retention_days} d")
@@ -93,14 +92,10 @@ def source_show(ctx: typer.Context, source_id: Annotated[int, typer.Argument(hel
         if as_json:
             emit_json({**source_dict(source), "versions": [version_dict(v) for v in versions]})
             return
-        for key, value in source_dict(source).items():
-            shown = ", ".join(value) if isinstance(value, list) else value
-            console.print(f"[bold]{key:>18}[/]  {shown}", highlight=False)
-        table = Table("v", "since", "by", "purposes", "basis", "art. 9", "reason", title="versions")
-        for column in table.columns:
-            column.overflow = "fold"  # a version is read whole, never cut with an ellipsis
+        console.print(field_table(source_dict(source)), highlight=False)
+        table = folding_table("v", "since", "by", "purposes", "basis", "art. 9", "reason", title="versions")
         for v in versions:
-            table.add_row(str(v.version), v.created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            table.add_row(str(v.version), when(v.created_at),
                           v.created_by, ", ".join(v.purposes), v.legal_basis, v.art9_condition, v.reason)
         console.print(table)
 
@@ -185,8 +180,7 @@ def _print_report(report: IngestReport) -> None:
         f"{report.faces_suppressed} face(s) dropped by opt-outs, {len(report.errors)} error(s), "
         f"{len(report.skipped)} file(s) skipped (not images).", highlight=False)
     if report.errors or report.skipped:
-        table = Table("file", "status", "why")
-        table.columns[0].overflow = "fold"
+        table = folding_table("file", "status", "why")
         for error in report.errors:
             table.add_row(error.name, "[red]error[/]", error.cause)
         for skipped in report.skipped:
@@ -234,9 +228,8 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = Table("rank", "score", "band", "face", "image", "source", "original", "box",
+        table = folding_table("rank", "score", "band", "face", "image", "source", "original", "box",
                       title=f"search {outcome.search_id} (bands from {outcome.min_band} up)")
-        table.columns[6].overflow = "fold"  # provenance must be readable whole, not cut with an ellipsis
         for h in outcome.results:
             b = h.box
             table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", str(h.face_id),

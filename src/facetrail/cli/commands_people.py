@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, reported_errors
+from facetrail.cli.output import console, emit_json, folding_table, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.people.views import PersonSummary
 from facetrail.runtime import local_actor
@@ -18,10 +17,10 @@ SourceOpt = Annotated[int | None, typer.Option("--source", help="only this sourc
 
 
 def _print_people(people: list[PersonSummary]) -> None:
-    table = Table("id", "name", "faces", "face", "source", "updated")
+    table = folding_table("id", "name", "faces", "face", "source", "updated")
     for p in people:
         table.add_row(str(p.id), p.name or "", str(p.faces), str(p.face_id or ""), str(p.source_id),
-                      p.updated_at.isoformat(timespec="seconds"))
+                      when(p.updated_at))
     console.print(table)
 
 
@@ -62,8 +61,7 @@ def people_show(ctx: typer.Context, person: Annotated[int, typer.Argument(help="
         p = detail.person
         console.print(f"person [bold]{p.id}[/] {p.name or '(unnamed)'}: {p.faces} face(s) in source {p.source_id}",
                       highlight=False)
-        table = Table("face", "image", "original", "box", "size")
-        table.columns[2].overflow = "fold"  # provenance must be readable whole
+        table = folding_table("face", "image", "original", "box", "size")
         for f in detail.faces:
             b = f.box
             table.add_row(str(f.face_id), str(f.image_id), f.original_name, f"{b.left},{b.top},{b.right},{b.bottom}",

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, err_console, reported_errors
+from facetrail.cli.output import console, emit_json, err_console, folding_table, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.rights.views import dpo_view
 from facetrail.runtime import local_actor
@@ -40,7 +39,7 @@ def list_requests(ctx: typer.Context, include_closed: Annotated[bool, typer.Opti
         if as_json:
             emit_json(views)
             return
-        table = Table("id", "kind", "status", "received", "due", "days left")
+        table = folding_table("id", "kind", "status", "received", "due", "days left")
         for v in views:
             days = v["days_left"]
             colour = "red" if days < 0 else "yellow" if days <= 7 else "default"

@@ -9,22 +9,25 @@ import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
 from facetrail.cli.commands_people import people_app
-from facetrail.cli.state import AppState
+from facetrail.cli.state import AppState, DataOptionAnywhere
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(cls=DataOptionAnywhere, no_args_is_help=True, add_completion=False,
                   help="facetrail: face search that is lawful by design.")
 
 
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option("--data", envvar="FACETRAIL_DATA",
-                                              help="data directory [default: ./facetrail-data]")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="data directory, before or after the command (default: $FACETRAIL_DATA, else "
+                       "./facetrail-data; the demo's own: ./facetrail-demo)")] = None,
 ) -> None:
+    # FACETRAIL_DATA is read with the other settings (config.py) when --data is not given.
     ctx.obj = AppState(data=data)
     ctx.call_on_close(ctx.obj.close)
 
 
+app.command("init")(commands_backup.init)
 app.add_typer(commands_data.source_app, name="source")
 app.command("ingest")(commands_data.ingest)
 app.command("search")(commands_data.search)

@@ -6,20 +6,56 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.timestamps import iso_z
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: object) -> str:
+    return iso_z(value) if isinstance(value, datetime) else str(value)
+
+
+def when(value: datetime | None, empty: str = "") -> str:
+    """A time in a table cell: the one format (ISO 8601, UTC, `Z`)."""
+    return empty if value is None else iso_z(value)
+
+
+def folding_table(*headers: str, **options: Any) -> Table:
+    """A table whose cells fold at the terminal's width (80 columns without one) and are never cut short."""
+    made = Table(*headers, **options)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
+
+
+def field_table(fields: dict[str, Any]) -> Table:
+    """One object as a two-column table, for the status commands."""
+    shown = folding_table("field", "value", show_header=False)
+    for name, value in fields.items():
+        shown.add_row(name, _cell(value))
+    return shown
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return "" if value is None else str(value)
 
 
 @contextmanager
@@ -35,7 +71,8 @@ def reported_errors(as_json: bool) -> Iterator[None]:
                 body["field"] = exc.field
             emit_json(body)
         else:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # Never folded by Rich: a path or a command in the message must stay whole to be copied.
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.errors import InvalidValueError
 from facetrail.store.models import Face, Person
+from facetrail.timestamps import iso_z
 from facetrail.vision.types import Box
 
 MAX_NAME = 200
@@ -33,8 +34,8 @@ class PersonSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "source_id": self.source_id, "name": self.name, "faces": self.faces,
-                "face_id": self.face_id, "created_at": self.created_at.isoformat(),
-                "updated_at": self.updated_at.isoformat()}
+                "face_id": self.face_id, "created_at": iso_z(self.created_at),
+                "updated_at": iso_z(self.updated_at)}
 
 
 @dataclass(frozen=True)

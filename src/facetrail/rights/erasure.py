@@ -48,6 +48,7 @@ from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Erasure, Face, Person, RightsRequest, StoredImage, utcnow
+from facetrail.timestamps import iso_z
 from facetrail.vision.types import Box
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,7 @@ class ErasureService:
                 "crops_deleted": counts["crops"], "index_entries_removed": counts["index_entries"],
                 "images_redacted": counts["images_redacted"], "images_deleted": counts["images_deleted"],
                 "access_packages_deleted": counts.get("packages", 0),
-                "completed_at": completed_at.isoformat(),
+                "completed_at": iso_z(completed_at, precise=True),
             }
             erasure.state = ErasureState.COMPLETED.value
             erasure.receipt = receipt

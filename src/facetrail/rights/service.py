@@ -34,6 +34,7 @@ from facetrail.rights.workflow import CLOSED, RequestKind, RequestStatus, allowe
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import RequestEvent, RightsRequest
+from facetrail.timestamps import iso_z
 
 S = RequestStatus
 PORTAL = "portal"
@@ -179,7 +180,7 @@ class RequestService:
             verified = request.status == S.COMPLETED
             return {
                 "id": request.id, "kind": request.kind, "status": request.status,
-                "received_at": request.received_at.isoformat(), "due_at": self._due(request).isoformat(),
+                "received_at": iso_z(request.received_at), "due_at": iso_z(self._due(request)),
                 "email_verified": request.email_verified_at is not None,
                 "selfie_received": request.selfie_checked_at is not None,
                 "answer": request.answer if verified else None,

@@ -1,8 +1,10 @@
-"""From template distance to what staff see: a 0-100 score and a band.
+"""From template distance to what staff see: a score and a band.
 
 With a calibration for the model (vision/calibration.py) the score is 20 * -log10(FMR): a stranger
-reaches score S about once in 10^(S/20) comparisons (40 = 1 in 100, 60 = 1 in 1,000, 80 = 1 in 10,000),
-and the bands are strong (FMR <= 1e-4), probable (<= 1e-3), possible (<= 1e-2) and none.
+reaches score S about once in 10^(S/20) comparisons (40 = 1 in 100, 60 = 1 in 1,000, 80 = 1 in 10,000).
+It has no ceiling at 100: closer faces keep scoring higher (extrapolated beyond the measured curve), so
+two results at different distances never tie at the top. The bands are strong (FMR <= 1e-4), probable
+(<= 1e-3), possible (<= 1e-2) and none.
 
 Without one (a new model not yet calibrated) there are no bands and the score is only a documented
 rescaling of the distance, 100 * (1 - d / 1.2) clipped to 0..100; responses say `calibrated: false`.

@@ -29,6 +29,7 @@ from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage
+from facetrail.timestamps import iso_z
 from facetrail.vision.calibration import Band
 from facetrail.vision.pipeline import analyze_faces
 from facetrail.vision.types import Box
@@ -105,7 +106,7 @@ class SearchOutcome:
                          "source_name": h.source_name, "original_name": h.original_name, "score": h.score,
                          "band": h.band.value if h.band else None,
                          "distance": round(h.distance, 4), "box": h.box.as_dict(),
-                         "ingested_at": h.ingested_at.isoformat(),
+                         "ingested_at": iso_z(h.ingested_at),
                          "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop"}
                         for h in self.results],
         }

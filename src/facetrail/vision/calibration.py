@@ -4,8 +4,10 @@ A calibration is the false-match rate (FMR) curve of one model: for a set of dis
 comparisons between *different* people that come out at or below that distance. From it:
 
 * `fmr(d)`   the expected share of strangers who would match at distance <= d (log-linear interpolation);
-* `score(d)` the 0-100 figure shown to staff, 20 * -log10(FMR(d)) clipped to 0..100: a stranger reaches a
-             score of S about once in 10^(S/20) comparisons (40 = 1e-2, 60 = 1e-3, 80 = 1e-4);
+* `score(d)` the figure shown to staff, 20 * -log10(FMR(d)), 0 and up: a stranger reaches a score of S about
+             once in 10^(S/20) comparisons (40 = 1e-2, 60 = 1e-3, 80 = 1e-4, 100 = 1e-5). It has no ceiling:
+             up to 20 * log10(comparisons measured) (135 for the shipped calibration) it is measured; above,
+             the curve is extrapolated, so that closer faces still score higher rather than all saturating;
 * `band(d)`  strong (FMR <= 1e-4), probable (<= 1e-3), possible (<= 1e-2) or none.
 
 The default model's calibration ships in `calibrations/<model_id>.json`; another model brings its own file.
@@ -26,7 +28,6 @@ from numpy.typing import NDArray
 from facetrail.errors import InvalidValueError
 
 CALIBRATIONS = Path(__file__).with_name("calibrations")
-MIN_FMR = 1e-7
 
 
 class Band(StrEnum):
@@ -96,21 +97,30 @@ class Calibration:
 
     # -- use -----------------------------------------------------------------------------------
     def fmr(self, distance: float) -> float:
-        """Expected false-match rate at this distance (interpolated in log space, extrapolated at the ends)."""
+        """Expected false-match rate at this distance (interpolated in log space; below the smallest measured
+        distance, extrapolated along the curve's first decade, so it keeps falling as faces get closer)."""
         d = np.asarray(self.distances)
         logf = np.log10(np.asarray(self.fmrs))
         if distance <= d[0]:
-            slope = (logf[1] - logf[0]) / (d[1] - d[0]) if len(d) > 1 and d[1] > d[0] else 0.0
-            value = logf[0] - slope * (d[0] - distance)
+            value = logf[0] - self._head_slope(d, logf) * (d[0] - distance)
         elif distance >= d[-1]:
             value = float(logf[-1]) if distance == d[-1] else 0.0
         else:
             value = float(np.interp(distance, d, logf))
-        return float(min(1.0, max(MIN_FMR, 10 ** float(value))))
+        return float(min(1.0, 10 ** float(value)))
+
+    @staticmethod
+    def _head_slope(d: NDArray[np.float64], logf: NDArray[np.float64]) -> float:
+        """log10(FMR) per unit of distance over the curve's first decade (steadier than its first two points)."""
+        if len(d) < 2:
+            return 0.0
+        above = np.nonzero(logf >= logf[0] + 1.0)[0]
+        k = int(above[0]) if len(above) else len(d) - 1
+        return float((logf[k] - logf[0]) / (d[k] - d[0])) if d[k] > d[0] else 0.0
 
     def score(self, distance: float) -> float:
-        """0-100; a stranger reaches score S about once in 10^(S/20) comparisons."""
-        return round(float(min(100.0, max(0.0, -20.0 * math.log10(self.fmr(distance))))), 1)
+        """0 and up, one decimal; a stranger reaches score S about once in 10^(S/20) comparisons."""
+        return round(float(max(0.0, -20.0 * math.log10(self.fmr(distance)))), 1)
 
     def band(self, distance: float) -> Band:
         for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE):

@@ -10,15 +10,28 @@ from facetrail.accounts.roles import Action, Actor
 from facetrail.api.deps import FacetrailDep
 from facetrail.api.guard import GuardedRoute, allowed
 from facetrail.api.schemas import AuditEntryPublic, AuditVerifyPublic
+from facetrail.audit.query import AuditQuery
+from facetrail.timestamps import parse_time
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=GuardedRoute)
 AuditReader = Annotated[Actor, allowed(Action.AUDIT_READ)]
 
 
 @router.get("", response_model=list[AuditEntryPublic])
-def list_entries(ft: FacetrailDep, actor: AuditReader, after: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditEntryPublic]:
-    return [AuditEntryPublic.model_validate(e) for e in ft.read_audit(actor, after=after, limit=limit)]
+def list_entries(
+    ft: FacetrailDep, actor: AuditReader, after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    by: Annotated[str | None, Query(alias="actor", description="only this actor")] = None,
+    action: Annotated[str | None, Query(description="only this action (e.g. search)")] = None,
+    purpose: Annotated[str | None, Query(description="only entries for this purpose")] = None,
+    case: Annotated[str | None, Query(description="only entries for this case reference")] = None,
+    since: Annotated[str | None, Query(description="from this time on (ISO 8601; UTC if no zone)")] = None,
+    until: Annotated[str | None, Query(description="before this time (ISO 8601; UTC if no zone)")] = None,
+) -> list[AuditEntryPublic]:
+    query = AuditQuery(actor=by, action=action, purpose=purpose, case=case,
+                       since=None if since is None else parse_time(since, "since"),
+                       until=None if until is None else parse_time(until, "until"))
+    return [AuditEntryPublic.model_validate(e) for e in ft.read_audit(actor, query, after=after, limit=limit)]
 
 
 @router.get("/verify", response_model=AuditVerifyPublic)

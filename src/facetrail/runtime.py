@@ -22,7 +22,10 @@ from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
+from facetrail.audit.checkpoints import AgainstResult, CheckpointService, InclusionProof
 from facetrail.audit.log import AuditLog, VerifyResult
+from facetrail.audit.note import Checkpoint, Verifier
+from facetrail.audit.signing import load_signer
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
 from facetrail.config import Settings, get_settings
@@ -54,6 +57,9 @@ from facetrail.vision.calibration import Band
 RESUME_ACTOR = "system:erasure-resume"
 """Who the audit log names for an erasure finished when a data directory is opened."""
 AUDIT_HEAD = "audit.head"
+AUDIT_CHECKPOINTS = "audit-checkpoints"
+CHECKPOINT_ACTOR = "system:checkpoint"
+"""Who the audit log names for the checkpoints the server makes on its own (schedule, erasures, orders)."""
 RESTORE_ACTOR = "system:restore"
 """Who the audit log names for the erasures a restore re-applies."""
 
@@ -83,6 +89,8 @@ class Facetrail:
         self.blobs = BlobStore(self.data / "blobs", self.vault)
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / AUDIT_HEAD)
+        self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,
+                                             lambda: load_signer(settings))
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
             max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
@@ -101,7 +109,8 @@ class Facetrail:
         self.suppressions = SuppressionList(self.db, self.audit, self.vault, model_id=backend.model_id,
                                             dim=backend.template_dim)
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
-                                      max_image_pixels=settings.max_image_pixels)
+                                      max_image_pixels=settings.max_image_pixels,
+                                      after_completed=self.checkpoint_after)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                         self.analyzer, people=self.people, suppressions=self.suppressions)
@@ -174,6 +183,52 @@ class Facetrail:
                               details={"ok": result.ok, "entries": result.entries,
                                        "first_broken_seq": result.first_broken_seq})
         return result
+
+    def verify_audit_against(self, actor: Actor, checkpoint_text: str, verifier: Verifier, *,
+                             origin: str = "checkpoint") -> AgainstResult:
+        """Verify the chain and that the log extends each signed checkpoint in `checkpoint_text`; audited."""
+        require(actor, Action.AUDIT_READ)
+        result = self.checkpoints.verify_against(checkpoint_text, verifier, origin)
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="audit.verify", details={
+                "ok": result.ok, "entries": result.chain.entries, "first_broken_seq": result.chain.first_broken_seq,
+                "against": [{"size": c.checkpoint.size, "root": c.checkpoint.root.hex(), "ok": c.ok}
+                            for c in result.checks]})
+        return result
+
+    def checkpoint_audit(self, actor: Actor, *, reason: str = "on demand") -> Checkpoint:
+        """Sign a checkpoint of the audit log now (needs the signing key; see audit/signing.py)."""
+        require(actor, Action.AUDIT_READ)
+        return self.checkpoints.emit(actor.name, reason=reason)
+
+    def prove_audit_entry(self, actor: Actor, seq: int, *, size: int | None = None) -> InclusionProof:
+        """An inclusion proof for entry `seq` (default: in the newest checkpoint kept here); audited."""
+        require(actor, Action.AUDIT_READ)
+        proof = self.checkpoints.inclusion(seq, size)
+        self._record_read(actor, "audit.prove", {"seq": seq, "size": proof.size})
+        return proof
+
+    def prove_audit_consistency(self, actor: Actor, first: int, second: int) -> dict[str, object]:
+        """A consistency proof between the log's trees of `first` and `second` entries; audited."""
+        require(actor, Action.AUDIT_READ)
+        proof = self.checkpoints.consistency(first, second)
+        self._record_read(actor, "audit.prove", {"first": first, "second": second})
+        return proof
+
+    def _record_read(self, actor: Actor, action: str, details: dict[str, object]) -> None:
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action=action, details=details)
+
+    def latest_audit_checkpoint(self, actor: Actor) -> Checkpoint:
+        """The newest checkpoint kept here that the configured key signed."""
+        require(actor, Action.AUDIT_READ)
+        return self.checkpoints.latest_verified()
+
+    def checkpoint_after(self, reason: str) -> Checkpoint | None:
+        """The server's own checkpoint after an erasure, an order or on its schedule: skipped (and said in the
+        server log) without a signing key, never failing the work it follows."""
+        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason,
+                                           push_command=self.settings.checkpoint_push_command)
 
     def read_audit(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
         require(actor, Action.AUDIT_READ)

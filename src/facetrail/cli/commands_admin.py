@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -83,8 +84,18 @@ def user_disable(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Check the whole hash chain; exit 1 naming the first broken entry."""
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False,
+                 against: Annotated[Path | None, typer.Option(
+                     help="a signed checkpoint file (one or several): also prove the log extends each")] = None,
+                 public_key: Annotated[Path | None, typer.Option(
+                     "--public-key", help="the log's public key; default: the configured signing key's")] = None,
+                 ) -> None:
+    """Check the whole hash chain; exit 1 naming the first broken entry. With --against, also check each
+    signed checkpoint and that the log's first N entries still have its root."""
+    if against is not None:
+        from facetrail.cli.commands_audit import verify_against
+
+        return verify_against(ctx, against, public_key, as_json)
     with reported_errors(as_json):
         result = state(ctx).open().verify_audit(local_actor())
         if as_json:

@@ -1,0 +1,244 @@
+"""Signed checkpoints bind the audit log: an insider with the whole data directory, who recomputes every hash,
+is still caught by `audit verify --against` a checkpoint kept outside."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from facetrail.cli.main import app
+from facetrail.runtime import Facetrail, local_actor
+from tests.audit import insider
+from tests.conftest import add_source
+
+
+class Env:
+    """A data directory, a signing key outside it, and the CLI run against them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.data = tmp_path / "data"
+        self.key = tmp_path / "outside" / "audit.key"
+        self.public = tmp_path / "outside" / "audit.key.pub"
+        self.kept = tmp_path / "dpo" / "checkpoints.txt"  # what the DPO keeps, away from the data directory
+        self.kept.parent.mkdir()
+
+    def cli(self, *args: str) -> Result:
+        return CliRunner().invoke(app, ["--data", str(self.data), *args])
+
+    def grow(self, n: int, start: int = 0) -> None:
+        ft = Facetrail.open(self.data, workers=1)
+        for i in range(start, start + n):
+            add_source(ft, name=f"source {i}")
+        ft.close()
+
+    def checkpoint(self) -> str:
+        result = self.cli("audit", "checkpoint", "--append", str(self.kept))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def verify_against(self) -> Result:
+        return self.cli("audit", "verify", "--against", str(self.kept), "--public-key", str(self.public))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    env = Env(tmp_path)
+    created = env.cli("audit", "keygen", str(env.key))
+    assert created.exit_code == 0, created.output
+    assert env.public.read_text().strip() in created.output.replace("\n", "")
+    monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", str(env.key))
+    env.grow(6)
+    env.checkpoint()
+    return env
+
+
+def test_a_checkpoint_is_a_signed_note(env: Env) -> None:
+    lines = env.kept.read_text().split("\n")
+    assert lines[0] == "facetrail-audit" and lines[1] == "6" and lines[3].startswith("time ") and lines[4] == ""
+    assert lines[5].startswith("\u2014 facetrail-audit ")
+    kept_here = sorted((env.data / "audit-checkpoints").glob("*.checkpoint"))
+    assert [p.name for p in kept_here] == ["000000000006.checkpoint"]
+    entries = json.loads(env.cli("audit", "list", "--json").output)
+    assert entries[-1]["action"] == "audit.checkpoint" and json.loads(entries[-1]["details"])["size"] == 6
+
+
+def test_an_honest_log_that_grew_verifies(env: Env) -> None:
+    env.grow(5, start=10)
+    env.checkpoint()
+    env.grow(2, start=20)
+    result = env.verify_against()
+    assert result.exit_code == 0, result.output
+    assert "checkpoint of 6 entries" in result.output and "the log extends it (6 -> " in result.output
+    assert result.output.count("the log extends it") == 2
+    as_json = json.loads(env.cli("audit", "verify", "--against", str(env.kept), "--public-key", str(env.public),
+                                 "--json").output)
+    assert as_json["ok"] and [c["ok"] for c in as_json["checkpoints"]] == [True, True]
+    assert all(c["consistency"] for c in as_json["checkpoints"])
+
+
+def test_one_row_edited_and_the_chain_recomputed_is_caught(env: Env) -> None:
+    def edit(rows: list[insider.Row]) -> list[insider.Row]:
+        rows[2]["details"] = rows[2]["details"].replace("source 2", "source two")
+        return rows
+
+    insider.rewrite(env.data, edit)
+    assert env.cli("audit", "verify").exit_code == 0  # the chain alone is fooled: every hash was recomputed
+    result = env.verify_against()
+    assert result.exit_code == 1
+    assert "checkpoint of 6 entries" in result.output and "do not hash to the checkpoint's root" in result.output
+
+
+def test_rows_cut_from_the_end_with_the_head_deleted_are_caught(env: Env) -> None:
+    insider.rewrite(env.data, lambda rows: rows[:4])
+    assert env.cli("audit", "verify").exit_code == 0
+    result = env.verify_against()
+    assert result.exit_code == 1 and "fewer than the 6 the checkpoint covers" in result.output
+
+
+def test_rows_reordered_are_caught(env: Env) -> None:
+    insider.rewrite(env.data, lambda rows: [rows[1], rows[0], *rows[2:]])
+    assert env.cli("audit", "verify").exit_code == 0
+    result = env.verify_against()
+    assert result.exit_code == 1 and "do not hash" in result.output
+
+
+def test_a_row_removed_from_the_middle_then_the_log_regrown_is_caught(env: Env) -> None:
+    """The insider deletes a covered entry and pads the log back past the checkpoint's size."""
+    insider.rewrite(env.data, lambda rows: rows[:3] + rows[4:] + [dict(rows[-1], at="2026-12-01T00:00:00+00:00")] * 3)
+    result = env.verify_against()
+    assert result.exit_code == 1 and "do not hash" in result.output
+
+
+def test_the_database_replaced_by_an_older_copy_is_caught(env: Env, tmp_path: Path) -> None:
+    older = tmp_path / "older"
+    shutil.copytree(env.data, older)  # a copy taken before the next checkpoint
+    env.grow(4, start=10)
+    env.checkpoint()  # covers 6 + 1 (the first checkpoint's entry) + 4 + ...
+    shutil.rmtree(env.data)
+    shutil.copytree(older, env.data)
+    assert env.cli("audit", "verify").exit_code == 0
+    result = env.verify_against()
+    assert result.exit_code == 1 and "fewer than the 11 the checkpoint covers" in result.output
+    assert "checkpoint of 6 entries" in result.output  # the first checkpoint still holds for the older copy
+    # The older copy then grown past the checkpoint's size: it has the entries, not the same ones.
+    env.grow(12, start=30)
+    result = env.verify_against()
+    assert result.exit_code == 1 and "do not hash to the checkpoint's root" in result.output
+
+
+def test_an_altered_or_foreign_checkpoint_is_refused(env: Env, tmp_path: Path) -> None:
+    text = env.kept.read_text()
+    env.kept.write_text(text.replace("\n6\n", "\n5\n", 1))
+    result = env.verify_against()
+    assert result.exit_code == 2 and "signature is wrong" in result.output
+    env.kept.write_text(text)
+    other = tmp_path / "other.key"
+    assert env.cli("audit", "keygen", str(other)).exit_code == 0
+    result = env.cli("audit", "verify", "--against", str(env.kept), "--public-key", f"{other}.pub")
+    assert result.exit_code == 2 and "no signature by key" in result.output
+
+
+def test_the_server_refuses_to_sign_a_rewritten_log(env: Env) -> None:
+    def edit(rows: list[insider.Row]) -> list[insider.Row]:
+        rows[0]["actor"] = "someone else"
+        return rows
+
+    kept_here = env.data / "audit-checkpoints"
+    saved = {p.name: p.read_bytes() for p in kept_here.iterdir()}
+    insider.rewrite(env.data, edit)
+    kept_here.mkdir()
+    for name, content in saved.items():
+        (kept_here / name).write_bytes(content)
+    result = env.cli("audit", "checkpoint")
+    assert result.exit_code == 1 and "no longer extends the checkpoint of 6 entries" in result.output
+
+
+def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path) -> None:
+    proof_file = tmp_path / "proof.json"
+    result = env.cli("audit", "prove", "3")
+    assert result.exit_code == 0, result.output
+    proof = json.loads(result.output)
+    assert proof["tree_size"] == 6 and proof["entry"]["seq"] == 3 and proof["checkpoint"]
+    proof_file.write_text(result.output)
+
+    def check() -> Result:
+        return CliRunner().invoke(app, ["audit", "check-inclusion", str(proof_file), "--against", str(env.kept),
+                                        "--public-key", str(env.public)])
+
+    ok = check()
+    assert ok.exit_code == 0 and "entry 3 is in the signed tree of 6 entries" in ok.output
+    for field, value in (("details", proof["entry"]["details"].replace("source 2", "source 9")),
+                         ("actor", "mallory")):
+        proof_file.write_text(json.dumps({**proof, "entry": {**proof["entry"], field: value}}))
+        assert check().exit_code == 1, field
+    path = list(proof["audit_path"])
+    path[0] = "00" + path[0][2:]
+    proof_file.write_text(json.dumps({**proof, "audit_path": path}))
+    bad = check()
+    assert bad.exit_code == 1 and "not in the checkpoint's tree" in bad.output
+    proof_file.write_text(json.dumps({**proof, "seq": 4, "leaf_index": 3}))
+    assert check().exit_code == 1
+    proof_file.write_text("{not json")
+    assert check().exit_code == 2
+    actions = [e["action"] for e in json.loads(env.cli("audit", "list", "--json").output)]
+    assert "audit.prove" in actions
+
+
+def test_no_signing_key_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", raising=False)
+    env = Env(tmp_path)
+    result = env.cli("audit", "checkpoint")
+    assert result.exit_code == 1 and "no audit signing key is configured" in result.output
+    result = env.cli("audit", "verify", "--against", str(env.kept))
+    assert result.exit_code == 1 and "no public key" in result.output
+
+
+def test_signing_keys_are_refused_inside_the_data_directory_or_readable_by_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = Env(tmp_path)
+    inside = env.data / "audit.key"
+    result = env.cli("audit", "keygen", str(inside))
+    assert result.exit_code == 2 and "inside the data directory" in result.output and not inside.exists()
+    assert env.cli("audit", "keygen", str(env.key)).exit_code == 0
+    again = env.cli("audit", "keygen", str(env.key))
+    assert again.exit_code == 2 and "never overwritten" in again.output
+    env.data.mkdir()
+    shutil.copy(env.key, inside)
+    monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", str(inside))
+    result = env.cli("audit", "checkpoint")
+    assert result.exit_code == 2 and "inside the data directory" in result.output
+    env.key.chmod(0o644)
+    monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", str(env.key))
+    result = env.cli("audit", "checkpoint")
+    assert result.exit_code == 1 and "readable by others" in result.output
+    env.key.chmod(0o600)
+    env.key.write_text("PRIVATE+KEY+facetrail-audit+00000000+AQ==\n")
+    result = env.cli("audit", "checkpoint")
+    assert result.exit_code == 2 and "not an Ed25519 key" in result.output
+
+
+def test_the_key_from_the_environment_and_the_push_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = Env(tmp_path)
+    assert env.cli("audit", "keygen", str(env.key)).exit_code == 0
+    monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY", env.key.read_text())
+    pushed = tmp_path / "pushed.txt"
+    result = env.cli("audit", "checkpoint", "--push-command", f"tee {pushed}", "--json")
+    assert result.exit_code == 0, result.output
+    assert pushed.read_text() == json.loads(result.output)["checkpoint"]
+    failing = env.cli("audit", "checkpoint", "--push-command", "false")
+    assert failing.exit_code == 2 and "'false' exited 1" in failing.output
+
+
+def test_an_erasure_is_followed_by_a_checkpoint(env: Env) -> None:
+    ft = Facetrail.open(env.data, workers=1)
+    ft.erasure.erase(local_actor().name, [], request_id=None)
+    ft.close()
+    entries = json.loads(env.cli("audit", "list", "--json", "--limit", "100").output)
+    actions = [e["action"] for e in entries]
+    assert actions[-2:] == ["erasure.completed", "audit.checkpoint"]
+    assert json.loads(entries[-1]["details"])["reason"].startswith("erasure ")
+    assert env.verify_against().exit_code == 0

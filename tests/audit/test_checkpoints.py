@@ -191,6 +191,8 @@ def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path)
 def test_no_signing_key_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", raising=False)
     env = Env(tmp_path)
+    result = env.cli("audit", "verify")
+    assert result.exit_code == 0 and "no audit signing key is configured" in result.output
     result = env.cli("audit", "checkpoint")
     assert result.exit_code == 1 and "no audit signing key is configured" in result.output
     result = env.cli("audit", "verify", "--against", str(env.kept))
@@ -242,3 +244,18 @@ def test_an_erasure_is_followed_by_a_checkpoint(env: Env) -> None:
     assert actions[-2:] == ["erasure.completed", "audit.checkpoint"]
     assert json.loads(entries[-1]["details"])["reason"].startswith("erasure ")
     assert env.verify_against().exit_code == 0
+
+
+def test_a_kms_hook_that_signs_keeps_the_key_out_of_the_process(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.crypto import kms_hook
+
+    monkeypatch.setenv("FACETRAIL_KMS", "tests.crypto.kms_hook:factory")
+    env = Env(tmp_path)
+    env.grow(2)
+    before = kms_hook.calls["sign"]
+    env.checkpoint()
+    assert kms_hook.calls["sign"] == before + 1
+    assert env.kept.read_text().startswith("kms-audit\n2\n")
+    result = env.cli("audit", "verify", "--against", str(env.kept))  # the public key from the hook
+    assert result.exit_code == 0 and "the log extends it" in result.output

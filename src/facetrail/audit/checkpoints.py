@@ -35,7 +35,7 @@ from facetrail.audit.note import (
     sign_checkpoint,
 )
 from facetrail.audit.signing import verifier_of
-from facetrail.errors import AuditChainError, InvalidValueError, KeyUnavailableError, NotFoundError
+from facetrail.errors import AuditChainError, FacetrailError, InvalidValueError, KeyUnavailableError, NotFoundError
 from facetrail.fsutil import atomic_write
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry
@@ -140,16 +140,19 @@ class CheckpointService:
         if signer is None:
             raise KeyUnavailableError(NO_KEY)
         previous = self._latest(verifier_of(signer))
-        with self.db.write() as session, session.begin():
+        # A read snapshot, so that writers are not held up while a large log is hashed: the checkpoint covers
+        # the entries of that snapshot, a prefix of the log by the time it is signed.
+        with self.db.read() as session:
             result = self.audit.verify(session, roots_at={previous.size} if previous else ())
-            if not result.ok:
-                raise AuditChainError(f"the audit log is broken at entry {result.first_broken_seq} "
-                                      f"({result.reason}): no checkpoint is signed over it")
-            if previous is not None and result.roots.get(previous.size) != previous.root:
-                raise AuditChainError(f"the log no longer extends the checkpoint of {previous.size} entries made "
-                                      f"{previous.time}: no checkpoint is signed over it")
-            now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-            checkpoint = sign_checkpoint(signer, size=result.entries, root=result.root, time=now)
+        if not result.ok:
+            raise AuditChainError(f"the audit log is broken at entry {result.first_broken_seq} "
+                                  f"({result.reason}): no checkpoint is signed over it")
+        if previous is not None and result.roots.get(previous.size) != previous.root:
+            raise AuditChainError(f"the log no longer extends the checkpoint of {previous.size} entries made "
+                                  f"{previous.time}: no checkpoint is signed over it")
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        checkpoint = sign_checkpoint(signer, size=result.entries, root=result.root, time=now)
+        with self.db.write() as session, session.begin():
             self.directory.mkdir(mode=0o700, exist_ok=True)
             atomic_write(self.directory / f"{checkpoint.size:012d}.checkpoint", checkpoint.text.encode())
             self.audit.record(session, actor=actor_name, action="audit.checkpoint", details={
@@ -171,6 +174,17 @@ class CheckpointService:
         except Exception:
             log.exception("audit checkpoint after %s failed", reason)
             return None
+
+    def chain_only_warning(self) -> str:
+        """What a verification of the chain alone (without --against) does not prove, said plainly."""
+        try:
+            signer = self.signer()
+        except FacetrailError as exc:
+            return f"the audit signing key cannot be loaded ({exc}): no checkpoint can be made"
+        if signer is None:
+            return NO_KEY
+        return ("the chain alone does not bind whoever can write the data directory: verify --against a "
+                "checkpoint kept outside it")
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint kept in the data directory, as signed text (not verified here)."""
@@ -242,7 +256,8 @@ class CheckpointService:
             if row is None:
                 raise NotFoundError(f"audit entry {seq} does not exist")
             path = merkle.inclusion_proof(self.audit.leaf_hashes(session), seq - 1, size)
-            root = merkle.tree_root(_take(self.audit.leaf_hashes(session), size))
+            root = merkle.root_from_inclusion(merkle.leaf_hash(bytes.fromhex(row.hash)), seq - 1, size, path)
+            assert root is not None  # the path was just built for this index and size
             entry = entry_fields(row)
         checkpoint = kept.get(size)
         return InclusionProof(seq, size, entry, path, root, checkpoint.text if checkpoint else None)

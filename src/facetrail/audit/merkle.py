@@ -134,14 +134,15 @@ def consistency_proof(leaves: Iterable[bytes], first: int, second: int) -> list[
     return subtree_hashes(leaves, consistency_ranges(first, second))
 
 
-def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
-    """RFC 9162 §2.1.3.2: does `path` prove that `leaf` is at `index` in the tree of `size` with `root`?"""
+def root_from_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
+    """The root that `path` leads `leaf` at `index` to in a tree of `size` (RFC 9162 §2.1.3.2, steps 1-5),
+    or None when the path cannot belong to such a tree (wrong length, index out of range)."""
     if index >= size or index < 0:
-        return False
+        return None
     fn, sn, r = index, size - 1, leaf
     for p in path:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             while not fn & 1 and fn != 0:
@@ -149,7 +150,12 @@ def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], 
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1
-    return sn == 0 and r == root
+    return r if sn == 0 else None
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
+    """Does `path` prove that `leaf` is at `index` in the tree of `size` with `root`?"""
+    return root_from_inclusion(leaf, index, size, path) == root
 
 
 def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,

@@ -97,14 +97,18 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False,
 
         return verify_against(ctx, against, public_key, as_json)
     with reported_errors(as_json):
-        result = state(ctx).open().verify_audit(local_actor())
+        ft = state(ctx).open()
+        result = ft.verify_audit(local_actor())
+        warning = ft.checkpoints.chain_only_warning()
         if as_json:
             emit_json({"ok": result.ok, "entries": result.entries, "first_broken_seq": result.first_broken_seq,
-                       "reason": result.reason})
+                       "reason": result.reason, "warning": warning})
         elif result.ok:
             console.print(f"audit log intact: {result.entries} entries")
         else:
             err_console.print(f"[bold red]audit log broken at entry {result.first_broken_seq}:[/] {result.reason}")
+        if not as_json:
+            err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
         if not result.ok:
             raise typer.Exit(1)
 

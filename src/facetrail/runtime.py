@@ -90,7 +90,7 @@ class Facetrail:
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / AUDIT_HEAD)
         self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,
-                                             lambda: load_signer(settings))
+                                             lambda: load_signer(settings), archives=self.data / "audit-archive")
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
             max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,

@@ -259,3 +259,31 @@ def test_a_kms_hook_that_signs_keeps_the_key_out_of_the_process(tmp_path: Path,
     assert env.kept.read_text().startswith("kms-audit\n2\n")
     result = env.cli("audit", "verify", "--against", str(env.kept))  # the public key from the hook
     assert result.exit_code == 0 and "the log extends it" in result.output
+
+
+def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(env: Env, tmp_path: Path) -> None:
+    from facetrail.backup.archive import create_backup
+    from facetrail.backup.restore import restore_backup
+    from facetrail.config import get_settings
+
+    ft = Facetrail.open(env.data, workers=1)
+    create_backup(ft, local_actor(), tmp_path / "b.tar")
+    ft.close()
+    env.grow(3, start=10)
+    env.checkpoint()  # covers entries the backup does not have
+    report = restore_backup(get_settings(data=env.data), tmp_path / "b.tar", local_actor().name)
+    archive = report["audit_archive"]
+    assert isinstance(archive, dict) and archive["checkpoints"]
+    assert not (env.data / "audit-checkpoints" / archive["checkpoints"][0]).exists()
+    env.checkpoint()  # the server signs the restored log again
+    result = env.verify_against()
+    assert result.exit_code == 0, result.output
+    assert "a restore rewound the live log" in result.output and "and they match it" in result.output
+
+    archived = env.data / archive["file"]
+    lines = archived.read_text().splitlines()
+    edited = json.loads(lines[1])
+    edited["details"] = edited["details"].replace("source 1", "source 9")
+    archived.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
+    result = env.verify_against()
+    assert result.exit_code == 1 and "the checkpoint covers" in result.output and "restore" not in result.output

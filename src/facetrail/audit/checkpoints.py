@@ -13,7 +13,9 @@ bind.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import os
 import shlex
 import subprocess
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 
 from facetrail.audit import merkle
-from facetrail.audit.log import AuditLog, VerifyResult, entry_hash
+from facetrail.audit.log import GENESIS, AuditLog, VerifyResult, entry_hash
 from facetrail.audit.note import (
     Checkpoint,
     CheckpointSigner,
@@ -36,7 +38,7 @@ from facetrail.audit.note import (
 )
 from facetrail.audit.signing import verifier_of
 from facetrail.errors import AuditChainError, FacetrailError, InvalidValueError, KeyUnavailableError, NotFoundError
-from facetrail.fsutil import atomic_write
+from facetrail.fsutil import atomic_write, fsync_dir
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry
 
@@ -117,10 +119,12 @@ class CheckpointService:
     """Makes, keeps and checks the log's checkpoints."""
 
     def __init__(self, db: Database, audit: AuditLog, directory: Path,
-                 load_signer: Callable[[], CheckpointSigner | None]) -> None:
+                 load_signer: Callable[[], CheckpointSigner | None], *, archives: Path) -> None:
         self.db = db
         self.audit = audit
         self.directory = directory
+        self.archives = archives
+        """Where a restore keeps the entries newer than its backup (`restore-<time>.jsonl`)."""
         self._load_signer = load_signer
         self._signer: CheckpointSigner | None = None
 
@@ -230,7 +234,46 @@ class CheckpointService:
                                               "reordered or replaced", []))
             else:
                 checks.append(self._consistent(checkpoint, chain))
+                continue
+            if chain.ok:
+                checks[-1] = self._in_archive(checkpoint) or checks[-1]
         return AgainstResult(chain, checks)
+
+    def _in_archive(self, checkpoint: Checkpoint) -> CheckpointCheck | None:
+        """A restore rewound the log to a backup and kept the newer entries in an archive: the checkpoint holds
+        when the live entries before the archive, then the archive's, have its root."""
+        for path in sorted(self.archives.glob("restore-*.jsonl")) if self.archives.is_dir() else []:
+            try:
+                entries = [json.loads(line) for line in path.read_text().splitlines() if line]
+                root = self._archived_root(entries, checkpoint.size)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if root == checkpoint.root:
+                return CheckpointCheck(checkpoint, True, f"a restore rewound the live log to {entries[0]['seq'] - 1} "
+                                       f"entries; the ones after it that the checkpoint covers are in {path.name}, "
+                                       "and they match it", [])
+        return None
+
+    def _archived_root(self, entries: list[dict[str, Any]], size: int) -> bytes | None:
+        tree, prev = merkle.TreeBuilder(), GENESIS
+        start = int(entries[0]["seq"]) - 1 if entries else 0
+        with self.db.read() as session:
+            for digest in session.scalars(select(AuditEntry.hash).where(AuditEntry.seq <= start)
+                                          .order_by(AuditEntry.seq).execution_options(yield_per=10_000)):
+                tree.append(merkle.leaf_hash(bytes.fromhex(digest)))
+                prev = digest
+        if tree.size != start:
+            return None
+        for entry in entries:
+            if tree.size == size:
+                break
+            digest = entry_hash(seq=int(entry["seq"]), at=entry["at"], actor=entry["actor"], action=entry["action"],
+                                details=entry["details"], prev_hash=entry["prev_hash"])
+            if digest != entry["hash"] or entry["prev_hash"] != prev or int(entry["seq"]) != tree.size + 1:
+                return None
+            tree.append(merkle.leaf_hash(bytes.fromhex(digest)))
+            prev = digest
+        return tree.root() if tree.size == size else None
 
     def _consistent(self, checkpoint: Checkpoint, chain: VerifyResult) -> CheckpointCheck:
         with self.db.read() as session:
@@ -288,6 +331,22 @@ class CheckpointService:
 
 def _take(leaves: Iterator[bytes], n: int) -> Iterator[bytes]:
     return itertools.islice(leaves, n)
+
+
+def set_aside(directory: Path, after_size: int, into: Path) -> list[str]:
+    """Move the kept checkpoints that cover more than `after_size` entries into `into` (a restore rewinds the
+    log to a backup of `after_size` entries: they no longer hold for the live log, and the server must not
+    refuse to sign it for their sake). Returns their file names."""
+    moved = []
+    for path in sorted(directory.glob("*.checkpoint")) if directory.is_dir() else []:
+        if path.stem.isdigit() and int(path.stem) > after_size:
+            into.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.replace(path, into / path.name)
+            moved.append(path.name)
+    if moved:
+        fsync_dir(into)
+        fsync_dir(directory)
+    return moved
 
 
 def push(checkpoint: Checkpoint, command: str) -> None:

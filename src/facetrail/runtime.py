@@ -199,7 +199,9 @@ class Facetrail:
     def checkpoint_audit(self, actor: Actor, *, reason: str = "on demand") -> Checkpoint:
         """Sign a checkpoint of the audit log now (needs the signing key; see audit/signing.py)."""
         require(actor, Action.AUDIT_READ)
-        return self.checkpoints.emit(actor.name, reason=reason)
+        checkpoint = self.checkpoints.emit(actor.name, reason=reason)
+        assert checkpoint is not None  # asked for, it is always signed
+        return checkpoint
 
     def prove_audit_entry(self, actor: Actor, seq: int, *, size: int | None = None) -> InclusionProof:
         """An inclusion proof for entry `seq` (default: in the newest checkpoint kept here); audited."""
@@ -224,10 +226,11 @@ class Facetrail:
         require(actor, Action.AUDIT_READ)
         return self.checkpoints.latest_verified()
 
-    def checkpoint_after(self, reason: str) -> Checkpoint | None:
+    def checkpoint_after(self, reason: str, *, unless_unchanged: bool = False) -> Checkpoint | None:
         """The server's own checkpoint after an erasure, an order or on its schedule: skipped (and said in the
-        server log) without a signing key, never failing the work it follows."""
-        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason,
+        server log) without a signing key, never failing the work it follows; piped to the configured
+        push command. `unless_unchanged`: not when nothing was logged since the last one (the schedule)."""
+        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason, unless_unchanged=unless_unchanged,
                                            push_command=self.settings.checkpoint_push_command)
 
     def read_audit(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:

@@ -100,3 +100,20 @@ def test_without_a_signing_key_the_checkpoint_route_says_so(tmp_path: Path) -> N
         response = client.get("/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 503 and "no audit signing key" in response.json()["detail"]
     ft.close()
+
+
+def test_the_schedule_pushes_and_does_not_repeat_an_unchanged_log(tmp_path: Path) -> None:
+    data, key, pushed = tmp_path / "data", tmp_path / "outside" / "audit.key", tmp_path / "pushed.txt"
+    write_key_pair(key, data, "facetrail-test")
+    ft = Facetrail.open(data, workers=1, audit_signing_key_file=key, checkpoint_interval_s=0.2,
+                        checkpoint_push_command=f"tee -a {pushed}")
+    _, auditor = ft.accounts.create(local_actor(), name="aud", role="auditor")
+    with TestClient(create_app(ft)) as client:
+        body = wait_for_checkpoint(client, f"Bearer {auditor}")
+        time.sleep(1.5)  # several intervals with nothing new logged
+    ft.close()
+    ft = Facetrail.open(data, workers=1)
+    actions = [e.action for e in ft.read_audit(local_actor(), limit=100)]
+    ft.close()
+    assert actions.count("audit.checkpoint") == 1
+    assert pushed.read_text() == body["checkpoint"]

@@ -1,4 +1,5 @@
-"""The server's own audit checkpoints: one every `checkpoint_interval_s` while it runs (erasures add theirs)."""
+"""The server's own audit checkpoints: one every `checkpoint_interval_s` while it runs, unless nothing was logged
+since the last (erasures add theirs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 async def _every(ft: Facetrail, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        await run_in_threadpool(ft.checkpoint_after, "schedule")
+        await run_in_threadpool(partial(ft.checkpoint_after, "schedule", unless_unchanged=True))
 
 
 @asynccontextmanager

@@ -137,9 +137,10 @@ class CheckpointService:
         signer = self.signer()
         return None if signer is None else verifier_of(signer)
 
-    def emit(self, actor_name: str, *, reason: str) -> Checkpoint:
+    def emit(self, actor_name: str, *, reason: str, unless_unchanged: bool = False) -> Checkpoint | None:
         """Sign the tree head over every entry, keep a copy here and audit it. Refused when the chain is broken
-        or the log no longer extends the newest checkpoint kept here."""
+        or the log no longer extends the newest checkpoint kept here. With `unless_unchanged`, nothing is signed
+        (None) when the only entry since that checkpoint is its own record."""
         signer = self.signer()
         if signer is None:
             raise KeyUnavailableError(NO_KEY)
@@ -154,6 +155,8 @@ class CheckpointService:
         if previous is not None and result.roots.get(previous.size) != previous.root:
             raise AuditChainError(f"the log no longer extends the checkpoint of {previous.size} entries made "
                                   f"{previous.time}: no checkpoint is signed over it")
+        if unless_unchanged and previous is not None and result.entries <= previous.size + 1:
+            return None
         now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         checkpoint = sign_checkpoint(signer, size=result.entries, root=result.root, time=now)
         with self.db.write() as session, session.begin():
@@ -164,19 +167,20 @@ class CheckpointService:
                 "key": f"{signer.name}+{verifier_of(signer).key_id.hex()}"})
         return checkpoint
 
-    def maybe_emit(self, actor_name: str, *, reason: str, push_command: str | None = None) -> Checkpoint | None:
+    def maybe_emit(self, actor_name: str, *, reason: str, push_command: str | None = None,
+                   unless_unchanged: bool = False) -> Checkpoint | None:
         """`emit` for the server's own occasions (schedule, after an erasure or an order): never raises, since
         the work it follows is done; says in the log why no checkpoint was made."""
         try:
             if self.signer() is None:
-                log.warning("audit checkpoint after %s skipped: %s", reason, NO_KEY)
+                log.warning("audit checkpoint (%s) skipped: %s", reason, NO_KEY)
                 return None
-            checkpoint = self.emit(actor_name, reason=reason)
-            if push_command:
+            checkpoint = self.emit(actor_name, reason=reason, unless_unchanged=unless_unchanged)
+            if checkpoint is not None and push_command:
                 push(checkpoint, push_command)
             return checkpoint
         except Exception:
-            log.exception("audit checkpoint after %s failed", reason)
+            log.exception("audit checkpoint (%s) failed", reason)
             return None
 
     def chain_only_warning(self) -> str:

@@ -226,11 +226,12 @@ class Facetrail:
         require(actor, Action.AUDIT_READ)
         return self.checkpoints.latest_verified()
 
-    def checkpoint_after(self, reason: str, *, unless_unchanged: bool = False) -> Checkpoint | None:
-        """The server's own checkpoint after an erasure, an order or on its schedule: skipped (and said in the
-        server log) without a signing key, never failing the work it follows; piped to the configured
-        push command. `unless_unchanged`: not when nothing was logged since the last one (the schedule)."""
-        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason, unless_unchanged=unless_unchanged,
+    def checkpoint_after(self, reason: str, *, scheduled: bool = False) -> Checkpoint | None:
+        """The server's own checkpoint after an erasure or an order (`reason` says which), or on its schedule:
+        skipped (and said in the server log) without a signing key, never failing the work it follows; piped
+        to the configured push command. A scheduled one hashes the whole log and is skipped when nothing was
+        logged since the last; the others hash only the entries since the last (they follow a request)."""
+        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason, scheduled=scheduled,
                                            push_command=self.settings.checkpoint_push_command)
 
     def read_audit(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:

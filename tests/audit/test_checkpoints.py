@@ -287,3 +287,27 @@ def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(en
     archived.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
     result = env.verify_against()
     assert result.exit_code == 1 and "the checkpoint covers" in result.output and "restore" not in result.output
+
+
+def test_checkpoints_after_an_order_go_on_from_the_saved_frontier(env: Env) -> None:
+    """After an erasure or an order only the new entries are hashed; the root is the same as over all."""
+    frontier = env.data / "audit-checkpoints" / "000000000006.frontier"
+    assert frontier.exists()
+    env.grow(5, start=10)
+    ft = Facetrail.open(env.data, workers=1)
+    incremental = ft.checkpoint_after("order 1")
+    assert incremental is not None
+    with ft.db.read() as session:
+        assert ft.audit.verify(session, roots_at={incremental.size}).roots[incremental.size] == incremental.root
+    (env.data / "audit-checkpoints" / f"{incremental.size:012d}.frontier").write_text('{"frontier": [[3, "00"]]}')
+    add_source(ft, name="later")
+    fallback = ft.checkpoint_after("order 2")  # a damaged frontier: the whole log is hashed instead
+    assert fallback is not None and fallback.size == incremental.size + 2
+    ft.close()
+    (env.kept.parent / "more.txt").write_text(incremental.text + "\n" + fallback.text)
+    result = env.cli("audit", "verify", "--against", str(env.kept.parent / "more.txt"), "--public-key",
+                     str(env.public))
+    assert result.exit_code == 0 and result.output.count("the log extends it") == 2, result.output
+    entries = json.loads(env.cli("audit", "list", "--json", "--limit", "100").output)
+    assert [json.loads(e["details"])["reason"] for e in entries if e["action"] == "audit.checkpoint"] == \
+        ["on demand", "order 1", "order 2"]

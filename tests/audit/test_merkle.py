@@ -149,3 +149,24 @@ def test_a_million_leaves_stream_in_bounded_memory() -> None:
     assert len(path) == 20
     leaf = hashlib.sha256((765_432).to_bytes(4, "big")).digest()
     assert merkle.verify_inclusion(leaf, 765_432, n, path, root)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 600), st.integers(0, 600))
+def test_a_tree_goes_on_from_its_frontier(m: int, extra: int) -> None:
+    leaves = hashes(m + extra)
+    first = merkle.TreeBuilder()
+    for leaf in leaves[:m]:
+        first.append(leaf)
+    resumed = merkle.TreeBuilder.resume(first.frontier)
+    assert resumed.size == m and resumed.root() == merkle.tree_root(leaves[:m])
+    for leaf in leaves[m:]:
+        resumed.append(leaf)
+    assert resumed.root() == naive_mth(data(m + extra))
+
+
+def test_a_malformed_frontier_is_refused() -> None:
+    digest = merkle.leaf_hash(b"x")
+    for frontier in ([(3, digest)], [(1, digest), (2, digest)], [(2, digest), (2, digest)], [(1, b"short")]):
+        with pytest.raises(ValueError, match="frontier"):
+            merkle.TreeBuilder.resume(frontier)

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 async def _every(ft: Facetrail, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        await run_in_threadpool(partial(ft.checkpoint_after, "schedule", unless_unchanged=True))
+        await run_in_threadpool(partial(ft.checkpoint_after, "schedule", scheduled=True))
 
 
 @asynccontextmanager

@@ -137,18 +137,24 @@ class CheckpointService:
         signer = self.signer()
         return None if signer is None else verifier_of(signer)
 
-    def emit(self, actor_name: str, *, reason: str, unless_unchanged: bool = False) -> Checkpoint | None:
+    def emit(self, actor_name: str, *, reason: str, unless_unchanged: bool = False,
+             whole_log: bool = True) -> Checkpoint | None:
         """Sign the tree head over every entry, keep a copy here and audit it. Refused when the chain is broken
         or the log no longer extends the newest checkpoint kept here. With `unless_unchanged`, nothing is signed
-        (None) when the only entry since that checkpoint is its own record."""
+        (None) when the only entry since that checkpoint is its own record.
+
+        `whole_log=False` (after an erasure or an order, where time counts) hashes only the entries since the
+        newest checkpoint kept here, going on from its saved frontier (checked against its signed root): an
+        edit to entries that checkpoint covers is then left to `verify --against`, which recomputes all."""
         signer = self.signer()
         if signer is None:
             raise KeyUnavailableError(NO_KEY)
         previous = self._latest(verifier_of(signer))
+        after = None if whole_log or previous is None else self._frontier(previous)
         # A read snapshot, so that writers are not held up while a large log is hashed: the checkpoint covers
         # the entries of that snapshot, a prefix of the log by the time it is signed.
         with self.db.read() as session:
-            result = self.audit.verify(session, roots_at={previous.size} if previous else ())
+            result = self.audit.verify(session, roots_at={previous.size} if previous else (), after=after)
         if not result.ok:
             raise AuditChainError(f"the audit log is broken at entry {result.first_broken_seq} "
                                   f"({result.reason}): no checkpoint is signed over it")
@@ -162,20 +168,37 @@ class CheckpointService:
         with self.db.write() as session, session.begin():
             self.directory.mkdir(mode=0o700, exist_ok=True)
             atomic_write(self.directory / f"{checkpoint.size:012d}.checkpoint", checkpoint.text.encode())
+            atomic_write(self.directory / f"{checkpoint.size:012d}.frontier", json.dumps({
+                "size": checkpoint.size, "last_hash": result.last_hash,
+                "frontier": [[width, digest.hex()] for width, digest in result.frontier]}).encode())
             self.audit.record(session, actor=actor_name, action="audit.checkpoint", details={
                 "size": checkpoint.size, "root": checkpoint.root.hex(), "reason": reason,
                 "key": f"{signer.name}+{verifier_of(signer).key_id.hex()}"})
         return checkpoint
 
+    def _frontier(self, checkpoint: Checkpoint) -> tuple[merkle.TreeBuilder, str] | None:
+        """The saved frontier of a kept checkpoint, if it still gives that checkpoint's signed root."""
+        try:
+            saved = json.loads((self.directory / f"{checkpoint.size:012d}.frontier").read_text())
+            tree = merkle.TreeBuilder.resume([(int(w), bytes.fromhex(h)) for w, h in saved["frontier"]])
+            last_hash = str(saved["last_hash"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if tree.size != checkpoint.size or tree.root() != checkpoint.root:
+            log.warning("the saved frontier of checkpoint %d does not give its root; the whole log is hashed",
+                        checkpoint.size)
+            return None
+        return tree, last_hash
+
     def maybe_emit(self, actor_name: str, *, reason: str, push_command: str | None = None,
-                   unless_unchanged: bool = False) -> Checkpoint | None:
+                   scheduled: bool = False) -> Checkpoint | None:
         """`emit` for the server's own occasions (schedule, after an erasure or an order): never raises, since
         the work it follows is done; says in the log why no checkpoint was made."""
         try:
             if self.signer() is None:
                 log.warning("audit checkpoint (%s) skipped: %s", reason, NO_KEY)
                 return None
-            checkpoint = self.emit(actor_name, reason=reason, unless_unchanged=unless_unchanged)
+            checkpoint = self.emit(actor_name, reason=reason, unless_unchanged=scheduled, whole_log=scheduled)
             if checkpoint is not None and push_command:
                 push(checkpoint, push_command)
             return checkpoint
@@ -342,7 +365,7 @@ def set_aside(directory: Path, after_size: int, into: Path) -> list[str]:
     log to a backup of `after_size` entries: they no longer hold for the live log, and the server must not
     refuse to sign it for their sake). Returns their file names."""
     moved = []
-    for path in sorted(directory.glob("*.checkpoint")) if directory.is_dir() else []:
+    for path in sorted(directory.glob("[0-9]*.*")) if directory.is_dir() else []:
         if path.stem.isdigit() and int(path.stem) > after_size:
             into.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.replace(path, into / path.name)

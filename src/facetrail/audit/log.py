@@ -80,6 +80,9 @@ class VerifyResult:
     """The Merkle tree head over every entry (their recomputed hashes)."""
     roots: dict[int, bytes] = field(default_factory=dict)
     """The tree head at each size that was asked for (and that the log reaches)."""
+    frontier: list[tuple[int, bytes]] = field(default_factory=list)
+    """The tree's frontier at the end (to go on from, see TreeBuilder.resume), and the last entry's hash."""
+    last_hash: str = GENESIS
 
 
 class AuditLog:
@@ -120,18 +123,23 @@ class AuditLog:
         except (OSError, ValueError):
             return None
 
-    def verify(self, session: Session, *, roots_at: Collection[int] = ()) -> VerifyResult:
+    def verify(self, session: Session, *, roots_at: Collection[int] = (),
+               after: tuple[TreeBuilder, str] | None = None) -> VerifyResult:
         """Walk the chain from the first entry; report the first entry that does not hold. In the same pass,
         build the Merkle tree (RFC 9162) over the entries' recomputed hashes, in `seq` order, and keep its
-        root at each size in `roots_at` and at the end."""
-        expected_prev, expected_seq = GENESIS, 1
+        root at each size in `roots_at` and at the end.
+
+        `after` = (the tree over the first N entries, entry N's hash) walks on from entry N + 1 only: the
+        entries before are taken as that tree holds them."""
+        tree, expected_prev = after or (TreeBuilder(), GENESIS)
+        start = expected_seq = tree.size + 1
         broken: tuple[int, str] | None = None
         head = self.read_head()
         head_hash: str | None = None
-        tree = TreeBuilder()
-        roots: dict[int, bytes] = {0: tree.root()} if 0 in roots_at else {}
+        roots: dict[int, bytes] = {tree.size: tree.root()} if tree.size in roots_at else {}
         # Plain rows, not ORM objects: a log of a million entries is read in seconds, in constant memory.
-        rows = session.execute(select(*ENTRY_COLUMNS).order_by(AuditEntry.seq).execution_options(yield_per=5000))
+        rows = session.execute(select(*ENTRY_COLUMNS).where(AuditEntry.seq >= start).order_by(AuditEntry.seq)
+                               .execution_options(yield_per=5000))
         for row in rows:
             digest = _recomputed(row)
             tree.append(leaf_hash(bytes.fromhex(digest) if digest else row.details.encode()))
@@ -145,14 +153,14 @@ class AuditLog:
         count, root = tree.size, tree.root()
         if broken is not None:
             return VerifyResult(False, count, broken[0], broken[1], root, roots)
-        if head is not None:
+        if head is not None and head[0] >= start:
             seq, digest = head
             if head_hash is None:
                 return VerifyResult(False, count, seq, f"entries from {seq} on are missing (log truncated)",
                                     root, roots)
             if head_hash != digest:
                 return VerifyResult(False, count, seq, "entry differs from the recorded head", root, roots)
-        return VerifyResult(True, count, root=root, roots=roots)
+        return VerifyResult(True, count, root=root, roots=roots, frontier=tree.frontier, last_hash=expected_prev)
 
     def leaf_hashes(self, session: Session) -> Iterator[bytes]:
         """The Merkle leaves as stored (each entry's hash), in order, streamed: for proofs, which a verifier

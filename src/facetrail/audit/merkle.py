@@ -44,6 +44,23 @@ class TreeBuilder:
         self._stack.append((width, digest))
         self.size += 1
 
+    @property
+    def frontier(self) -> list[tuple[int, bytes]]:
+        """The perfect subtrees the tree is made of (widths decreasing): enough to go on appending."""
+        return list(self._stack)
+
+    @classmethod
+    def resume(cls, frontier: Sequence[tuple[int, bytes]]) -> TreeBuilder:
+        """A builder that goes on from a frontier (checked: widths are decreasing powers of two)."""
+        widths = [w for w, _ in frontier]
+        if any(w <= 0 or w & (w - 1) for w in widths) or widths != sorted(set(widths), reverse=True) or \
+                any(len(h) != HASH_BYTES for _, h in frontier):
+            raise ValueError("not a Merkle tree frontier")
+        builder = cls()
+        builder._stack = list(frontier)
+        builder.size = sum(widths)
+        return builder
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

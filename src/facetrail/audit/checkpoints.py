@@ -311,13 +311,15 @@ class CheckpointService:
                                "entries)", proof)
 
     def inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
-        """PATH for entry `seq` in the tree of `size` entries (default: the newest checkpoint kept here, else
-        the whole log)."""
+        """PATH for entry `seq` in the tree of `size` entries (default: the newest checkpoint kept here when it
+        covers the entry, else the whole log, with no checkpoint to lead to yet)."""
         kept = {c.size: c for c in self._kept()}
         with self.db.read() as session:
             total = session.scalar(select(AuditEntry.seq).order_by(AuditEntry.seq.desc()).limit(1)) or 0
+            if not 1 <= seq <= total:
+                raise InvalidValueError("seq", f"the log has {total} entries; there is no entry {seq}")
             if size is None:
-                size = max(kept) if kept else total
+                size = max(kept) if kept and max(kept) >= seq else total
             if not 1 <= size <= total:
                 raise InvalidValueError("size", f"the log has {total} entries; a tree of {size} is not in it")
             if not 1 <= seq <= size:

@@ -98,7 +98,7 @@ def test_without_a_signing_key_the_checkpoint_route_says_so(tmp_path: Path) -> N
     _, key = ft.accounts.create(local_actor(), name="aud", role="auditor")
     with TestClient(create_app(ft)) as client:
         response = client.get("/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
-        assert response.status_code == 503 and "no audit signing key" in response.json()["detail"]
+        assert response.status_code == 404 and "no audit signing key" in response.json()["detail"]
     ft.close()
 
 

@@ -237,7 +237,7 @@ class CheckpointService:
     def latest_verified(self) -> Checkpoint:
         verifier = self.verifier()
         if verifier is None:
-            raise KeyUnavailableError(NO_KEY)
+            raise NotFoundError(f"no checkpoint: {NO_KEY}")
         checkpoint = self._latest(verifier)
         if checkpoint is None:
             raise NotFoundError("no audit checkpoint has been made yet (facetrail audit checkpoint)")

@@ -33,7 +33,7 @@ def verify(ft: FacetrailDep, actor: ActorDep) -> AuditVerifyPublic:
 
 @router.get("/checkpoint", response_model=CheckpointPublic)
 def checkpoint(ft: FacetrailDep, actor: ActorDep) -> CheckpointPublic:
-    """The newest signed checkpoint (404 before the first, 503 without a signing key)."""
+    """The newest signed checkpoint (404 before the first, or without a signing key)."""
     return CheckpointPublic.model_validate(ft.latest_audit_checkpoint(actor).as_dict())
 
 

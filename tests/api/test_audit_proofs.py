@@ -14,6 +14,7 @@ from facetrail.audit import merkle
 from facetrail.audit.checkpoints import check_inclusion, verify_checkpoint
 from facetrail.audit.signing import read_verifier, write_key_pair
 from facetrail.runtime import Facetrail, local_actor
+from tests.audit.test_checkpoints import open_data
 from tests.conftest import add_source
 
 Api = tuple[TestClient, dict[str, str], Facetrail, Path]
@@ -24,7 +25,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     data = tmp_path / "data"
     key = tmp_path / "outside" / "audit.key"
     public, _ = write_key_pair(key, data, "facetrail-test")
-    ft = Facetrail.open(data, workers=1, audit_signing_key_file=key, checkpoint_interval_s=0.3)
+    ft = open_data(data, audit_signing_key_file=key, checkpoint_interval_s=0.3)
     keys = {role: ft.accounts.create(local_actor(), name=f"{role}-1", role=role)[1]
             for role in ("auditor", "dpo", "investigator")}
     for i in range(4):
@@ -94,7 +95,7 @@ def test_bad_proof_requests_name_the_field(api: Api) -> None:
 
 
 def test_without_a_signing_key_the_checkpoint_route_says_so(tmp_path: Path) -> None:
-    ft = Facetrail.open(tmp_path / "data", workers=1, checkpoint_interval_s=0)
+    ft = open_data(tmp_path / "data", checkpoint_interval_s=0)
     _, key = ft.accounts.create(local_actor(), name="aud", role="auditor")
     with TestClient(create_app(ft)) as client:
         response = client.get("/v1/audit/checkpoint", headers={"Authorization": f"Bearer {key}"})
@@ -105,7 +106,7 @@ def test_without_a_signing_key_the_checkpoint_route_says_so(tmp_path: Path) -> N
 def test_the_schedule_pushes_and_does_not_repeat_an_unchanged_log(tmp_path: Path) -> None:
     data, key, pushed = tmp_path / "data", tmp_path / "outside" / "audit.key", tmp_path / "pushed.txt"
     write_key_pair(key, data, "facetrail-test")
-    ft = Facetrail.open(data, workers=1, audit_signing_key_file=key, checkpoint_interval_s=0.2,
+    ft = open_data(data, audit_signing_key_file=key, checkpoint_interval_s=0.2,
                         checkpoint_push_command=f"tee -a {pushed}")
     _, auditor = ft.accounts.create(local_actor(), name="aud", role="auditor")
     with TestClient(create_app(ft)) as client:

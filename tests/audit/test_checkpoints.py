@@ -16,6 +16,16 @@ from tests.audit import insider
 from tests.conftest import add_source
 
 
+def open_data(data: Path, **overrides: object) -> Facetrail:
+    """Open a data directory, made when new (the one place to change should making one need a flag)."""
+    return Facetrail.open(data, workers=1, **overrides)
+
+
+def altered(details: str) -> str:
+    """An entry's details with one more field: still valid JSON, a different entry."""
+    return json.dumps({**json.loads(details), "changed": True})
+
+
 class Env:
     """A data directory, a signing key outside it, and the CLI run against them."""
 
@@ -25,20 +35,23 @@ class Env:
         self.public = tmp_path / "outside" / "audit.key.pub"
         self.kept = tmp_path / "dpo" / "checkpoints.txt"  # what the DPO keeps, away from the data directory
         self.kept.parent.mkdir()
+        self.first = 0
+        """The size of the first checkpoint the DPO keeps."""
 
     def cli(self, *args: str) -> Result:
         return CliRunner().invoke(app, ["--data", str(self.data), *args])
 
     def grow(self, n: int, start: int = 0) -> None:
-        ft = Facetrail.open(self.data, workers=1)
+        ft = open_data(self.data)
         for i in range(start, start + n):
             add_source(ft, name=f"source {i}")
         ft.close()
 
-    def checkpoint(self) -> str:
+    def checkpoint(self) -> int:
+        """Sign a checkpoint, kept by the DPO; its size."""
         result = self.cli("audit", "checkpoint", "--append", str(self.kept))
         assert result.exit_code == 0, result.output
-        return result.output
+        return int(result.output.split("\n")[1])
 
     def verify_against(self) -> Result:
         return self.cli("audit", "verify", "--against", str(self.kept), "--public-key", str(self.public))
@@ -52,18 +65,20 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     assert env.public.read_text().strip() in created.output.replace("\n", "")
     monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", str(env.key))
     env.grow(6)
-    env.checkpoint()
+    env.first = env.checkpoint()
     return env
 
 
 def test_a_checkpoint_is_a_signed_note(env: Env) -> None:
     lines = env.kept.read_text().split("\n")
-    assert lines[0] == "facetrail-audit" and lines[1] == "6" and lines[3].startswith("time ") and lines[4] == ""
+    assert env.first >= 6
+    assert lines[0] == "facetrail-audit" and lines[3].startswith("time ") and lines[4] == ""
     assert lines[5].startswith("\u2014 facetrail-audit ")
     kept_here = sorted((env.data / "audit-checkpoints").glob("*.checkpoint"))
-    assert [p.name for p in kept_here] == ["000000000006.checkpoint"]
+    assert [p.name for p in kept_here] == [f"{env.first:012d}.checkpoint"]
     entries = json.loads(env.cli("audit", "list", "--json").output)
-    assert entries[-1]["action"] == "audit.checkpoint" and json.loads(entries[-1]["details"])["size"] == 6
+    assert len(entries) == env.first + 1
+    assert entries[-1]["action"] == "audit.checkpoint" and json.loads(entries[-1]["details"])["size"] == env.first
 
 
 def test_an_honest_log_that_grew_verifies(env: Env) -> None:
@@ -72,7 +87,8 @@ def test_an_honest_log_that_grew_verifies(env: Env) -> None:
     env.grow(2, start=20)
     result = env.verify_against()
     assert result.exit_code == 0, result.output
-    assert "checkpoint of 6 entries" in result.output and "the log extends it (6 -> " in result.output
+    assert f"checkpoint of {env.first} entries" in result.output
+    assert f"the log extends it ({env.first} -> " in result.output
     assert result.output.count("the log extends it") == 2
     as_json = json.loads(env.cli("audit", "verify", "--against", str(env.kept), "--public-key", str(env.public),
                                  "--json").output)
@@ -82,21 +98,22 @@ def test_an_honest_log_that_grew_verifies(env: Env) -> None:
 
 def test_one_row_edited_and_the_chain_recomputed_is_caught(env: Env) -> None:
     def edit(rows: list[insider.Row]) -> list[insider.Row]:
-        rows[2]["details"] = rows[2]["details"].replace("source 2", "source two")
+        rows[2]["details"] = altered(rows[2]["details"])
         return rows
 
     insider.rewrite(env.data, edit)
     assert env.cli("audit", "verify").exit_code == 0  # the chain alone is fooled: every hash was recomputed
     result = env.verify_against()
     assert result.exit_code == 1
-    assert "checkpoint of 6 entries" in result.output and "do not hash to the checkpoint's root" in result.output
+    assert f"checkpoint of {env.first} entries" in result.output
+    assert "do not hash to the checkpoint's root" in result.output
 
 
 def test_rows_cut_from_the_end_with_the_head_deleted_are_caught(env: Env) -> None:
     insider.rewrite(env.data, lambda rows: rows[:4])
     assert env.cli("audit", "verify").exit_code == 0
     result = env.verify_against()
-    assert result.exit_code == 1 and "fewer than the 6 the checkpoint covers" in result.output
+    assert result.exit_code == 1 and f"fewer than the {env.first} the checkpoint covers" in result.output
 
 
 def test_rows_reordered_are_caught(env: Env) -> None:
@@ -117,13 +134,13 @@ def test_the_database_replaced_by_an_older_copy_is_caught(env: Env, tmp_path: Pa
     older = tmp_path / "older"
     shutil.copytree(env.data, older)  # a copy taken before the next checkpoint
     env.grow(4, start=10)
-    env.checkpoint()  # covers 6 + 1 (the first checkpoint's entry) + 4 + ...
+    second = env.checkpoint()
     shutil.rmtree(env.data)
     shutil.copytree(older, env.data)
     assert env.cli("audit", "verify").exit_code == 0
     result = env.verify_against()
-    assert result.exit_code == 1 and "fewer than the 11 the checkpoint covers" in result.output
-    assert "checkpoint of 6 entries" in result.output  # the first checkpoint still holds for the older copy
+    assert result.exit_code == 1 and f"fewer than the {second} the checkpoint covers" in result.output
+    assert f"checkpoint of {env.first} entries" in result.output  # the first still holds for the older copy
     # The older copy then grown past the checkpoint's size: it has the entries, not the same ones.
     env.grow(12, start=30)
     result = env.verify_against()
@@ -154,7 +171,7 @@ def test_the_server_refuses_to_sign_a_rewritten_log(env: Env) -> None:
     for name, content in saved.items():
         (kept_here / name).write_bytes(content)
     result = env.cli("audit", "checkpoint")
-    assert result.exit_code == 1 and "no longer extends the checkpoint of 6 entries" in result.output
+    assert result.exit_code == 1 and f"no longer extends the checkpoint of {env.first} entries" in result.output
 
 
 def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path) -> None:
@@ -162,7 +179,7 @@ def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path)
     result = env.cli("audit", "prove", "3")
     assert result.exit_code == 0, result.output
     proof = json.loads(result.output)
-    assert proof["tree_size"] == 6 and proof["entry"]["seq"] == 3 and proof["checkpoint"]
+    assert proof["tree_size"] == env.first and proof["entry"]["seq"] == 3 and proof["checkpoint"]
     proof_file.write_text(result.output)
 
     def check() -> Result:
@@ -170,9 +187,8 @@ def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path)
                                         "--public-key", str(env.public)])
 
     ok = check()
-    assert ok.exit_code == 0 and "entry 3 is in the signed tree of 6 entries" in ok.output
-    for field, value in (("details", proof["entry"]["details"].replace("source 2", "source 9")),
-                         ("actor", "mallory")):
+    assert ok.exit_code == 0 and f"entry 3 is in the signed tree of {env.first} entries" in ok.output
+    for field, value in (("details", altered(proof["entry"]["details"])), ("actor", "mallory")):
         proof_file.write_text(json.dumps({**proof, "entry": {**proof["entry"], field: value}}))
         assert check().exit_code == 1, field
     path = list(proof["audit_path"])
@@ -191,6 +207,7 @@ def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path)
 def test_no_signing_key_is_said_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", raising=False)
     env = Env(tmp_path)
+    open_data(env.data).close()
     result = env.cli("audit", "verify")
     assert result.exit_code == 0 and "no audit signing key is configured" in result.output
     result = env.cli("audit", "checkpoint")
@@ -208,7 +225,7 @@ def test_signing_keys_are_refused_inside_the_data_directory_or_readable_by_other
     assert env.cli("audit", "keygen", str(env.key)).exit_code == 0
     again = env.cli("audit", "keygen", str(env.key))
     assert again.exit_code == 2 and "never overwritten" in again.output
-    env.data.mkdir()
+    open_data(env.data).close()
     shutil.copy(env.key, inside)
     monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY_FILE", str(inside))
     result = env.cli("audit", "checkpoint")
@@ -225,6 +242,7 @@ def test_signing_keys_are_refused_inside_the_data_directory_or_readable_by_other
 
 def test_the_key_from_the_environment_and_the_push_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = Env(tmp_path)
+    open_data(env.data).close()
     assert env.cli("audit", "keygen", str(env.key)).exit_code == 0
     monkeypatch.setenv("FACETRAIL_AUDIT_SIGNING_KEY", env.key.read_text())
     pushed = tmp_path / "pushed.txt"
@@ -236,7 +254,7 @@ def test_the_key_from_the_environment_and_the_push_command(tmp_path: Path, monke
 
 
 def test_an_erasure_is_followed_by_a_checkpoint(env: Env) -> None:
-    ft = Facetrail.open(env.data, workers=1)
+    ft = open_data(env.data)
     ft.erasure.erase(local_actor().name, [], request_id=None)
     ft.close()
     entries = json.loads(env.cli("audit", "list", "--json", "--limit", "100").output)
@@ -266,7 +284,7 @@ def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(en
     from facetrail.backup.restore import restore_backup
     from facetrail.config import get_settings
 
-    ft = Facetrail.open(env.data, workers=1)
+    ft = open_data(env.data)
     create_backup(ft, local_actor(), tmp_path / "b.tar")
     ft.close()
     env.grow(3, start=10)
@@ -283,7 +301,7 @@ def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(en
     archived = env.data / archive["file"]
     lines = archived.read_text().splitlines()
     edited = json.loads(lines[1])
-    edited["details"] = edited["details"].replace("source 1", "source 9")
+    edited["details"] = altered(edited["details"])
     archived.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
     result = env.verify_against()
     assert result.exit_code == 1 and "the checkpoint covers" in result.output and "restore" not in result.output
@@ -291,10 +309,10 @@ def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(en
 
 def test_checkpoints_after_an_order_go_on_from_the_saved_frontier(env: Env) -> None:
     """After an erasure or an order only the new entries are hashed; the root is the same as over all."""
-    frontier = env.data / "audit-checkpoints" / "000000000006.frontier"
+    frontier = env.data / "audit-checkpoints" / f"{env.first:012d}.frontier"
     assert frontier.exists()
     env.grow(5, start=10)
-    ft = Facetrail.open(env.data, workers=1)
+    ft = open_data(env.data)
     incremental = ft.checkpoint_after("order 1")
     assert incremental is not None
     with ft.db.read() as session:

@@ -168,12 +168,16 @@ class CheckpointService:
         with self.db.write() as session, session.begin():
             self.directory.mkdir(mode=0o700, exist_ok=True)
             atomic_write(self.directory / f"{checkpoint.size:012d}.checkpoint", checkpoint.text.encode())
-            atomic_write(self.directory / f"{checkpoint.size:012d}.frontier", json.dumps({
+            frontier = self.directory / f"{checkpoint.size:012d}.frontier"
+            atomic_write(frontier, json.dumps({
                 "size": checkpoint.size, "last_hash": result.last_hash,
                 "frontier": [[width, digest.hex()] for width, digest in result.frontier]}).encode())
             self.audit.record(session, actor=actor_name, action="audit.checkpoint", details={
                 "size": checkpoint.size, "root": checkpoint.root.hex(), "reason": reason,
                 "key": f"{signer.name}+{verifier_of(signer).key_id.hex()}"})
+        for older in self.directory.glob("*.frontier"):  # only the newest is ever gone on from
+            if older != frontier:
+                older.unlink(missing_ok=True)
         return checkpoint
 
     def _frontier(self, checkpoint: Checkpoint) -> tuple[merkle.TreeBuilder, str] | None:
@@ -313,13 +317,14 @@ class CheckpointService:
     def inclusion(self, seq: int, size: int | None = None) -> InclusionProof:
         """PATH for entry `seq` in the tree of `size` entries (default: the newest checkpoint kept here when it
         covers the entry, else the whole log, with no checkpoint to lead to yet)."""
-        kept = {c.size: c for c in self._kept()}
+        verifier = self.verifier()
+        newest = self._latest(verifier) if verifier else None
         with self.db.read() as session:
             total = session.scalar(select(AuditEntry.seq).order_by(AuditEntry.seq.desc()).limit(1)) or 0
             if not 1 <= seq <= total:
                 raise InvalidValueError("seq", f"the log has {total} entries; there is no entry {seq}")
             if size is None:
-                size = max(kept) if kept and max(kept) >= seq else total
+                size = newest.size if newest and newest.size >= seq else total
             if not 1 <= size <= total:
                 raise InvalidValueError("size", f"the log has {total} entries; a tree of {size} is not in it")
             if not 1 <= seq <= size:
@@ -331,7 +336,7 @@ class CheckpointService:
             root = merkle.root_from_inclusion(merkle.leaf_hash(bytes.fromhex(row.hash)), seq - 1, size, path)
             assert root is not None  # the path was just built for this index and size
             entry = entry_fields(row)
-        checkpoint = kept.get(size)
+        checkpoint = self._kept(size, verifier) if verifier else None
         return InclusionProof(seq, size, entry, path, root, checkpoint.text if checkpoint else None)
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
@@ -345,17 +350,13 @@ class CheckpointService:
         return {"first": first, "second": second, "first_root": first_root.hex(), "second_root": second_root.hex(),
                 "proof": [p.hex() for p in proof]}
 
-    def _kept(self) -> list[Checkpoint]:
-        verifier = self.verifier()
-        if verifier is None:
-            return []
-        kept = []
-        for path in self._files():
-            try:
-                kept.extend(verify_checkpoint(path.read_text(), verifier, str(path)))
-            except (InvalidValueError, OSError):
-                continue
-        return kept
+    def _kept(self, size: int, verifier: Verifier) -> Checkpoint | None:
+        """The checkpoint of `size` entries kept here, if `verifier` signed it."""
+        path = self.directory / f"{size:012d}.checkpoint"
+        try:
+            return verify_checkpoint(path.read_text(), verifier, str(path))[-1]
+        except (InvalidValueError, OSError):
+            return None
 
 
 def _take(leaves: Iterator[bytes], n: int) -> Iterator[bytes]:

@@ -60,8 +60,8 @@ def hashes(n: int) -> list[bytes]:
     return [merkle.leaf_hash(d) for d in data(n)]
 
 
-def test_every_size_up_to_130_has_the_rfc_root_paths_and_proofs() -> None:
-    for n in range(0, 131):
+def test_every_small_size_has_the_rfc_root_paths_and_proofs() -> None:
+    for n in [*range(0, 67), 127, 128, 129]:  # every size to 66, and around 2^7
         leaves = data(n)
         root = merkle.tree_root(hashes(n))
         assert root == naive_mth(leaves), n
@@ -137,8 +137,8 @@ def test_edge_cases_of_the_verifiers() -> None:
         merkle.inclusion_proof(iter(leaves), 2, 9)
 
 
-def test_a_million_leaves_stream_in_bounded_memory() -> None:
-    """10^6 leaves: the root, a path and a consistency proof each in one pass over a generator."""
+def test_a_million_leaves_stream_from_a_generator() -> None:
+    """10^6 leaves: the root and an audit path, each in one pass over a generator (never a list)."""
     n = 1_000_000
 
     def stream() -> Iterator[bytes]:

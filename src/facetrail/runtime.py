@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
-from facetrail.audit.checkpoints import AgainstResult, CheckpointService, InclusionProof
+from facetrail.audit.checkpoints import AgainstResult, CheckpointService, ConsistencyProof, InclusionProof
 from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.audit.note import Checkpoint, Verifier
 from facetrail.audit.signing import load_signer
@@ -210,7 +210,7 @@ class Facetrail:
         self._record_read(actor, "audit.prove", {"seq": seq, "size": proof.size})
         return proof
 
-    def prove_audit_consistency(self, actor: Actor, first: int, second: int) -> dict[str, object]:
+    def prove_audit_consistency(self, actor: Actor, first: int, second: int) -> ConsistencyProof:
         """A consistency proof between the log's trees of `first` and `second` entries; audited."""
         require(actor, Action.AUDIT_READ)
         proof = self.checkpoints.consistency(first, second)

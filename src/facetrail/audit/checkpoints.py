@@ -84,6 +84,19 @@ class InclusionProof:
                 "checkpoint": self.checkpoint}
 
 
+@dataclass(frozen=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    proof: list[bytes]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "second": self.second, "first_root": self.first_root.hex(),
+                "second_root": self.second_root.hex(), "proof": [p.hex() for p in self.proof]}
+
+
 def verify_checkpoint(text: str, verifier: Verifier, origin: str = "checkpoint") -> list[Checkpoint]:
     """The checkpoints in `text` (one, or several appended), each with its signature by `verifier` checked;
     raises InvalidValueError naming `origin` otherwise."""
@@ -339,7 +352,7 @@ class CheckpointService:
         checkpoint = self._kept(size, verifier) if verifier else None
         return InclusionProof(seq, size, entry, path, root, checkpoint.text if checkpoint else None)
 
-    def consistency(self, first: int, second: int) -> dict[str, Any]:
+    def consistency(self, first: int, second: int) -> ConsistencyProof:
         with self.db.read() as session:
             total = session.scalar(select(AuditEntry.seq).order_by(AuditEntry.seq.desc()).limit(1)) or 0
             if not 0 <= first <= second <= total:
@@ -347,8 +360,7 @@ class CheckpointService:
             proof = merkle.consistency_proof(self.audit.leaf_hashes(session), first, second)
             first_root = merkle.tree_root(_take(self.audit.leaf_hashes(session), first))
             second_root = merkle.tree_root(_take(self.audit.leaf_hashes(session), second))
-        return {"first": first, "second": second, "first_root": first_root.hex(), "second_root": second_root.hex(),
-                "proof": [p.hex() for p in proof]}
+        return ConsistencyProof(first, second, first_root, second_root, proof)
 
     def _kept(self, size: int, verifier: Verifier) -> Checkpoint | None:
         """The checkpoint of `size` entries kept here, if `verifier` signed it."""

@@ -47,4 +47,4 @@ def inclusion(ft: FacetrailDep, actor: ActorDep, seq: Annotated[int, Query(ge=1)
 @router.get("/proof/consistency", response_model=ConsistencyProofPublic)
 def consistency(ft: FacetrailDep, actor: ActorDep, first: Annotated[int, Query(ge=0)],
                 second: Annotated[int, Query(ge=0)]) -> ConsistencyProofPublic:
-    return ConsistencyProofPublic.model_validate(ft.prove_audit_consistency(actor, first, second))
+    return ConsistencyProofPublic.model_validate(ft.prove_audit_consistency(actor, first, second).as_dict())

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="master key file; default <data>/keys/master.key")
     master_key: SecretStr | None = Field(default=None, description="the master key itself (base64 of 32 bytes)")
     kms: str | None = Field(default=None, description="a KMS hook, module:factory, that wraps data keys")
+    # Signed audit checkpoints (audit/): the signing key lives outside the data directory (a file, the
+    # environment, or the KMS hook when it can sign); without one no checkpoint can be made.
+    audit_signing_key_file: Path | None = Field(default=None, description="checkpoint signing key file (0600)")
+    audit_signing_key: SecretStr | None = Field(default=None, description="the checkpoint signing key itself")
+    checkpoint_interval_s: float = Field(default=3600, ge=0, description="the server signs a checkpoint this "
+                                       "often (and after each erasure); 0 = only after erasures")
+    checkpoint_push_command: str | None = Field(default=None, description="a command each checkpoint the "
+                                                "server makes is piped to (e.g. 'logger -t facetrail')")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -22,8 +22,11 @@ from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, Role, require
 from facetrail.accounts.service import AccountService
+from facetrail.audit.checkpoints import AgainstResult, CheckpointService, ConsistencyProof, InclusionProof
 from facetrail.audit.log import AuditLog, VerifyResult
+from facetrail.audit.note import Checkpoint, Verifier
 from facetrail.audit.query import AuditQuery
+from facetrail.audit.signing import load_signer
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
 from facetrail.config import Settings, get_settings
@@ -57,6 +60,9 @@ from facetrail.vision.calibration import Band
 RESUME_ACTOR = "system:erasure-resume"
 """Who the audit log names for an erasure finished when a data directory is opened."""
 AUDIT_HEAD = "audit.head"
+AUDIT_CHECKPOINTS = "audit-checkpoints"
+CHECKPOINT_ACTOR = "system:checkpoint"
+"""Who the audit log names for the checkpoints the server makes on its own (schedule, erasures, orders)."""
 RESTORE_ACTOR = "system:restore"
 """Who the audit log names for the erasures a restore re-applies."""
 
@@ -96,6 +102,8 @@ class Facetrail:
         self.blobs = BlobStore(self.data / "blobs", self.vault)
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / AUDIT_HEAD)
+        self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,
+                                             lambda: load_signer(settings), archives=self.data / "audit-archive")
         self.analyzer = Analyzer(VisionConfig(
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
             max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
@@ -114,7 +122,8 @@ class Facetrail:
         self.suppressions = SuppressionList(self.db, self.audit, self.vault, model_id=backend.model_id,
                                             dim=backend.template_dim)
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
-                                      max_image_pixels=settings.max_image_pixels)
+                                      max_image_pixels=settings.max_image_pixels,
+                                      after_completed=self.checkpoint_after)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                         self.analyzer, people=self.people, suppressions=self.suppressions)
@@ -188,6 +197,56 @@ class Facetrail:
                               details={"ok": result.ok, "entries": result.entries,
                                        "first_broken_seq": result.first_broken_seq})
         return result
+
+    def verify_audit_against(self, actor: Actor, checkpoint_text: str, verifier: Verifier, *,
+                             origin: str = "checkpoint") -> AgainstResult:
+        """Verify the chain and that the log extends each signed checkpoint in `checkpoint_text`; audited."""
+        require(actor, Action.AUDIT_READ)
+        result = self.checkpoints.verify_against(checkpoint_text, verifier, origin)
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="audit.verify", details={
+                "ok": result.ok, "entries": result.chain.entries, "first_broken_seq": result.chain.first_broken_seq,
+                "against": [{"size": c.checkpoint.size, "root": c.checkpoint.root.hex(), "ok": c.ok}
+                            for c in result.checks]})
+        return result
+
+    def checkpoint_audit(self, actor: Actor, *, reason: str = "on demand") -> Checkpoint:
+        """Sign a checkpoint of the audit log now (needs the signing key; see audit/signing.py)."""
+        require(actor, Action.AUDIT_READ)
+        checkpoint = self.checkpoints.emit(actor.name, reason=reason)
+        assert checkpoint is not None  # asked for, it is always signed
+        return checkpoint
+
+    def prove_audit_entry(self, actor: Actor, seq: int, *, size: int | None = None) -> InclusionProof:
+        """An inclusion proof for entry `seq` (default: in the newest checkpoint kept here); audited."""
+        require(actor, Action.AUDIT_READ)
+        proof = self.checkpoints.inclusion(seq, size)
+        self._record_read(actor, "audit.prove", {"seq": seq, "size": proof.size})
+        return proof
+
+    def prove_audit_consistency(self, actor: Actor, first: int, second: int) -> ConsistencyProof:
+        """A consistency proof between the log's trees of `first` and `second` entries; audited."""
+        require(actor, Action.AUDIT_READ)
+        proof = self.checkpoints.consistency(first, second)
+        self._record_read(actor, "audit.prove", {"first": first, "second": second})
+        return proof
+
+    def _record_read(self, actor: Actor, action: str, details: dict[str, object]) -> None:
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action=action, details=details)
+
+    def latest_audit_checkpoint(self, actor: Actor) -> Checkpoint:
+        """The newest checkpoint kept here that the configured key signed."""
+        require(actor, Action.AUDIT_READ)
+        return self.checkpoints.latest_verified()
+
+    def checkpoint_after(self, reason: str, *, scheduled: bool = False) -> Checkpoint | None:
+        """The server's own checkpoint after an erasure or an order (`reason` says which), or on its schedule:
+        skipped (and said in the server log) without a signing key, never failing the work it follows; piped
+        to the configured push command. A scheduled one hashes the whole log and is skipped when nothing was
+        logged since the last; the others hash only the entries since the last (they follow a request)."""
+        return self.checkpoints.maybe_emit(CHECKPOINT_ACTOR, reason=reason, scheduled=scheduled,
+                                           push_command=self.settings.checkpoint_push_command)
 
     def read_audit(self, actor: Actor, query: AuditQuery | None = None, *, after: int = 0,
                    limit: int = 100) -> list[AuditEntry]:

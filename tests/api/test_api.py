@@ -34,6 +34,9 @@ ALLOWED = {
     ("POST", "/v1/accounts"): {"operator", "dpo"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},
     ("GET", "/v1/audit/verify"): {"auditor", "dpo"},
+    ("GET", "/v1/audit/checkpoint"): {"auditor", "dpo"},
+    ("GET", "/v1/audit/proof/inclusion"): {"auditor", "dpo"},
+    ("GET", "/v1/audit/proof/consistency"): {"auditor", "dpo"},
     ("GET", "/v1/requests"): {"dpo"},
     ("GET", "/v1/requests/{request_id}"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/manual-check"): {"dpo"},
@@ -151,6 +154,8 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = PEOPLE_BODIES[path[path.rindex("/"):]]
         elif path.startswith("/v1/requests/{request_id}/"):
             kwargs["json"] = REQUEST_BODIES.get(path[path.rindex("/"):])
+        elif path.startswith("/v1/audit/proof/"):
+            kwargs["params"] = {"seq": 1, "first": 1, "second": 1}
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
 

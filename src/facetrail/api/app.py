@@ -21,6 +21,7 @@ from facetrail.api.deps import search_budget
 from facetrail.api.limits import MIB, BodySizeLimit
 from facetrail.api.ratelimit import PerAddressLimit, RateLimiter
 from facetrail.api.routes import accounts, audit, people, portal, requests, search, sources
+from facetrail.api.schedule import checkpoint_schedule
 from facetrail.api.schemas import ERROR_RESPONSES, Health
 from facetrail.api.uploads import keep_uploads_in_memory
 from facetrail.runtime import Facetrail
@@ -35,7 +36,8 @@ def create_app(ft: Facetrail) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with checkpoint_schedule(ft):
+            yield
         await run_in_threadpool(denials.flush, everything=True)  # the repeat counts not written yet
 
     # The docs (/docs) load Swagger UI from files shipped in the fastapi-offline package, under /docs/assets, never

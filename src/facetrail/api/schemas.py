@@ -201,6 +201,32 @@ class AuditVerifyPublic(BaseModel):
     reason: str
 
 
+class CheckpointPublic(BaseModel):
+    origin: str = Field(description="the log's name (its signing key's)")
+    size: int = Field(description="entries 1..size are covered")
+    root: str = Field(description="RFC 9162 Merkle tree head over them, hex")
+    time: str
+    checkpoint: str = Field(description="the signed note itself: keep it outside, verify with the public key")
+
+
+class InclusionProofPublic(BaseModel):
+    seq: int
+    tree_size: int
+    leaf_index: int = Field(description="seq - 1")
+    entry: AuditEntryPublic
+    audit_path: list[str] = Field(description="RFC 9162 audit path, leaf to root, hex")
+    root: str
+    checkpoint: str | None = Field(description="the signed checkpoint of this size, if one was kept")
+
+
+class ConsistencyProofPublic(BaseModel):
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str] = Field(description="RFC 9162 consistency proof, hex")
+
+
 class ErrorBody(BaseModel):
     """Every error answer: what went wrong, the kind of error, and for a bad value the field it names (a request
     that fails validation lists every problem in `detail` and names the first in `field`)."""

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from facetrail.audit.checkpoints import set_aside
 from facetrail.backup import swap
 from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
 from facetrail.config import Settings
@@ -31,7 +32,7 @@ from facetrail.crypto.setup import keyring_path
 from facetrail.datadir import require_data_dir
 from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
-from facetrail.runtime import Facetrail
+from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail
 
 MAX_MEMBERS = 50_000_000
 
@@ -168,8 +169,10 @@ def _archive_audit_tail(data: Path, backup_entries: int) -> dict[str, Any] | Non
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = data / "audit-archive" / f"restore-{stamp}.jsonl"
     atomic_write(path, text)
+    # Checkpoints over entries the backup does not have go beside them: they hold for the archive, not the live log.
+    checkpoints = set_aside(data / AUDIT_CHECKPOINTS, backup_entries, path.with_suffix(".checkpoints"))
     # Rights requests that moved after the backup: those it does not hold at all must be re-entered.
     requests = sorted({json.loads(row[4]).get("request_id") for row in rows if row[3] == "request.event"} - {None})
     return {"file": str(path.relative_to(data)), "entries": len(rows), "first_seq": rows[0][0],
             "last_seq": rows[-1][0], "last_hash": rows[-1][6], "sha256": hashlib.sha256(text).hexdigest(),
-            "request_ids": requests}
+            "request_ids": requests, "checkpoints": checkpoints}

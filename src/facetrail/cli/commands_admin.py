@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -92,17 +93,31 @@ def user_disable(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Check the whole hash chain; exit 1 naming the first broken entry."""
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False,
+                 against: Annotated[Path | None, typer.Option(
+                     help="a signed checkpoint file (one or several): also prove the log extends each")] = None,
+                 public_key: Annotated[Path | None, typer.Option(
+                     "--public-key", help="the log's public key; default: the configured signing key's")] = None,
+                 ) -> None:
+    """Check the whole hash chain; exit 1 naming the first broken entry. With --against, also check each
+    signed checkpoint and that the log's first N entries still have its root."""
+    if against is not None:
+        from facetrail.cli.commands_audit import verify_against
+
+        return verify_against(ctx, against, public_key, as_json)
     with reported_errors(as_json):
-        result = state(ctx).open().verify_audit(local_actor())
+        ft = state(ctx).open()
+        result = ft.verify_audit(local_actor())
+        warning = ft.checkpoints.chain_only_warning()
         if as_json:
             emit_json({"ok": result.ok, "entries": result.entries, "first_broken_seq": result.first_broken_seq,
-                       "reason": result.reason})
+                       "reason": result.reason, "warning": warning})
         elif result.ok:
             console.print(f"audit log intact: {result.entries} entries")
         else:
             err_console.print(f"[bold red]audit log broken at entry {result.first_broken_seq}:[/] {result.reason}")
+        if not as_json:
+            err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
         if not result.ok:
             raise typer.Exit(1)
 

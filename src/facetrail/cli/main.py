@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
+from facetrail.cli.commands_audit import audit_app  # the audit commands, checkpoints included
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState, DataOptionAnywhere
 
@@ -32,7 +33,7 @@ app.add_typer(commands_data.source_app, name="source")
 app.command("ingest")(commands_data.ingest)
 app.command("search")(commands_data.search)
 app.add_typer(commands_admin.user_app, name="user")
-app.add_typer(commands_admin.audit_app, name="audit")
+app.add_typer(audit_app, name="audit")
 app.add_typer(commands_admin.index_app, name="index")
 app.add_typer(people_app, name="people")
 app.command("serve")(commands_admin.serve)

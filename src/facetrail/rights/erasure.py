@@ -30,7 +30,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -74,8 +74,11 @@ class Action(StrEnum):
 
 class ErasureService:
     def __init__(self, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog, *,
-                 max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_image_pixels: int = DEFAULT_MAX_PIXELS,
+                 after_completed: Callable[[str], object] | None = None) -> None:
         self.db = db
+        # Called (with a reason) once an erasure has completed: the runtime signs an audit checkpoint there.
+        self.after_completed = after_completed
         self.blobs = blobs
         self.keyring = blobs.vault.keyring
         # One erasure at a time, across threads and processes: two of them redacting the same group photo, or
@@ -171,7 +174,10 @@ class ErasureService:
     def _finish(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
         with open(self.lock_path, "a+", opener=private_opener) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._steps(actor_name, erasure_id)
+            receipt = self._steps(actor_name, erasure_id)
+        if self.after_completed is not None:
+            self.after_completed(f"erasure {erasure_id}")
+        return receipt
 
     def _steps(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
         while True:

@@ -1,4 +1,4 @@
-"""/v1/audit: read and verify the audit log (auditor, dpo)."""
+"""/v1/audit: read and verify the audit log, its signed checkpoints and Merkle proofs (auditor, dpo)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query
 from facetrail.accounts.roles import Action, Actor
 from facetrail.api.deps import FacetrailDep
 from facetrail.api.guard import GuardedRoute, allowed
-from facetrail.api.schemas import AuditEntryPublic, AuditVerifyPublic
+from facetrail.api.schemas import (
+    AuditEntryPublic,
+    AuditVerifyPublic,
+    CheckpointPublic,
+    ConsistencyProofPublic,
+    InclusionProofPublic,
+)
 from facetrail.audit.query import AuditQuery
 from facetrail.timestamps import parse_time
 
@@ -39,3 +45,22 @@ def verify(ft: FacetrailDep, actor: AuditReader) -> AuditVerifyPublic:
     result = ft.verify_audit(actor)
     return AuditVerifyPublic(ok=result.ok, entries=result.entries, first_broken_seq=result.first_broken_seq,
                              reason=result.reason)
+
+
+@router.get("/checkpoint", response_model=CheckpointPublic)
+def checkpoint(ft: FacetrailDep, actor: AuditReader) -> CheckpointPublic:
+    """The newest signed checkpoint (404 before the first, or without a signing key)."""
+    return CheckpointPublic.model_validate(ft.latest_audit_checkpoint(actor).as_dict())
+
+
+@router.get("/proof/inclusion", response_model=InclusionProofPublic)
+def inclusion(ft: FacetrailDep, actor: AuditReader, seq: Annotated[int, Query(ge=1)],
+              size: Annotated[int | None, Query(ge=1, description="default: the newest checkpoint's")] = None,
+              ) -> InclusionProofPublic:
+    return InclusionProofPublic.model_validate(ft.prove_audit_entry(actor, seq, size=size).as_dict())
+
+
+@router.get("/proof/consistency", response_model=ConsistencyProofPublic)
+def consistency(ft: FacetrailDep, actor: AuditReader, first: Annotated[int, Query(ge=0)],
+                second: Annotated[int, Query(ge=0)]) -> ConsistencyProofPublic:
+    return ConsistencyProofPublic.model_validate(ft.prove_audit_consistency(actor, first, second).as_dict())

@@ -31,6 +31,7 @@ ALLOWED = {
     ("GET", "/v1/audit/verify"): {"auditor", "dpo"},
     ("GET", "/v1/requests"): {"dpo"},
     ("GET", "/v1/requests/{request_id}"): {"dpo"},
+    ("GET", "/v1/requests/{request_id}/evidence"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/manual-check"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/approve"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/reject"): {"dpo"},
@@ -117,7 +118,7 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
 
 
 REQUEST_BODIES: dict[str, object] = {
-    "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
+    "/approve": {"reason": "x"}, "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
     "/objection": {"uphold": True, "reason": "x"}, "/fulfil": {"note": ""},
 }
 

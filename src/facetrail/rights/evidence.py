@@ -87,14 +87,20 @@ class EvidenceStore:
             return None
 
     def open_files(self, request: RightsRequest) -> tuple[list[SealedFile], list[SealedFile]]:
-        """The key frames and the documents, opened."""
+        """The key frames and the documents that can still be opened (a backup does not carry them: a restored
+        request lists them without their files)."""
         evidence = request.evidence or {}
-        frames = [SealedFile(f"frame-{i}-{f.get('pose')}.jpg", "image/jpeg", self.blobs.get(f["blob"]),
-                             {k: v for k, v in f.items() if k != "blob"})
-                  for i, f in enumerate(evidence.get("key_frames", []))]
-        documents = [SealedFile(d["name"], d["content_type"], self.blobs.get(d["blob"]),
-                                {k: v for k, v in d.items() if k != "blob"}) for d in evidence.get("documents", [])]
+        frames = [SealedFile(f"frame-{i}-{f.get('pose')}.jpg", "image/jpeg", data, _info(f))
+                  for i, f in enumerate(evidence.get("key_frames", [])) if (data := self._open(f["blob"]))]
+        documents = [SealedFile(d["name"], d["content_type"], data, _info(d))
+                     for d in evidence.get("documents", []) if (data := self._open(d["blob"]))]
         return frames, documents
+
+    def _open(self, blob: str) -> bytes:
+        try:
+            return self.blobs.get(blob)
+        except (OSError, KeyUnavailableError):
+            return b""
 
     def shred(self, request: RightsRequest) -> None:
         """Destroy the evidence key (every copy of every piece becomes unreadable), then the files."""
@@ -109,3 +115,7 @@ class EvidenceStore:
         if evidence:
             request.evidence = {"deleted_at": datetime.now(UTC).isoformat(),
                                 "capture_attempts": len(evidence.get("captures", []))}
+
+
+def _info(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "blob"}

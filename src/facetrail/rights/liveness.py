@@ -104,15 +104,24 @@ class LivenessReport:
         return self.failure is None
 
 
+def structure_failure(poses: Sequence[Pose], steps: Sequence[int]) -> Failure | None:
+    """What is wrong with a capture's layout before any frame is read: a step without frames, a step that
+    does not exist, too many frames for a step."""
+    if any(step < 0 or step >= len(poses) for step in steps) or set(steps) != set(range(len(poses))):
+        return Failure.MISSING_STEP
+    if any(steps.count(step) > MAX_FRAMES_PER_STEP for step in set(steps)):
+        return Failure.TOO_MANY_FRAMES
+    return None
+
+
 def check_capture(poses: Sequence[Pose], frames: Sequence[FrameReading], *, same_face: float,
                   window_s: float) -> LivenessReport:
     """Did these frames follow the challenge `poses`? `same_face` is the largest template distance taken as
     the same face (the calibrated 'strong' band); `window_s` the longest a capture may span."""
+    structure = structure_failure(poses, [f.step for f in frames])
+    if structure is not None:
+        return LivenessReport(structure)
     by_step = [[i for i, f in enumerate(frames) if f.step == s] for s in range(len(poses))]
-    if any(not indices for indices in by_step) or any(f.step >= len(poses) or f.step < 0 for f in frames):
-        return LivenessReport(Failure.MISSING_STEP)
-    if any(len(indices) > MAX_FRAMES_PER_STEP for indices in by_step):
-        return LivenessReport(Failure.TOO_MANY_FRAMES)
     seen = [pose_of(f.yaw) if f.faces else None for f in frames]
     yaws = [f.yaw for f in frames]
 

@@ -19,7 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facetrail.errors import ConflictError, RateLimitedError
-from facetrail.rights.liveness import FrameReading, LivenessReport, Pose, check_capture, new_poses
+from facetrail.rights.liveness import (
+    Failure,
+    FrameReading,
+    LivenessReport,
+    Pose,
+    check_capture,
+    new_poses,
+    structure_failure,
+)
 from facetrail.store.models import IdentityChallenge, RightsRequest
 
 # Each passed capture is one comparison against the whole collection, each capture a vision job: a link
@@ -115,7 +123,17 @@ class IdentityProof:
                                                                                     list[FrameReading]]:
         """Read every frame and check the capture against the challenge; nothing here looks at the
         collection. MediaError for a frame that is no image."""
-        readings = [self.read_frame(frame) for frame in frames]
+        structure = structure_failure(poses, [f.step for f in frames])
+        if structure is not None:
+            return LivenessReport(structure), []
+        readings = []
+        for frame in frames:
+            readings.append(self.read_frame(frame))
+            if readings[-1].faces != 1:
+                # The capture fails on this frame; reading the rest (a frame without a face runs the slower
+                # detectors) would only cost time.
+                failure = Failure.NO_FACE if readings[-1].faces == 0 else Failure.SEVERAL_FACES
+                return LivenessReport(failure, yaws=[r.yaw for r in readings]), readings
         report = check_capture(poses, readings, same_face=self.same_face(), window_s=self.window_s)
         return report, readings
 

@@ -200,7 +200,7 @@ class RequestService:
             self.proof.settle(session, request, nonce, outcome)
             self.evidence.record_capture(request, {
                 "at": now().isoformat(), "poses": [p.value for p in poses], "result": outcome,
-                "frames": len(readings), "poses_seen": report.poses_seen, "yaws": report.yaws,
+                "frames": len(frames), "poses_seen": report.poses_seen, "yaws": report.yaws,
                 "max_step_distance": report.max_step_distance, "max_distance_to_rest": report.max_distance_to_rest})
             if report.passed and report.template is not None:
                 key_frames = [({"step": readings[i].step, "pose": poses[readings[i].step].value,

@@ -148,7 +148,8 @@ def test_captures_per_request_are_limited_and_bad_input_is_refused(bush_ft: Face
     challenge = ft.requests.challenge(rid, token)
     assert challenge is not None
     with pytest.raises(MediaError):
-        ft.requests.submit_capture(rid, token, challenge.nonce, [CaptureFrame(0, b"not an image")])
+        ft.requests.submit_capture(rid, token, challenge.nonce,
+                                   [CaptureFrame(0, b"not an image"), *capture(challenge.poses, BUSH)[1:]])
 
 
 def test_the_dpo_judges_the_evidence_and_it_is_shredded_on_close(bush_ft: Facetrail, tmp_path: Path) -> None:

@@ -118,7 +118,8 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
 
 
 REQUEST_BODIES: dict[str, object] = {
-    "/approve": {"reason": "x"}, "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
+    "/approve": {"reason": "x"},
+    "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
     "/objection": {"uphold": True, "reason": "x"}, "/fulfil": {"note": ""},
 }
 

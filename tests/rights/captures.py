@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from bench.load import BUSH_HELD as BUSH_HELD
+from bench.load import BUSH_POSES
 
 from facetrail.accounts.roles import Actor, Role
 from facetrail.rights.proof import CaptureFrame
@@ -25,17 +27,15 @@ from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from tests.conftest import LFW, add_source
 
-BUSH = {"left": ("George_W_Bush_0263.jpg", "George_W_Bush_0155.jpg"),
-        "right": ("George_W_Bush_0297.jpg", "George_W_Bush_0366.jpg"),
-        "front": ("George_W_Bush_0225.jpg", "George_W_Bush_0362.jpg")}
+BUSH = BUSH_POSES  # shared with the load test, whose erasure request answers its live check with them
 POWELL = {"left": ("Colin_Powell_0069.jpg", "Colin_Powell_0161.jpg"),
           "right": ("Colin_Powell_0233.jpg", "Colin_Powell_0018.jpg"),
           "front": ("Colin_Powell_0188.jpg", "Colin_Powell_0082.jpg")}
-BUSH_HELD = ("George_W_Bush_0012.jpg", "George_W_Bush_0064.jpg", "George_W_Bush_0429.jpg")
 OPERATOR = Actor("op", Role.OPERATOR)
 
 
 def photo(name: str) -> Path:
+    """An LFW photo by its file name."""
     return LFW / name.rsplit("_", 1)[0] / name
 
 

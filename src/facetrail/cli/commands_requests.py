@@ -13,7 +13,7 @@ from rich.table import Table
 from facetrail.cli.output import console, emit_json, err_console, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.rights.views import dpo_view, evidence_sheet, evidence_view
-from facetrail.runtime import local_actor
+from facetrail.runtime import Facetrail, local_actor
 
 request_app = typer.Typer(no_args_is_help=True, help="Data-subject requests (the DPO's queue).")
 Id = Annotated[str, typer.Argument(help="request reference")]
@@ -190,7 +190,7 @@ def policies(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _policies(state(ctx).open(), as_json)
 
 
-def _policies(ft: Any, as_json: bool) -> None:
+def _policies(ft: Facetrail, as_json: bool) -> None:
     rows = [{"purpose": p.purpose, "case_refs": p.case_refs, "legal_ground": p.legal_ground, "set_by": p.set_by,
              "set_at": p.set_at.isoformat().replace("+00:00", "Z")} for p in ft.disclosure.list(local_actor())]
     if as_json:

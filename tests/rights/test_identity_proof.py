@@ -250,3 +250,22 @@ def test_the_template_kept_for_an_opt_out_is_the_capture(bush_ft: Facetrail) -> 
     source = add_source(ft, name="new photos")
     report = ft.ingest.ingest(OPERATOR, source, from_paths([photo("George_W_Bush_0001.jpg")], ft.input_limits))
     assert report.faces_suppressed == 1 and report.faces_added == 0
+
+
+def test_the_portal_can_answer_an_automatic_kind_after_its_response(bush_ft: Facetrail) -> None:
+    """The portal's capture answer returns before an erasure runs (its timing must not tell whether anything was
+    held): the service leaves the request verified, and `answer_verified` carries it out."""
+    ft = bush_ft
+    rid, token = verified(ft, "erasure", "george@example.org")
+    challenge = ft.requests.challenge(rid, token)
+    assert challenge is not None
+    assert ft.requests.submit_capture(rid, token, challenge.nonce, capture(challenge.poses, BUSH),
+                                      answer_now=False) is None
+    assert ft.requests.status(rid, token)["status"] == "verified"
+    with ft.db.read() as session:
+        assert len(session.scalars(select(Face.id).where(Face.source_id == 2)).all()) == 3
+    ft.requests.answer_verified(rid)
+    ft.requests.answer_verified(rid)  # once only: a second call finds it answered
+    assert ft.requests.status(rid, token)["status"] == "completed"
+    with ft.db.read() as session:
+        assert session.scalars(select(Face.id).where(Face.source_id == 2)).all() == []

@@ -181,10 +181,13 @@ class RequestService:
                    and request.selfie_checked_at is None)
             return self.proof.current(session, request, issue=True) if due else None
 
-    def submit_capture(self, request_id: str, token: str, nonce: str, frames: Sequence[CaptureFrame]) -> str | None:
+    def submit_capture(self, request_id: str, token: str, nonce: str, frames: Sequence[CaptureFrame], *,
+                       answer_now: bool = True) -> str | None:
         """Check a capture against its challenge; None when it passed, else why it did not (a liveness.Failure
         value, about the capture alone). A capture that passed is then compared with the collection; the
-        requester is told the same thing whatever that comparison found."""
+        requester is told the same thing whatever that comparison found. An automatic kind is then answered,
+        here or, with `answer_now` False, by `answer_verified` (the portal runs it after its response, so that
+        the response's timing does not tell whether anything was erased)."""
         with self.db.write() as session, session.begin():
             request = self._by_token(session, request_id, token)
             if request.status in CLOSED:
@@ -212,8 +215,16 @@ class RequestService:
                 request.selfie_checked_at = now()
             self._event(session, request, S(request.status), S(request.status), PORTAL, f"live check: {outcome}")
         if report.passed:
-            self._after_identity_step(request_id)
+            self._after_identity_step(request_id, answer_now=answer_now)
         return report.failure.value if report.failure else None
+
+    def answer_verified(self, request_id: str) -> None:
+        """Answer a request verified by its live check whose kind is answered on verification, if not yet."""
+        with self.db.read() as session:
+            request = self._get(session, request_id)
+            pending = request.status == S.VERIFIED and RequestKind(request.kind) in ANSWERED_ON_VERIFICATION
+        if pending:
+            self._fulfil(request_id, "system", "answered on verification")
 
     def add_document(self, request_id: str, token: str, name: str, content_type: str, data: bytes) -> None:
         """A document the requester chooses to add for the DPO (sealed, deleted when the request closes)."""
@@ -378,7 +389,7 @@ class RequestService:
         return self._fulfil(request_id, actor.name, note)
 
     # -- internals -----------------------------------------------------------------------------
-    def _after_identity_step(self, request_id: str) -> None:
+    def _after_identity_step(self, request_id: str, *, answer_now: bool = True) -> None:
         with self.db.write() as session, session.begin():
             request = self._get(session, request_id)
             done = (request.status == S.IDENTITY_PENDING and request.email_verified_at is not None
@@ -387,7 +398,7 @@ class RequestService:
                 return
             self._transition(session, request, S.VERIFIED, PORTAL, "identity verified")
             kind = RequestKind(request.kind)
-        if kind in ANSWERED_ON_VERIFICATION:
+        if kind in ANSWERED_ON_VERIFICATION and answer_now:
             self._fulfil(request_id, "system", "answered on verification")
 
     def _fulfil(self, request_id: str, actor_name: str, note: str) -> dict[str, Any]:

@@ -269,3 +269,29 @@ def test_the_portal_can_answer_an_automatic_kind_after_its_response(bush_ft: Fac
     assert ft.requests.status(rid, token)["status"] == "completed"
     with ft.db.read() as session:
         assert session.scalars(select(Face.id).where(Face.source_id == 2)).all() == []
+
+
+def test_the_dpo_reads_the_evidence_and_decides_through_the_api(bush_ft: Facetrail) -> None:
+    from fastapi.testclient import TestClient
+
+    from facetrail.api import create_app
+    from facetrail.runtime import local_actor
+
+    ft = bush_ft
+    rid, _token, failure = answer(ft, "portability", "george@example.org", BUSH)
+    assert failure is None
+    key = ft.accounts.create(local_actor(), name="dora", role="dpo")[1]
+    with TestClient(create_app(ft)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        evidence = client.get(f"/v1/requests/{rid}/evidence", headers=headers)
+        assert evidence.status_code == 200, evidence.text
+        body = evidence.json()
+        assert len(body["key_frames"]) == 4 and len(body["matches"]) == 3 and body["email"]["verified"]
+        assert all(m["crop_base64"] and m["band"] == "strong" for m in body["matches"])
+        assert client.post(f"/v1/requests/{rid}/approve", headers=headers, json={}).status_code == 422
+        approved = client.post(f"/v1/requests/{rid}/approve", headers=headers,
+                               json={"reason": "key frames match the held faces"})
+        assert approved.status_code == 200 and approved.json()["status"] == "completed"
+        assert approved.json()["answer"]["faces"] == 3
+        gone = client.get(f"/v1/requests/{rid}/evidence", headers=headers).json()
+        assert gone["key_frames"] == [] and gone["deleted_at"]

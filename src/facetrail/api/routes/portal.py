@@ -112,15 +112,16 @@ def _refused() -> HTMLResponse:
 
 
 @router.get("", response_class=HTMLResponse, include_in_schema=False)
-def portal(request: Request) -> HTMLResponse:
+def portal(request: Request, ft: FacetrailDep) -> HTMLResponse:
     """What facetrail holds, the person's rights, and the request form."""
-    return _intake_form(request)
+    return _intake_form(request, ft)
 
 
-def _intake_form(request: Request, status_code: int = 200, *, error: str = "", field: str = "",
+def _intake_form(request: Request, ft: FacetrailDep, status_code: int = 200, *, error: str = "", field: str = "",
                  form: dict[str, Any] | None = None) -> HTMLResponse:
+    automatic = [render.KIND_TITLES[k.value] for k in sorted(ft.requests.auto_approve)]
     return _with_csrf(request, "portal.html", status_code, error=error, field=field, max_message=MAX_MESSAGE,
-                      form=form or {"kind": "", "email": "", "message": "", "consent": False})
+                      form=form or {"kind": "", "email": "", "message": "", "consent": False}, automatic=automatic)
 
 
 def _details(kind: str, message: str, consent: bool) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def submit_request(
         return _refused()
     form = {"kind": kind, "email": email, "message": message, "consent": consent == "yes"}
     if len(message) > MAX_MESSAGE:
-        return _intake_form(request, 422, error=f"Your message is longer than {MAX_MESSAGE} characters.",
+        return _intake_form(request, ft, 422, error=f"Your message is longer than {MAX_MESSAGE} characters.",
                             field="message", form=form)
     client_ip = request.client.host if request.client else "unknown"
     try:
@@ -151,7 +152,7 @@ def submit_request(
                                     client_ip=client_ip)
         status = ft.requests.status(intake.request.id, intake.status_token)
     except InvalidValueError as exc:
-        return _intake_form(request, 422, error=_field_message(exc), field=exc.field, form=form)
+        return _intake_form(request, ft, 422, error=_field_message(exc), field=exc.field, form=form)
     except FacetrailError as exc:
         return _error(exc)
     link = str(request.base_url).rstrip("/") + _status_url(status["id"], intake.status_token)

@@ -6,13 +6,14 @@ Everything is driven from outside, as users do: the data directory is set up wit
 connection each, closed loop: each sends its next search as soon as the previous one is answered), the
 ingestion is a `facetrail ingest` process on the same data directory (how large batches are meant to enter: one
 vision process per core, beside the running server), and the erasure goes through the public portal (intake, the
-code from the outbox, a selfie) and the DPO's API key (manual check, approval), so it runs inside the server
-while the searches do.
+code from the outbox, a live check answered with real photos of George W. Bush at the poses asked for) and the
+DPO's API key (manual check, approval with a reason), so it runs inside the server while the searches do. Three
+LFW photos of Bush are added to the samples: he is the person erased.
 
 Every search is checked: any non-200 answer, exception or timeout is an error, and so is a wrong answer: an
-Obama query whose first result is not Obama's face; a Biden query, finished before the erasure began, whose first
-result is not Biden's face; a Biden query, started after the erasure completed, that returns any of his faces.
-The query photos (obama2.jpg, biden2.jpg) are held out of the collection, so no query finds itself.
+Obama query whose first result is not Obama's face; a Bush query, finished before the erasure began, whose first
+result is not Bush's face; a Bush query, started after the erasure completed, that returns any of his faces.
+The query photos (obama2.jpg, George_W_Bush_0001.jpg) are held out of the collection, so no query finds itself.
 
     .venv/bin/python -m bench.load [--searchers 4] [--seconds 30] [--lfw-images 300] [--output BENCHMARKS.md]
 
@@ -58,10 +59,16 @@ SAMPLES = SHARED_DATA / "samples"
 LFW = SHARED_DATA / "lfw" / "images"
 
 PURPOSE = "investigation"
-QUERIES = {"obama": "obama2.jpg", "biden": "biden2.jpg"}  # held out of the collection
-SELFIE = "biden.jpg"  # the photo the requester sends to the portal (it is in the collection)
-OBAMA, BIDEN = "barack_obama", "joe_biden"
-LFW_EXCLUDED = frozenset({"Joseph_Biden", "Barack_Obama"})  # people of the samples: never ingested from LFW
+QUERIES = {"obama": "obama2.jpg", "bush": "George_W_Bush_0001.jpg"}  # held out of the collection
+BUSH_HELD = ("George_W_Bush_0012.jpg", "George_W_Bush_0064.jpg", "George_W_Bush_0429.jpg")  # added to the samples
+# The requester's live check: two LFW photos of Bush for each pose, every two of the six within the 'strong' band
+# of each other, as frames of one capture would be (tests/rights/captures.py says how they were chosen).
+BUSH_POSES = {"left": ("George_W_Bush_0263.jpg", "George_W_Bush_0155.jpg"),
+              "right": ("George_W_Bush_0297.jpg", "George_W_Bush_0366.jpg"),
+              "front": ("George_W_Bush_0225.jpg", "George_W_Bush_0362.jpg")}
+OBAMA, BUSH = "barack_obama", "george_w_bush"
+# People of the collection and of the live checks: never ingested from LFW.
+LFW_EXCLUDED = frozenset({"Joseph_Biden", "Barack_Obama", "George_W_Bush", "Colin_Powell"})
 REQUESTER = "joe@example.org"
 SHOWN_BANDS = frozenset({"strong", "probable", "possible"})
 START, END = "<!-- load:start -->", "<!-- load:end -->"
@@ -98,7 +105,7 @@ class Hit:
 @dataclass
 class Search:
     phase: str
-    kind: str  # obama | biden
+    kind: str  # obama | bush
     searcher: int
     start: float  # time.monotonic()
     end: float
@@ -106,7 +113,7 @@ class Search:
     hits: list[Hit] = field(default_factory=list)
     error: str = ""  # transport error, timeout or non-200 answer
     wrong: str = ""  # a 200 answer that is wrong (set by judge)
-    window: str = ""  # biden queries: before, during or after the erasure
+    window: str = ""  # bush queries: before, during or after the erasure
 
     @property
     def latency(self) -> float:
@@ -119,11 +126,11 @@ class Search:
 
 @dataclass
 class Truth:
-    """Who is in which sample (labels.tsv) and Biden's face ids in the store, found as the request workflow
+    """Who is in which sample (labels.tsv) and Bush's face ids in the store, found as the request workflow
     finds them: a search with the selfie at the 'strong' band, keeping faces in photos labelled as his."""
 
     people: dict[str, list[str]]
-    biden_faces: frozenset[int] = frozenset()
+    bush_faces: frozenset[int] = frozenset()
 
     def shows(self, name: str, person: str) -> bool:
         return person in self.people.get(name, [])
@@ -204,9 +211,9 @@ class LoadResult:
             problems.append(f"ingestion: {self.ingestion.error}")
         if not self.erasure.completed:
             problems.append(f"erasure: {self.erasure.error or 'not completed (' + self.erasure.status + ')'}")
-        elif set(self.erasure.receipt.get("face_ids", [])) != set(self.truth.biden_faces):
+        elif set(self.erasure.receipt.get("face_ids", [])) != set(self.truth.bush_faces):
             problems.append(f"erasure: erased faces {sorted(self.erasure.receipt.get('face_ids', []))}, "
-                            f"Biden's are {sorted(self.truth.biden_faces)}")
+                            f"Bush's are {sorted(self.truth.bush_faces)}")
         problems += [f"server log: {line}" for line in self.server_problems]
         return problems
 
@@ -333,9 +340,20 @@ def labelled_people() -> dict[str, list[str]]:
     return people
 
 
+def photo_path(name: str) -> Path:
+    """A sample photo, or an LFW photo by its file name."""
+    sample = SAMPLES / name
+    return sample if sample.exists() else LFW / name.rsplit("_", 1)[0] / name
+
+
+def collection_people() -> dict[str, list[str]]:
+    """The samples' labels, and Bush in his LFW photos (those held and the query)."""
+    return {**labelled_people(), **{name: [BUSH] for name in (*BUSH_HELD, QUERIES["bush"])}}
+
+
 def sample_files(people: dict[str, list[str]]) -> list[Path]:
-    """The labelled sample photos but the query photos."""
-    return [SAMPLES / name for name in sorted(people) if name not in QUERIES.values()]
+    """The labelled photos of the collection but the query photos."""
+    return [photo_path(name) for name in sorted(people) if name not in QUERIES.values()]
 
 
 def lfw_files(count: int) -> list[Path]:
@@ -384,15 +402,15 @@ def prepare(data: Path, people: dict[str, list[str]]) -> Prepared:
 
 
 def find_truth(url: str, key: str, people: dict[str, list[str]], timeout: float) -> Truth:
-    """Biden's faces, as the erasure request will find them; then check that both queries work before load."""
+    """Bush's faces, as the erasure request will find them; then check that both queries work before load."""
     truth = Truth(people)
     with httpx2.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout) as client:
-        found = _search(client, SELFIE, "LOAD-truth", min_band="strong", top=100)
-        truth.biden_faces = frozenset(h.face_id for h in found if truth.shows(h.name, BIDEN))
-        expected = sum(1 for f in sample_files(people) if BIDEN in people[f.name])
-        if len(truth.biden_faces) != expected:
-            raise LoadTestError(f"{SELFIE} finds {len(truth.biden_faces)} of Biden's {expected} faces")
-        for kind, person in (("obama", OBAMA), ("biden", BIDEN)):
+        found = _search(client, QUERIES["bush"], "LOAD-truth", min_band="strong", top=100)
+        truth.bush_faces = frozenset(h.face_id for h in found if truth.shows(h.name, BUSH))
+        expected = sum(1 for f in sample_files(people) if BUSH in people[f.name])
+        if len(truth.bush_faces) != expected:
+            raise LoadTestError(f"{QUERIES['bush']} finds {len(truth.bush_faces)} of Bush's {expected} faces")
+        for kind, person in (("obama", OBAMA), ("bush", BUSH)):
             hits = _search(client, QUERIES[kind], "LOAD-check")
             if not hits or not truth.shows(hits[0].name, person):
                 raise LoadTestError(f"{QUERIES[kind]} does not find {person} first: {hits[:3]}")
@@ -400,7 +418,7 @@ def find_truth(url: str, key: str, people: dict[str, list[str]], timeout: float)
 
 
 def _search(client: httpx2.Client, photo: str, case: str, **form: Any) -> list[Hit]:
-    response = client.post("/v1/search", files={"photo": (photo, (SAMPLES / photo).read_bytes(), "image/jpeg")},
+    response = client.post("/v1/search", files={"photo": (photo, photo_path(photo).read_bytes(), "image/jpeg")},
                            data={"purpose": PURPOSE, "case": case, **{k: str(v) for k, v in form.items()}})
     if response.status_code != 200:
         raise LoadTestError(f"search with {photo}: HTTP {response.status_code} {response.text[:500]}")
@@ -413,11 +431,11 @@ def hits_of(body: dict[str, Any]) -> list[Hit]:
 
 # -- the searchers -------------------------------------------------------------------------------------------
 class Searchers:
-    """`count` threads, each with its own connection, sending Obama and Biden queries in turn."""
+    """`count` threads, each with its own connection, sending Obama and Bush queries in turn."""
 
     def __init__(self, url: str, key: str, count: int, phase: str, timeout: float) -> None:
         self.url, self.key, self.phase, self.timeout = url, key, phase, timeout
-        self.photos = {kind: (SAMPLES / name).read_bytes() for kind, name in QUERIES.items()}
+        self.photos = {kind: photo_path(name).read_bytes() for kind, name in QUERIES.items()}
         self.results: list[Search] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -438,7 +456,7 @@ class Searchers:
             return sum(1 for s in self.results if wanted(s))
 
     def _run(self, index: int) -> None:
-        kinds = ("obama", "biden") if index % 2 == 0 else ("biden", "obama")
+        kinds = ("obama", "bush") if index % 2 == 0 else ("bush", "obama")
         headers = {"Authorization": f"Bearer {self.key}"}
         with httpx2.Client(base_url=self.url, headers=headers, timeout=self.timeout) as client:
             n = 0
@@ -510,6 +528,23 @@ def _csrf(page: httpx2.Response) -> str:
     return found.group(1)
 
 
+def _capture(page: httpx2.Response) -> dict[str, Any]:
+    """The live check's upload form, answered with a photo of Bush at each pose the page asks for."""
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    poses = re.findall(r'<li data-pose="(\w+)">', page.text)
+    if not nonce or not token or not poses:
+        raise LoadTestError(f"{page.url}: no live challenge on the page")
+    used = dict.fromkeys(BUSH_POSES, 0)
+    files = []
+    for step, pose in enumerate(poses):
+        name = BUSH_POSES[pose][used[pose]]
+        used[pose] += 1
+        files.append(("frames", (f"step{step}.jpg", photo_path(name).read_bytes(), "image/jpeg")))
+    return {"data": {"token": token.group(1), "csrf": _csrf(page), "nonce": nonce.group(1),
+                     "steps": [str(step) for step in range(len(poses))]}, "files": files}
+
+
 def _expect(response: httpx2.Response, status: int, step: str, marker: str = "") -> httpx2.Response:
     if response.status_code != status or marker not in str(response.url):
         raise LoadTestError(f"{step}: HTTP {response.status_code} at {response.url}: {response.text[:500]}")
@@ -517,7 +552,7 @@ def _expect(response: httpx2.Response, status: int, step: str, marker: str = "")
 
 
 def run_erasure(url: str, dpo_key: str, data: Path, job: Erasure, delay: float, timeout: float) -> None:
-    """Biden asks for erasure on the portal; the DPO requires a manual check and approves it, which erases."""
+    """Bush asks for erasure on the portal; the DPO requires a manual check and approves it, which erases."""
     time.sleep(delay)
     job.start = time.monotonic()
     try:
@@ -538,11 +573,10 @@ def run_erasure(url: str, dpo_key: str, data: Path, job: Erasure, delay: float, 
             _expect(portal.post(f"{base}/code", data={"token": token, "code": read_code(data, REQUESTER),
                                                       "csrf": _csrf(page)}), 200, "code", "note=code-ok")
             page = portal.get(base, params={"token": token})
-            _expect(portal.post(f"{base}/selfie", data={"token": token, "csrf": _csrf(page)},
-                                files={"photo": (SELFIE, (SAMPLES / SELFIE).read_bytes(), "image/jpeg")}),
-                    200, "selfie", "note=selfie-ok")
+            _expect(portal.post(f"{base}/capture", **_capture(page)), 200, "live check", "note=capture-ok")
             job.approve_start = time.monotonic()
-            approved = _expect(dpo.post(f"/v1/requests/{job.request_id}/approve"), 200, "approve").json()
+            approved = _expect(dpo.post(f"/v1/requests/{job.request_id}/approve", json={
+                "reason": "the live check's key frames show the man of the matched faces"}), 200, "approve").json()
             job.done = time.monotonic()
             job.status = approved["status"]
             job.receipt = (approved.get("answer") or {}).get("erasure_receipt") or {}
@@ -568,7 +602,7 @@ def baseline_phase(cfg: Config, srv: Server, key: str) -> tuple[list[Search], tu
 def loaded_phase(cfg: Config, srv: Server, data: Path, prepared: Prepared, ingestion: Ingestion,
                  erasure: Erasure) -> tuple[list[Search], tuple[float, float]]:
     """The searchers for at least `seconds`, and until the ingestion and the erasure are over and every
-    searcher had time for a Biden query after the erasure."""
+    searcher had time for a Bush query after the erasure."""
     url = srv.url
     searchers = Searchers(url, prepared.investigator_key, cfg.searchers, "load", cfg.request_timeout)
     delay = cfg.seconds / 4 if cfg.erasure_delay is None else cfg.erasure_delay
@@ -583,7 +617,7 @@ def loaded_phase(cfg: Config, srv: Server, data: Path, prepared: Prepared, inges
         thread.start()
 
     def after_erasure(s: Search) -> bool:
-        return s.kind == "biden" and erasure.done is not None and s.start > erasure.done
+        return s.kind == "bush" and erasure.done is not None and s.start > erasure.done
 
     while True:
         elapsed = time.monotonic() - start
@@ -608,7 +642,7 @@ def loaded_phase(cfg: Config, srv: Server, data: Path, prepared: Prepared, inges
 
 def judge(search: Search, truth: Truth, erasure: Erasure) -> None:
     """Set what is wrong with a search's answer, if anything (errors are set by the searcher)."""
-    if search.kind == "biden":
+    if search.kind == "bush":
         if erasure.approve_start is None or search.end < erasure.approve_start:
             search.window = "before"
         elif erasure.done is not None and search.start > erasure.done:
@@ -619,16 +653,16 @@ def judge(search: Search, truth: Truth, erasure: Erasure) -> None:
         return
     top = search.hits[0] if search.hits else None
     if search.kind == "obama":
-        if top is None or not truth.shows(top.name, OBAMA) or top.face_id in truth.biden_faces:
+        if top is None or not truth.shows(top.name, OBAMA) or top.face_id in truth.bush_faces:
             search.wrong = f"Obama query, first result {top}"
     elif search.window == "before":
-        if top is None or top.face_id not in truth.biden_faces:
-            search.wrong = f"Biden query before the erasure, first result {top}"
+        if top is None or top.face_id not in truth.bush_faces:
+            search.wrong = f"Bush query before the erasure, first result {top}"
     elif search.window == "after":
         shown = [h for h in search.hits if h.band in SHOWN_BANDS
-                 and (h.face_id in truth.biden_faces or truth.people.get(h.name) == [BIDEN])]
+                 and (h.face_id in truth.bush_faces or truth.people.get(h.name) == [BUSH])]
         if shown:
-            search.wrong = f"Biden query after the erasure returned his face(s) {shown}"
+            search.wrong = f"Bush query after the erasure returned his face(s) {shown}"
 
 
 @contextlib.contextmanager
@@ -646,7 +680,7 @@ def _workdir(kept: Path | None) -> Iterator[Path]:
 def run(cfg: Config, console: Console | None = None) -> LoadResult:
     """Set up, run both phases, judge every search; write the report when cfg.output is set."""
     console = console or Console(stderr=True)
-    people = labelled_people()
+    people = collection_people()
     started_at = datetime.now(UTC)
     with _workdir(cfg.workdir) as work:
         data, log_path = work / "data", work / "server.log"
@@ -658,7 +692,7 @@ def run(cfg: Config, console: Console | None = None) -> LoadResult:
             console.print(f"server at {srv.url}; baseline: {cfg.searchers} searchers for {cfg.seconds:.0f} s")
             baseline, baseline_span = baseline_phase(cfg, srv, prepared.investigator_key)
             if srv.alive():
-                console.print(f"under load: ingesting {len(ingestion.files)} LFW photos and erasing Biden")
+                console.print(f"under load: ingesting {len(ingestion.files)} LFW photos and erasing Bush")
                 loaded, loaded_span = loaded_phase(cfg, srv, data, prepared, ingestion, erasure)
             else:
                 loaded, loaded_span = [], (time.monotonic(), time.monotonic())
@@ -735,10 +769,10 @@ def _concurrent_lines(result: LoadResult) -> list[str]:
         approve = (f"the DPO's approval, which erased, took {era.done - era.approve_start:.1f} s "
                    f"(+{era.approve_start - load_start:.1f} s to +{era.done - load_start:.1f} s)"
                    if era.done is not None and era.approve_start is not None else "the approval did not return")
-        lines.append(f"- erasure: Biden's request through the portal (intake, e-mailed code, selfie {SELFIE}) and "
+        lines.append("- erasure: Bush's request through the portal (intake, e-mailed code, live check) and "
                      f"the DPO's API key (manual check, approval); the whole flow took "
                      f"{(era.done or era.start) - era.start:.1f} s; {approve}; request {era.status or 'failed'}: "
-                     f"{receipt.get('faces_erased', 0)} faces erased ({len(result.truth.biden_faces)} expected), "
+                     f"{receipt.get('faces_erased', 0)} faces erased ({len(result.truth.bush_faces)} expected), "
                      f"{receipt.get('images_redacted', 0)} images redacted, {receipt.get('images_deleted', 0)} "
                      f"deleted, {receipt.get('index_entries_removed', 0)} index entries removed"
                      f"{' - ' + era.error if era.error else ''}")
@@ -747,9 +781,9 @@ def _concurrent_lines(result: LoadResult) -> list[str]:
 
 def _check_lines(result: LoadResult) -> list[str]:
     return [
-        f"- answers checked: {result.count('obama')} Obama queries (first result Obama's face); Biden queries: "
-        f"{result.count('biden', 'before')} finished before the erasure began (first result his face), "
-        f"{result.count('biden', 'during')} overlapping it (status only), {result.count('biden', 'after')} started "
+        f"- answers checked: {result.count('obama')} Obama queries (first result Obama's face); Bush queries: "
+        f"{result.count('bush', 'before')} finished before the erasure began (first result his face), "
+        f"{result.count('bush', 'during')} overlapping it (status only), {result.count('bush', 'after')} started "
         f"after it completed (none of his faces at 'possible' or above)",
         f"- server log: {len(result.server_problems)} tracebacks, errors, 5xx answers or 'database is locked'",
     ]
@@ -762,21 +796,22 @@ def markdown(result: LoadResult) -> str:
         "## Concurrency: searches while an ingestion and an erasure run",
         "",
         "`make bench-load` (`.venv/bin/python -m bench.load --searchers N --seconds T --lfw-images K`) sets up a "
-        f"temporary data directory with the command line ({result.samples_ingested} sample photos; the two query "
-        "photos, obama2.jpg and biden2.jpg, are held out), starts `facetrail serve` on 127.0.0.1 and runs N "
+        f"temporary data directory with the command line ({result.samples_ingested} photos: the samples and three "
+        "LFW photos of George W. Bush; the query photos obama2.jpg and George_W_Bush_0001.jpg are held out), "
+        "starts `facetrail serve` on 127.0.0.1 and runs N "
         "searcher threads, each with its own HTTP connection, sending `POST /v1/search` with the Obama and the "
-        "Biden query in turn, closed loop (the next search as soon as the answer arrives). Baseline: the "
+        "Bush query in turn, closed loop (the next search as soon as the answer arrives). Baseline: the "
         "searchers alone for T seconds. Under load: the same searchers, for at least T seconds and until both "
         "of these are over, while a `facetrail ingest` process adds K LFW photos to a second source of the same "
-        "purpose (the searches reach them as they are committed) and Joe Biden's erasure request goes through "
+        "purpose (the searches reach them as they are committed) and George W. Bush's erasure request goes through "
         "the portal and the DPO's API key, so the erasure runs inside the server between the searches. The API's "
         "rate limits are off for the test (every searcher shares one address and one key). The rows marked - are "
         "parts of the loaded phase: the searches that began and ended while the ingestion ran, and those in "
         "flight during the DPO's approval, which erases.",
         "",
         "An error is any answer other than 200, any exception or timeout, and any wrong answer: an Obama query "
-        "whose first result is not Obama's face, a Biden query finished before the erasure whose first result is "
-        "not his face, or a Biden query started after the erasure that shows any of his faces; the ingestion "
+        "whose first result is not Obama's face, a Bush query finished before the erasure whose first result is "
+        "not his face, or a Bush query started after the erasure that shows any of his faces; the ingestion "
         "failing, the erasure not completing or erasing other faces than his, and any traceback, 5xx or "
         "'database is locked' in the server's log count too. The machine is shared: compare the two phases of "
         "one run (the ratios), not runs.",

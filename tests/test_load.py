@@ -21,11 +21,11 @@ def test_searches_stay_correct_while_an_ingestion_and_an_erasure_run(tmp_path: P
     assert errors == 0, problems
     assert result.of_phase("baseline") and result.of_phase("load"), "both phases made requests"
     assert result.erasure.completed, result.erasure
-    assert set(result.erasure.receipt["face_ids"]) == result.truth.biden_faces != frozenset()
+    assert set(result.erasure.receipt["face_ids"]) == result.truth.bush_faces != frozenset()
     assert result.ingestion.report["images_added"] == 40
-    # Every kind of check ran: Obama queries, Biden queries before the erasure and after it completed.
-    assert result.count("obama") > 0 and result.count("biden", "before") > 0
-    assert result.count("biden", "after") > 0, "no Biden query started after the erasure completed"
+    # Every kind of check ran: Obama queries, Bush queries before the erasure and after it completed.
+    assert result.count("obama") > 0 and result.count("bush", "before") > 0
+    assert result.count("bush", "after") > 0, "no Bush query started after the erasure completed"
 
     text = output.read_text()
     assert text.startswith("# Benchmarks\n\nother sections\n\n") and text.count(START) == text.count(END) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from facetrail.accounts.roles import Actor, Role
 from facetrail.api import create_app
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
@@ -21,6 +22,7 @@ from facetrail.config import get_settings
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_upload
 from tests.conftest import add_source, sample_bytes
+from tests.rights.captures import BUSH, hold_bush
 from tests.web.conftest import Portal, read_code
 
 
@@ -59,20 +61,22 @@ def test_a_full_flow_writes_only_owner_only_files(tmp_path: Path, shared_umask: 
         items = [item for name, content in files.items() for item in from_upload(name, content, ft.input_limits)]
         assert not ft.ingest.ingest(local_actor(), source, items).errors
         _, key = ft.accounts.create(local_actor(), name="ivy", role="investigator")
+        hold_bush(ft)
         with TestClient(create_app(ft)) as client:
             found = client.post("/v1/search", headers={"Authorization": f"Bearer {key}"},
                                 files={"photo": ("q.jpg", sample_bytes("obama_small.jpg"), "image/jpeg")},
                                 data={"purpose": "demo", "case": "case-1"})
             assert found.status_code == 200 and found.json()["results"], found.text
-            portal = Portal(client, data)
-            access_id, access_token = portal.new_request("access", "barack@example.org")
-            portal.send_code(access_id, access_token, read_code(data, "barack@example.org"))
-            portal.send_selfie(access_id, access_token, sample_bytes("obama2.jpg"))
+            portal = Portal(client, ft)
+            access_id, access_token = portal.new_request("access", "george@example.org")
+            portal.send_code(access_id, access_token, read_code(data, "george@example.org"))
+            portal.send_capture(access_id, access_token, BUSH)  # key frames and template: sealed evidence
+            ft.requests.approve(Actor("dora", Role.DPO), access_id, "the key frames match the held faces")
             answer = client.get(f"/portal/api/requests/{access_id}", params={"token": access_token}).json()
             assert answer["status"] == "completed" and answer["answer"]["download"], answer
-            erasure_id, erasure_token = portal.new_request("erasure", "joe@example.org")
-            portal.send_code(erasure_id, erasure_token, read_code(data, "joe@example.org"))
-            portal.send_selfie(erasure_id, erasure_token, sample_bytes("biden2.jpg"))
+            erasure_id, erasure_token = portal.new_request("erasure", "bush@example.org")
+            portal.send_code(erasure_id, erasure_token, read_code(data, "bush@example.org"))
+            portal.send_capture(erasure_id, erasure_token, BUSH)
             open_id, _ = portal.new_request("confirm", "someone@example.org")  # left open: its code mail stays
         # Mail about a closed request is gone but for its closing notice; an open request's code is kept.
         subjects = outbox_subjects(data)

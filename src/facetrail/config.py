@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
     manual_check: bool = Field(default=False, description="every rights request also needs a DPO's manual check")
+    # Kinds answered without the DPO once the e-mail code and the live check passed; every other kind waits for
+    # the DPO's judgement of the evidence. Their answers carry no counts (they would tell whether anyone is held).
+    auto_approve: list[str] = Field(default_factory=lambda: ["erasure", "restriction", "opt-out"],
+                                    description="request kinds approved without the DPO after the live check")
+    challenge_seconds: int = Field(default=300, ge=30, le=3600, description="time to answer a live challenge")
     code_ttl_minutes: int = Field(default=30, ge=1, description="life of the e-mail code")
     package_ttl_days: int = Field(default=7, ge=1, description="life of an access package's download link")
     status_link_days: int = Field(default=90, ge=1, description="a request's private status link stops working "

@@ -42,9 +42,13 @@ from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
 from facetrail.policy.suppression import SuppressionList
 from facetrail.rights import identity
+from facetrail.rights.disclosure import DisclosurePolicies
 from facetrail.rights.erasure import ErasureService
+from facetrail.rights.evidence import EvidenceStore
 from facetrail.rights.fulfilment import Fulfilment
+from facetrail.rights.liveness import FrameReading
 from facetrail.rights.mailer import Mailer, OutboxMailer, SmtpMailer
+from facetrail.rights.proof import CaptureFrame, IdentityProof, Match
 from facetrail.rights.restriction import RestrictionService
 from facetrail.rights.service import RequestService, purge_expired_packages
 from facetrail.search.scoring import Scorer
@@ -125,6 +129,7 @@ class Facetrail:
                                       max_image_pixels=settings.max_image_pixels,
                                       after_completed=self.checkpoint_after)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
+        self.disclosure = DisclosurePolicies(self.db, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                         self.analyzer, people=self.people, suppressions=self.suppressions)
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
@@ -163,19 +168,31 @@ class Facetrail:
                                      settings.smtp_password) if settings.smtp_host
                           else OutboxMailer(self.data / "outbox", settings.mail_from))
 
-        def selfie(photo: bytes) -> NDArray[np.float32]:
-            return identity.selfie_template(self.analyzer, photo, settings.max_image_pixels)
+        scorer = self.search.scorer
 
-        def find_faces(photo: bytes) -> list[int]:
-            # The 'strong' band: a stranger's selfie finds someone else's face about once in 10,000.
-            if not self.search.scorer.calibrated:
+        def strong() -> float:
+            # The 'strong' band: a stranger's face matches someone else's about once in 10,000 comparisons.
+            if not scorer.calibrated:
                 raise ConflictError("this model has no calibration; rights requests need its 'strong' band")
-            return identity.find_own_faces(self.db, self.gallery, selfie(photo),
-                                           self.search.scorer.max_distance(Band.STRONG))
+            return scorer.max_distance(Band.STRONG)
 
+        def read_frame(frame: CaptureFrame) -> FrameReading:
+            return identity.read_frame(self.analyzer, frame, max_pixels=settings.max_image_pixels,
+                                       crop_size=settings.crop_size)
+
+        def match_faces(template: NDArray[np.float32]) -> list[Match]:
+            found = identity.find_own_faces(self.db, self.gallery, template, strong())
+            return [Match(face_id, distance, scorer.score(distance), str(scorer.band(distance) or ""))
+                    for face_id, distance in found.items()]
+
+        evidence = EvidenceStore(self.blobs, self.gallery.dim)
+        proof = IdentityProof(read_frame=read_frame, match_faces=match_faces, same_face=strong,
+                              window_s=settings.challenge_seconds)
         fulfilment = Fulfilment(settings, self.db, self.blobs, eraser=self.erasure, restricter=self.restriction,
-                                suppressor=self.suppressions, selfie_template=selfie, dim=self.gallery.dim)
-        return RequestService(settings, self.db, self.blobs, self.audit, mailer, find_faces, fulfilment)
+                                suppressor=self.suppressions, capture_template=evidence.template,
+                                dim=self.gallery.dim)
+        return RequestService(settings, self.db, self.blobs, self.audit, mailer, proof=proof, evidence=evidence,
+                              fulfil_kind=fulfilment)
 
     @classmethod
     def open(cls, data: Path | None = None, *, create: bool = False, **overrides: object) -> Facetrail:

@@ -39,6 +39,7 @@ ALLOWED = {
     ("GET", "/v1/audit/proof/consistency"): {"auditor", "dpo"},
     ("GET", "/v1/requests"): {"dpo"},
     ("GET", "/v1/requests/{request_id}"): {"dpo"},
+    ("GET", "/v1/requests/{request_id}/evidence"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/manual-check"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/approve"): {"dpo"},
     ("POST", "/v1/requests/{request_id}/reject"): {"dpo"},
@@ -168,6 +169,7 @@ def test_every_staff_route_is_guarded() -> None:
 
 
 REQUEST_BODIES: dict[str, object] = {
+    "/approve": {"reason": "x"},
     "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
     "/objection": {"uphold": True, "reason": "x"}, "/fulfil": {"note": ""},
 }

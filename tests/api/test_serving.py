@@ -1,5 +1,5 @@
 """The server's log holds no secret: a full portal flow through a real `facetrail serve` leaves no status token,
-package token, e-mail code, e-mail address or selfie in what the server printed (access log and app loggers)."""
+package token, e-mail code, e-mail address or capture frame in what the server printed (access log and app loggers)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import httpx2
 import pytest
 
 from facetrail.api.serving import REDACTED, SecretsFilter, redact
-from tests.conftest import sample_bytes
+from facetrail.runtime import Facetrail, local_actor
+from tests.rights.captures import BUSH, capture, hold_bush
 from tests.web.conftest import Portal, read_code
 
 
@@ -87,17 +88,28 @@ def serving(data: Path, log: io.TextIOBase) -> Iterator[str]:
 def test_a_portal_flow_leaves_no_secret_in_the_server_log(samples_store: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
-    address = "Barack.Obama@example.org"
-    selfie = sample_bytes("obama2.jpg")
+    ft = Facetrail.open(data, workers=1)
+    try:
+        hold_bush(ft)
+        _, dpo_key = ft.accounts.create(local_actor(), name="dora", role="dpo")
+    finally:
+        ft.close()
+    address = "George.Bush@example.org"
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log, serving(data, log) as url, \
             httpx2.Client(base_url=url, timeout=300, follow_redirects=True) as client:
-        portal = Portal(client, data)  # type: ignore[arg-type]  # the same calls as a TestClient's
+        portal = Portal(client, ft)  # type: ignore[arg-type]  # the same calls as a TestClient's; ft: its data path
         request_id, status_token = portal.new_request("access", address)
         code = read_code(data, address)
         assert portal.send_code(request_id, status_token, "000000").status_code == 200  # a wrong code first
         assert portal.send_code(request_id, status_token, code).status_code == 200
-        assert portal.send_selfie(request_id, status_token, selfie).status_code == 200
+        nonce, poses = portal.challenge(request_id, status_token)
+        frames = [frame.data for frame in capture(poses, BUSH)]
+        sent = portal.send_frames(request_id, status_token, nonce, list(enumerate(frames)))
+        assert sent.status_code == 200 and "note=capture-ok" in str(sent.url), sent.text
+        approved = client.post(f"/v1/requests/{request_id}/approve", headers={"Authorization": f"Bearer {dpo_key}"},
+                               json={"reason": "the key frames match the held faces"})
+        assert approved.status_code == 200, approved.text
         assert portal.status_page(request_id, status_token).status_code == 200
         status = client.get(f"/portal/api/requests/{request_id}", params={"token": status_token}).json()
         download = status["answer"]["download"]
@@ -112,9 +124,9 @@ def test_a_portal_flow_leaves_no_secret_in_the_server_log(samples_store: Path, t
     assert f"GET /portal/requests/{request_id}/package?token={REDACTED}" in printed
     assert "Application startup complete" in printed
     secrets = {"status token": status_token, "package token": package_token, "e-mail code": code,
-               "e-mail address": address, "its local part": "barack.obama@", "selfie SHA-256":
-               hashlib.sha256(selfie).hexdigest(), "selfie bytes as hex": selfie[200:216].hex()}
+               "e-mail address": address, "its local part": "george.bush@", "frame SHA-256":
+               hashlib.sha256(frames[0]).hexdigest(), "frame bytes as hex": frames[0][200:216].hex()}
     leaked = {name: value for name, value in secrets.items() if value.lower() in printed.lower()}
     assert leaked == {}, leaked
-    assert selfie[200:232] not in raw
+    assert not any(frame[200:232] in raw for frame in frames)
     assert not re.search(r"token=(?!\[redacted\])", printed)

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from facetrail.api import create_app
 from facetrail.runtime import Facetrail
+from tests.rights.captures import capture, hold_bush
 
 CODE = re.compile(r"Your confirmation code: (\d{6})")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,7 +56,11 @@ class Portal:
     """A browser-like client of the portal (it keeps cookies) and the data directory it writes to."""
 
     client: TestClient
-    data: Path
+    ft: Facetrail
+
+    @property
+    def data(self) -> Path:
+        return self.ft.data
 
     def form_token(self) -> str:
         return csrf_of(self.client.get("/portal").text)
@@ -79,10 +84,24 @@ class Portal:
         return self.client.post(f"/portal/requests/{request_id}/code",
                                 data={"token": token, "code": code, "csrf": self.form_token()})
 
-    def send_selfie(self, request_id: str, token: str, photo: bytes) -> Response:
-        return self.client.post(f"/portal/requests/{request_id}/selfie",
-                                data={"token": token, "csrf": self.form_token()},
-                                files={"photo": ("selfie.jpg", photo, "image/jpeg")})
+    def challenge(self, request_id: str, token: str) -> tuple[str, list[str]]:
+        """The live challenge the status page shows: its nonce and the poses in order."""
+        page = self.status_page(request_id, token).text
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+        assert nonce, page
+        return nonce.group(1), re.findall(r'<li data-pose="(\w+)">', page)
+
+    def send_frames(self, request_id: str, token: str, nonce: str, frames: list[tuple[int, bytes]]) -> Response:
+        """The upload form of the live check: one file per step, each with its step."""
+        return self.client.post(f"/portal/requests/{request_id}/capture",
+                                data={"token": token, "csrf": self.form_token(), "nonce": nonce,
+                                      "steps": [str(step) for step, _ in frames]},
+                                files=[("frames", (f"step{step}.jpg", data, "image/jpeg")) for step, data in frames])
+
+    def send_capture(self, request_id: str, token: str, person: dict[str, tuple[str, str]]) -> Response:
+        """A capture of `person` for the challenge the page shows (tests/rights/captures.py)."""
+        nonce, poses = self.challenge(request_id, token)
+        return self.send_frames(request_id, token, nonce, [(f.step, f.data) for f in capture(poses, person)])
 
     def status_page(self, request_id: str, token: str) -> Response:
         return self.client.get(f"/portal/requests/{request_id}", params={"token": token})
@@ -90,12 +109,13 @@ class Portal:
 
 def portal_of(ft: Facetrail) -> Iterator[Portal]:
     with TestClient(create_app(ft)) as client:
-        yield Portal(client, ft.data)
+        yield Portal(client, ft)
 
 
 @pytest.fixture
 def portal(samples_ft: Facetrail) -> Iterator[Portal]:
-    """The portal over a copy of the samples store (22 photos, source 1)."""
+    """The portal over a copy of the samples store (source 1) with three photos of George W. Bush (source 2)."""
+    hold_bush(samples_ft)
     yield from portal_of(samples_ft)
 
 

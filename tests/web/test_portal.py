@@ -1,4 +1,5 @@
-"""The public rights portal through its forms: intake, e-mail code, selfie, status, package; and what it refuses."""
+"""The public rights portal through its forms: intake, e-mail code, live check, status, package; and what it
+refuses."""
 
 from __future__ import annotations
 
@@ -13,34 +14,44 @@ import pytest
 from facetrail.accounts.roles import Actor, Role
 from facetrail.runtime import Facetrail
 from facetrail.web.security import HEADERS
-from tests.conftest import LFW, sample_bytes
+from tests.conftest import sample_bytes
+from tests.rights.captures import BUSH, POWELL
 from tests.web.conftest import Portal, csrf_of, portal_of, read_code
 
-STRANGER = LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"  # a face that is nowhere in the samples store
-OBAMA_FILES = ("obama", "32bit", "two_people")
+DPO = Actor("dora", Role.DPO)
 
 
 def shape(html: str, request_id: str, token: str) -> str:
-    """The page with what differs between two requests (reference, token, form token, times) blanked."""
+    """The page with what differs between two requests (reference, token, form token, times, the random
+    challenge) blanked."""
     html = html.replace(request_id, "ID").replace(token, "TOKEN").replace(csrf_of(html), "CSRF")
+    html = re.sub(r'name="nonce" value="[^"]+"', 'name="nonce" value="NONCE"', html)
+    html = re.sub(r'<li data-pose="\w+">[^<]*</li>', "<li>POSE</li>", html)
+    html = re.sub(r"(<label for=\"frame-\d\">Step \d: )[^<]*", r"\1POSE", html)
     return re.sub(r"\d{1,2} [A-Z][a-z]+ \d{4}(, \d\d:\d\d UTC)?", "DATE", html)
 
 
 def test_access_request_through_the_forms(portal: Portal) -> None:
-    request_id, token = portal.new_request("access", "barack@example.org")
+    request_id, token = portal.new_request("access", "george@example.org")
     before = portal.status_page(request_id, token)
     assert "Waiting for you to confirm your identity" in before.text and 'id="answer"' not in before.text
+    assert 'id="capture-form"' not in before.text  # no challenge before the e-mail address is confirmed
 
-    coded = portal.send_code(request_id, token, read_code(portal.data, "barack@example.org"))
+    coded = portal.send_code(request_id, token, read_code(portal.data, "george@example.org"))
     assert coded.status_code == 200 and "note=code-ok" in str(coded.url)
     assert "your e-mail address is confirmed" in coded.text and 'id="code-form"' not in coded.text
-    assert 'id="selfie-form"' in coded.text and 'id="answer"' not in coded.text
+    assert 'id="capture-form"' in coded.text and 'id="answer"' not in coded.text
 
-    answered = portal.send_selfie(request_id, token, sample_bytes("obama2.jpg"))
-    assert answered.status_code == 200, answered.text
+    checked = portal.send_capture(request_id, token, BUSH)
+    assert checked.status_code == 200 and "note=capture-ok" in str(checked.url), checked.text
+    assert "A member of our data protection team checks your identity" in checked.text
+    assert 'id="answer"' not in checked.text and 'id="capture-form"' not in checked.text
+
+    portal.ft.requests.approve(DPO, request_id, "the key frames show the man of the three matched faces")
+    answered = portal.status_page(request_id, token)
     assert "Answered" in answered.text and 'id="answer"' in answered.text
     shown = re.search(r"<dt>Faces of yours in the collection</dt><dd>(\d+)</dd>", answered.text)
-    assert shown and int(shown.group(1)) >= 8, answered.text
+    assert shown and int(shown.group(1)) == 3, answered.text
     assert not re.search(r"score|distance|similarity", answered.text, re.IGNORECASE)
 
     link = re.search(r'id="download" href="([^"]+)"', answered.text)
@@ -51,36 +62,57 @@ def test_access_request_through_the_forms(portal: Portal) -> None:
     with zipfile.ZipFile(io.BytesIO(package.content)) as archive:
         assert {"index.html", "data.json"} <= set(archive.namelist())
         data = json.loads(archive.read("data.json"))
-    assert len(data["faces"]) == int(shown.group(1))
-    assert all(any(n in f["original_name"] for n in OBAMA_FILES) for f in data["faces"])
+    assert len(data["faces"]) == 3 and all("George_W_Bush" in f["original_name"] for f in data["faces"])
 
     as_json = portal.client.get(f"/portal/api/requests/{request_id}", params={"token": token}).json()
     assert as_json["status"] == "completed" and as_json["answer"]["faces"] == len(data["faces"])
 
 
-def test_wrong_code_and_stranger_selfie_reveal_nothing(portal: Portal) -> None:
-    pages = {}
-    for address, photo in (("owner@example.org", sample_bytes("obama2.jpg")),
-                           ("stranger@example.org", STRANGER.read_bytes())):
+def test_a_person_held_and_a_person_not_held_see_the_same_pages(portal: Portal) -> None:
+    """Every page up to the DPO's decision is the same, byte for byte but for the request's own reference,
+    token, dates and random challenge, whether or not the collection holds the person."""
+    pages: dict[str, list[str]] = {}
+    for address, person in (("george@example.org", BUSH), ("colin@example.org", POWELL)):
         request_id, token = portal.new_request("access", address)
+        seen = [portal.status_page(request_id, token).text]
         wrong = portal.send_code(request_id, token, "000000" if read_code(portal.data, address) != "000000"
                                  else "111111")
         assert "note=code-wrong" in str(wrong.url) and "This code is not right" in wrong.text
-        page = portal.send_selfie(request_id, token, photo)
-        assert page.status_code == 200 and "we received your photo" in page.text
+        seen.append(wrong.text)
+        seen.append(portal.send_code(request_id, token, read_code(portal.data, address)).text)
+        page = portal.send_capture(request_id, token, person)
+        assert page.status_code == 200 and "your live check is done" in page.text
         assert 'id="answer"' not in page.text and not re.search(r"\d+ (faces|images)", page.text)
+        seen.append(page.text)
         status = portal.client.get(f"/portal/api/requests/{request_id}", params={"token": token}).json()
         assert status["status"] == "identity_pending" and status["answer"] is None
-        pages[address] = (shape(page.text, request_id, token),
-                          {k: v for k, v in status.items() if k not in ("id", "received_at", "due_at")})
-    # The person whose faces the collection holds and a stranger see exactly the same thing.
-    assert pages["owner@example.org"] == pages["stranger@example.org"]
+        pages[address] = [shape(text, request_id, token) for text in seen] + [
+            json.dumps({k: v for k, v in status.items() if k not in ("id", "received_at", "due_at")})]
+    assert pages["george@example.org"] == pages["colin@example.org"]
 
 
-def test_an_unusable_selfie_is_asked_again(empty_portal: Portal) -> None:
+def test_an_unusable_capture_is_asked_again(empty_portal: Portal) -> None:
     request_id, token = empty_portal.new_request("confirm", "someone@example.org")
-    page = empty_portal.send_selfie(request_id, token, b"not a photo")
-    assert "note=selfie-unusable" in str(page.url) and 'id="selfie-form"' in page.text
+    empty_portal.send_code(request_id, token, read_code(empty_portal.data, "someone@example.org"))
+    nonce, poses = empty_portal.challenge(request_id, token)
+    page = empty_portal.send_frames(request_id, token, nonce, [(i, b"not a photo") for i in range(len(poses))])
+    assert "note=capture-unusable" in str(page.url) and 'id="capture-form"' in page.text
+    assert empty_portal.challenge(request_id, token)[0] != nonce  # the used challenge is replaced
+    replayed = empty_portal.send_frames(request_id, token, nonce, [(0, sample_bytes("obama2.jpg"))])
+    assert "note=challenge-expired" in str(replayed.url)
+
+
+def test_a_document_is_added_for_the_dpo(empty_portal: Portal) -> None:
+    request_id, token = empty_portal.new_request("access", "someone@example.org")
+    posted = empty_portal.client.post(f"/portal/requests/{request_id}/document",
+                                      data={"token": token, "csrf": empty_portal.form_token()},
+                                      files={"document": ("letter.pdf", b"%PDF-1.4 letter", "application/pdf")})
+    assert "note=document-ok" in str(posted.url) and "We received 1 document(s)" in posted.text
+    empty = empty_portal.client.post(f"/portal/requests/{request_id}/document",
+                                     data={"token": token, "csrf": empty_portal.form_token()},
+                                     files={"document": ("empty.pdf", b"", "application/pdf")})
+    assert "note=document-unusable" in str(empty.url)
+    assert empty_portal.ft.requests.get(DPO, request_id).evidence["documents"][0]["name"] == "letter.pdf"  # type: ignore[index]
 
 
 def test_security_headers_on_every_kind_of_response(empty_portal: Portal) -> None:
@@ -120,11 +152,11 @@ def test_form_posts_without_the_csrf_token_are_refused(empty_portal: Portal) -> 
     code = read_code(empty_portal.data, "victim@example.org")
     refused = client.post(f"/portal/requests/{request_id}/code", data={"token": status_token, "code": code})
     assert refused.status_code == 403 and "reload the page" in refused.text
-    refused = client.post(f"/portal/requests/{request_id}/selfie", data={"token": status_token},
-                          files={"photo": ("s.jpg", sample_bytes("obama2.jpg"), "image/jpeg")})
+    refused = client.post(f"/portal/requests/{request_id}/capture", data={"token": status_token, "steps": ["0"]},
+                          files={"frames": ("s.jpg", sample_bytes("obama2.jpg"), "image/jpeg")})
     assert refused.status_code == 403
     status = client.get(f"/portal/api/requests/{request_id}", params={"token": status_token}).json()
-    assert status["email_verified"] is False and status["selfie_received"] is False
+    assert status["email_verified"] is False and status["live_check_done"] is False
 
 
 def test_a_wrong_token_is_the_same_404_as_no_request(empty_portal: Portal) -> None:
@@ -136,10 +168,12 @@ def test_a_wrong_token_is_the_same_404_as_no_request(empty_portal: Portal) -> No
     missing = client.get(f"/portal/requests/{request_id}")
     assert wrong.status_code == unknown.status_code == missing.status_code == 404
     assert wrong.text == unknown.text == missing.text and request_id not in wrong.text
-    for path in ("code", "selfie"):
+    for path in ("code", "capture", "document"):
         posted = client.post(f"/portal/requests/{request_id}/{path}",
-                             data={"token": "wrong", "code": "123456", "csrf": empty_portal.form_token()},
-                             files={"photo": ("s.jpg", sample_bytes("obama2.jpg"), "image/jpeg")})
+                             data={"token": "wrong", "code": "123456", "csrf": empty_portal.form_token(),
+                                   "steps": ["0"]},
+                             files={"frames": ("s.jpg", sample_bytes("obama2.jpg"), "image/jpeg"),
+                                    "document": ("d.pdf", b"%PDF", "application/pdf")})
         assert posted.status_code == 404 and posted.text == unknown.text
     assert client.get(f"/portal/requests/{request_id}/package", params={"token": token}).status_code == 404
     as_json = [client.get(f"/portal/api/requests/{rid}", params={"token": "wrong"}) for rid in (request_id, "nope")]
@@ -188,10 +222,11 @@ def test_only_the_listed_static_files_are_served(empty_portal: Portal) -> None:
 
 
 def test_refusal_and_extension_are_shown_with_their_reasons(empty_portal: Portal, ft: Facetrail) -> None:
-    dpo = Actor("dora", Role.DPO)
+    dpo = DPO
     extended_id, extended_token = empty_portal.new_request("rectification", "someone@example.org")
     empty_portal.send_code(extended_id, extended_token, read_code(empty_portal.data, "someone@example.org"))
-    empty_portal.send_selfie(extended_id, extended_token, sample_bytes("obama2.jpg"))
+    assert "note=capture-ok" in str(empty_portal.send_capture(extended_id, extended_token, POWELL).url)
+    ft.requests.approve(dpo, extended_id, "a live capture and the address the request came from")
     ft.requests.extend(dpo, extended_id, months=2, reasons="The archive is being moved.")
     page = empty_portal.status_page(extended_id, extended_token).text
     assert "We need more time" in page and "The archive is being moved." in page and "by 2 month(s)" in page
@@ -202,4 +237,4 @@ def test_refusal_and_extension_are_shown_with_their_reasons(empty_portal: Portal
     page = empty_portal.status_page(refused_id, refused_token).text
     assert 'id="refusal"' in page and "Refused" in page and "supervisory authority (Art. 77 GDPR)" in page
     assert "&lt;b&gt;three hundred&lt;/b&gt;" in page  # what staff wrote is shown as text, never as markup
-    assert 'id="selfie-form"' not in page and 'id="answer"' not in page
+    assert 'id="capture-form"' not in page and 'id="answer"' not in page

@@ -8,18 +8,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, sync_playwright
 
+from facetrail.accounts.roles import Actor, Role
 from facetrail.runtime import Facetrail
-from tests.conftest import SAMPLES
-from tests.web.conftest import needs_chromium, read_code, serve
+from tests.rights.captures import BUSH, hold_bush, photo
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, read_code, serve
 
 pytestmark = needs_chromium
 
 
 @pytest.fixture
 def live_portal(samples_ft: Facetrail) -> Iterator[str]:
+    """The app on loopback; the store holds the samples and three photos of George W. Bush."""
+    hold_bush(samples_ft)
     yield from serve(samples_ft)
+
+
+@pytest.fixture
+def camera_browser() -> Iterator[Browser]:
+    """Chromium with its fake camera (a moving test pattern, no face) and camera permission granted."""
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        yield instance
+        instance.close()
 
 
 def watch_for_errors(page: Page) -> list[str]:
@@ -32,7 +45,7 @@ def watch_for_errors(page: Page) -> list[str]:
 
 def test_access_request_in_a_browser(live_portal: str, browser: Browser, samples_ft: Facetrail,
                                      tmp_path: Path) -> None:
-    address = "barack@example.org"
+    address = "george@example.org"
     page = browser.new_page(accept_downloads=True)
     errors = watch_for_errors(page)
     page.goto(f"{live_portal}/portal")
@@ -55,10 +68,19 @@ def test_access_request_in_a_browser(live_portal: str, browser: Browser, samples
     page.wait_for_selector("text=your e-mail address is confirmed")
     assert page.is_hidden("#answer")
 
-    page.set_input_files("#photo", str(SAMPLES / "obama2.jpg"))
-    page.click("#selfie-form button[type=submit]")
-    page.wait_for_selector("#answer", timeout=120_000)
-    assert page.inner_text("#status") == "Answered"
+    # The live check through the upload form: one picture per step, for the poses the page asks for.
+    poses = [item.get_attribute("data-pose") for item in page.query_selector_all("#challenge li")]
+    used = dict.fromkeys(BUSH, 0)
+    for step, pose in enumerate(poses):
+        assert pose in BUSH
+        page.set_input_files(f"#frame-{step}", str(photo(BUSH[pose][used[pose]])))
+        used[pose] += 1
+    page.click("#capture-form button[type=submit]")
+    page.wait_for_selector("text=your live check is done", timeout=120_000)
+    assert page.is_hidden("#answer") and "data protection team checks your identity" in page.inner_text("main")
+
+    request_id = status_link.split("/portal/requests/")[1].split("?")[0]
+    samples_ft.requests.approve(Actor("dora", Role.DPO), request_id, "key frames and held faces: the same man")
 
     page.goto(status_link)  # the private link shown once still leads to the answer
     with page.expect_download() as download_info:
@@ -70,6 +92,29 @@ def test_access_request_in_a_browser(live_portal: str, browser: Browser, samples
     with zipfile.ZipFile(saved) as archive:
         assert {"index.html", "data.json"} <= set(archive.namelist())
         faces = json.loads(archive.read("data.json"))["faces"]
-    assert len(faces) >= 8
-    assert all(any(n in f["original_name"] for n in ("obama", "32bit", "two_people")) for f in faces)
+    assert page.inner_text("#status") == "Answered"
+    assert len(faces) == 3 and all("George_W_Bush" in f["original_name"] for f in faces)
+    assert errors == []
+
+
+def test_the_camera_check_sends_its_frames(live_portal: str, camera_browser: Browser, samples_ft: Facetrail) -> None:
+    """The camera path end to end: Chromium's fake camera shows a test pattern, so the script's frames reach the
+    server, are read, and are answered as showing no face (a live face is what the upload test sends)."""
+    address = "camera@example.org"
+    page = camera_browser.new_page()
+    errors = watch_for_errors(page)
+    page.goto(f"{live_portal}/portal")
+    page.check("input[name=kind][value=erasure]")
+    page.fill("#email", address)
+    page.click("#intake button[type=submit]")
+    page.wait_for_selector("text=We have recorded your request")
+    page.fill("#code", read_code(samples_ft.data, address))
+    page.click("#code-form button[type=submit]")
+    page.wait_for_selector("#camera-start", state="visible")
+    page.click("#camera-start")
+    page.wait_for_url("**note=capture-no-face**", timeout=120_000)
+    assert "could not see a face" in page.inner_text("main") and page.is_visible("#capture-form")
+    request_id = page.url.split("/portal/requests/")[1].split("?")[0]
+    capture = samples_ft.requests.get(Actor("dora", Role.DPO), request_id).evidence["captures"][0]  # type: ignore[index]
+    assert capture["result"] == "no-face" and capture["frames"] == 8  # two frames for each of the four steps
     assert errors == []

@@ -3,8 +3,9 @@
 
 It lists, for every face: the image, source and controller, how the data was obtained (Art. 14(2)(f)),
 purposes, legal basis and Art. 9 condition, retention and the date it will be deleted; the recipients
-(every search that returned one of their faces: date, account role, purpose and case reference, nothing
-about anyone else); and the person's rights with how to complain.
+(every search that returned one of their faces: date, account role, purpose, and the case reference unless the
+purpose's disclosure policy withholds it, in which case the package says so and on what legal ground, see
+rights/disclosure.py; nothing about anyone else); and the person's rights with how to complain.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from facetrail.media.image import decode_image
 from facetrail.media.redact import encode, hide_regions
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
+from facetrail.rights.disclosure import withheld_purposes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, RightsRequest, SearchRecord, SearchResultRecord, Source, StoredImage
@@ -59,6 +61,7 @@ def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
         ).all()
         others = {image.id: [_box(f) for f in session.scalars(select(Face).where(
             Face.image_id == image.id, Face.id.not_in(list(face_ids))))] for _face, image, _source in rows}
+        withheld = withheld_purposes(session)
     faces = []
     for face, image, source in rows:
         faces.append({
@@ -80,6 +83,9 @@ def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
         entry = shown.setdefault(record.id, {"date": record.created_at.isoformat(), "role": record.role,
                                              "purpose": record.purpose, "case_ref": record.case_ref,
                                              "your_faces_shown": []})
+        if record.purpose in withheld:
+            entry["case_ref"] = None
+            entry["case_ref_withheld"] = withheld[record.purpose]
         entry["your_faces_shown"].append(face_id)
     return {"faces": faces, "recipients": list(shown.values()), "rights": RIGHTS, "_others": others}
 
@@ -129,7 +135,7 @@ def render_html(data: dict[str, Any]) -> str:
             f"<br>File: {e(f['original_name'])}, added {e(f['ingested_at'])}</td></tr>")
     recipients = "".join(
         f"<li>{e(r['date'])}: a search by an account with the role {e(r['role'])}, purpose {e(r['purpose'])}, "
-        f"case {e(r['case_ref'])}, showed {len(r['your_faces_shown'])} of your faces</li>"
+        f"{_case(r)}, showed {len(r['your_faces_shown'])} of your faces</li>"
         for r in data["recipients"]) or "<li>No search has shown your faces.</li>"
     rights = "".join(f"<li>{e(text)}</li>" for text in data["rights"])
     return (
@@ -138,3 +144,9 @@ def render_html(data: dict[str, Any]) -> str:
         f"<p>{len(data['faces'])} faces in {data['images']} images. Other people's faces are hidden.</p>"
         f"<table border=\"1\" cellpadding=\"6\">{''.join(rows)}</table>"
         f"<h2>Who was shown your faces</h2><ul>{recipients}</ul><h2>Your rights</h2><ul>{rights}</ul></html>")
+
+
+def _case(recipient: dict[str, Any]) -> str:
+    if "case_ref_withheld" in recipient:
+        return f"case reference withheld (legal ground: {html.escape(recipient['case_ref_withheld'])})"
+    return f"case {html.escape(recipient['case_ref'])}"

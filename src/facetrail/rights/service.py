@@ -3,16 +3,22 @@
 There is no time window and no frequency cap anywhere: every request is answered completely, each time.
 Every status change goes through `_transition`, which enforces the workflow table and writes the event
 and the audit entry; the audit log gets ids and hashes only (it outlives erasure).
+
+Identity before disclosure (hard rule 8): intake and the e-mail code never look at the collection, so until
+the live check every request gets the same answers, whoever it is about. The live check (rights/proof.py)
+compares the capture with the held faces only after it passed, and the requester is not told the result:
+kinds outside `auto_approve` wait for the DPO, who judges the evidence; automatic kinds answer in words that
+hold for anyone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -29,7 +35,10 @@ from facetrail.errors import (
 )
 from facetrail.rights import identity
 from facetrail.rights.deadlines import due_date, extended_due_date
+from facetrail.rights.evidence import EvidenceStore
+from facetrail.rights.fulfilment import Answer
 from facetrail.rights.mailer import Mailer
+from facetrail.rights.proof import CaptureFrame, ChallengeView, IdentityProof
 from facetrail.rights.workflow import CLOSED, RequestKind, RequestStatus, allowed
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
@@ -39,14 +48,11 @@ from facetrail.timestamps import iso_z
 S = RequestStatus
 PORTAL = "portal"
 MAX_CODE_ATTEMPTS = 5
-# Each selfie is a face comparison against the whole collection: a link holder gets a few tries, not a
-# search service.
-MAX_SELFIES = 5
 COMPLAINT = ("You may lodge a complaint with a supervisory authority (Art. 77 GDPR), in particular in the "
              "Member State of your habitual residence, place of work or of the alleged infringement.")
-# Kinds answered as soon as identity is verified; objection and rectification wait for the DPO.
-AUTOMATIC = frozenset({RequestKind.CONFIRM, RequestKind.ACCESS, RequestKind.PORTABILITY, RequestKind.ERASURE,
-                       RequestKind.RESTRICTION, RequestKind.OPT_OUT})
+# Kinds answered as soon as identity is verified; objection and rectification wait for the DPO's decision.
+ANSWERED_ON_VERIFICATION = frozenset({RequestKind.CONFIRM, RequestKind.ACCESS, RequestKind.PORTABILITY,
+                                      RequestKind.ERASURE, RequestKind.RESTRICTION, RequestKind.OPT_OUT})
 
 
 def purge_expired_packages(db: Database, blobs: BlobStore, audit: AuditLog) -> int:
@@ -75,19 +81,31 @@ class Intake:
     status_token: str
 
 
-class RequestService:
-    """The workflow. `fulfil_kind` maps a verified request to the effect that answers it (wired in runtime)."""
+class Fulfils(Protocol):
+    """The effect that answers a verified request (rights/fulfilment.py); `disclose`: may the answer depend on
+    whether the person is held (a DPO judged their identity)."""
 
-    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, audit: AuditLog, mailer: Mailer,
-                 find_faces: Callable[[bytes], list[int]],
-                 fulfil_kind: Callable[[RightsRequest, str], dict[str, Any]]) -> None:
+    def __call__(self, request: RightsRequest, actor_name: str, *, disclose: bool) -> Answer: ...
+
+
+class RequestService:
+    """The workflow. `proof` checks live captures; `evidence` seals what the DPO judges; `fulfil_kind` maps a
+    verified request to the effect that answers it (all wired in runtime)."""
+
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore, audit: AuditLog, mailer: Mailer, *,
+                 proof: IdentityProof, evidence: EvidenceStore, fulfil_kind: Fulfils) -> None:
         self.settings = settings
         self.db = db
         self.blobs = blobs
         self.audit = audit
         self.mailer = mailer
-        self.find_faces = find_faces
+        self.proof = proof
+        self.evidence = evidence
         self.fulfil_kind = fulfil_kind
+        unknown = set(settings.auto_approve) - {k.value for k in RequestKind}
+        if unknown:
+            raise InvalidValueError("auto_approve", f"unknown request kind(s): {', '.join(sorted(unknown))}")
+        self.auto_approve = frozenset(RequestKind(k) for k in settings.auto_approve)
 
     # -- public intake (the portal) ------------------------------------------------------------
     def intake(self, *, kind: str, email: str, details: dict[str, Any] | None = None,
@@ -110,7 +128,7 @@ class RequestService:
                 received_at=received, due_at=due_date(received), status_token_hash=identity.digest(token),
                 intake_ip_hash=ip_hash, details=details, code_hash=identity.digest(code),
                 code_expires_at=received + timedelta(minutes=self.settings.code_ttl_minutes), code_attempts=0,
-                matched_face_ids=[], manual_check="required" if self.settings.manual_check else "none",
+                matched_face_ids=[], manual_check=self._manual_check_for(parsed),
                 extension_months=0,
             )
             session.add(request)
@@ -123,6 +141,10 @@ class RequestService:
             f"It is valid for {self.settings.code_ttl_minutes} minutes. Follow your request at "
             f"{self.settings.portal_url}\n"))
         return Intake(request, token)
+
+    def _manual_check_for(self, kind: RequestKind) -> str:
+        automatic = kind in self.auto_approve and not self.settings.manual_check
+        return "none" if automatic else "required"
 
     def _rate_limit(self, session: Session, email: str, ip_hash: str, at: datetime) -> None:
         # A limit on intake volume protects the portal from abuse; it never limits how often a person's
@@ -151,27 +173,71 @@ class RequestService:
         self._after_identity_step(request_id)
         return True
 
-    def submit_selfie(self, request_id: str, token: str, photo: bytes) -> None:
-        """Find the requester's faces with their selfie. Says nothing about the result: the requester
-        learns it only through the answer, once identity is verified."""
+    def challenge(self, request_id: str, token: str) -> ChallengeView | None:
+        """The live challenge to follow now (issued when the e-mail address is confirmed and none is open);
+        None when no live check is due."""
+        with self.db.write() as session, session.begin():
+            request = self._by_token(session, request_id, token)
+            due = (request.status == S.IDENTITY_PENDING and request.email_verified_at is not None
+                   and request.selfie_checked_at is None)
+            return self.proof.current(session, request, issue=True) if due else None
+
+    def submit_capture(self, request_id: str, token: str, nonce: str, frames: Sequence[CaptureFrame], *,
+                       answer_now: bool = True) -> str | None:
+        """Check a capture against its challenge; None when it passed, else why it did not (a liveness.Failure
+        value, about the capture alone). A capture that passed is then compared with the collection; the
+        requester is told the same thing whatever that comparison found. An automatic kind is then answered,
+        here or, with `answer_now` False, by `answer_verified` (the portal runs it after its response, so that
+        the response's timing does not tell whether anything was erased)."""
         with self.db.write() as session, session.begin():
             request = self._by_token(session, request_id, token)
             if request.status in CLOSED:
                 raise ConflictError("this request is closed")
-            tries = int(request.details.get("selfie_attempts", 0))
-            if tries >= MAX_SELFIES:
-                raise RateLimitedError("too many selfies for this request; please make a new request")
-            request.details = {**request.details, "selfie_attempts": tries + 1}
-        face_ids = self.find_faces(photo)  # raises MediaError/NoFaceError for unusable photos
+            if request.email_verified_at is None or request.selfie_checked_at is not None:
+                raise ConflictError("no live check is due for this request now")
+            poses = self.proof.take(session, request, nonce)
+        report, readings = self.proof.check(poses, frames)  # MediaError for a frame that is no image
+        matches = self.proof.match(report) if report.passed else []
+        with self.db.write() as session, session.begin():
+            request = self._get(session, request_id)
+            outcome = report.failure.value if report.failure else "passed"
+            self.proof.settle(session, request, nonce, outcome)
+            self.evidence.record_capture(request, {
+                "at": iso_z(now()), "poses": [p.value for p in poses], "result": outcome,
+                "frames": len(frames), "poses_seen": report.poses_seen, "yaws": report.yaws,
+                "max_step_distance": report.max_step_distance, "max_distance_to_rest": report.max_distance_to_rest})
+            if report.passed and report.template is not None:
+                key_frames = [({"step": readings[i].step, "pose": poses[readings[i].step].value,
+                                "yaw": readings[i].yaw}, readings[i].crop) for i in report.key_frames]
+                self.evidence.seal_capture(request, key_frames, report.template, [
+                    {"face_id": m.face_id, "distance": round(m.distance, 4), "score": m.score, "band": m.band}
+                    for m in matches])
+                request.matched_face_ids = [m.face_id for m in matches]
+                request.selfie_checked_at = now()
+            self._event(session, request, S(request.status), S(request.status), PORTAL, f"live check: {outcome}")
+        if report.passed:
+            self._after_identity_step(request_id, answer_now=answer_now)
+        return report.failure.value if report.failure else None
+
+    def answer_verified(self, request_id: str) -> None:
+        """Answer a request verified by its live check whose kind is answered on verification, if not yet."""
+        with self.db.read() as session:
+            request = self._get(session, request_id)
+            pending = request.status == S.VERIFIED and RequestKind(request.kind) in ANSWERED_ON_VERIFICATION
+        if pending:
+            self._fulfil(request_id, "system", "answered on verification")
+
+    def add_document(self, request_id: str, token: str, name: str, content_type: str, data: bytes) -> None:
+        """A document the requester chooses to add for the DPO (sealed, deleted when the request closes)."""
         with self.db.write() as session, session.begin():
             request = self._by_token(session, request_id, token)
-            request.matched_face_ids = face_ids
-            request.selfie_checked_at = now()
-            # Kept only for a DPO's manual comparison, sealed under a key of its own that is destroyed
-            # when the request closes.
-            request.selfie_key = self.blobs.put(f"selfies/{request.id}", photo, self.blobs.vault.new_key("selfie"))
-            self._event(session, request, S(request.status), S(request.status), PORTAL, "selfie received")
-        self._after_identity_step(request_id)
+            if request.status in CLOSED:
+                raise ConflictError("this request is closed")
+            try:
+                self.evidence.add_document(request, name[:200] or "document", content_type[:100], data)
+            except ValueError as exc:
+                raise RateLimitedError(str(exc)) from None
+            self._event(session, request, S(request.status), S(request.status), PORTAL, "document added")
 
     def status(self, request_id: str, token: str) -> dict[str, Any]:
         """What the requester may see: nothing about faces until identity is verified."""
@@ -182,7 +248,8 @@ class RequestService:
                 "id": request.id, "kind": request.kind, "status": request.status,
                 "received_at": iso_z(request.received_at), "due_at": iso_z(self._due(request)),
                 "email_verified": request.email_verified_at is not None,
-                "selfie_received": request.selfie_checked_at is not None,
+                "live_check_done": request.selfie_checked_at is not None,
+                "documents": len((request.evidence or {}).get("documents", [])),
                 "answer": request.answer if verified else None,
                 "refusal": ({"justification": request.refusal_justification, "complaint": COMPLAINT}
                             if request.status == S.REFUSED else None),
@@ -238,16 +305,34 @@ class RequestService:
         require(actor, Action.REQUESTS)
         self._dpo_update(actor, request_id, "manual check required", manual_check="required")
 
-    def approve(self, actor: Actor, request_id: str) -> None:
-        """The DPO's manual check passed."""
+    def approve(self, actor: Actor, request_id: str, reason: str) -> None:
+        """The DPO judged the evidence and is satisfied that the requester is the person whose faces the live
+        check found; the reason is recorded in the request's history and the audit log."""
         require(actor, Action.REQUESTS)
-        self._dpo_update(actor, request_id, "manual check approved", manual_check="approved")
+        if not (reason or "").strip():
+            raise InvalidValueError("reason", "an approval records what the DPO judged it on")
+        with self.db.read() as session:
+            request = self._get(session, request_id)
+            if request.selfie_checked_at is None:
+                raise ConflictError(f"request {request_id} has no passed live check to judge yet")
+        self._dpo_update(actor, request_id, f"identity approved: {reason.strip()}", manual_check="approved")
         self._after_identity_step(request_id)
+
+    def evidence_of(self, actor: Actor, request_id: str) -> RightsRequest:
+        """The request with its evidence, for the DPO; the viewing is audited (the files: `self.evidence`)."""
+        require(actor, Action.REQUESTS)
+        with self.db.write() as session, session.begin():
+            request = self._get(session, request_id)
+            self.audit.record(session, actor=actor.name, action="request.evidence_viewed",
+                              details={"request_id": request_id})
+            return request
 
     def reject(self, actor: Actor, request_id: str, justification: str) -> None:
         """The DPO's manual check failed: the request is refused, and the requester learns nothing."""
         require(actor, Action.REQUESTS)
-        self._dpo_update(actor, request_id, "manual check rejected", manual_check="rejected")
+        if not (justification or "").strip():
+            raise InvalidValueError("justification", "a refusal needs a written justification")
+        self._dpo_update(actor, request_id, f"identity rejected: {justification.strip()}", manual_check="rejected")
         self.refuse(actor, request_id, justification)
 
     def extend(self, actor: Actor, request_id: str, *, months: int, reasons: str) -> None:
@@ -305,7 +390,7 @@ class RequestService:
         return self._fulfil(request_id, actor.name, note)
 
     # -- internals -----------------------------------------------------------------------------
-    def _after_identity_step(self, request_id: str) -> None:
+    def _after_identity_step(self, request_id: str, *, answer_now: bool = True) -> None:
         with self.db.write() as session, session.begin():
             request = self._get(session, request_id)
             done = (request.status == S.IDENTITY_PENDING and request.email_verified_at is not None
@@ -314,7 +399,7 @@ class RequestService:
                 return
             self._transition(session, request, S.VERIFIED, PORTAL, "identity verified")
             kind = RequestKind(request.kind)
-        if kind in AUTOMATIC:
+        if kind in ANSWERED_ON_VERIFICATION and answer_now:
             self._fulfil(request_id, "system", "answered on verification")
 
     def _fulfil(self, request_id: str, actor_name: str, note: str) -> dict[str, Any]:
@@ -324,11 +409,12 @@ class RequestService:
                 raise ConflictError(f"request {request_id} is {request.status}; it can be answered once verified")
             if request.status == S.VERIFIED:
                 self._transition(session, request, S.IN_PROGRESS, actor_name, note or "in progress")
-        answer = self.fulfil_kind(request, actor_name)
+        answer = self.fulfil_kind(request, actor_name, disclose=request.manual_check == "approved")
         with self.db.write() as session, session.begin():
             request = self._get(session, request_id)
-            request.answer = {k: v for k, v in answer.items() if k != "_package"}
-            package = answer.get("_package")
+            request.answer = dict(answer.public)
+            request.staff_answer = answer.staff or None
+            package = answer.package
             if package is not None:
                 token = identity.new_token()
                 request.package_key = self.blobs.put(f"packages/{request.id}.zip", package,
@@ -351,6 +437,7 @@ class RequestService:
         if request.selfie_key:
             self.blobs.shred(request.selfie_key)
             request.selfie_key = None
+        self.evidence.shred(request)
         request.code_hash = None
 
     def _dpo_update(self, actor: Actor, request_id: str, note: str, **changes: Any) -> None:

@@ -253,6 +253,9 @@ class RightsRequest(Base):
     package_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     package_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    evidence_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    staff_answer: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     events: Mapped[list[RequestEvent]] = relationship(order_by="RequestEvent.id")
 
@@ -318,3 +321,33 @@ class SourceVersion(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+
+
+class IdentityChallenge(Base):
+    """A live-presence challenge the portal gave a requester: the head poses to show, in order, before
+    `expires_at`; single use (`used_at`). The nonce names it in the capture form: it is no secret (the
+    request's status token is), it ties a capture to the one challenge it answers."""
+
+    __tablename__ = "identity_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("rights_requests.id"), index=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    poses: Mapped[list[str]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+
+
+class DisclosurePolicy(Base):
+    """Whether an access package names the case references of searches made for this purpose, and the legal
+    ground recorded for withholding them (e.g. an Art. 23 restriction for ongoing investigations)."""
+
+    __tablename__ = "disclosure_policies"
+
+    purpose: Mapped[str] = mapped_column(String(100), primary_key=True)
+    case_refs: Mapped[str] = mapped_column(String(20))
+    legal_ground: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)

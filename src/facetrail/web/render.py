@@ -14,7 +14,9 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from facetrail.rights.proof import ChallengeView
 from facetrail.rights.workflow import RequestKind
+from facetrail.timestamps import iso_z
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -77,6 +79,13 @@ ANSWER_LABELS = {
     "reason": "Reasons",
     "rectification": "Rectification",
     "erasure_receipt": "Erasure receipt",
+    "erased": "Erasure",
+    "restricted": "Restriction",
+}
+POSE_TEXT = {
+    "front": "Look straight at the camera",
+    "left": "Turn your head to your left (about a quarter turn), eyes open",
+    "right": "Turn your head to your right (about a quarter turn), eyes open",
 }
 # Whatever a service puts into an answer, the public pages never show how close two faces were.
 HIDDEN_WORDS = ("score", "distance", "similarity")
@@ -121,6 +130,14 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
             return {k: clean(v) for k, v in value.items() if not _hidden(k)}
         return value
     return {**status, "answer": clean(status.get("answer"))}
+
+
+def challenge_steps(challenge: ChallengeView | None) -> dict[str, Any] | None:
+    """The live challenge as the page shows it: the nonce, the deadline and each step's words."""
+    if challenge is None:
+        return None
+    return {"nonce": challenge.nonce, "expires_at": iso_z(challenge.expires_at),
+            "steps": [{"index": i, "pose": pose, "text": POSE_TEXT[pose]} for i, pose in enumerate(challenge.poses)]}
 
 
 def day(iso: str) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facetrail.accounts.roles import Action, Actor
 from facetrail.api.deps import FacetrailDep
 from facetrail.api.guard import GuardedRoute, allowed
-from facetrail.rights.views import dpo_view
+from facetrail.rights.views import dpo_view, evidence_view
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"], route_class=GuardedRoute)
 DpoActor = Annotated[Actor, allowed(Action.REQUESTS)]
@@ -34,6 +34,11 @@ class Decision(BaseModel):
     reason: str = Field(max_length=5000)
 
 
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=5000)
+
+
 class Note(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(default="", max_length=5000)
@@ -51,6 +56,13 @@ def show_request(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str
     return dpo_view(ft.requests, ft.requests.get(actor, request_id), with_events=True)
 
 
+@router.get("/{request_id}/evidence")
+def evidence(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
+    """What the DPO judges identity on: e-mail verification, live-check attempts, the capture's key frames,
+    the matched faces with their scores and bands, and any document (images as base64). Audited."""
+    return evidence_view(ft.requests, ft.requests.evidence_of(actor, request_id))
+
+
 @router.post("/{request_id}/manual-check")
 def require_manual_check(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
     ft.requests.require_manual_check(actor, request_id)
@@ -58,8 +70,9 @@ def require_manual_check(request_id: str, ft: FacetrailDep, actor: DpoActor) -> 
 
 
 @router.post("/{request_id}/approve")
-def approve(request_id: str, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
-    ft.requests.approve(actor, request_id)
+def approve(request_id: str, body: Reason, ft: FacetrailDep, actor: DpoActor) -> dict[str, Any]:
+    """The DPO judged the evidence and approves the requester's identity, with the reason recorded."""
+    ft.requests.approve(actor, request_id, body.reason)
     return show_request(request_id, ft, actor)
 
 

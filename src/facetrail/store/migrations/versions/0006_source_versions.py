@@ -1,7 +1,7 @@
 """Sources are edited, never silently rewritten: contacts, a version number and the history of legal terms; each
 image records the version of its source's legal terms it was ingested under.
 
-Revision ID: 0006b
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-30
 
@@ -13,7 +13,7 @@ from alembic import op
 
 from facetrail.store.models import UTCDateTime
 
-revision = "0006b"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

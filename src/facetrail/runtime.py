@@ -25,6 +25,7 @@ from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
+from facetrail.compliance.orders import OrderService
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
@@ -34,6 +35,8 @@ from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
+from facetrail.policy.geocode import OfflineGeocoder
+from facetrail.policy.jurisdiction import JurisdictionResolver
 from facetrail.policy.suppression import SuppressionList
 from facetrail.rights import identity
 from facetrail.rights.erasure import ErasureService
@@ -102,9 +105,11 @@ class Facetrail:
                                             dim=backend.template_dim)
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
                                       max_image_pixels=settings.max_image_pixels)
+        self.orders = OrderService(self.db, self.erasure, self.audit, batch=settings.erasure_batch)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
-                                        self.analyzer, people=self.people, suppressions=self.suppressions)
+                                        self.analyzer, people=self.people, suppressions=self.suppressions,
+                                        jurisdictions=JurisdictionResolver(OfflineGeocoder()))
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                     self.analyzer, Scorer(backend.calibration()))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
@@ -206,8 +211,9 @@ class IngestThenCluster(IngestService):
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
                  sources: SourceRegistry, analyzer: Analyzer, *, people: PeopleService,
-                 suppressions: SuppressionList) -> None:
-        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer, suppressions=suppressions)
+                 suppressions: SuppressionList, jurisdictions: JurisdictionResolver) -> None:
+        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer, suppressions=suppressions,
+                         jurisdictions=jurisdictions)
         self.people = people
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,

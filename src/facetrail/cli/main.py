@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
+from facetrail.cli.commands_orders import order_app
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState
 
@@ -38,6 +39,7 @@ app.add_typer(commands_bench.bench_app, name="bench")
 app.add_typer(commands_requests.request_app, name="request")
 app.add_typer(commands_backup.backup_app, name="backup")
 app.add_typer(commands_backup.keys_app, name="keys")
+app.add_typer(order_app, name="order")
 
 
 def main() -> None:

@@ -27,6 +27,12 @@ class IngestReport:
     # Faces dropped at the door because they match an opt-out; a count only, never who.
     faces_suppressed: int = 0
     errors: list[ItemError] = field(default_factory=list)
+    # Items refused because an enforcement order ceases collection of their data: order id -> how many.
+    refused_by_order: dict[int, int] = field(default_factory=dict)
+
+    def refuse(self, name: str, order_id: int, reason: str) -> None:
+        self.errors.append(ItemError(name, reason))
+        self.refused_by_order[order_id] = self.refused_by_order.get(order_id, 0) + 1
 
     def counts(self) -> dict[str, int]:
         """The figures that go to the audit log: no names of files."""
@@ -35,7 +41,8 @@ class IngestReport:
             "images_skipped": self.images_skipped, "images_without_faces": self.images_without_faces,
             "images_suppressed": self.images_suppressed, "faces_added": self.faces_added,
             "faces_suppressed": self.faces_suppressed, "errors": len(self.errors),
+            "items_refused": sum(self.refused_by_order.values()),
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "items_refused": sum(self.refused_by_order.values())}

@@ -26,6 +26,8 @@ from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
 from facetrail.compliance.orders import OrderService
+from facetrail.compliance.retention import RetentionService
+from facetrail.compliance.retirement import RetirementService
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
@@ -106,6 +108,8 @@ class Facetrail:
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
                                       max_image_pixels=settings.max_image_pixels)
         self.orders = OrderService(self.db, self.erasure, self.audit, batch=settings.erasure_batch)
+        self.retention = RetentionService(self.db, self.erasure, self.audit, batch=settings.erasure_batch)
+        self.retirement = RetirementService(self.db, self.erasure, self.audit, batch=settings.erasure_batch)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                         self.analyzer, people=self.people, suppressions=self.suppressions,

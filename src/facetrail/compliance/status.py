@@ -3,10 +3,12 @@ the order, what the store holds now, and the time)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
+
+from facetrail.compliance.jsonable import plain
 
 
 class JobState(StrEnum):
@@ -50,17 +52,7 @@ class OrderStatus:
     penalty_accrued: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: _plain(value) for key, value in asdict(self).items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
+        return dict(plain(self))
 
 
 def penalty_clock(deadline: date, daily_penalty: int, as_of: datetime,

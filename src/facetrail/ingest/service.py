@@ -37,7 +37,7 @@ from facetrail.sources.inputs import InputItem
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
-from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, StoredImage
+from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, Source, StoredImage
 from facetrail.store.templates import seal_template
 from facetrail.vision.pipeline import AnalyzedFace
 
@@ -171,6 +171,10 @@ class IngestService:
                 StoredImage.source_id == source_id, StoredImage.sha256 == job.sha256))
             if exists is not None:
                 report.images_skipped += 1
+                return 0
+            source = session.get(Source, source_id)
+            if source is not None and source.retired_at is not None:
+                report.errors.append(ItemError(job.item.name, f"refused: source {source_id} was retired"))
                 return 0
             # An order recorded while this batch was being analysed refuses the image all the same.
             refused = first_refusal(collection_bans(session), source_id, job.jurisdictions)

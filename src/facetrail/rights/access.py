@@ -65,7 +65,9 @@ def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
             "face_id": face.id, "image_id": image.id, "image_file": f"images/{image.id}.jpg",
             "crop_file": f"faces/{face.id}.jpg", "box": _box(face).as_dict(), "original_name": image.original_name,
             "ingested_at": image.ingested_at.isoformat(),
-            "deleted_by": (image.ingested_at + timedelta(days=source.retention_days)).date().isoformat(),
+            # It expires retention_days after ingestion; the server's retention run (hourly by default, at most
+            # daily as the README asks) erases it within a day of that.
+            "deleted_by": (image.ingested_at + timedelta(days=source.retention_days + 1)).date().isoformat(),
             "restricted": face.restricted,
             "source": {
                 "name": source.name, "controller": source.controller, "how_obtained": source.description,

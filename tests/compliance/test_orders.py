@@ -213,3 +213,18 @@ def test_only_the_dpo_records_and_runs_orders_and_the_auditor_reads_them(jft: Fa
         jft.orders.status_all(Actor("ivy", Role.INVESTIGATOR))
     with pytest.raises(ConflictError):
         jft.orders.run(DPO, order.id)  # it orders no erasure
+
+
+def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(jft: Facetrail, actor: Actor,
+                                                                     jurisdiction_store: JurisdictionStore) -> None:
+    orders: list[EnforcementOrder] = []
+
+    def record_the_order_after_the_first_item(done: int, _total: int) -> None:
+        if done == 1 and not orders:
+            orders.append(cnil_order(jft))
+
+    report = jft.ingest.ingest(actor, jurisdiction_store.fr_source,
+                               from_paths([SAMPLES / "obama2.jpg", SAMPLES / "rose_leslie2.jpg"], jft.input_limits),
+                               progress=record_the_order_after_the_first_item, workers=1)
+    assert report.images_added == 1 and report.refused_by_order == {orders[0].id: 1}
+    assert "enforcement order 1" in report.errors[0].cause

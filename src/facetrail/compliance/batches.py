@@ -50,3 +50,19 @@ def erase_in_batches(eraser: ImageEraser, actor_name: str, image_ids: Sequence[i
             progress(done, total)
         crash_point(CRASH_POINT)
     return outcome
+
+
+def erase_until_gone(eraser: ImageEraser, actor_name: str, targets: Callable[[], Sequence[int]], *, cause: str,
+                     batch: int, progress: Progress | None = None) -> JobOutcome:
+    """Erase what `targets()` names until it names nothing: a second pass only for images that entered the
+    scope while the first ran (an ingestion with no order to cease it); three at the most."""
+    outcome = JobOutcome()
+    for _ in range(3):
+        images = targets()
+        if not images:
+            break
+        step = erase_in_batches(eraser, actor_name, images, cause=cause, batch=batch, progress=progress)
+        outcome.images_erased += step.images_erased
+        outcome.faces_erased += step.faces_erased
+        outcome.erasure_ids += step.erasure_ids
+    return outcome

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.compliance import scope
-from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_in_batches
+from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_until_gone
 from facetrail.compliance.order_spec import validate_order
 from facetrail.compliance.report import ComplianceReport, OrderReport, erasure_summary
 from facetrail.compliance.status import JobState, OrderStatus, penalty_clock
@@ -103,16 +103,8 @@ class OrderService:
             session.execute(update(EnforcementOrder).where(EnforcementOrder.id == order_id).values(
                 job_state=JobState.RUNNING.value, job_started_at=order.job_started_at or self.clock()))
             self.audit.record(session, actor=actor.name, action="order.run", details={"order_id": order_id})
-        outcome = JobOutcome()
-        for _ in range(3):  # a second pass only for data that entered scope during the first (no cease measure)
-            targets = self._targets(order)
-            if not targets:
-                break
-            step = erase_in_batches(self.eraser, actor.name, targets, cause=order_cause(order_id),
-                                    batch=self.batch, progress=progress)
-            outcome.images_erased += step.images_erased
-            outcome.faces_erased += step.faces_erased
-            outcome.erasure_ids += step.erasure_ids
+        outcome = erase_until_gone(self.eraser, actor.name, lambda: self._targets(order),
+                                   cause=order_cause(order_id), batch=self.batch, progress=progress)
         return self._job_done(actor, order_id, outcome)
 
     def report(self, actor: Actor, order_id: int | None = None) -> ComplianceReport:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
-from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_in_batches
+from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_until_gone
 from facetrail.compliance.jsonable import plain
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError
 from facetrail.store.db import Database
@@ -61,15 +61,8 @@ class RetirementService:
         retired_at = self._record(actor, source_id, mode)
         outcome = JobOutcome()
         if mode == Retirement.ERASE:
-            for _ in range(3):  # a second pass only for images an ingestion committed while the first ran
-                images = self._images(source_id)
-                if not images:
-                    break
-                step = erase_in_batches(self.eraser, actor.name, images, cause=f"source-retire:{source_id}",
-                                        batch=self.batch, progress=progress)
-                outcome.images_erased += step.images_erased
-                outcome.faces_erased += step.faces_erased
-                outcome.erasure_ids += step.erasure_ids
+            outcome = erase_until_gone(self.eraser, actor.name, lambda: self._images(source_id),
+                                       cause=f"source-retire:{source_id}", batch=self.batch, progress=progress)
         kept, kept_until = self._kept(source_id)
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="source.retired", details={

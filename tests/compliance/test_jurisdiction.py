@@ -4,7 +4,9 @@ the source's declared jurisdictions (also for images stored before this was reco
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from PIL import Image
 from facetrail.media.exif import GeoPoint, gps_position
 from facetrail.policy.geocode import OfflineGeocoder
 from facetrail.policy.jurisdiction import Basis, Jurisdiction, JurisdictionResolver
+from facetrail.runtime import Facetrail
 from facetrail.store.db import MIGRATIONS, Database
 from tests.compliance.gps import BERLIN, PARIS, with_gps
 from tests.conftest import sample_bytes
@@ -86,3 +89,18 @@ def test_images_stored_before_get_their_sources_declared_jurisdictions(tmp_path:
     assert sorted(conn.execute("SELECT image_id, code, basis FROM image_jurisdictions")) == [
         (7, "BE", "source-declared"), (7, "FR", "source-declared")]
     conn.close()
+
+
+def test_the_access_package_tells_the_person_how_each_jurisdiction_was_decided(jft: Facetrail) -> None:
+    from tests.rights.test_requests import full_request
+
+    request_id, token = full_request(jft, "access", sample_bytes("obama2.jpg"))
+    status = jft.requests.status(request_id, token)
+    package = jft.requests.download(request_id, status["answer"]["download"].split("token=")[1])
+    archive = zipfile.ZipFile(io.BytesIO(package))
+    faces = json.loads(archive.read("data.json"))["faces"]
+    decided = {Path(f["original_name"]).name: f["jurisdictions"] for f in faces}
+    assert decided["paris.jpg"] == [{"code": "DE", "basis": "source-declared"}, {"code": "FR", "basis": "exif-gps"}]
+    assert decided["obama.jpg"] == [{"code": "FR", "basis": "source-declared"}]
+    page = archive.read("index.html").decode()
+    assert "FR (where the photo was taken, from its GPS data)" in page

@@ -55,3 +55,22 @@ def test_bad_orders_are_refused_naming_the_field(client: tuple[TestClient, dict[
         answer = http.post("/v1/orders", json={**ORDER, **change}, headers=keys["dpo"])
         assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
     assert http.get("/v1/orders/99", headers=keys["dpo"]).status_code == 404
+
+
+def test_retention_and_retirement_through_the_api(client: tuple[TestClient, dict[str, str]], jft: Facetrail,
+                                                  jurisdiction_store: JurisdictionStore) -> None:
+    http, keys = client
+    dry = http.post("/v1/retention/run", json={"dry_run": True}, headers=keys["dpo"])
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True and dry.json()["images"] == []
+    assert http.post("/v1/retention/run", headers=keys["auditor"]).status_code == 403
+    fr = jurisdiction_store.fr_source
+    bad = http.post(f"/v1/sources/{fr}/retire", json={"retirement": "shred"}, headers=keys["operator"])
+    assert bad.status_code == 422
+    kept = http.post(f"/v1/sources/{fr}/retire", json={"retirement": "keep-until-retention"},
+                     headers=keys["operator"])
+    assert kept.status_code == 200 and kept.json()["images_kept"] == 3 and kept.json()["kept_until"].endswith("Z")
+    erased = http.post(f"/v1/sources/{fr}/retire", json={"retirement": "erase"}, headers=keys["operator"])
+    assert erased.json()["images_erased"] == 3 and image_ids(jft, *FR_PHOTOS) == []
+    refused = http.post(f"/v1/sources/{fr}/images", headers=keys["operator"],
+                        files={"files": ("a.jpg", with_gps("kit_harington2.jpeg", PARIS), "image/jpeg")})
+    assert refused.status_code == 409 and "retired" in refused.json()["detail"]

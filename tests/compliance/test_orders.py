@@ -3,15 +3,20 @@ accounted for with its status, deadline and penalty."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Actor, Role
+from facetrail.backup.archive import create_backup
+from facetrail.backup.restore import restore_backup
 from facetrail.compliance.orders import OrderService
 from facetrail.compliance.status import JobState, penalty_clock
+from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
@@ -228,3 +233,45 @@ def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(jft: Facet
                                progress=record_the_order_after_the_first_item, workers=1)
     assert report.images_added == 1 and report.refused_by_order == {orders[0].id: 1}
     assert "enforcement order 1" in report.errors[0].cause
+
+
+def test_an_image_without_a_face_in_scope_is_erased_too(jft: Facetrail, actor: Actor, tmp_path: Path,
+                                                        jurisdiction_store: JurisdictionStore) -> None:
+    corner = tmp_path / "corner.jpg"  # a corner of a real photo, too small to hold a face
+    with Image.open(SAMPLES / "obama_and_biden.jpg") as photo:
+        photo.crop((0, 0, 64, 64)).save(corner, "JPEG")
+    report = jft.ingest.ingest(actor, jurisdiction_store.fr_source, from_paths([corner], jft.input_limits))
+    assert report.images_without_faces == 1
+    with jft.db.read() as session:
+        blob_key = session.scalar(select(StoredImage.blob_key).where(StoredImage.id.in_(image_ids(jft, "corner.jpg"))))
+    assert blob_key is not None and jft.blobs.exists(blob_key)
+    order = cnil_order(jft)
+    assert jft.orders.status(DPO, order.id).images_remaining == 5
+    done = jft.orders.run(DPO, order.id)
+    assert (done.images_remaining, done.images_erased, done.faces_erased) == (0, 5, 4)
+    assert image_ids(jft, "corner.jpg") == [] and not jft.blobs.exists(blob_key)
+
+
+def test_a_backup_taken_before_the_job_does_not_bring_the_french_data_back(
+        actor: Actor, tmp_path: Path, jurisdiction_store: JurisdictionStore) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(jurisdiction_store.data, data)
+    corner = tmp_path / "corner.jpg"  # an image without a face: erased whole, it has no face to erase again
+    with Image.open(SAMPLES / "obama_and_biden.jpg") as photo:
+        photo.crop((0, 0, 64, 64)).save(corner, "JPEG")
+    ft = Facetrail.open(data, workers=1)
+    ft.ingest.ingest(actor, jurisdiction_store.fr_source, from_paths([corner], ft.input_limits))
+    french = stored_faces(ft, face_ids(ft, *FRENCH))
+    archive = tmp_path / "before.tar"
+    create_backup(ft, actor, archive)
+    ft.orders.run(DPO, cnil_order(ft).id)
+    ft.close()
+    report = restore_backup(get_settings(data=data), archive, actor.name)
+    assert report["faces_erased"] == 4
+    ft = Facetrail.open(data, workers=1)
+    try:
+        assert image_ids(ft, *FRENCH, "corner.jpg") == [] and image_ids(ft, *NOT_FRENCH)
+        for face in french:
+            assert files_holding(data, face.sealed) == []
+    finally:
+        ft.close()

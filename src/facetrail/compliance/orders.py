@@ -117,7 +117,7 @@ class OrderService:
             entry = self.audit.record(session, actor=actor.name, action="order.report",
                                       details={"order_ids": [s.order_id for s in statuses]})
             head = (entry.seq, entry.hash)
-        return ComplianceReport(self.clock(), actor.name, orders, head)
+        return ComplianceReport(utcnow(), actor.name, orders, head)  # each status has its own as_of
 
     def _job_done(self, actor: Actor, order_id: int, outcome: JobOutcome) -> OrderStatus:
         """The end of a run: completed when nothing in scope is left, waiting when what is left is held for

@@ -78,7 +78,8 @@ def _order_section(report: OrderReport) -> list[str]:
         f"| scope | {scope} |",
         f"| measures | {measures} |",
         f"| access requests answered first | {'yes' if s.answer_access_first else 'no'} |",
-        f"| deadline | {s.deadline.isoformat()} ({clock}; {s.daily_penalty:,} {s.currency} per day late) |",
+        f"| deadline | {s.deadline.isoformat()} ({clock} as of {_iso(s.as_of)}; {s.daily_penalty:,} {s.currency} "
+        "per day late) |",
         f"| status | {'complied ' + _iso(s.complied_at) if s.complied_at else 'not complied yet'} |",
         f"| erasure job | {s.job_state.value} |",
         f"| items in scope remaining | {s.images_remaining} image(s), {s.faces_remaining} face(s) |",

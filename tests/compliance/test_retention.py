@@ -84,7 +84,8 @@ def test_the_servers_scheduled_run_erases_the_same(jurisdiction_store: Jurisdict
                 time.sleep(0.1)
         assert image_ids(ft, *EXPIRED) == [] and image_ids(ft, RECENT)
         runs = [e for e in ft.read_audit(local_actor(), limit=1000) if e.action == "retention.run"]
-        assert runs and {e.actor for e in runs} == {"system:retention"}
+        # Rounds that found nothing to erase are not logged: the one that erased is.
+        assert len(runs) == 1 and runs[0].actor == "system:retention"
         erased = [i for e in runs for i in json.loads(e.details)["image_ids"]]
         assert sorted(set(erased)) == sorted(listed)
     finally:

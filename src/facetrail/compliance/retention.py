@@ -77,7 +77,9 @@ class RetentionService:
         return sorted(found, key=lambda image: (image.expired_at, image.image_id))
 
     def run(self, actor: Actor, *, dry_run: bool = False, progress: Progress | None = None,
-            should_stop: Callable[[], bool] | None = None) -> RetentionReport:
+            should_stop: Callable[[], bool] | None = None, audit_if_nothing: bool = True) -> RetentionReport:
+        """Erase (or, as a dry run, list) what is past retention now. The schedule passes
+        `audit_if_nothing=False`: a round that found nothing to erase is not an action worth a log entry."""
         require(actor, Action.RETENTION)
         at = self.clock()
         expired = tuple(self.expired(at))
@@ -88,6 +90,8 @@ class RetentionService:
                                    batch=self.batch, progress=progress, should_stop=should_stop)
             report = RetentionReport(at, False, expired, job.images_erased, job.faces_erased,
                                      tuple(job.erasure_ids), job.stopped)
+        if not expired and not audit_if_nothing:
+            return report
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="retention.dry_run" if dry_run else "retention.run",
                               details={"at": at.isoformat(), "image_ids": [i.image_id for i in expired],

@@ -36,7 +36,7 @@ class RetentionSchedule:
         while not self._stopping.is_set():
             try:
                 report = await asyncio.to_thread(self.service.run, SCHEDULE_ACTOR,
-                                                 should_stop=self._stopping.is_set)
+                                                 should_stop=self._stopping.is_set, audit_if_nothing=False)
                 if report.images:
                     log.info("retention: %d expired image(s), %d erased", len(report.images),
                              report.images_erased)

@@ -156,3 +156,19 @@ def test_the_commands_retire_and_enforce_retention(jft: Facetrail, jurisdiction_
     assert json.loads(retired.output)["images_erased"] == 5
     ran = runner.invoke(app, [*base, "retention", "run", "--json"])
     assert json.loads(ran.output)["images_erased"] == 1  # obama.jpg; rose_leslie1.jpg went with its source
+
+
+def test_a_run_asked_to_stop_ends_between_two_erasures_and_the_next_one_goes_on(jft: Facetrail) -> None:
+    expired = backdate(jft)
+    asked: list[bool] = []
+
+    def stop_after_the_first_batch() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    one_by_one = RetentionService(jft.db, jft.erasure, jft.audit, batch=1)
+    first = one_by_one.run(local_actor(), should_stop=stop_after_the_first_batch)
+    assert first.stopped and first.images_erased == 1 and len(image_ids(jft, *EXPIRED)) == 1
+    second = one_by_one.run(local_actor())
+    assert not second.stopped and second.images_erased == 1 and image_ids(jft, *EXPIRED) == []
+    assert sorted(i.image_id for i in (*first.images[:1], *second.images)) == expired

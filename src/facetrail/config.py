@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     mail_from: str = "privacy@facetrail.invalid"
+    erasure_batch: int = Field(default=200, ge=1, description="images per erasure step of an order, retention or "
+                               "source retirement job (each step is finished on its own after a crash)")
+    retention_interval_s: float = Field(default=3_600.0, ge=0, description="the server erases images past their "
+                                        "source's retention this often (and once at start); 0 = never")
     cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
     # Encryption at rest (crypto/): where the master key comes from. Default: a 0600 key file in the data
     # directory, made with a new data directory; keep it (or a copy) apart from the backups.

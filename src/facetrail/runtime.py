@@ -29,6 +29,9 @@ from facetrail.audit.query import AuditQuery
 from facetrail.audit.signing import load_signer
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
+from facetrail.compliance.orders import OrderService
+from facetrail.compliance.retention import RetentionService
+from facetrail.compliance.retirement import RetirementService
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
@@ -40,6 +43,8 @@ from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
+from facetrail.policy.geocode import OfflineGeocoder
+from facetrail.policy.jurisdiction import JurisdictionResolver
 from facetrail.policy.suppression import SuppressionList
 from facetrail.rights import identity
 from facetrail.rights.disclosure import DisclosurePolicies
@@ -128,10 +133,16 @@ class Facetrail:
         self.erasure = ErasureService(self.db, self.blobs, self.gallery, self.audit,
                                       max_image_pixels=settings.max_image_pixels,
                                       after_completed=self.checkpoint_after)
+        # Erasure jobs: each is followed by one audit checkpoint (not one per batch).
+        batch, signed = settings.erasure_batch, self.checkpoint_after
+        self.orders = OrderService(self.db, self.erasure, self.audit, batch=batch, after_job=signed)
+        self.retention = RetentionService(self.db, self.erasure, self.audit, batch=batch, after_job=signed)
+        self.retirement = RetirementService(self.db, self.erasure, self.audit, batch=batch, after_job=signed)
         self.restriction = RestrictionService(self.db, self.gallery, self.audit)
         self.disclosure = DisclosurePolicies(self.db, self.audit)
         self.ingest = IngestThenCluster(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
-                                        self.analyzer, people=self.people, suppressions=self.suppressions)
+                                        self.analyzer, people=self.people, suppressions=self.suppressions,
+                                        jurisdictions=JurisdictionResolver(OfflineGeocoder()))
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                     self.analyzer, Scorer(backend.calibration()))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
@@ -299,8 +310,9 @@ class IngestThenCluster(IngestService):
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
                  sources: SourceRegistry, analyzer: Analyzer, *, people: PeopleService,
-                 suppressions: SuppressionList) -> None:
-        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer, suppressions=suppressions)
+                 suppressions: SuppressionList, jurisdictions: JurisdictionResolver) -> None:
+        super().__init__(settings, db, blobs, gallery, audit, sources, analyzer, suppressions=suppressions,
+                         jurisdictions=jurisdictions)
         self.people = people
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,

@@ -53,6 +53,12 @@ ALLOWED = {
     ("POST", "/v1/people/{person_id}/name"): {"operator"},
     ("POST", "/v1/people/{person_id}/merge"): {"operator"},
     ("POST", "/v1/people/{person_id}/split"): {"operator"},
+    ("GET", "/v1/orders"): {"dpo", "auditor"},
+    ("POST", "/v1/orders"): {"dpo"},
+    ("GET", "/v1/orders/{order_id}"): {"dpo", "auditor"},
+    ("POST", "/v1/orders/{order_id}/run"): {"dpo"},
+    ("POST", "/v1/retention/run"): {"operator", "dpo"},
+    ("POST", "/v1/sources/{source_id}/retire"): {"operator"},
 }
 # Valid bodies, so that a refusal is the role's doing and not the body's (bodies are checked first).
 PEOPLE_BODIES = {"/name": {"name": "someone"}, "/merge": {"other_ids": [2]}, "/split": {"face_ids": [1]}}
@@ -157,6 +163,11 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = REQUEST_BODIES.get(path[path.rindex("/"):])
         elif path.startswith("/v1/audit/proof/"):
             kwargs["params"] = {"seq": 1, "first": 1, "second": 1}
+        elif method == "POST" and path == "/v1/orders":
+            kwargs["json"] = {"authority": "CNIL", "reference": "R", "received_on": "2026-11-01",
+                              "jurisdictions": ["FR"], "cease": True, "deadline": "2026-12-31"}
+        elif path.endswith("/retire"):
+            kwargs["json"] = {"retirement": "keep-until-retention"}
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
 

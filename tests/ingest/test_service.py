@@ -190,7 +190,7 @@ def test_an_interrupted_batch_keeps_what_it_committed_and_a_rerun_adds_the_rest(
     for name in ("obama.jpg", "biden.jpg", "obama_small.jpg", "biden2.jpg", "kit_harington1.jpeg", "obama3.jpg"):
         shutil.copy(SAMPLES / name, folder / name)
     data = tmp_path / "data"
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1)
     source_id = add_source(ft)
 
     def stop_after_two(done: int, _total: int) -> None:

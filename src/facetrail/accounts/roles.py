@@ -29,6 +29,9 @@ class Action(StrEnum):
     REQUESTS = "requests"
     BACKUP = "backup"
     KEYS = "keys"
+    ORDERS_WRITE = "orders.write"
+    ORDERS_READ = "orders.read"
+    RETENTION = "retention"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -50,6 +53,10 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     # Backups and restores are the command line's, on the machine holding the data (no API route).
     Action.BACKUP: frozenset({Role.OPERATOR}),
     Action.KEYS: frozenset({Role.OPERATOR}),
+    # Enforcement orders are the DPO's to record and carry out; an auditor (the regulator) reads them.
+    Action.ORDERS_WRITE: frozenset({Role.DPO}),
+    Action.ORDERS_READ: frozenset({Role.DPO, Role.AUDITOR}),
+    Action.RETENTION: frozenset({Role.OPERATOR, Role.DPO}),
 }
 
 

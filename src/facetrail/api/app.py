@@ -20,10 +20,11 @@ from facetrail.api.denials import DenialLog
 from facetrail.api.deps import search_budget
 from facetrail.api.limits import MIB, BodySizeLimit
 from facetrail.api.ratelimit import PerAddressLimit, RateLimiter
-from facetrail.api.routes import accounts, audit, people, portal, requests, search, sources
+from facetrail.api.routes import accounts, audit, orders, people, portal, requests, retention, search, sources
 from facetrail.api.schedule import checkpoint_schedule
 from facetrail.api.schemas import ERROR_RESPONSES, Health
 from facetrail.api.uploads import keep_uploads_in_memory
+from facetrail.compliance.schedule import RetentionSchedule
 from facetrail.runtime import Facetrail
 from facetrail.web.security import SecurityHeaders
 
@@ -34,10 +35,14 @@ def create_app(ft: Facetrail) -> FastAPI:
     keep_uploads_in_memory(max_body)
     denials = DenialLog(ft.db, ft.audit)
 
+    schedule = RetentionSchedule(ft.retention, settings.retention_interval_s)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with checkpoint_schedule(ft):
+            schedule.start()
             yield
+            await schedule.stop()
         await run_in_threadpool(denials.flush, everything=True)  # the repeat counts not written yet
 
     # The docs (/docs) load Swagger UI from files shipped in the fastapi-offline package, under /docs/assets, never
@@ -62,7 +67,7 @@ def create_app(ft: Facetrail) -> FastAPI:
     def health() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (sources, search, accounts, audit, people, requests, portal):
+    for module in (sources, search, accounts, audit, people, requests, portal, orders, retention):
         app.include_router(module.router, dependencies=[Depends(search_budget)] if module is search else None)
 
     # add_middleware wraps: the last added is the outermost.

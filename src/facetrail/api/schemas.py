@@ -98,6 +98,8 @@ class IngestReportPublic(BaseModel):
     faces_added: int
     faces_suppressed: int = Field(description="faces dropped at ingestion because their person opted out")
     images_suppressed: int = Field(description="images not stored because every face in them opted out")
+    items_refused: int = Field(0, description="items refused because an enforcement order ceases collection of "
+                               "their data (each one listed in errors, naming the order)")
     errors: list[ItemErrorPublic]
     skipped: list[SkippedItemPublic] = Field(description="files in the archives that are not images (videos, "
                                              "documents), each with the reason it was not ingested")

@@ -7,7 +7,8 @@ restrictions and disabled accounts. After a restore:
   images: deleted, or redacted when other people's faces remain);
 - a stored image whose key is gone but which keeps other faces (it was redacted after the backup was taken,
   and its redacted copy is newer than the backup) loses its stored copy: it cannot be decrypted, and the
-  faces of the other people in it stay searchable;
+  faces of the other people in it stay searchable; one whose key is gone and that holds no face (erased whole
+  with no face in it) is erased again;
 - each face's restriction (Art. 18) is set as the ledger last recorded it, so that a restriction made after the
   backup holds, and one lifted after it stays lifted;
 - opt-outs recorded after the backup are put back on the suppression list; withdrawn ones (their keys
@@ -58,9 +59,15 @@ def reapply_ledger(db: Database, blobs: BlobStore, erasure: ErasureService, acto
     dead_faces = [f.id for f in faces if f.key_id in dead]
     if dead_faces:
         erasure.erase(actor_name, dead_faces, request_id=None)
-    with db.read() as session:  # what the erasure left: images keeping other faces, under a destroyed key
+    with db.read() as session:  # what the erasure left: images under a destroyed key
         images = session.execute(select(StoredImage.id, StoredImage.blob_key, StoredImage.key_id)
                                  .where(StoredImage.key_id.in_(sorted(dead)))).all()
+        with_faces = set(session.scalars(select(Face.image_id).where(Face.image_id.in_([i.id for i in images]))))
+    # Those without a face were erased whole (an order, the retention period, a retired source): they go again.
+    faceless = [image.id for image in images if image.id not in with_faces]
+    if faceless:
+        erasure.erase_images(actor_name, faceless, cause="restore")
+    images = [image for image in images if image.id in with_faces]  # keeping other faces: the copy goes
     for image in images:
         if image.blob_key:
             blobs.delete(image.blob_key)

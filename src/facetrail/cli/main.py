@@ -9,7 +9,9 @@ import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
 from facetrail.cli.commands_audit import audit_app  # the audit commands, checkpoints included
+from facetrail.cli.commands_orders import order_app
 from facetrail.cli.commands_people import people_app
+from facetrail.cli.commands_retention import retention_app, retire
 from facetrail.cli.state import AppState, DataOptionAnywhere
 
 app = typer.Typer(cls=DataOptionAnywhere, no_args_is_help=True, add_completion=False,
@@ -42,6 +44,9 @@ app.add_typer(commands_bench.bench_app, name="bench")
 app.add_typer(commands_requests.request_app, name="request")
 app.add_typer(commands_backup.backup_app, name="backup")
 app.add_typer(commands_backup.keys_app, name="keys")
+app.add_typer(order_app, name="order")
+app.add_typer(retention_app, name="retention")
+commands_data.source_app.command("retire")(retire)
 
 
 def main() -> None:

@@ -50,6 +50,12 @@ class IngestReport:
     skipped: list[SkippedItem] = field(default_factory=list)
     # The batch stopped before its end because the service was shutting down; what was committed stays.
     interrupted: bool = False
+    # Items refused because an enforcement order ceases collection of their data: order id -> how many.
+    refused_by_order: dict[int, int] = field(default_factory=dict)
+
+    def refuse(self, name: str, order_id: int, reason: str) -> None:
+        self.errors.append(ItemError(name, reason))
+        self.refused_by_order[order_id] = self.refused_by_order.get(order_id, 0) + 1
 
     @property
     def outcome(self) -> Outcome:
@@ -68,7 +74,8 @@ class IngestReport:
             "images_suppressed": self.images_suppressed, "faces_added": self.faces_added,
             "faces_suppressed": self.faces_suppressed, "errors": len(self.errors),
             "skipped": len(self.skipped), "outcome": self.outcome.value,
+            "items_refused": sum(self.refused_by_order.values()),
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "outcome": self.outcome.value}
+        return {**asdict(self), "outcome": self.outcome.value, "items_refused": sum(self.refused_by_order.values())}

@@ -29,18 +29,20 @@ from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey
-from facetrail.errors import FacetrailError, ShuttingDownError
+from facetrail.errors import ConflictError, FacetrailError, ShuttingDownError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
 from facetrail.ingest.workers import WorkerPool
 from facetrail.media.redact import redact_image_bytes
+from facetrail.policy.cease import collection_bans, first_refusal
+from facetrail.policy.jurisdiction import Jurisdiction, JurisdictionResolver
 from facetrail.policy.suppression import SuppressionList
 from facetrail.sources.inputs import InputItem
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
-from facetrail.store.models import Face, Source, StoredImage
+from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, Source, StoredImage
 from facetrail.store.templates import seal_template
 from facetrail.vision.pipeline import AnalyzedFace
 
@@ -53,13 +55,16 @@ class _Pending:
     item: InputItem
     data: bytes
     sha256: str
+    jurisdictions: tuple[Jurisdiction, ...]
 
 
 class IngestService:
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, gallery: Gallery, audit: AuditLog,
-                 sources: SourceRegistry, analyzer: Analyzer, *, suppressions: SuppressionList) -> None:
+                 sources: SourceRegistry, analyzer: Analyzer, *, suppressions: SuppressionList,
+                 jurisdictions: JurisdictionResolver) -> None:
         self.settings = settings
         self.suppressions = suppressions
+        self.jurisdictions = jurisdictions
         self.db = db
         self.blobs = blobs
         self.gallery = gallery
@@ -79,6 +84,9 @@ class IngestService:
         if self._stopping.is_set():
             raise ShuttingDownError("the service is shutting down: no new ingestion starts")
         source = self.sources.require_source(source_id)
+        if source.retired_at is not None:
+            raise ConflictError(f"source {source.id} was retired on {source.retired_at.date().isoformat()}; "
+                                "it takes no new images")
         batch = list(items)
         report = IngestReport(source_id=source.id, items=len(batch))
         with self.db.write() as session, session.begin():
@@ -92,7 +100,7 @@ class IngestService:
             if progress is not None:
                 progress(done, len(batch))
 
-        pending = self._pending(batch, source.id, report, advance)
+        pending = self._pending(batch, source.id, source.jurisdictions, report, advance)
         since_save = 0
         with closing(self._analyse(pending, workers or self.settings.worker_count())) as analysed:
             for job, outcome in analysed:
@@ -110,13 +118,21 @@ class IngestService:
         self.gallery.save()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
+            for order_id, count in sorted(report.refused_by_order.items()):
+                order = session.get(EnforcementOrder, order_id)
+                if order is not None:
+                    order.items_refused += count
+                self.audit.record(session, actor=actor.name, action="order.refused",
+                                  details={"order_id": order_id, "source_id": source.id, "items": count})
         return report
 
-    def _pending(self, batch: list[InputItem], source_id: int, report: IngestReport,
+    def _pending(self, batch: list[InputItem], source_id: int, declared: list[str], report: IngestReport,
                  advance: Callable[[], None]) -> Iterator[_Pending]:
-        """Read and hash each item; yield those not in the source yet, account for the others."""
+        """Read and hash each item; yield those not in the source yet and not refused by an enforcement
+        order, account for the others."""
         with self.db.read() as session:
             known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
+            bans = collection_bans(session)
         for item in batch:
             if self._stopping.is_set():
                 report.interrupted = True
@@ -143,7 +159,13 @@ class IngestService:
                 advance()
                 continue
             known.add(digest)
-            yield _Pending(item, data, digest)
+            jurisdictions = self.jurisdictions.of_image(declared, data)
+            refused = first_refusal(bans, source_id, jurisdictions)
+            if refused is not None:
+                report.refuse(item.name, *refused)
+                advance()
+                continue
+            yield _Pending(item, data, digest, jurisdictions)
 
     def _analyse(self, pending: Iterator[_Pending],
                  workers: int) -> Generator[tuple[_Pending, ImageAnalysis | BaseException], None, None]:
@@ -174,6 +196,15 @@ class IngestService:
             if exists is not None:
                 report.images_skipped += 1
                 return 0
+            retired_at = session.scalar(select(Source.retired_at).where(Source.id == source_id))
+            if retired_at is not None:
+                report.errors.append(ItemError(job.item.name, f"refused: source {source_id} was retired"))
+                return 0
+            # An order recorded while this batch was being analysed refuses the image all the same.
+            refused = first_refusal(collection_bans(session), source_id, job.jurisdictions)
+            if refused is not None:
+                report.refuse(job.item.name, *refused)
+                return 0
             kept, dropped = self._screen(session, purposes, analysis.faces)
             report.faces_suppressed += len(dropped)
             if dropped and not kept:
@@ -201,6 +232,8 @@ class IngestService:
             )
             session.add(image)
             session.flush()
+            session.add_all(ImageJurisdiction(image_id=image.id, code=j.code, basis=j.basis.value)
+                            for j in dict.fromkeys(job.jurisdictions))
             faces = [_face_row(image, i, face, model_id, crop_keys[i], seal_template(vault, keys[i], face.template),
                                keys[i].id) for i, face in enumerate(kept)]
             session.add_all(faces)

@@ -27,7 +27,15 @@ from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
 from facetrail.rights.disclosure import withheld_purposes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
-from facetrail.store.models import Face, RightsRequest, SearchRecord, SearchResultRecord, Source, StoredImage
+from facetrail.store.models import (
+    Face,
+    ImageJurisdiction,
+    RightsRequest,
+    SearchRecord,
+    SearchResultRecord,
+    Source,
+    StoredImage,
+)
 from facetrail.vision.types import Box
 
 RIGHTS = [
@@ -62,14 +70,24 @@ def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
         others = {image.id: [_box(f) for f in session.scalars(select(Face).where(
             Face.image_id == image.id, Face.id.not_in(list(face_ids))))] for _face, image, _source in rows}
         withheld = withheld_purposes(session)
+        decided: dict[int, list[dict[str, str]]] = {}
+        for row in session.scalars(select(ImageJurisdiction).where(
+                ImageJurisdiction.image_id.in_(sorted({image.id for _face, image, _source in rows})))
+                .order_by(ImageJurisdiction.basis.desc(), ImageJurisdiction.code)):
+            decided.setdefault(row.image_id, []).append({"code": row.code, "basis": row.basis})
     faces = []
     for face, image, source in rows:
         faces.append({
             "face_id": face.id, "image_id": image.id, "image_file": f"images/{image.id}.jpg",
             "crop_file": f"faces/{face.id}.jpg", "box": _box(face).as_dict(), "original_name": image.original_name,
             "ingested_at": image.ingested_at.isoformat(),
-            "deleted_by": (image.ingested_at + timedelta(days=source.retention_days)).date().isoformat(),
+            # It expires retention_days after ingestion; the server's retention run (hourly by default, at most
+            # daily as the README asks) erases it within a day of that.
+            "deleted_by": (image.ingested_at + timedelta(days=source.retention_days + 1)).date().isoformat(),
             "restricted": face.restricted,
+            # Where the photo was taken (exif-gps) or the population its source was declared for: not the
+            # person's residence, which facetrail cannot know.
+            "jurisdictions": decided.get(image.id, []),
             "source": {
                 "name": source.name, "controller": source.controller, "how_obtained": source.description,
                 "purposes": source.purposes, "legal_basis": source.legal_basis,
@@ -132,6 +150,7 @@ def render_html(data: dict[str, Any]) -> str:
             f"<td><b>{e(s['name'])}</b> (controller: {e(s['controller'])})<br>How obtained: {e(s['how_obtained'])}"
             f"<br>Purposes: {e(', '.join(s['purposes']))}<br>Legal basis: {e(s['legal_basis'])}; Art. 9(2) "
             f"{e(s['art9_condition'])}<br>Kept {s['retention_days']} days: deleted by {e(f['deleted_by'])}"
+            f"<br>Jurisdictions: {e(_jurisdictions(f['jurisdictions']))}"
             f"<br>File: {e(f['original_name'])}, added {e(f['ingested_at'])}</td></tr>")
     recipients = "".join(
         f"<li>{e(r['date'])}: a search by an account with the role {e(r['role'])}, purpose {e(r['purpose'])}, "
@@ -150,3 +169,9 @@ def _case(recipient: dict[str, Any]) -> str:
     if "case_ref_withheld" in recipient:
         return f"case reference withheld (legal ground: {html.escape(recipient['case_ref_withheld'])})"
     return f"case {html.escape(recipient['case_ref'])}"
+
+
+def _jurisdictions(decided: list[dict[str, str]]) -> str:
+    how = {"exif-gps": "where the photo was taken, from its GPS data",
+           "source-declared": "the people this source was declared to hold"}
+    return "; ".join(f"{d['code']} ({how.get(d['basis'], d['basis'])})" for d in decided) or "none recorded"

@@ -47,7 +47,7 @@ from facetrail.index.gallery import Gallery
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
-from facetrail.store.models import Erasure, Face, Person, RightsRequest, StoredImage, utcnow
+from facetrail.store.models import Erasure, Face, ImageJurisdiction, Person, RightsRequest, StoredImage, utcnow
 from facetrail.timestamps import iso_z
 from facetrail.vision.types import Box
 
@@ -77,7 +77,8 @@ class ErasureService:
                  max_image_pixels: int = DEFAULT_MAX_PIXELS,
                  after_completed: Callable[[str], object] | None = None) -> None:
         self.db = db
-        # Called (with a reason) once an erasure has completed: the runtime signs an audit checkpoint there.
+        # Called (with a reason) once an erasure of faces has completed: the runtime signs an audit checkpoint
+        # there. Erasures of images are steps of a job (an order, retention, a retirement): the job calls it once.
         self.after_completed = after_completed
         self.blobs = blobs
         self.keyring = blobs.vault.keyring
@@ -96,6 +97,22 @@ class ErasureService:
         erasure_id = self._plan(actor_name, clean_face_ids(face_ids), request_id)
         crash_point("planned")
         return self._finish(actor_name, erasure_id)
+
+    def erase_images(self, actor_name: str, image_ids: Sequence[int], *, cause: str) -> dict[str, Any]:
+        """Erase these images whole, every face in them included (an order, the retention period, a retired
+        source): the same steps, so the same guarantees, as erasing a person. `cause` says why, for the
+        audit log and the receipt (e.g. "order:3", "retention")."""
+        erasure_id = self._plan(actor_name, [], None, image_ids=clean_face_ids(image_ids, "image_ids"),
+                                cause=cause)
+        crash_point("planned")
+        return self._finish(actor_name, erasure_id, checkpoint=False)
+
+    def completed(self, cause: str) -> list[dict[str, Any]]:
+        """The receipts of the completed erasures made for this cause, oldest first."""
+        with self.db.read() as session:
+            return [receipt for receipt in session.scalars(select(Erasure.receipt).where(
+                Erasure.cause == cause, Erasure.state == ErasureState.COMPLETED.value).order_by(Erasure.id))
+                if receipt is not None]
 
     def resume(self, actor_name: str) -> list[dict[str, Any]]:
         """Finish every erasure left unfinished (by a crash) and return their receipts; one indexed query when
@@ -124,14 +141,18 @@ class ErasureService:
             return erasure.receipt
 
     # -- planning ----------------------------------------------------------------------------------
-    def _plan(self, actor_name: str, wanted: list[int], request_id: str | None) -> int:
+    def _plan(self, actor_name: str, wanted: list[int], request_id: str | None, *,
+              image_ids: Sequence[int] = (), cause: str | None = None) -> int:
         with self.db.write() as session, session.begin():
             faces: list[Any] = []
+            columns = (Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted, Face.key_id,
+                       Face.box_left, Face.box_top, Face.box_right, Face.box_bottom)
             for chunk in _chunks(wanted):
-                faces += session.execute(select(
-                    Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted, Face.key_id,
-                    Face.box_left, Face.box_top, Face.box_right, Face.box_bottom).where(Face.id.in_(chunk))).all()
-            images = _image_plans(session, faces)
+                faces += session.execute(select(*columns).where(Face.id.in_(chunk))).all()
+            for chunk in _chunks(image_ids):
+                faces += session.execute(select(*columns).where(Face.image_id.in_(chunk))).all()
+            faces = list({face.id: face for face in faces}.values())
+            images = _image_plans(session, faces, image_ids)
             packages = self._packages(session, {f.id for f in faces})
             plan = {
                 "uid": secrets.token_hex(16),
@@ -149,11 +170,14 @@ class ErasureService:
                 # Access packages already given out that hold their faces: they go with the rest.
                 "packages": [{"request_id": p["request_id"], "blob_key": p["blob_key"]} for p in packages],
             }
-            erasure = Erasure(request_id=request_id, state=ErasureState.PLANNED.value, plan=plan)
+            if cause is not None:
+                plan["cause"] = cause
+            erasure = Erasure(request_id=request_id, cause=cause, state=ErasureState.PLANNED.value, plan=plan)
             session.add(erasure)
             session.flush()
             self.audit.record(session, actor=actor_name, action="erasure.planned", details={
-                "erasure_id": erasure.id, "request_id": request_id, "face_ids": plan["faces"],
+                "erasure_id": erasure.id, "request_id": request_id, **({"cause": cause} if cause else {}),
+                "image_ids": [i["id"] for i in images], "face_ids": plan["faces"],
                 "faces_not_found": plan["not_found"],
                 "images_to_redact": sum(1 for i in images if i["action"] == Action.REDACT),
                 "images_to_delete": sum(1 for i in images if i["action"] == Action.DELETE),
@@ -171,11 +195,11 @@ class ErasureService:
         return found
 
     # -- the steps -----------------------------------------------------------------------------------
-    def _finish(self, actor_name: str, erasure_id: int) -> dict[str, Any]:
+    def _finish(self, actor_name: str, erasure_id: int, *, checkpoint: bool = True) -> dict[str, Any]:
         with open(self.lock_path, "a+", opener=private_opener) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             receipt = self._steps(actor_name, erasure_id)
-        if self.after_completed is not None:
+        if checkpoint and self.after_completed is not None:
             self.after_completed(f"erasure {erasure_id}")
         return receipt
 
@@ -357,6 +381,9 @@ class ErasureService:
                 "access_packages_deleted": counts.get("packages", 0),
                 "completed_at": iso_z(completed_at, precise=True),
             }
+            if erasure.cause is not None:
+                receipt["cause"] = erasure.cause
+                receipt["image_ids"] = [image["id"] for image in erasure.plan["images"]]
             erasure.state = ErasureState.COMPLETED.value
             erasure.receipt = receipt
             erasure.completed_at = completed_at
@@ -374,9 +401,10 @@ class ErasureService:
                             .values(**values))
 
 
-def _image_plans(session: Session, faces: Sequence[Any]) -> list[dict[str, Any]]:
-    """Per affected image: redact (other faces remain: hide the erased faces' boxes) or delete."""
-    by_image: dict[int, list[Any]] = {}
+def _image_plans(session: Session, faces: Sequence[Any], whole: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Per affected image: redact (other faces remain: hide the erased faces' boxes) or delete. The images
+    erased `whole` have all their faces among `faces`, or none (an image in which no face was found)."""
+    by_image: dict[int, list[Any]] = {image_id: [] for image_id in whole}
     for face in faces:
         by_image.setdefault(face.image_id, []).append(face)
     plans = []
@@ -409,6 +437,7 @@ def _settle_images(session: Session, images: list[dict[str, Any]]) -> list[dict[
         settled.append({**image, "action": (Action.REDACT if remaining else Action.DELETE).value})
     gone = [image["id"] for image in settled if image["action"] == Action.DELETE]
     for chunk in _chunks(gone):
+        session.execute(delete(ImageJurisdiction).where(ImageJurisdiction.image_id.in_(chunk)))
         session.execute(delete(StoredImage).where(StoredImage.id.in_(chunk)))
     return settled
 
@@ -424,6 +453,7 @@ def _compact(plan: dict[str, Any]) -> dict[str, Any]:
     """The plan once the bytes are gone: ids, actions and counts; no box, crop or blob key stays behind."""
     images = plan["images"]
     return {
+        **({"cause": plan["cause"]} if "cause" in plan else {}),
         "uid": plan.get("uid", ""),  # plans made before encryption at rest have no uid and no keys
         "faces": plan["faces"],
         "keys": plan.get("keys", []),
@@ -438,11 +468,12 @@ def _compact(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def clean_face_ids(face_ids: Sequence[int]) -> list[int]:
-    """Distinct face ids in ascending order; anything but whole numbers is refused."""
+def clean_face_ids(face_ids: Sequence[int], field: str = "face_ids") -> list[int]:
+    """Distinct ids (of faces, or of what `field` names) in ascending order; anything but whole numbers is
+    refused."""
     if isinstance(face_ids, str | bytes) or any(isinstance(i, bool) or not isinstance(i, int | np.integer)
                                                 for i in face_ids):
-        raise InvalidValueError("face_ids", "a list of face ids (whole numbers)")
+        raise InvalidValueError(field, "a list of ids (whole numbers)")
     return sorted({int(i) for i in face_ids})
 
 

@@ -6,12 +6,13 @@ rebuilt from it at any time.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -72,6 +73,8 @@ class Source(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     controller_contact: Mapped[str] = mapped_column(String(500), default="")
     representative: Mapped[str] = mapped_column(String(500), default="")
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    retirement: Mapped[str | None] = mapped_column(String(30), nullable=True)
 
 
 class StoredImage(Base):
@@ -297,6 +300,7 @@ class Erasure(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    cause: Mapped[str | None] = mapped_column(String(60), nullable=True, index=True)
     state: Mapped[str] = mapped_column(String(20), index=True)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -351,3 +355,40 @@ class DisclosurePolicy(Base):
     legal_ground: Mapped[str] = mapped_column(Text)
     set_by: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ImageJurisdiction(Base):
+    """One jurisdiction of an image's faces and how it was decided (policy/jurisdiction.py): `source-declared`
+    (the population its source was registered for) or `exif-gps` (where the photo was taken)."""
+
+    __tablename__ = "image_jurisdictions"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(2), primary_key=True, index=True)
+    basis: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class EnforcementOrder(Base):
+    """An order of a supervisory authority (hard rule 10): what it covers, what it orders, by when, at what
+    daily penalty. Which data it still covers is computed, never stored (compliance/scope.py)."""
+
+    __tablename__ = "enforcement_orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    authority: Mapped[str] = mapped_column(String(200))
+    reference: Mapped[str] = mapped_column(String(200))
+    received_on: Mapped[date] = mapped_column(Date)
+    jurisdictions: Mapped[list[str]] = mapped_column(JSON)
+    source_ids: Mapped[list[int]] = mapped_column(JSON)
+    cease: Mapped[bool] = mapped_column(Boolean)
+    erase: Mapped[bool] = mapped_column(Boolean)
+    deadline: Mapped[date] = mapped_column(Date)
+    daily_penalty: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    answer_access_first: Mapped[bool] = mapped_column(Boolean)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    items_refused: Mapped[int] = mapped_column(Integer, default=0)
+    job_state: Mapped[str] = mapped_column(String(20), default="not_started")
+    job_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    complied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,1 @@
+"""Accountability to the regulator: enforcement orders, retention, source retirement (hard rules 10, 11)."""

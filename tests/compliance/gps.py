@@ -1,0 +1,34 @@
+"""Photos with a GPS position in their EXIF, made in the test from a real sample photo with Pillow (no
+sample carries one)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
+
+from tests.conftest import SAMPLES
+
+PARIS = (48.8566, 2.3522)
+BERLIN = (52.5200, 13.4050)
+
+
+def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = ((value - degrees) * 60 - minutes) * 60
+    return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 10_000), 10_000)
+
+
+def with_gps(sample: str, position: tuple[float, float]) -> bytes:
+    """The sample photo re-encoded with EXIF GPS tags for `position` (latitude, longitude)."""
+    latitude, longitude = position
+    with Image.open(SAMPLES / sample) as image:
+        exif = image.getexif()
+        exif[0x8825] = {1: "N" if latitude >= 0 else "S", 2: _dms(latitude),
+                        3: "E" if longitude >= 0 else "W", 4: _dms(longitude)}
+        out = io.BytesIO()
+        image.save(out, "JPEG", exif=exif.tobytes(), quality=95)
+    return out.getvalue()

@@ -1,0 +1,106 @@
+"""Jurisdiction per image: EXIF GPS read safely, reverse-geocoded offline on the sphere, and recorded beside
+the source's declared jurisdictions (also for images stored before this was recorded)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from PIL import Image
+
+from facetrail.media.exif import GeoPoint, gps_position
+from facetrail.policy.geocode import OfflineGeocoder
+from facetrail.policy.jurisdiction import Basis, Jurisdiction, JurisdictionResolver
+from facetrail.runtime import Facetrail
+from facetrail.store.db import MIGRATIONS, Database
+from tests.compliance.gps import BERLIN, PARIS, with_gps
+from tests.conftest import sample_bytes
+
+GEOCODER = OfflineGeocoder()
+
+
+def test_the_position_written_with_pillow_is_read_back() -> None:
+    point = gps_position(with_gps("obama2.jpg", PARIS))
+    assert point is not None and point.latitude == pytest.approx(PARIS[0], abs=1e-4)
+    assert point.longitude == pytest.approx(PARIS[1], abs=1e-4)
+    south_west = gps_position(with_gps("obama2.jpg", (-22.9068, -43.1729)))
+    assert south_west is not None and south_west.latitude < 0 and south_west.longitude < 0
+
+
+@pytest.mark.parametrize("data", [sample_bytes("obama.jpg"), b"", b"not an image at all",
+                                  with_gps("obama2.jpg", (0.0, 0.0)), with_gps("obama2.jpg", PARIS)[:300]])
+def test_no_position_absent_null_island_or_broken_metadata(data: bytes) -> None:
+    assert gps_position(data) is None
+
+
+def test_a_png_without_exif_has_no_position() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG")
+    assert gps_position(out.getvalue()) is None
+
+
+@pytest.mark.parametrize("point,country", [(PARIS, "FR"), (BERLIN, "DE"), ((40.7128, -74.0060), "US"),
+                                           ((50.8467, 4.3525), "BE"), ((43.7384, 7.4246), "MC"),
+                                           # Across the 180th meridian, where distances in raw degrees mislead.
+                                           ((-16.79, -179.98), "FJ"), ((-16.79, 179.99), "FJ"),
+                                           ((45.0, -30.0), None)])  # mid-Atlantic: no country
+def test_offline_reverse_geocoding(point: tuple[float, float], country: str | None) -> None:
+    assert GEOCODER.country(GeoPoint(*point)) == country
+
+
+def test_declared_jurisdictions_come_first_then_the_gps_country() -> None:
+    resolver = JurisdictionResolver(GEOCODER)
+    assert resolver.of_image(["DE"], with_gps("obama2.jpg", PARIS)) == (
+        Jurisdiction("DE", Basis.SOURCE_DECLARED), Jurisdiction("FR", Basis.EXIF_GPS))
+    assert resolver.of_image(["DE", "AT"], sample_bytes("obama.jpg")) == (
+        Jurisdiction("DE", Basis.SOURCE_DECLARED), Jurisdiction("AT", Basis.SOURCE_DECLARED))
+
+
+def test_a_missing_place_file_is_an_error_not_a_download(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        OfflineGeocoder(tmp_path / "absent.gz").country(GeoPoint(*PARIS))
+
+
+def test_images_stored_before_get_their_sources_declared_jurisdictions(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(f"sqlite:///{path}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO sources (id, name, controller, purposes, legal_basis, art9_condition, evidence_ref, "
+                 "jurisdictions, retention_days, description, created_at, created_by) VALUES (1, 's', 'c', "
+                 "'[\"demo\"]', 'consent', 'a', 'e', '[\"FR\", \"BE\"]', 30, '', '2026-01-01', 'x')")
+    conn.execute("INSERT INTO images (id, source_id, sha256, original_name, size_bytes, width, height, format, "
+                 "face_count, ingested_at) VALUES (7, 1, 'ab', 'a.jpg', 1, 1, 1, 'JPEG', 0, '2026-01-01')")
+    conn.commit()
+    conn.close()
+    db.migrate()
+    db.dispose()
+    conn = sqlite3.connect(path)
+    assert sorted(conn.execute("SELECT image_id, code, basis FROM image_jurisdictions")) == [
+        (7, "BE", "source-declared"), (7, "FR", "source-declared")]
+    conn.close()
+
+
+def test_the_access_package_tells_the_person_how_each_jurisdiction_was_decided(jft: Facetrail) -> None:
+    from tests.rights.test_requests import full_request
+
+    request_id, token = full_request(jft, "access", sample_bytes("obama2.jpg"))
+    status = jft.requests.status(request_id, token)
+    package = jft.requests.download(request_id, status["answer"]["download"].split("token=")[1])
+    archive = zipfile.ZipFile(io.BytesIO(package))
+    faces = json.loads(archive.read("data.json"))["faces"]
+    decided = {Path(f["original_name"]).name: f["jurisdictions"] for f in faces}
+    assert decided["paris.jpg"] == [{"code": "DE", "basis": "source-declared"}, {"code": "FR", "basis": "exif-gps"}]
+    assert decided["obama.jpg"] == [{"code": "FR", "basis": "source-declared"}]
+    page = archive.read("index.html").decode()
+    assert "FR (where the photo was taken, from its GPS data)" in page

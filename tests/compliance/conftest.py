@@ -54,7 +54,7 @@ def jurisdiction_store(tmp_path_factory: pytest.TempPathFactory) -> Jurisdiction
     root = tmp_path_factory.mktemp("jurisdictions")
     (root / TAKEN_IN_PARIS).write_bytes(with_gps("obama3.jpg", PARIS))
     (root / TAKEN_IN_BERLIN).write_bytes(with_gps("kit_harington3.jpg", BERLIN))
-    ft = Facetrail.open(root / "data", workers=1)
+    ft = Facetrail.open(root / "data", create=True, workers=1)
     actor = local_actor()
     fr = add_declared_source(ft, "fr-club", ["FR"])
     de = add_declared_source(ft, "de-archive", ["DE"])

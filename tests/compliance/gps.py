@@ -4,6 +4,7 @@ sample carries one)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
@@ -22,10 +23,10 @@ def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 10_000), 10_000)
 
 
-def with_gps(sample: str, position: tuple[float, float]) -> bytes:
-    """The sample photo re-encoded with EXIF GPS tags for `position` (latitude, longitude)."""
+def with_gps(sample: str | Path, position: tuple[float, float]) -> bytes:
+    """The photo (a sample's name, or a path) re-encoded with EXIF GPS tags for `position` (latitude, longitude)."""
     latitude, longitude = position
-    with Image.open(SAMPLES / sample) as image:
+    with Image.open(SAMPLES / sample if isinstance(sample, str) else sample) as image:
         exif = image.getexif()
         exif[0x8825] = {1: "N" if latitude >= 0 else "S", 2: _dms(latitude),
                         3: "E" if longitude >= 0 else "W", 4: _dms(longitude)}

@@ -17,8 +17,10 @@ from PIL import Image
 from facetrail.media.exif import GeoPoint, gps_position
 from facetrail.policy.geocode import OfflineGeocoder
 from facetrail.policy.jurisdiction import Basis, Jurisdiction, JurisdictionResolver
-from facetrail.runtime import Facetrail
+from facetrail.runtime import Facetrail, local_actor
+from facetrail.sources.inputs import from_paths
 from facetrail.store.db import MIGRATIONS, Database
+from tests.compliance.conftest import JurisdictionStore
 from tests.compliance.gps import BERLIN, PARIS, with_gps
 from tests.conftest import sample_bytes
 
@@ -91,16 +93,27 @@ def test_images_stored_before_get_their_sources_declared_jurisdictions(tmp_path:
     conn.close()
 
 
-def test_the_access_package_tells_the_person_how_each_jurisdiction_was_decided(jft: Facetrail) -> None:
+def test_the_access_package_tells_the_person_how_each_jurisdiction_was_decided(
+        jft: Facetrail, jurisdiction_store: JurisdictionStore, tmp_path: Path) -> None:
+    from tests.rights.captures import BUSH_HELD, photo
     from tests.rights.test_requests import full_request
 
-    request_id, token = full_request(jft, "access", sample_bytes("obama2.jpg"))
+    # The requester (Bush, who passes the live check) is held twice: in the French source, and in the German
+    # one in a photo taken in Paris.
+    taken_in_paris = tmp_path / "bush-in-paris.jpg"
+    taken_in_paris.write_bytes(with_gps(photo(BUSH_HELD[0]), PARIS))
+    for source, path in ((jurisdiction_store.fr_source, photo(BUSH_HELD[1])),
+                         (jurisdiction_store.de_source, taken_in_paris)):
+        report = jft.ingest.ingest(local_actor(), source, from_paths([path], jft.input_limits), workers=1)
+        assert report.faces_added == 1, report
+    request_id, token = full_request(jft, "access")
     status = jft.requests.status(request_id, token)
     package = jft.requests.download(request_id, status["answer"]["download"].split("token=")[1])
     archive = zipfile.ZipFile(io.BytesIO(package))
     faces = json.loads(archive.read("data.json"))["faces"]
     decided = {Path(f["original_name"]).name: f["jurisdictions"] for f in faces}
-    assert decided["paris.jpg"] == [{"code": "DE", "basis": "source-declared"}, {"code": "FR", "basis": "exif-gps"}]
-    assert decided["obama.jpg"] == [{"code": "FR", "basis": "source-declared"}]
+    assert decided["bush-in-paris.jpg"] == [{"code": "DE", "basis": "source-declared"},
+                                            {"code": "FR", "basis": "exif-gps"}]
+    assert decided[BUSH_HELD[1]] == [{"code": "FR", "basis": "source-declared"}]
     page = archive.read("index.html").decode()
     assert "FR (where the photo was taken, from its GPS data)" in page

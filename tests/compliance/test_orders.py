@@ -18,7 +18,7 @@ from facetrail.compliance.orders import OrderService
 from facetrail.compliance.status import JobState, penalty_clock
 from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, PermissionDeniedError
-from facetrail.runtime import Facetrail
+from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, StoredImage
 from facetrail.vision.calibration import Band
@@ -171,23 +171,22 @@ def test_penalty_clock_counts_whole_days_after_the_deadline() -> None:
     assert penalty_clock(deadline, 100, at, datetime(2026, 12, 15, tzinfo=UTC)) == (None, 0, 0)
 
 
-def test_answer_access_first_holds_the_faces_of_open_access_requests(jft: Facetrail) -> None:
+def test_answer_access_first_holds_the_faces_of_open_access_requests(
+        jft: Facetrail, jurisdiction_store: JurisdictionStore) -> None:
+    from tests.rights.captures import BUSH_HELD, photo
     from tests.rights.test_requests import full_request
 
-    jft.close()
-    ft = Facetrail.open(jft.data, workers=1, manual_check=True)  # the request waits for the DPO's check
-    try:
-        request_id, _ = full_request(ft, "access", sample_bytes("biden2.jpg"))
-        order = cnil_order(ft, answer_access_first=True)
-        waiting = ft.orders.run(DPO, order.id)
-        assert waiting.job_state == JobState.WAITING and not waiting.complied
-        assert (waiting.images_held, waiting.held_for_requests) == (1, (request_id,))
-        assert waiting.images_remaining == 1 and image_ids(ft, "biden.jpg")  # Biden's French photo is kept
-        ft.requests.approve(DPO, request_id)  # answered: the access package holds his French face
-        done = ft.orders.run(DPO, order.id)
-        assert done.job_state == JobState.COMPLETED and done.images_remaining == 0 and done.images_erased == 4
-    finally:
-        ft.close()
+    held = photo(BUSH_HELD[0])  # the requester's photo, in the French source
+    jft.ingest.ingest(local_actor(), jurisdiction_store.fr_source, from_paths([held], jft.input_limits), workers=1)
+    request_id, _ = full_request(jft, "access", approve=False)  # an access request waits for the DPO
+    order = cnil_order(jft, answer_access_first=True)
+    waiting = jft.orders.run(DPO, order.id)
+    assert waiting.job_state == JobState.WAITING and not waiting.complied
+    assert (waiting.images_held, waiting.held_for_requests) == (1, (request_id,))
+    assert waiting.images_remaining == 1 and image_ids(jft, held.name)  # his French photo is kept
+    jft.requests.approve(DPO, request_id, "the key frames match")  # answered: the package holds his French face
+    done = jft.orders.run(DPO, order.id)
+    assert done.job_state == JobState.COMPLETED and done.images_remaining == 0 and done.images_erased == 5
 
 
 def test_orders_are_validated_field_by_field(jft: Facetrail) -> None:

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(default=None, description="master key file; default <data>/keys/master.key")
     master_key: SecretStr | None = Field(default=None, description="the master key itself (base64 of 32 bytes)")
     kms: str | None = Field(default=None, description="a KMS hook, module:factory, that wraps data keys")
+    # Who answers for the processing: named in the record of processing (compliance/ropa.py) and the DPIA.
+    controller_name: str | None = Field(default=None, description="the controller (organisation) named in the "
+                                        "record of processing")
+    controller_contact: str | None = Field(default=None, description="the controller's address and contact")
+    representative: str | None = Field(default=None, description="the Art. 27 representative in the Union, "
+                                       "name and contact (controllers established outside it)")
+    dpo_contact: str | None = Field(default=None, description="the data protection officer's contact")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

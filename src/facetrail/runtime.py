@@ -25,6 +25,9 @@ from facetrail.accounts.service import AccountService
 from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
+from facetrail.compliance.breaches import BreachService
+from facetrail.compliance.facts import Collaborators
+from facetrail.compliance.service import ComplianceService
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
@@ -107,6 +110,10 @@ class Facetrail:
                                         self.analyzer, people=self.people, suppressions=self.suppressions)
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                     self.analyzer, Scorer(backend.calibration()))
+        self.breaches = BreachService(self.db, self.audit)
+        self.compliance = ComplianceService(Collaborators(
+            settings, self.db, self.audit, self.vault.keyring, model_id=backend.model_id,
+            template_dim=backend.template_dim, calibration=self.search.scorer.calibration))
         # An erasure cut short by a crash is finished before anything else can read what it removes.
         self.erasure.resume(RESUME_ACTOR)
         purge_expired_packages(self.db, self.blobs, self.audit)  # access packages whose link expired: shredded

@@ -28,6 +28,10 @@ class Action(StrEnum):
     REQUESTS = "requests"
     BACKUP = "backup"
     KEYS = "keys"
+    COMPLIANCE_READ = "compliance.read"
+    BREACH_WRITE = "breach.write"
+    BREACH_READ = "breach.read"
+    EXPORT_REGULATOR = "export.regulator"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -46,6 +50,12 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     # Backups and restores are the command line's, on the machine holding the data (no API route).
     Action.BACKUP: frozenset({Role.OPERATOR}),
     Action.KEYS: frozenset({Role.OPERATOR}),
+    # The record of processing, the DPIA and the regulator export are the DPO's documents, which an
+    # auditor (or the regulator's account) reads; only the DPO records and updates breaches.
+    Action.COMPLIANCE_READ: frozenset({Role.DPO, Role.AUDITOR}),
+    Action.BREACH_WRITE: frozenset({Role.DPO}),
+    Action.BREACH_READ: frozenset({Role.DPO, Role.AUDITOR}),
+    Action.EXPORT_REGULATOR: frozenset({Role.DPO, Role.AUDITOR}),
 }
 
 

@@ -28,7 +28,7 @@ from facetrail.errors import (
     RateLimitedError,
 )
 from facetrail.rights import identity
-from facetrail.rights.deadlines import due_date, extended_due_date
+from facetrail.rights.deadlines import due_date, due_in_force
 from facetrail.rights.mailer import Mailer
 from facetrail.rights.workflow import CLOSED, RequestKind, RequestStatus, allowed
 from facetrail.store.blobs import BlobStore
@@ -398,9 +398,7 @@ class RequestService:
         return self._due(request)
 
     def _due(self, request: RightsRequest) -> datetime:
-        if request.extension_months:
-            return extended_due_date(request.received_at, request.extension_months)
-        return request.due_at
+        return due_in_force(request.received_at, request.due_at, request.extension_months)
 
     def days_left(self, request: RightsRequest) -> int:
         return (self._due(request) - now()).days

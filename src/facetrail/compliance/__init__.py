@@ -1,0 +1,1 @@
+"""Accountability to the regulator: generated records, the breach register, orders, retention, exports."""

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
+from facetrail.cli.commands_breaches import breach_app
+from facetrail.cli.commands_compliance import compliance_app, export_app
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.state import AppState
 
@@ -38,6 +40,9 @@ app.add_typer(commands_bench.bench_app, name="bench")
 app.add_typer(commands_requests.request_app, name="request")
 app.add_typer(commands_backup.backup_app, name="backup")
 app.add_typer(commands_backup.keys_app, name="keys")
+app.add_typer(compliance_app, name="compliance")
+app.add_typer(breach_app, name="breach")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:

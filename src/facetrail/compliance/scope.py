@@ -91,9 +91,11 @@ def in_scope(session: Session, scope: BreachScope) -> Affected:
         query = query.where(StoredImage.ingested_at >= scope.start)
     if scope.end is not None:
         query = query.where(StoredImage.ingested_at <= scope.end)
-    images = dict(session.execute(query.order_by(StoredImage.id)).tuples().all())
-    faces = session.execute(select(Face.id, Face.source_id, Face.person_id).where(
-        Face.image_id.in_(list(images))).order_by(Face.id)).tuples().all() if images else []
+    images: dict[int, int] = {}
+    for image_id, source_id in session.execute(query.order_by(StoredImage.id)):
+        images[image_id] = source_id
+    faces = [(face_id, source_id, person) for face_id, source_id, person in session.execute(
+        select(Face.id, Face.source_id, Face.person_id).where(Face.image_id.in_(list(images))).order_by(Face.id))]
     by_source: dict[int, dict[str, int]] = {}
     for source_id in images.values():
         by_source.setdefault(source_id, {"images": 0, "faces": 0})["images"] += 1

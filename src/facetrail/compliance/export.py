@@ -18,6 +18,7 @@ import json
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,6 +35,8 @@ from facetrail.compliance.views import breach_view
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
 from facetrail.store.models import AuditEntry, Breach, Source, StoredImage
 
+SCHEMA = Path(__file__).with_name("schemas") / "regulator-export.schema.json"
+"""The JSON Schema of export.json, shipped with the package."""
 FORMAT = "facetrail-regulator-export"
 VERSION = 1
 MANIFEST = "manifest.json"

@@ -44,6 +44,14 @@ ALLOWED = {
     ("POST", "/v1/people/{person_id}/name"): {"operator"},
     ("POST", "/v1/people/{person_id}/merge"): {"operator"},
     ("POST", "/v1/people/{person_id}/split"): {"operator"},
+    ("GET", "/v1/compliance/ropa"): {"dpo", "auditor"},
+    ("GET", "/v1/compliance/dpia"): {"dpo", "auditor"},
+    ("GET", "/v1/exports/regulator"): {"dpo", "auditor"},
+    ("GET", "/v1/breaches"): {"dpo", "auditor"},
+    ("POST", "/v1/breaches"): {"dpo"},
+    ("GET", "/v1/breaches/{breach_id}"): {"dpo", "auditor"},
+    ("POST", "/v1/breaches/{breach_id}/updates"): {"dpo"},
+    ("GET", "/v1/breaches/{breach_id}/affected"): {"dpo"},
 }
 # Valid bodies, so that a refusal is the role's doing and not the body's (bodies are checked first).
 PEOPLE_BODIES = {"/name": {"name": "someone"}, "/merge": {"other_ids": [2]}, "/split": {"face_ids": [1]}}
@@ -112,10 +120,17 @@ def test_every_route_checks_the_role(api: tuple[TestClient, dict[str, str]], met
             kwargs["json"] = PEOPLE_BODIES[path[path.rindex("/"):]]
         elif path.startswith("/v1/requests/{request_id}/"):
             kwargs["json"] = REQUEST_BODIES.get(path[path.rindex("/"):])
+        elif method == "POST" and path.startswith("/v1/breaches"):
+            kwargs["json"] = BREACH_BODIES[path]
         response = client.request(method, concrete(path), **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 403, (method, path, role, response.text)
 
 
+BREACH_BODIES: dict[str, object] = {
+    "/v1/breaches": {"title": "t", "nature": "n", "data_categories": ["d"], "subject_categories": ["s"],
+                     "consequences": "c", "measures": "m"},
+    "/v1/breaches/{breach_id}/updates": {"note": "n", "approx_subjects": 1},
+}
 REQUEST_BODIES: dict[str, object] = {
     "/reject": {"justification": "x"}, "/refuse": {"justification": "x"}, "/extend": {"months": 1, "reasons": "x"},
     "/objection": {"uphold": True, "reason": "x"}, "/fulfil": {"note": ""},

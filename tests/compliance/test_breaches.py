@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from facetrail.accounts.roles import Actor, Role
 from facetrail.cli.main import app
+from facetrail.compliance.breach_scope import BreachScope
 from facetrail.compliance.breaches import BreachService
-from facetrail.compliance.scope import BreachScope
 from facetrail.compliance.views import breach_view
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, PermissionDeniedError
 from facetrail.runtime import Facetrail, local_actor

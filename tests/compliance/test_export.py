@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from facetrail.accounts.roles import Actor, Role
 from facetrail.audit.log import entry_hash
 from facetrail.cli.main import app
+from facetrail.compliance.breach_scope import BreachScope
 from facetrail.compliance.export import SCHEMA
 from facetrail.compliance.exportcheck import verify_export
-from facetrail.compliance.scope import BreachScope
 from facetrail.errors import InvalidValueError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from facetrail.cli.output import console, emit_json, reported_errors
 from facetrail.cli.state import JsonOpt, state
+from facetrail.compliance.breach_scope import BreachScope
 from facetrail.compliance.breaches import parse_time
-from facetrail.compliance.scope import BreachScope
 from facetrail.compliance.views import breach_view
 from facetrail.runtime import local_actor
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
-from facetrail.compliance.scope import Affected, BreachScope, in_scope
+from facetrail.compliance.breach_scope import Affected, BreachScope, in_scope
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError
 from facetrail.store.db import Database
 from facetrail.store.models import Breach, BreachUpdate, Source

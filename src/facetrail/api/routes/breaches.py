@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from facetrail.api.deps import ActorDep, FacetrailDep
+from facetrail.compliance.breach_scope import BreachScope
 from facetrail.compliance.breaches import parse_time
-from facetrail.compliance.scope import BreachScope
 from facetrail.compliance.views import breach_view
 
 router = APIRouter(prefix="/v1/breaches", tags=["breaches"])

@@ -159,3 +159,13 @@ def test_cli_prints_the_record_in_each_format(tmp_path: Path) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(InvalidValueError, match="format"):
         Format.parse("docx")
+
+
+def test_html_escapes_what_staff_typed(ft: Facetrail) -> None:
+    ft.sources.add(local_actor(), name="<script>alert(1)</script>", controller="C & D", purposes=["demo"],
+                   legal_basis="consent", art9_condition="a", evidence_ref="e", jurisdictions=["FR"],
+                   retention_days=5, description="a | pipe")
+    record = ft.compliance.record_of_processing(AUDITOR)
+    page = render(ropa.document(record), Format.HTML)
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "C &amp; D" in page
+    assert "a \\| pipe" in render(ropa.document(record), Format.MARKDOWN)

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,8 @@ def build(session: Session, audit: AuditLog, facts: Facts, benchmark: Benchmark 
         "retention": _retention(session, facts),
         "audit": {
             "file": AUDIT_LOG, "entries": len(entries),
-            "verification": asdict(verification),
+            "verification": {"ok": verification.ok, "entries": verification.entries,
+                             "first_broken_seq": verification.first_broken_seq, "reason": verification.reason},
             "head": None if head is None else {"seq": head[0], "hash": head[1]},
             "last_entry": None if not entries else {"seq": entries[-1]["seq"], "hash": entries[-1]["hash"]},
             "checkpoint": None,

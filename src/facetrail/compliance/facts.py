@@ -269,10 +269,8 @@ def _measures(parts: Collaborators, active: list[Account], volumes: Volumes, uns
                 else f"{s.requests_per_minute_per_ip} per minute", "setting requests_per_minute_per_ip"),
         Measure("rights portal intake limit", f"{s.intake_per_hour} requests per e-mail and per address per hour",
                 "setting intake_per_hour"),
-        Measure("identity before disclosure", f"e-mail code valid {s.code_ttl_minutes} min, a selfie matching the "
-                f"faces in the '{Band.STRONG.value}' band, manual DPO check "
-                + ("required for every request" if s.manual_check else "when the DPO asks for it"),
-                "settings code_ttl_minutes, manual_check"),
+        Measure("identity before disclosure", _identity_check(s, calibrated=parts.calibration is not None),
+                "settings code_ttl_minutes, manual_check; model calibration"),
         Measure("access package link", f"shredded {s.package_ttl_days} days after it is made",
                 "setting package_ttl_days"),
         Measure("image bytes kept", "yes, encrypted" if s.store_images else "no: only templates and crops are kept",
@@ -281,6 +279,14 @@ def _measures(parts: Collaborators, active: list[Account], volumes: Volumes, uns
                 + (f"at entry {head[0]}" if head else "not written yet"), "audit_log table and head file"),
         Measure("trusted reverse proxies", str(len(s.trusted_proxies)), "setting trusted_proxies"),
     ]
+
+
+def _identity_check(s: Settings, *, calibrated: bool) -> str:
+    if not calibrated:
+        return "no selfie check possible: the model has no calibration, so rights requests cannot be verified"
+    manual = "required for every request" if s.manual_check else "when the DPO asks for it"
+    return (f"e-mail code valid {s.code_ttl_minutes} min, a selfie matching the faces in the "
+            f"'{Band.STRONG.value}' band, manual DPO check {manual}")
 
 
 def _processors(settings: Settings) -> list[Measure]:

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
                                        "often (and after each erasure); 0 = only after erasures")
     checkpoint_push_command: str | None = Field(default=None, description="a command each checkpoint the "
                                                 "server makes is piped to (e.g. 'logger -t facetrail')")
+    # Who answers for the processing: named in the record of processing (compliance/ropa.py) and the DPIA.
+    controller_name: str | None = Field(default=None, description="the controller (organisation) named in the "
+                                        "record of processing")
+    controller_contact: str | None = Field(default=None, description="the controller's address and contact")
+    representative: str | None = Field(default=None, description="the Art. 27 representative in the Union, "
+                                       "name and contact (controllers established outside it)")
+    dpo_contact: str | None = Field(default=None, description="the data protection officer's contact")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -29,9 +29,12 @@ from facetrail.audit.query import AuditQuery
 from facetrail.audit.signing import load_signer
 from facetrail.backup import swap
 from facetrail.backup.reapply import reapply_ledger
+from facetrail.compliance.breaches import BreachService
+from facetrail.compliance.facts import Collaborators
 from facetrail.compliance.orders import OrderService
 from facetrail.compliance.retention import RetentionService
 from facetrail.compliance.retirement import RetirementService
+from facetrail.compliance.service import ComplianceService
 from facetrail.config import Settings, get_settings
 from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
 from facetrail.crypto.upgrade import seal_cleartext
@@ -145,6 +148,11 @@ class Facetrail:
                                         jurisdictions=JurisdictionResolver(OfflineGeocoder()))
         self.search = SearchService(settings, self.db, self.blobs, self.gallery, self.audit, self.sources,
                                     self.analyzer, Scorer(backend.calibration()))
+        self.breaches = BreachService(self.db, self.audit)
+        self.compliance = ComplianceService(Collaborators(
+            settings, self.db, self.audit, self.vault.keyring, model_id=backend.model_id,
+            template_dim=backend.template_dim, calibration=self.search.scorer.calibration),
+            self.orders, self.checkpoints)
         # An erasure cut short by a crash is finished before anything else can read what it removes.
         self.erasure.resume(RESUME_ACTOR)
         purge_expired_packages(self.db, self.blobs, self.audit)  # access packages whose link expired: shredded

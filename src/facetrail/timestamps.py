@@ -14,6 +14,10 @@ def iso_z(value: datetime, *, precise: bool = False) -> str:
     return aware.astimezone(UTC).isoformat(timespec="microseconds" if precise else "seconds").replace("+00:00", "Z")
 
 
+def iso_z_or_none(value: datetime | None, *, precise: bool = False) -> str | None:
+    return None if value is None else iso_z(value, precise=precise)
+
+
 def now_iso(*, precise: bool = False) -> str:
     return iso_z(datetime.now(UTC), precise=precise)
 

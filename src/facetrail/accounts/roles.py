@@ -32,6 +32,10 @@ class Action(StrEnum):
     ORDERS_WRITE = "orders.write"
     ORDERS_READ = "orders.read"
     RETENTION = "retention"
+    COMPLIANCE_READ = "compliance.read"
+    BREACH_WRITE = "breach.write"
+    BREACH_READ = "breach.read"
+    EXPORT_REGULATOR = "export.regulator"
 
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -57,6 +61,12 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.ORDERS_WRITE: frozenset({Role.DPO}),
     Action.ORDERS_READ: frozenset({Role.DPO, Role.AUDITOR}),
     Action.RETENTION: frozenset({Role.OPERATOR, Role.DPO}),
+    # The record of processing, the DPIA and the regulator export are the DPO's documents, which an
+    # auditor (or the regulator's account) reads; only the DPO records and updates breaches.
+    Action.COMPLIANCE_READ: frozenset({Role.DPO, Role.AUDITOR}),
+    Action.BREACH_WRITE: frozenset({Role.DPO}),
+    Action.BREACH_READ: frozenset({Role.DPO, Role.AUDITOR}),
+    Action.EXPORT_REGULATOR: frozenset({Role.DPO, Role.AUDITOR}),
 }
 
 

@@ -20,7 +20,19 @@ from facetrail.api.denials import DenialLog
 from facetrail.api.deps import search_budget
 from facetrail.api.limits import MIB, BodySizeLimit
 from facetrail.api.ratelimit import PerAddressLimit, RateLimiter
-from facetrail.api.routes import accounts, audit, orders, people, portal, requests, retention, search, sources
+from facetrail.api.routes import (
+    accounts,
+    audit,
+    breaches,
+    compliance,
+    orders,
+    people,
+    portal,
+    requests,
+    retention,
+    search,
+    sources,
+)
 from facetrail.api.schedule import checkpoint_schedule
 from facetrail.api.schemas import ERROR_RESPONSES, Health
 from facetrail.api.uploads import keep_uploads_in_memory
@@ -67,7 +79,8 @@ def create_app(ft: Facetrail) -> FastAPI:
     def health() -> Health:
         return Health(status="ok", version=__version__)
 
-    for module in (sources, search, accounts, audit, people, requests, portal, orders, retention):
+    for module in (sources, search, accounts, audit, people, requests, orders, retention, compliance, breaches,
+                   portal):
         app.include_router(module.router, dependencies=[Depends(search_budget)] if module is search else None)
 
     # add_middleware wraps: the last added is the outermost.

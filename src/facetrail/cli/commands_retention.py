@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
+from facetrail.cli.output import console, emit_json, progress_bar, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
-from facetrail.compliance.jsonable import iso_z
 from facetrail.compliance.retirement import Retirement
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import local_actor
@@ -35,7 +33,7 @@ def run(ctx: typer.Context,
         table.columns[2].overflow = "fold"
         for image in report.images:
             table.add_row(str(image.image_id), f"{image.source_id} {image.source_name}", image.original_name,
-                          _iso(image.ingested_at), _iso(image.expired_at), str(image.faces))
+                          when(image.ingested_at), when(image.expired_at), str(image.faces))
         if report.images:
             console.print(table)
         verb = "would be erased" if dry_run else f"erased ({report.images_erased} image(s), " \
@@ -63,12 +61,10 @@ def retire(
         if as_json:
             emit_json(report.as_dict())
             return
-        console.print(f"source {report.source_id} retired on {_iso(report.retired_at)}: it takes no new images; "
+        console.print(f"source {report.source_id} retired on {when(report.retired_at)}: it takes no new images; "
                       + (f"{report.images_erased} image(s) with {report.faces_erased} face(s) erased"
                          if report.retirement == Retirement.ERASE else
-                         f"{report.images_kept} image(s) kept until {_iso(report.kept_until)} at the latest"),
+                         f"{report.images_kept} image(s) kept until {when(report.kept_until)} at the latest"),
                       highlight=False)
 
 
-def _iso(moment: datetime | None) -> str:
-    return iso_z(moment) or ""

@@ -9,6 +9,8 @@ import typer
 
 from facetrail.cli import commands_admin, commands_backup, commands_bench, commands_data, commands_requests, demo
 from facetrail.cli.commands_audit import audit_app  # the audit commands, checkpoints included
+from facetrail.cli.commands_breaches import breach_app
+from facetrail.cli.commands_compliance import compliance_app, export_app
 from facetrail.cli.commands_orders import order_app
 from facetrail.cli.commands_people import people_app
 from facetrail.cli.commands_retention import retention_app, retire
@@ -47,6 +49,9 @@ app.add_typer(commands_backup.keys_app, name="keys")
 app.add_typer(order_app, name="order")
 app.add_typer(retention_app, name="retention")
 commands_data.source_app.command("retire")(retire)
+app.add_typer(compliance_app, name="compliance")
+app.add_typer(breach_app, name="breach")
+app.add_typer(export_app, name="export")
 
 
 def main() -> None:

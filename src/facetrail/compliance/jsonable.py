@@ -7,9 +7,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-
-def iso_z(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+from facetrail.timestamps import iso_z_or_none
 
 
 def plain(value: Any) -> Any:
@@ -17,7 +15,7 @@ def plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {key: plain(item) for key, item in asdict(value).items()}
     if isinstance(value, datetime):
-        return iso_z(value)
+        return iso_z_or_none(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Enum):

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from facetrail.compliance.jsonable import iso_z, plain
+from facetrail.compliance.jsonable import plain
 from facetrail.compliance.status import OrderStatus
+from facetrail.timestamps import iso_z_or_none
 
 JURISDICTION_RULE = (
     "A face's jurisdictions are those its source was registered for (basis source-declared) and, when its "
@@ -43,7 +44,7 @@ class ComplianceReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "generated_at": iso_z(self.generated_at), "generated_by": self.generated_by,
+            "generated_at": iso_z_or_none(self.generated_at), "generated_by": self.generated_by,
             "jurisdiction_rule": JURISDICTION_RULE,
             "audit_head": {"seq": self.audit_head[0], "hash": self.audit_head[1]} if self.audit_head else None,
             "orders": [{**o.status.as_dict(), "erasures": plain(o.erasures)} for o in self.orders],
@@ -105,11 +106,11 @@ def _order_section(report: OrderReport) -> list[str]:
 def erasure_summary(receipt: dict[str, Any]) -> ErasureSummary:
     return ErasureSummary(
         erasure_id=int(receipt["erasure_id"]),
-        completed_at=iso_z(datetime.fromisoformat(receipt["completed_at"])) or "",
+        completed_at=iso_z_or_none(datetime.fromisoformat(receipt["completed_at"])) or "",
         images_erased=int(receipt["images_deleted"]), faces_erased=int(receipt["faces_erased"]),
         index_entries_removed=int(receipt["index_entries_removed"]), crops_deleted=int(receipt["crops_deleted"]),
         data_keys_destroyed=int(receipt.get("data_keys_destroyed", 0)))
 
 
 def _iso(moment: datetime | None) -> str:
-    return iso_z(moment) or ""
+    return iso_z_or_none(moment) or ""

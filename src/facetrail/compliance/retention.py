@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
@@ -107,6 +108,11 @@ class RetentionService:
     def last_run(self) -> datetime | None:
         """When retention was last enforced (not a dry run), as the audit log recorded it."""
         with self.db.read() as session:
-            at = session.scalar(select(AuditEntry.at).where(AuditEntry.action == "retention.run")
-                                .order_by(AuditEntry.seq.desc()).limit(1))
-        return datetime.fromisoformat(at) if at else None
+            entry = last_purge_entry(session)
+        return datetime.fromisoformat(entry.at) if entry else None
+
+
+def last_purge_entry(session: Session) -> AuditEntry | None:
+    """The audit entry of the last retention run that was not a dry run (what the regulator export reports)."""
+    return session.scalar(select(AuditEntry).where(AuditEntry.action == "retention.run")
+                          .order_by(AuditEntry.seq.desc()).limit(1))

@@ -26,3 +26,8 @@ def extended_due_date(received_at: datetime, extra_months: int) -> datetime:
     if not 1 <= extra_months <= 2:
         raise ValueError("an extension is one or two further months")
     return add_months(received_at, 1 + extra_months)
+
+
+def due_in_force(received_at: datetime, due_at: datetime, extension_months: int) -> datetime:
+    """The due date a request is held to: `due_at`, or the extended date once extended."""
+    return extended_due_date(received_at, extension_months) if extension_months else due_at

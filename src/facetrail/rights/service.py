@@ -34,7 +34,7 @@ from facetrail.errors import (
     RateLimitedError,
 )
 from facetrail.rights import identity
-from facetrail.rights.deadlines import due_date, extended_due_date
+from facetrail.rights.deadlines import due_date, due_in_force
 from facetrail.rights.evidence import EvidenceStore
 from facetrail.rights.fulfilment import Answer
 from facetrail.rights.mailer import Mailer
@@ -488,9 +488,7 @@ class RequestService:
         return self._due(request)
 
     def _due(self, request: RightsRequest) -> datetime:
-        if request.extension_months:
-            return extended_due_date(request.received_at, request.extension_months)
-        return request.due_at
+        return due_in_force(request.received_at, request.due_at, request.extension_months)
 
     def days_left(self, request: RightsRequest) -> int:
         return (self._due(request) - now()).days

@@ -392,3 +392,50 @@ class EnforcementOrder(Base):
     job_state: Mapped[str] = mapped_column(String(20), default="not_started")
     job_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     complied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Breach(Base):
+    """A personal data breach (GDPR Art. 33/34) as it stands now; every change is kept in `updates`.
+
+    `scope` says which data it touched ({"source_ids": [...], "from": iso, "to": iso, "requests": bool}), from
+    which the people affected are listed (compliance/breaches.py)."""
+
+    __tablename__ = "breaches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    nature: Mapped[str] = mapped_column(Text)
+    data_categories: Mapped[list[str]] = mapped_column(JSON)
+    subject_categories: Mapped[list[str]] = mapped_column(JSON)
+    approx_subjects: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    approx_records: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    consequences: Mapped[str] = mapped_column(Text)
+    measures: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    aware_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    authority_status: Mapped[str] = mapped_column(String(20))
+    authority_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    authority_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delay_reasons: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subjects_status: Mapped[str] = mapped_column(String(20))
+    subjects_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    notification_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recorded_by: Mapped[str] = mapped_column(String(100))
+
+    updates: Mapped[list[BreachUpdate]] = relationship(order_by="BreachUpdate.id")
+
+
+class BreachUpdate(Base):
+    """One phase of a breach's record (Art. 33(4)): what changed, from what to what, who and why. Append-only."""
+
+    __tablename__ = "breach_updates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    breach_id: Mapped[int] = mapped_column(ForeignKey("breaches.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
+from facetrail.audit.log import AuditLog
 from facetrail.compliance.scope import chunks
 from facetrail.crashpoints import crash_point
+from facetrail.store.db import Database
+from facetrail.store.models import utcnow
 
 Progress = Callable[[int, int], None]
 """Called with (images done, images total) as a job advances."""
@@ -19,6 +23,25 @@ CRASH_POINT = "erasure_job_batch"
 
 class ImageEraser(Protocol):
     def erase_images(self, actor_name: str, image_ids: Sequence[int], *, cause: str) -> dict[str, Any]: ...
+
+
+class ErasureJobs:
+    """What the services that run erasure jobs (orders, retention, retirement) share: the store, the eraser, the
+    batch size, the clock, and `after_job`, called with a reason once a job has ended and been audited (the
+    runtime signs an audit checkpoint there: one per job, not one per batch)."""
+
+    def __init__(self, db: Database, eraser: ImageEraser, audit: AuditLog, *, batch: int,
+                 clock: Callable[[], datetime] = utcnow, after_job: Callable[[str], object] | None = None) -> None:
+        self.db = db
+        self.eraser = eraser
+        self.audit = audit
+        self.batch = batch
+        self.clock = clock
+        self.after_job = after_job
+
+    def _job_ended(self, reason: str) -> None:
+        if self.after_job is not None:
+            self.after_job(reason)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.compliance import scope
-from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_until_gone
+from facetrail.compliance.batches import ErasureJobs, JobOutcome, Progress, erase_until_gone
 from facetrail.compliance.order_spec import validate_order
 from facetrail.compliance.report import ComplianceReport, OrderReport, erasure_summary
 from facetrail.compliance.status import JobState, OrderStatus, penalty_clock
@@ -33,17 +33,11 @@ def order_cause(order_id: int) -> str:
     return f"order:{order_id}"
 
 
-class OrderService:
+class OrderService(ErasureJobs):
     def __init__(self, db: Database, eraser: ErasureService, audit: AuditLog, *, batch: int,
                  clock: Clock = utcnow, after_job: Callable[[str], object] | None = None) -> None:
-        self.db = db
-        # Called (with a reason) when a job has ended and been audited: the runtime signs an audit checkpoint.
-        self.after_job = after_job
-        self.eraser: ImageEraser = eraser
+        super().__init__(db, eraser, audit, batch=batch, clock=clock, after_job=after_job)
         self.receipts = eraser.completed
-        self.audit = audit
-        self.batch = batch
-        self.clock = clock
 
     def add(self, actor: Actor, *, authority: str, reference: str, received_on: date | str,
             jurisdictions: Iterable[str] = (), source_ids: Iterable[int] = (), cease: bool, erase: bool,
@@ -138,8 +132,7 @@ class OrderService:
                                        "images_remaining": status.images_remaining,
                                        "images_held": status.images_held,
                                        "held_for_requests": list(status.held_for_requests)})
-        if self.after_job is not None:
-            self.after_job(f"order {order_id}")
+        self._job_ended(f"order {order_id}")
         return self._status(self._order(order_id))
 
     def _targets(self, order: EnforcementOrder) -> list[int]:

@@ -16,11 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require
-from facetrail.audit.log import AuditLog
-from facetrail.compliance.batches import ImageEraser, Progress, erase_in_batches
+from facetrail.compliance.batches import ErasureJobs, Progress, erase_in_batches
 from facetrail.compliance.jsonable import plain
-from facetrail.store.db import Database
-from facetrail.store.models import AuditEntry, Source, StoredImage, utcnow
+from facetrail.store.models import AuditEntry, Source, StoredImage
 
 CAUSE = "retention"
 
@@ -54,17 +52,7 @@ class RetentionReport:
         return {**plain(self), "faces": self.faces}
 
 
-class RetentionService:
-    def __init__(self, db: Database, eraser: ImageEraser, audit: AuditLog, *, batch: int,
-                 clock: Callable[[], datetime] = utcnow, after_job: Callable[[str], object] | None = None) -> None:
-        self.db = db
-        # Called (with a reason) when a job has ended and been audited: the runtime signs an audit checkpoint.
-        self.after_job = after_job
-        self.eraser = eraser
-        self.audit = audit
-        self.batch = batch
-        self.clock = clock
-
+class RetentionService(ErasureJobs):
     def expired(self, at: datetime) -> list[ExpiredImage]:
         """Every stored image past its source's retention at `at`, oldest first."""
         found = []
@@ -101,8 +89,8 @@ class RetentionService:
                                        "faces": report.faces, "images_erased": report.images_erased,
                                        "faces_erased": report.faces_erased,
                                        "erasure_ids": list(report.erasure_ids), "stopped": report.stopped})
-        if report.erasure_ids and self.after_job is not None:
-            self.after_job("retention")
+        if report.erasure_ids:
+            self._job_ended("retention")
         return report
 
     def last_run(self) -> datetime | None:

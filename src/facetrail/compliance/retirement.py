@@ -4,7 +4,6 @@ chooses). Running a retirement with --erase again after an interruption goes on 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,12 +12,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Action, Actor, require
-from facetrail.audit.log import AuditLog
-from facetrail.compliance.batches import ImageEraser, JobOutcome, Progress, erase_until_gone
+from facetrail.compliance.batches import ErasureJobs, JobOutcome, Progress, erase_until_gone
 from facetrail.compliance.jsonable import plain
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError
-from facetrail.store.db import Database
-from facetrail.store.models import Source, StoredImage, utcnow
+from facetrail.store.models import Source, StoredImage
 
 
 class Retirement(StrEnum):
@@ -41,17 +38,7 @@ class RetirementReport:
         return dict(plain(self))
 
 
-class RetirementService:
-    def __init__(self, db: Database, eraser: ImageEraser, audit: AuditLog, *, batch: int,
-                 clock: Callable[[], datetime] = utcnow, after_job: Callable[[str], object] | None = None) -> None:
-        self.db = db
-        # Called (with a reason) when a job has ended and been audited: the runtime signs an audit checkpoint.
-        self.after_job = after_job
-        self.eraser = eraser
-        self.audit = audit
-        self.batch = batch
-        self.clock = clock
-
+class RetirementService(ErasureJobs):
     def retire(self, actor: Actor, source_id: int, retirement: str, *,
                progress: Progress | None = None) -> RetirementReport:
         require(actor, Action.SOURCE_WRITE)
@@ -71,8 +58,8 @@ class RetirementService:
                 "source_id": source_id, "retirement": mode.value, "images_erased": outcome.images_erased,
                 "faces_erased": outcome.faces_erased, "erasure_ids": outcome.erasure_ids, "images_kept": kept,
                 "kept_until": kept_until.isoformat() if kept_until else None})
-        if outcome.erasure_ids and self.after_job is not None:
-            self.after_job(f"source {source_id} retired")
+        if outcome.erasure_ids:
+            self._job_ended(f"source {source_id} retired")
         return RetirementReport(source_id, retired_at, mode, outcome.images_erased, outcome.faces_erased,
                                 tuple(outcome.erasure_ids), kept, kept_until)
 

@@ -6,9 +6,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, reported_errors
+from facetrail.cli.output import console, emit_json, folding_table, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.compliance.breach_scope import BreachScope
 from facetrail.compliance.breaches import parse_time
@@ -106,14 +105,14 @@ def list_breaches(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json(views)
             return
-        table = Table("id", "title", "aware", "notify by", "clock", "authority", "people", "closed")
+        table = folding_table("id", "title", "aware, notify by", "clock", "authority, people", "closed")
         for v in views:
             clock = v["clock"]
             colour = "red" if clock["state"] in ("overdue", "notified late") else "default"
-            table.add_row(str(v["id"]), v["title"], v["aware_at"], clock["due_at"],
-                          f"[{colour}]{clock['state']} ({clock['hours_left']} h)[/]", v["authority"]["status"],
-                          v["subjects"]["status"], v["closed_at"] or "")
-        console.print(table)
+            table.add_row(str(v["id"]), v["title"], f"{v['aware_at']}\n{clock['due_at']}",
+                          f"[{colour}]{clock['state']} ({clock['hours_left']} h)[/]",
+                          f"{v['authority']['status']}\n{v['subjects']['status']}", v["closed_at"] or "")
+        console.print(table, highlight=False)
 
 
 @breach_app.command("show")

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
+from facetrail.cli.output import console, emit_json, folding_table, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.compliance.status import OrderStatus
 from facetrail.errors import InvalidValueError
@@ -117,16 +116,17 @@ def run(ctx: typer.Context, order_id: Annotated[int, typer.Argument(help="order 
 
 
 def _table(statuses: list[OrderStatus]) -> None:
-    table = Table("id", "authority", "reference", "scope", "measures", "remaining", "deadline", "clock", "job")
+    """Nothing cut at 80 columns: the order's identity, its reach and its clock each share a column."""
+    table = folding_table("id", "order", "scope, measures", "remaining", "deadline, clock", "job")
     for s in statuses:
         scope = ", ".join([*s.jurisdictions, *(f"source {i}" for i in s.source_ids)])
-        measures = "+".join(m for m, on in (("cease", s.cease), ("erase", s.erase)) if on)
+        measures = " + ".join(m for m, on in (("cease", s.cease), ("erase", s.erase)) if on)
         clock = (f"{s.days_left} d left" if s.days_left is not None else
-                 f"{s.days_late} d late, {s.penalty_accrued:,} {s.currency}" if s.days_late else "on time")
-        table.add_row(str(s.order_id), s.authority, s.reference, scope, measures,
-                      f"{s.images_remaining} img / {s.faces_remaining} faces", s.deadline.isoformat(), clock,
+                 f"{s.days_late} d late\n{s.penalty_accrued:,} {s.currency}" if s.days_late else "on time")
+        table.add_row(str(s.order_id), f"{s.authority}\n{s.reference}", f"{scope}\n{measures}",
+                      f"{s.images_remaining} images\n{s.faces_remaining} faces", f"{s.deadline.isoformat()}\n{clock}",
                       s.job_state.value)
-    console.print(table)
+    console.print(table, highlight=False)
 
 
 def _moment(text: str) -> datetime:

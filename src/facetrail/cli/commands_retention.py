@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from facetrail.cli.output import console, emit_json, progress_bar, reported_errors, when
+from facetrail.cli.output import console, emit_json, folding_table, progress_bar, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.compliance.retirement import Retirement
 from facetrail.errors import InvalidValueError
@@ -28,12 +27,11 @@ def run(ctx: typer.Context,
         if as_json:
             emit_json(report.as_dict())
             return
-        table = Table("image", "source", "original", "ingested", "expired", "faces",
-                      title="would be erased" if dry_run else "erased")
-        table.columns[2].overflow = "fold"
+        table = folding_table("image", "source", "original", "ingested, expired", "faces",
+                              title="would be erased" if dry_run else "erased")
         for image in report.images:
             table.add_row(str(image.image_id), f"{image.source_id} {image.source_name}", image.original_name,
-                          when(image.ingested_at), when(image.expired_at), str(image.faces))
+                          f"{when(image.ingested_at)}\n{when(image.expired_at)}", str(image.faces))
         if report.images:
             console.print(table)
         verb = "would be erased" if dry_run else f"erased ({report.images_erased} image(s), " \

@@ -24,7 +24,7 @@ def test_an_order_from_the_command_line_to_the_authoritys_report(jft: Facetrail,
     late = runner.invoke(app, [*base, "order", "status", "1", "--as-of", "2027-01-03T10:00:00Z", "--json"])
     assert (json.loads(late.output)["days_late"], json.loads(late.output)["penalty_accrued"]) == (3, 300000)
     table = runner.invoke(app, [*base, "order", "list"])
-    assert "CNIL" in table.output and "4 img / 4 faces" in table.output
+    assert "CNIL" in table.output and "4 images" in table.output and "4 faces" in table.output
     ran = runner.invoke(app, [*base, "order", "run", "1", "--json"])
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.output)["images_remaining"] == 0 and json.loads(ran.output)["complied"] is True

@@ -1,0 +1,322 @@
+"""/console: the staff web console's pages (sign-in, search, the DPO's queue, the compliance dashboard).
+
+Server-rendered pages over the same services and the same role table as the API: every page names the action it
+serves, and a role that may not do it gets a 403 page, audited as `auth.denied` like the API's refusals. A person
+signs in with a password (accounts/staff.py); the session is a cookie sent only to /console. Every form carries
+the portal's double-submit CSRF token (web/security.py), its cookie also scoped to /console.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from facetrail.accounts.roles import PERMISSIONS, Action, Actor, require, require_any
+from facetrail.accounts.staff import SignInRefusedError, StaffSignIn
+from facetrail.api.denials import DenialLog
+from facetrail.api.deps import FacetrailDep, get_facetrail
+from facetrail.api.errors import status_for
+from facetrail.api.uploads import read_upload
+from facetrail.compliance.views import breach_view
+from facetrail.errors import FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
+from facetrail.rights.views import dpo_view
+from facetrail.store.models import SearchRecord
+from facetrail.timestamps import iso_z
+from facetrail.web import render
+from facetrail.web.security import SecureRoute, add_security_headers, csrf_ok, csrf_token, set_csrf_cookie
+
+PREFIX = "/console"
+SESSION_COOKIE = "ft_console"
+STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
+CSRF_REFUSED = "This form was not sent from this console's page, or the page is too old. Reload it and try again."
+RECENT_SEARCHES = 20
+# The console's sections: (path, title, the actions that open it).
+SECTIONS = [
+    ("/console/search", "Search", (Action.SEARCH,)),
+    ("/console/requests", "Requests", (Action.REQUESTS,)),
+    ("/console/compliance", "Compliance", (Action.COMPLIANCE_READ,)),
+]
+
+
+class SignInNeededError(Exception):
+    """No live session: the page answers with a redirect to the sign-in form."""
+
+
+class ForeignFormError(Exception):
+    """A form without this console's CSRF token (or posted from another site): refused, 403."""
+
+
+class ConsoleRoute(SecureRoute):
+    """A console page: without a session it redirects to sign-in; a refusal of the role table answers the 403
+    page and is audited; any other FacetrailError answers an error page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def console_page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInNeededError:
+                return RedirectResponse(f"{PREFIX}/sign-in", 303)
+            except ForeignFormError:
+                return add_security_headers(page(request, "console/error.html", 403, title="Please reload the page",
+                                                 message=CSRF_REFUSED))
+            except PermissionDeniedError as exc:
+                actor = getattr(request.state, "actor", None)
+                denials: DenialLog = request.app.state.denials
+                route = getattr(request.scope.get("route"), "path", None) or request.url.path
+                denials.denied(actor if isinstance(actor, Actor) else None, method=request.method, route=route,
+                               address=request.client.host if request.client else "unknown", message=str(exc))
+                return add_security_headers(page(request, "console/error.html", 403, actor=actor,
+                                                        title="Not for your role", message=str(exc)))
+            except FacetrailError as exc:
+                actor = getattr(request.state, "actor", None)
+                return add_security_headers(page(request, "console/error.html", status_for(exc),
+                                                        actor=actor, title="This could not be done",
+                                                        message=str(exc)))
+
+        return console_page
+
+
+router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+
+
+def sign_ins(ft: FacetrailDep) -> StaffSignIn:
+    return StaffSignIn(ft.db, ft.audit)
+
+
+SignIns = Annotated[StaffSignIn, Depends(sign_ins)]
+
+
+def signed_in(request: Request) -> Actor:
+    """The actor of the request's console session, kept on request.state for the refusal log."""
+    actor = sign_ins(get_facetrail(request)).actor_of(request.cookies.get(SESSION_COOKIE, ""))
+    if actor is None:
+        raise SignInNeededError
+    request.state.actor = actor
+    return actor
+
+
+Staff = Annotated[Actor, Depends(signed_in)]
+
+
+def may(actor: Actor, *actions: Action) -> bool:
+    return actor.local or any(actor.role in PERMISSIONS[a] for a in actions)
+
+
+def page(request: Request, template: str, status_code: int = 200, *, actor: Actor | None = None,
+         **context: Any) -> HTMLResponse:
+    """A console page with its navigation (the sections the actor's role opens) and the CSRF token."""
+    token, fresh = csrf_token(request)
+    sections = [(path, title) for path, title, actions in SECTIONS if actor is not None and may(actor, *actions)]
+    response = render.page(template, status_code, csrf=token, actor=actor, sections=sections,
+                           here=request.url.path, **context)
+    if fresh:
+        set_csrf_cookie(request, response, token, path=PREFIX)
+    return response
+
+
+def refuse_foreign(request: Request, csrf: str) -> None:
+    if not csrf_ok(request, csrf):
+        raise ForeignFormError
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# Sign-in, sign-out and the home page.
+
+@router.get("/sign-in", response_class=HTMLResponse)
+def sign_in_form(request: Request) -> HTMLResponse:
+    return page(request, "console/sign_in.html", error="", name="")
+
+
+@router.post("/sign-in", response_model=None)
+def sign_in(request: Request, service: SignIns, name: Annotated[str, Form()] = "",
+            password: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+    refuse_foreign(request, csrf)
+    try:
+        done = service.sign_in(name.strip(), password, ip=client_ip(request))
+    except SignInRefusedError as exc:
+        return page(request, "console/sign_in.html", 401, error=str(exc), name=name[:100])
+    response = RedirectResponse(PREFIX, 303)
+    response.set_cookie(SESSION_COOKIE, done.token, httponly=True, samesite="strict", path=PREFIX,
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, service: SignIns, csrf: Annotated[str, Form()] = "") -> Response:
+    refuse_foreign(request, csrf)
+    service.sign_out(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse(f"{PREFIX}/sign-in", 303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+def home(request: Request, actor: Staff) -> HTMLResponse:
+    return page(request, "console/home.html", actor=actor)
+
+
+# Search (investigators): the API's SearchService, and its crops through the same access check.
+
+def _purposes(ft: FacetrailDep, actor: Actor) -> list[str]:
+    """The purposes this account may search for that some source is registered for."""
+    registered = ft.sources.registered_purposes()
+    return sorted(registered if actor.purposes is None else registered & actor.purposes)
+
+
+def _own_searches(ft: FacetrailDep, actor: Actor) -> list[dict[str, str]]:
+    with ft.db.read() as session:
+        rows = session.scalars(select(SearchRecord).where(SearchRecord.actor == actor.name)
+                               .order_by(SearchRecord.created_at.desc()).limit(RECENT_SEARCHES))
+        return [{"at": iso_z(r.created_at), "purpose": r.purpose, "case": r.case_ref, "id": r.id} for r in rows]
+
+
+def _search_page(request: Request, ft: FacetrailDep, actor: Actor, status_code: int = 200, **context: Any
+                 ) -> HTMLResponse:
+    defaults: dict[str, Any] = {"error": "", "field": "", "purpose": "", "case": "", "outcome": None}
+    return page(request, "console/search.html", status_code, actor=actor, purposes=_purposes(ft, actor),
+                history=_own_searches(ft, actor), **{**defaults, **context})
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_form(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    require(actor, Action.SEARCH)
+    return _search_page(request, ft, actor)
+
+
+@router.post("/search", response_class=HTMLResponse)
+def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[UploadFile | None, File()] = None,
+           purpose: Annotated[str, Form()] = "", case: Annotated[str, Form()] = "",
+           csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+    require(actor, Action.SEARCH)
+    refuse_foreign(request, csrf)
+    form: dict[str, Any] = {"purpose": purpose, "case": case}
+    if not purpose.strip():
+        return _search_page(request, ft, actor, 422, error="Choose the purpose of this search.", field="purpose",
+                            **form)
+    if not case.strip():
+        return _search_page(request, ft, actor, 422, error="Enter the case reference.", field="case", **form)
+    data, too_large = read_upload(photo, ft.settings.max_file_bytes) if photo is not None else (b"", None)
+    if too_large or not data:
+        return _search_page(request, ft, actor, 422, error=too_large or "Choose a photo to search with.",
+                            field="photo", **form)
+    wait = request.app.state.search_limiter.hit(actor.name)  # the same per-account budget as the API's searches
+    if wait:
+        return _search_page(request, ft, actor, 429, error=f"Too many searches: try again in {wait} s.", **form)
+    try:
+        outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case).as_dict()
+    except InvalidValueError as exc:
+        return _search_page(request, ft, actor, 422, error=exc.message, field=exc.field, **form)
+    except NoFaceError as exc:
+        return _search_page(request, ft, actor, 422, error=f"{exc}: choose a photo where a face shows clearly.",
+                            field="photo", **form)
+    for hit in outcome["results"]:
+        hit["crop"] = f"{PREFIX}/searches/{outcome['search_id']}/faces/{hit['face_id']}/crop"
+    return _search_page(request, ft, actor, 200, outcome=outcome, **form)
+
+
+@router.get("/searches/{search_id}/faces/{face_id}/crop")
+def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: Staff) -> Response:
+    """The crop of a result, only for the account whose search returned it (SearchService.result_crop)."""
+    return Response(ft.search.result_crop(actor, search_id, face_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})
+
+
+# The DPO's queue: RequestService, as the API's /v1/requests.
+
+@router.get("/requests", response_class=HTMLResponse)
+def queue(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    require(actor, Action.REQUESTS)
+    views = [dpo_view(ft.requests, r) for r in ft.requests.queue(actor)]
+    views.sort(key=lambda v: v["due_at"])
+    return page(request, "console/requests.html", actor=actor, requests=views)
+
+
+NOTES = {"approved": "Identity approved; the request goes on.", "rejected": "Identity rejected; the request is closed."}
+
+
+@router.get("/requests/{request_id}", response_class=HTMLResponse)
+def request_page(request: Request, request_id: str, ft: FacetrailDep, actor: Staff, note: str = "") -> HTMLResponse:
+    require(actor, Action.REQUESTS)
+    return _request_page(request, ft, actor, request_id, note=NOTES.get(note, ""))
+
+
+def _request_page(request: Request, ft: FacetrailDep, actor: Actor, request_id: str, status_code: int = 200,
+                  **context: Any) -> HTMLResponse:
+    view = dpo_view(ft.requests, ft.requests.get(actor, request_id), with_events=True)
+    defaults = {"note": "", "error": "", "reason": ""}
+    return page(request, "console/request.html", status_code, actor=actor, r=view, closed=render.CLOSED,
+                **{**defaults, **context})
+
+
+@router.post("/requests/{request_id}/decide", response_model=None)
+def decide(request: Request, request_id: str, ft: FacetrailDep, actor: Staff,
+           decision: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
+           csrf: Annotated[str, Form()] = "") -> Response:
+    """Approve the requester's identity, or reject it, with the reason recorded (RequestService)."""
+    require(actor, Action.REQUESTS)
+    refuse_foreign(request, csrf)
+    if not reason.strip():
+        return _request_page(request, ft, actor, request_id, 422, error="Write the reason for your decision.",
+                             reason=reason)
+    if decision == "approve":
+        ft.requests.approve(actor, request_id, reason)
+        done = "approved"
+    elif decision == "reject":
+        ft.requests.reject(actor, request_id, reason)
+        done = "rejected"
+    else:
+        return _request_page(request, ft, actor, request_id, 422, error="Choose approve or reject.", reason=reason)
+    return RedirectResponse(f"{PREFIX}/requests/{request_id}?note={done}", 303)
+
+
+# The compliance dashboard (DPO, auditor).
+
+def _dashboard(request: Request, ft: FacetrailDep, actor: Actor, verified: dict[str, Any] | None = None
+               ) -> HTMLResponse:
+    require(actor, Action.COMPLIANCE_READ)
+    now = datetime.now(UTC)
+    volumes = ft.compliance.facts().volumes
+    by_status = (dict(Counter(r.status for r in ft.requests.queue(actor, open_only=False)))
+                 if may(actor, Action.REQUESTS) else None)
+    last_purge = ft.retention.last_run()
+    return page(request, "console/compliance.html", actor=actor, volumes=volumes, by_status=by_status,
+                orders=[o.as_dict() for o in ft.orders.status_all(actor)],
+                breaches=[breach_view(b, now, with_history=False) for b in ft.breaches.list(actor)],
+                last_purge=iso_z(last_purge) if last_purge else None, verified=verified,
+                may_verify=may(actor, Action.AUDIT_READ))
+
+
+@router.get("/compliance", response_class=HTMLResponse)
+def compliance(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    return _dashboard(request, ft, actor)
+
+
+@router.post("/compliance/verify", response_class=HTMLResponse)
+def verify_now(request: Request, ft: FacetrailDep, actor: Staff, csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+    """Walk the whole audit chain now (audited as `audit.verify`) and show the dashboard with the result."""
+    require_any(actor, Action.AUDIT_READ)
+    refuse_foreign(request, csrf)
+    result = ft.verify_audit(actor)
+    return _dashboard(request, ft, actor, {"ok": result.ok, "entries": result.entries,
+                                           "first_broken_seq": result.first_broken_seq, "reason": result.reason,
+                                           "at": iso_z(datetime.now(UTC))})
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    # A fixed list rather than a directory mount: nothing else under static/ can ever be served.
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return render.error_page(404, "Not found", "There is no such file.")
+    return FileResponse(render.STATIC / name, media_type=media_type, headers={"Cache-Control": "no-cache"})

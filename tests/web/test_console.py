@@ -1,0 +1,149 @@
+"""The staff console without a browser: sign-in, lock-out, sessions that expire, CSRF, refusals audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from facetrail.accounts.staff import LOCK_MINUTES, MAX_FAILURES, StaffSignIn
+from facetrail.api import create_app
+from facetrail.cli.main import app as cli
+from facetrail.errors import InvalidValueError
+from facetrail.runtime import Facetrail, local_actor
+from facetrail.store.models import StaffPassword, StaffSession
+from tests.web.conftest import csrf_of
+from tests.web.staff import PASSWORD, audit_entries, sign_in, staff
+
+
+@pytest.fixture
+def client(ft: Facetrail) -> Iterator[TestClient]:
+    with TestClient(create_app(ft)) as instance:
+        yield instance
+
+
+def test_a_password_signs_in_and_out_and_every_step_is_audited(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "dana", "dpo")
+    assert client.get("/console", follow_redirects=False).headers["location"] == "/console/sign-in"
+    response = sign_in(client, "dana")
+    assert response.status_code == 303 and response.headers["location"] == "/console"
+    cookie = response.headers["set-cookie"]
+    assert "ft_console=" in cookie and "HttpOnly" in cookie and "Path=/console" in cookie
+    assert "samesite=strict" in cookie.lower()
+    home = client.get("/console")
+    assert home.status_code == 200 and "Welcome, dana" in home.text and 'href="/console/requests"' in home.text
+    assert 'href="/console/search"' not in home.text  # a DPO does not search
+    client.post("/console/sign-out", data={"csrf": csrf_of(home.text)})
+    assert client.get("/console", follow_redirects=False).status_code == 303
+    assert [(a, b) for a, b, _ in audit_entries(ft, "console.")] == [("dana", "console.signin"),
+                                                                      ("dana", "console.signout")]
+    assert audit_entries(ft, "account.password")[0][2]["name"] == "dana"
+
+
+def test_wrong_passwords_lock_the_account_even_for_the_right_one(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "ivan", "investigator")
+    for _ in range(MAX_FAILURES - 1):
+        refused = sign_in(client, "ivan", "not the password at all")
+        assert refused.status_code == 401 and "wrong account name or password" in refused.text
+    locked = sign_in(client, "ivan", "still not the password")
+    assert locked.status_code == 401 and "locked until" in locked.text
+    after = sign_in(client, "ivan")  # the right password, during the lock
+    assert after.status_code == 401 and "locked until" in after.text
+    assert "ft_console" not in after.headers.get("set-cookie", "")
+    failures = audit_entries(ft, "console.")
+    reasons = [d.get("reason") for _, action, d in failures if action == "console.signin_failed"]
+    assert reasons == ["wrong-password"] * MAX_FAILURES + ["locked"]
+    assert [action for _, action, _ in failures].count("console.locked") == 1
+    # Once the lock is over, the right password signs in.
+    later = StaffSignIn(ft.db, ft.audit, clock=lambda: datetime.now(UTC) + timedelta(minutes=LOCK_MINUTES + 1))
+    assert later.sign_in("ivan", PASSWORD, ip="127.0.0.1").actor.name == "ivan"
+
+
+def test_unknown_names_and_accounts_without_password_get_the_same_answer(ft: Facetrail, client: TestClient) -> None:
+    ft.accounts.create(local_actor(), name="nopass", role="dpo")
+    for name in ("nobody", "nopass"):
+        refused = sign_in(client, name)
+        assert refused.status_code == 401 and "wrong account name or password" in refused.text
+    assert [d["reason"] for _, _, d in audit_entries(ft, "console.signin_failed")] == ["unknown-account",
+                                                                                       "no-password"]
+
+
+def test_sessions_expire_when_idle_and_when_the_account_is_disabled(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "dana", "dpo")
+    sign_in(client, "dana")
+    assert client.get("/console").status_code == 200
+    with ft.db.write() as session, session.begin():
+        session.execute(update(StaffSession).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert client.get("/console", follow_redirects=False).headers["location"] == "/console/sign-in"
+    sign_in(client, "dana")
+    assert client.get("/console").status_code == 200
+    ft.accounts.disable(local_actor(), name="dana")
+    assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_a_session_never_outlives_its_longest_life(ft: Facetrail) -> None:
+    staff(ft, "dana", "dpo")
+    now = [datetime.now(UTC)]
+    service = StaffSignIn(ft.db, ft.audit, clock=lambda: now[0], idle=timedelta(minutes=30),
+                          longest=timedelta(hours=1))
+    token = service.sign_in("dana", PASSWORD, ip="127.0.0.1").token
+    for step in (20, 20, 19):  # active every 20 minutes: the idle clock restarts each time
+        now[0] += timedelta(minutes=step)
+        assert service.actor_of(token) is not None
+    now[0] += timedelta(minutes=2)  # 61 minutes after sign-in
+    assert service.actor_of(token) is None
+
+
+def test_forms_without_the_csrf_token_or_from_another_site_are_refused(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "dana", "dpo")
+    token = csrf_of(client.get("/console/sign-in").text)
+    missing = client.post("/console/sign-in", data={"name": "dana", "password": PASSWORD})
+    assert missing.status_code == 403 and "reload" in missing.text.lower()
+    foreign = client.post("/console/sign-in", data={"name": "dana", "password": PASSWORD, "csrf": token},
+                          headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    wrong = client.post("/console/sign-in", data={"name": "dana", "password": PASSWORD, "csrf": "x" * 43})
+    assert wrong.status_code == 403
+    assert audit_entries(ft, "console.signin") == []
+    assert sign_in(client, "dana").status_code == 303
+    signed_in = client.get("/console")
+    assert client.post("/console/sign-out", data={}).status_code == 403  # a signed-in session needs it too
+    assert client.get("/console").status_code == 200, signed_in.text
+
+
+def test_a_page_of_another_role_answers_403_and_is_audited(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "ivan", "investigator")
+    sign_in(client, "ivan")
+    refused = client.get("/console/requests")
+    assert refused.status_code == 403 and "Not for your role" in refused.text
+    assert refused.headers["content-security-policy"].startswith("default-src 'self'")
+    denied = audit_entries(ft, "auth.denied")
+    assert denied[-1][0] == "ivan" and denied[-1][2]["route"] == "/console/requests"
+    assert denied[-1][2]["role"] == "investigator"
+
+
+def test_passwords_are_checked_and_stored_hashed(ft: Facetrail) -> None:
+    staff(ft, "dana", "dpo")
+    service = StaffSignIn(ft.db, ft.audit)
+    for bad in ("short", " leading space password", "aaaaaaaaaaaaaaaa"):
+        with pytest.raises(InvalidValueError):
+            service.set_password(local_actor(), "dana", bad)
+    with ft.db.read() as session:
+        stored = session.scalars(select(StaffPassword.password_hash)).one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_the_command_line_sets_a_password(ft: Facetrail, client: TestClient) -> None:
+    ft.accounts.create(local_actor(), name="dana", role="dpo")
+    result = CliRunner().invoke(cli, ["--data", str(ft.data), "user", "password", "dana", "--password-stdin",
+                                      "--json"], input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.output
+    assert '"password_set": true' in result.output
+    assert sign_in(client, "dana").status_code == 303
+    bad = CliRunner().invoke(cli, ["--data", str(ft.data), "user", "password", "nobody", "--password-stdin"],
+                             input=PASSWORD + "\n")
+    assert bad.exit_code == 1 and "no account named 'nobody'" in bad.output

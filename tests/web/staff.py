@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from facetrail.accounts.staff import StaffSignIn
+from facetrail.rights.deadlines import due_date
 from facetrail.runtime import Facetrail, local_actor
-from facetrail.store.models import AuditEntry
+from facetrail.store.models import AuditEntry, RightsRequest
 from tests.web.conftest import csrf_of
 
 PASSWORD = "correct horse battery staple"
@@ -36,3 +38,13 @@ def audit_entries(ft: Facetrail, prefix: str = "") -> list[tuple[str, str, dict[
         rows = session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.details)
                                .where(AuditEntry.action.startswith(prefix)).order_by(AuditEntry.seq)).all()
     return [(actor, action, json.loads(details)) for actor, action, details in rows]
+
+
+def received_days_ago(ft: Facetrail, kind: str, address: str, days: int) -> str:
+    """A request sent through the portal's service `days` ago (received and due dates moved back); its id."""
+    request_id = ft.requests.intake(kind=kind, email=address, details={"message": ""}).request.id
+    received = datetime.now(UTC) - timedelta(days=days)
+    with ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == request_id)
+                        .values(received_at=received, due_at=due_date(received)))
+    return request_id

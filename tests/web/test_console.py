@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,8 +17,9 @@ from facetrail.cli.main import app as cli
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.models import StaffPassword, StaffSession
+from tests.conftest import add_source, sample_bytes
 from tests.web.conftest import csrf_of
-from tests.web.staff import PASSWORD, audit_entries, sign_in, staff
+from tests.web.staff import PASSWORD, audit_entries, received_days_ago, sign_in, staff
 
 
 @pytest.fixture
@@ -147,3 +149,80 @@ def test_the_command_line_sets_a_password(ft: Facetrail, client: TestClient) -> 
     bad = CliRunner().invoke(cli, ["--data", str(ft.data), "user", "password", "nobody", "--password-stdin"],
                              input=PASSWORD + "\n")
     assert bad.exit_code == 1 and "no account named 'nobody'" in bad.output
+
+
+def test_the_dashboard_shows_orders_breaches_and_requests_and_the_auditor_reads_it(
+        ft: Facetrail, client: TestClient) -> None:
+    source = add_source(ft)
+    ft.orders.add(local_actor(), authority="CNIL", reference="MED-2021-134", received_on="2026-01-01",
+                  source_ids=[source], cease=True, erase=True, deadline="2026-02-01", daily_penalty=1000)
+    ft.breaches.add(local_actor(), title="disk lost", nature="an encrypted disk was lost", data_categories=["templates"],
+                    subject_categories=["attendees"], consequences="none expected", measures="key rotated",
+                    aware_at=datetime.now(UTC) - timedelta(hours=80))
+    received_days_ago(ft, "access", "a@example.org", 1)
+    staff(ft, "dana", "dpo")
+    staff(ft, "audrey", "auditor")
+    sign_in(client, "dana")
+    page = client.get("/console/compliance").text
+    assert "CNIL MED-2021-134" in page and "day(s) late" in page and " accrued" in page
+    assert 'class="overdue"' in page and "disk lost" in page and "overdue" in page
+    assert "identity_pending 1" in page
+    client.post("/console/sign-out", data={"csrf": csrf_of(page)})
+    sign_in(client, "audrey")
+    page = client.get("/console/compliance").text
+    assert "disk lost" in page and "Requests by status" not in page  # the auditor does not handle requests
+    verified = client.post("/console/compliance/verify", data={"csrf": csrf_of(page)})
+    assert verified.status_code == 200 and "Intact:" in verified.text
+    assert audit_entries(ft, "audit.verify")[-1][0] == "audrey"
+
+
+def test_search_form_errors_name_the_field(ft: Facetrail, client: TestClient) -> None:
+    add_source(ft, purposes=("demo", "security"))
+    ft.accounts.create(local_actor(), name="scoped", role="investigator", purposes=["security"])
+    StaffSignIn(ft.db, ft.audit).set_password(local_actor(), "scoped", PASSWORD)
+    sign_in(client, "scoped")
+    form = client.get("/console/search").text
+    assert '<option value="security"' in form and '<option value="demo"' not in form  # the key's purposes only
+    token = csrf_of(form)
+    photo = {"photo": ("q.jpg", sample_bytes("obama.jpg"), "image/jpeg")}
+    no_case = client.post("/console/search", data={"purpose": "security", "case": " ", "csrf": token}, files=photo)
+    assert no_case.status_code == 422 and "case reference" in no_case.text
+    assert re.search(r'id="case"[^>]*aria-invalid="true"', no_case.text)  # the error is shown beside its field
+    outside = client.post("/console/search", data={"purpose": "demo", "case": "C1", "csrf": token}, files=photo)
+    assert outside.status_code == 403 and "may search only for the purposes security" in outside.text
+    not_photo = client.post("/console/search", data={"purpose": "security", "case": "C1", "csrf": token},
+                            files={"photo": ("q.jpg", b"not an image", "image/jpeg")})
+    assert not_photo.status_code == 422 and "image" in not_photo.text.lower()
+    assert audit_entries(ft, "auth.denied")[-1][2]["route"] == "/console/search"
+
+
+def test_a_crop_is_shown_only_to_the_account_whose_search_returned_it(samples_ft: Facetrail) -> None:
+    staff(samples_ft, "ivan", "investigator")
+    staff(samples_ft, "olga", "investigator")
+    with TestClient(create_app(samples_ft)) as ivan, TestClient(create_app(samples_ft)) as olga:
+        sign_in(ivan, "ivan")
+        token = csrf_of(ivan.get("/console/search").text)
+        result = ivan.post("/console/search", data={"purpose": "demo", "case": "C1", "csrf": token},
+                           files={"photo": ("q.jpg", sample_bytes("biden.jpg"), "image/jpeg")})
+        crop = re.search(r'src="(/console/searches/[0-9a-f]+/faces/\d+/crop)"', result.text)
+        assert crop, result.text
+        shown = ivan.get(crop.group(1))
+        assert shown.status_code == 200 and shown.headers["content-type"] == "image/jpeg"
+        sign_in(olga, "olga")
+        assert olga.get(crop.group(1)).status_code == 403
+        assert olga.get("/console/searches/0/faces/1/crop").status_code == 404
+    assert audit_entries(samples_ft, "auth.denied")[-1][0] == "olga"
+
+
+def test_approving_needs_a_passed_live_check_and_a_reason(ft: Facetrail, client: TestClient) -> None:
+    request_id = received_days_ago(ft, "access", "a@example.org", 1)
+    staff(ft, "dana", "dpo")
+    sign_in(client, "dana")
+    page = client.get(f"/console/requests/{request_id}").text
+    no_reason = client.post(f"/console/requests/{request_id}/decide",
+                            data={"decision": "approve", "reason": "", "csrf": csrf_of(page)})
+    assert no_reason.status_code == 422 and "Write the reason" in no_reason.text
+    early = client.post(f"/console/requests/{request_id}/decide",
+                        data={"decision": "approve", "reason": "looks right", "csrf": csrf_of(page)})
+    assert early.status_code == 409 and "no passed live check" in early.text
+    assert client.get("/console/requests/nope").status_code == 404

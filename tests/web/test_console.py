@@ -156,8 +156,9 @@ def test_the_dashboard_shows_orders_breaches_and_requests_and_the_auditor_reads_
     source = add_source(ft)
     ft.orders.add(local_actor(), authority="CNIL", reference="MED-2021-134", received_on="2026-01-01",
                   source_ids=[source], cease=True, erase=True, deadline="2026-02-01", daily_penalty=1000)
-    ft.breaches.add(local_actor(), title="disk lost", nature="an encrypted disk was lost", data_categories=["templates"],
-                    subject_categories=["attendees"], consequences="none expected", measures="key rotated",
+    ft.breaches.add(local_actor(), title="disk lost", nature="an encrypted disk was lost",
+                    data_categories=["templates"], subject_categories=["attendees"], consequences="none expected",
+                    measures="key rotated",
                     aware_at=datetime.now(UTC) - timedelta(hours=80))
     received_days_ago(ft, "access", "a@example.org", 1)
     staff(ft, "dana", "dpo")

@@ -176,3 +176,52 @@ def test_verify_now_on_the_compliance_dashboard(live: str, browser: Browser, sam
     assert f"{verified[-1][1]['entries']} entries" in status
     user.only_this_server()
     assert not user.errors, user.errors
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+needs_axe = pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (npm install, package.json)")
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical violations on the page (its script run in the page, not served by it)."""
+    page.evaluate(AXE.read_text())
+    found = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter("
+                          "v => v.impact === 'serious' || v.impact === 'critical').map("
+                          "v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')))")
+    return list(found)
+
+
+@needs_axe
+def test_no_page_has_a_serious_accessibility_violation(live: str, browser: Browser, samples_ft: Facetrail) -> None:
+    staff(samples_ft, "ivan", "investigator")
+    staff(samples_ft, "dana", "dpo")
+    request_id = received_days_ago(samples_ft, "access", "late@example.org", 40)
+    received_days_ago(samples_ft, "access", "soon@example.org", 2)
+    checked: dict[str, list[str]] = {}
+    user = Session(browser, live)
+    user.page.goto(f"{live}/console/sign-in")
+    user.sign_in("nobody", "a wrong password")  # the form with its error
+    checked["sign-in"] = serious_violations(user.page)
+    user.sign_in("ivan")
+    checked["home"] = serious_violations(user.page)
+    user.page.goto(f"{live}/console/search")
+    user.page.set_input_files("#photo", str(SAMPLES / "biden.jpg"))
+    user.page.select_option("#purpose", "demo")
+    user.page.fill("#case", "C-1")
+    user.page.click("button:has-text('Search')")
+    user.page.wait_for_selector("#results")
+    checked["search results"] = serious_violations(user.page)
+    user.page.goto(f"{live}/console/compliance")
+    checked["403"] = serious_violations(user.page)
+    user.page.click("text=Sign out")
+    user.sign_in("dana")
+    for name, path in (("queue", "/console/requests"), ("request", f"/console/requests/{request_id}"),
+                       ("compliance", "/console/compliance")):
+        user.page.goto(f"{live}{path}")
+        checked[name] = serious_violations(user.page)
+    assert checked == {name: [] for name in checked}
+    # The checker does find what it looks for: an image without a text alternative, planted in the page.
+    user.page.evaluate("document.querySelector('main').append(Object.assign(document.createElement('img'), "
+                       "{src: '/console/static/favicon.svg'}))")
+    assert any(v.startswith("image-alt") for v in serious_violations(user.page))
+    user.only_this_server()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -16,7 +17,7 @@ from facetrail.api import create_app
 from facetrail.cli.main import app as cli
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail, local_actor
-from facetrail.store.models import StaffPassword, StaffSession
+from facetrail.store.models import RightsRequest, StaffPassword, StaffSession
 from tests.conftest import add_source, sample_bytes
 from tests.web.conftest import csrf_of
 from tests.web.staff import PASSWORD, audit_entries, received_days_ago, sign_in, staff
@@ -215,15 +216,40 @@ def test_a_crop_is_shown_only_to_the_account_whose_search_returned_it(samples_ft
     assert audit_entries(samples_ft, "auth.denied")[-1][0] == "olga"
 
 
-def test_approving_needs_a_passed_live_check_and_a_reason(ft: Facetrail, client: TestClient) -> None:
+def test_the_dpos_decisions_need_their_text_and_the_services_rules(ft: Facetrail, client: TestClient) -> None:
     request_id = received_days_ago(ft, "access", "a@example.org", 1)
     staff(ft, "dana", "dpo")
     sign_in(client, "dana")
     page = client.get(f"/console/requests/{request_id}").text
-    no_reason = client.post(f"/console/requests/{request_id}/decide",
-                            data={"decision": "approve", "reason": "", "csrf": csrf_of(page)})
-    assert no_reason.status_code == 422 and "Write the reason" in no_reason.text
-    early = client.post(f"/console/requests/{request_id}/decide",
-                        data={"decision": "approve", "reason": "looks right", "csrf": csrf_of(page)})
+    assert 'id="identity-form"' in page and 'id="fulfil-form"' not in page  # not verified: nothing to answer yet
+
+    def decide(decision: str, text: str, **more: str) -> Response:
+        return client.post(f"/console/requests/{request_id}/decide",
+                           data={"decision": decision, "text": text, "csrf": csrf_of(page), **more},
+                           follow_redirects=False)
+
+    for decision in ("approve", "reject", "extend", "refuse"):
+        empty = decide(decision, " ")
+        assert empty.status_code == 422 and "Write the reasons" in empty.text
+    early = decide("approve", "looks right")
     assert early.status_code == 409 and "no passed live check" in early.text
+    assert decide("fulfil", "").status_code == 409  # answered only once verified
+    assert decide("extend", "Need more time.", months="1").status_code == 409  # only once verified
+    # The identity verified (set here directly: the live check's own flow is the portal tests').
+    with ft.db.write() as session, session.begin():
+        session.execute(update(RightsRequest).where(RightsRequest.id == request_id).values(status="verified"))
+    page = client.get(f"/console/requests/{request_id}").text
+    assert 'id="identity-form"' not in page and 'id="fulfil-form"' in page and 'id="extend-form"' in page
+    assert decide("extend", "too long", months="3").status_code == 422
+    extended = decide("extend", "We need the archive back from storage.", months="2")
+    assert extended.status_code == 303 and extended.headers["location"].endswith("?done=extend")
+    page = client.get(extended.headers["location"]).text
+    assert "Deadline extended" in page and 'id="extend-form"' not in page  # only one extension
+    before = ft.requests.get(local_actor(), request_id)
+    assert before.extension_months == 2 and before.extension_reasons == "We need the archive back from storage."
+    refused = decide("refuse", "The requester asked us to stop.")
+    assert refused.status_code == 303
+    assert ft.requests.get(local_actor(), request_id).status == "refused"
+    page = client.get(f"/console/requests/{request_id}").text
+    assert 'id="refuse-form"' not in page and "The requester asked us to stop." in page
     assert client.get("/console/requests/nope").status_code == 404

@@ -16,8 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from facetrail.accounts.roles import PERMISSIONS, Action, Actor, require, require_any
+from facetrail.accounts.roles import Action, Actor, require, require_any
 from facetrail.accounts.staff import SignInRefusedError, StaffSignIn
 from facetrail.api.denials import DenialLog
 from facetrail.api.deps import FacetrailDep, get_facetrail
@@ -26,6 +27,7 @@ from facetrail.api.uploads import read_upload
 from facetrail.compliance.views import breach_view
 from facetrail.errors import FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
 from facetrail.rights.views import dpo_view
+from facetrail.runtime import Facetrail
 from facetrail.store.models import SearchRecord
 from facetrail.timestamps import iso_z
 from facetrail.web import render
@@ -69,19 +71,22 @@ class ConsoleRoute(SecureRoute):
                                                  message=CSRF_REFUSED))
             except PermissionDeniedError as exc:
                 actor = getattr(request.state, "actor", None)
-                denials: DenialLog = request.app.state.denials
-                route = getattr(request.scope.get("route"), "path", None) or request.url.path
-                denials.denied(actor if isinstance(actor, Actor) else None, method=request.method, route=route,
-                               address=request.client.host if request.client else "unknown", message=str(exc))
+                await run_in_threadpool(_log_denial, request, actor if isinstance(actor, Actor) else None, exc)
                 return add_security_headers(page(request, "console/error.html", 403, actor=actor,
-                                                        title="Not for your role", message=str(exc)))
+                                                 title="Not for your role", message=str(exc)))
             except FacetrailError as exc:
-                actor = getattr(request.state, "actor", None)
                 return add_security_headers(page(request, "console/error.html", status_for(exc),
-                                                        actor=actor, title="This could not be done",
-                                                        message=str(exc)))
+                                                 actor=getattr(request.state, "actor", None),
+                                                 title="This could not be done", message=str(exc)))
 
         return console_page
+
+
+def _log_denial(request: Request, actor: Actor | None, exc: PermissionDeniedError) -> None:
+    """The refusal as the API's are logged: an `auth.denied` entry with the account, its role and the route."""
+    denials: DenialLog = request.app.state.denials
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
+    denials.denied(actor, method=request.method, route=route, address=client_ip(request), message=str(exc))
 
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
@@ -107,7 +112,12 @@ Staff = Annotated[Actor, Depends(signed_in)]
 
 
 def may(actor: Actor, *actions: Action) -> bool:
-    return actor.local or any(actor.role in PERMISSIONS[a] for a in actions)
+    """Whether the role table lets the actor do one of `actions` (what the navigation offers)."""
+    try:
+        require_any(actor, *actions)
+    except PermissionDeniedError:
+        return False
+    return True
 
 
 def page(request: Request, template: str, status_code: int = 200, *, actor: Actor | None = None,
@@ -237,47 +247,57 @@ def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: Staff) ->
 @router.get("/requests", response_class=HTMLResponse)
 def queue(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
     require(actor, Action.REQUESTS)
-    views = [dpo_view(ft.requests, r) for r in ft.requests.queue(actor)]
-    views.sort(key=lambda v: v["due_at"])
+    views = [dpo_view(ft.requests, r) for r in ft.requests.queue(actor)]  # overdue first, then by due date
     return page(request, "console/requests.html", actor=actor, requests=views)
 
 
-NOTES = {"approved": "Identity approved; the request goes on.", "rejected": "Identity rejected; the request is closed."}
+# The DPO's decisions on a request's page: the RequestService calls of the API's /v1/requests routes, each with
+# the text it records (the reason, the justification, the reasons sent to the requester, or the note).
+DECISIONS: dict[str, tuple[str, Callable[[Facetrail, Actor, str, str, int], object]]] = {
+    "approve": ("Identity approved.", lambda ft, a, rid, text, _m: ft.requests.approve(a, rid, text)),
+    "reject": ("Identity rejected; the request is closed.",
+               lambda ft, a, rid, text, _m: ft.requests.reject(a, rid, text)),
+    "extend": ("Deadline extended; the requester was sent the reasons.",
+               lambda ft, a, rid, text, months: ft.requests.extend(a, rid, months=months, reasons=text)),
+    "refuse": ("Request refused; the requester was told why and of the right to complain.",
+               lambda ft, a, rid, text, _m: ft.requests.refuse(a, rid, text)),
+    "fulfil": ("Request answered.", lambda ft, a, rid, text, _m: ft.requests.fulfil(a, rid, text)),
+}
+# Every decision but fulfilling needs its text.
+TEXT_NEEDED = {"approve", "reject", "extend", "refuse"}
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
-def request_page(request: Request, request_id: str, ft: FacetrailDep, actor: Staff, note: str = "") -> HTMLResponse:
+def request_page(request: Request, request_id: str, ft: FacetrailDep, actor: Staff, done: str = "") -> HTMLResponse:
     require(actor, Action.REQUESTS)
-    return _request_page(request, ft, actor, request_id, note=NOTES.get(note, ""))
+    return _request_page(request, ft, actor, request_id, note=DECISIONS[done][0] if done in DECISIONS else "")
 
 
 def _request_page(request: Request, ft: FacetrailDep, actor: Actor, request_id: str, status_code: int = 200,
                   **context: Any) -> HTMLResponse:
     view = dpo_view(ft.requests, ft.requests.get(actor, request_id), with_events=True)
-    defaults = {"note": "", "error": "", "reason": ""}
+    defaults = {"note": "", "error": "", "text": "", "decision": ""}
     return page(request, "console/request.html", status_code, actor=actor, r=view, closed=render.CLOSED,
                 **{**defaults, **context})
 
 
 @router.post("/requests/{request_id}/decide", response_model=None)
 def decide(request: Request, request_id: str, ft: FacetrailDep, actor: Staff,
-           decision: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
-           csrf: Annotated[str, Form()] = "") -> Response:
-    """Approve the requester's identity, or reject it, with the reason recorded (RequestService)."""
+           decision: Annotated[str, Form()] = "", text: Annotated[str, Form()] = "",
+           months: Annotated[int, Form()] = 1, csrf: Annotated[str, Form()] = "") -> Response:
+    """Approve or reject the requester's identity, extend the deadline, refuse, or answer, with the text recorded."""
     require(actor, Action.REQUESTS)
     refuse_foreign(request, csrf)
-    if not reason.strip():
-        return _request_page(request, ft, actor, request_id, 422, error="Write the reason for your decision.",
-                             reason=reason)
-    if decision == "approve":
-        ft.requests.approve(actor, request_id, reason)
-        done = "approved"
-    elif decision == "reject":
-        ft.requests.reject(actor, request_id, reason)
-        done = "rejected"
-    else:
-        return _request_page(request, ft, actor, request_id, 422, error="Choose approve or reject.", reason=reason)
-    return RedirectResponse(f"{PREFIX}/requests/{request_id}?note={done}", 303)
+    if decision not in DECISIONS:
+        return _request_page(request, ft, actor, request_id, 422, error="Choose a decision.", text=text)
+    if decision in TEXT_NEEDED and not text.strip():
+        return _request_page(request, ft, actor, request_id, 422, decision=decision, text=text,
+                             error="Write the reasons for this decision: they are recorded.")
+    try:
+        DECISIONS[decision][1](ft, actor, request_id, text, months)
+    except InvalidValueError as exc:
+        return _request_page(request, ft, actor, request_id, 422, decision=decision, text=text, error=exc.message)
+    return RedirectResponse(f"{PREFIX}/requests/{request_id}?done={decision}", 303)
 
 
 # The compliance dashboard (DPO, auditor).

@@ -17,7 +17,7 @@ from facetrail.api import create_app
 from facetrail.cli.main import app as cli
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail, local_actor
-from facetrail.store.models import RightsRequest, StaffPassword, StaffSession
+from facetrail.store.models import Account, RightsRequest, StaffPassword, StaffSession
 from tests.conftest import add_source, sample_bytes
 from tests.web.conftest import csrf_of
 from tests.web.staff import PASSWORD, audit_entries, received_days_ago, sign_in, staff
@@ -86,6 +86,18 @@ def test_sessions_expire_when_idle_and_when_the_account_is_disabled(ft: Facetrai
     assert client.get("/console").status_code == 200
     ft.accounts.disable(local_actor(), name="dana")
     assert client.get("/console", follow_redirects=False).status_code == 303
+    assert sign_in(client, "dana").status_code == 401
+
+
+def test_an_expired_account_neither_signs_in_nor_keeps_its_session(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "dana", "dpo")
+    sign_in(client, "dana")
+    assert client.get("/console").status_code == 200
+    with ft.db.write() as session, session.begin():
+        session.execute(update(Account).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    assert client.get("/console", follow_redirects=False).status_code == 303
+    assert sign_in(client, "dana").status_code == 401
+    assert [d["reason"] for _, _, d in audit_entries(ft, "console.signin_failed")] == ["expired"]
 
 
 def test_a_session_never_outlives_its_longest_life(ft: Facetrail) -> None:

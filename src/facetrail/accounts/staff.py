@@ -4,8 +4,9 @@ API keys stay for programs; a person signs in with the account's name and a pass
 (`facetrail user password NAME`). A password is stored only as its argon2id hash. After MAX_FAILURES wrong
 passwords in a row the account is locked for LOCK_MINUTES (a right password during the lock is refused too).
 A session is a random token in an HttpOnly cookie, stored only as its SHA-256; it ends after IDLE_MINUTES
-without a request, after MAX_HOURS in any case, at sign-out, and when the account is disabled or its
-password changes. Every sign-in, failure, lock-out, sign-out and password change is audited.
+without a request, after MAX_HOURS in any case, at sign-out, when the password changes, and when the account is
+disabled or expires (the expiry its API key has). Every sign-in, failure, lock-out, sign-out and password change
+is audited.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def _digest(token: str) -> str:
 def _actor(account: Account) -> Actor:
     scope = frozenset(account.purposes) if account.purposes is not None else None
     return Actor(name=account.name, role=Role(account.role), purposes=scope)
+
+
+def _active(account: Account, now: datetime) -> bool:
+    """Not disabled, and not past the account's expiry (the one its API key has)."""
+    return account.disabled_at is None and (account.expires_at is None or account.expires_at > now)
 
 
 class StaffSignIn:
@@ -130,8 +136,9 @@ class StaffSignIn:
             self.audit.record(session, actor="anonymous", action="console.signin_failed",
                               details={**base, "reason": reason, **more})
 
-        if account is None or row is None or account.disabled_at is not None:
-            failed("unknown-account" if account is None else "no-password" if row is None else "disabled")
+        if account is None or row is None or not _active(account, now):
+            failed("unknown-account" if account is None else "no-password" if row is None
+                   else "disabled" if account.disabled_at is not None else "expired")
             return SignInRefusedError(REFUSED)
         if row.locked_until is not None and row.locked_until > now:
             failed("locked", locked_until=iso_z(row.locked_until))
@@ -170,7 +177,7 @@ class StaffSignIn:
             if row is None:
                 return None
             account = session.get(Account, row.account_id)
-            if row.expires_at <= now or account is None or account.disabled_at is not None:
+            if row.expires_at <= now or account is None or not _active(account, now):
                 session.delete(row)
                 return None
             row.last_seen_at = now

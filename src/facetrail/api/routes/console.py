@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -88,6 +89,8 @@ def _log_denial(request: Request, actor: Actor | None, exc: PermissionDeniedErro
     route = getattr(request.scope.get("route"), "path", None) or request.url.path
     denials.denied(actor, method=request.method, route=route, address=client_ip(request), message=str(exc))
 
+
+render.ENV.filters["basename"] = lambda path: PurePath(str(path)).name  # a result's image, by its file name
 
 router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 

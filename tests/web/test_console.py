@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +19,7 @@ from facetrail.cli.main import app as cli
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.models import Account, RightsRequest, StaffPassword, StaffSession
-from tests.conftest import add_source, sample_bytes
+from tests.conftest import SAMPLES, add_source, sample_bytes
 from tests.web.conftest import csrf_of
 from tests.web.staff import PASSWORD, audit_entries, received_days_ago, sign_in, staff
 
@@ -265,3 +266,33 @@ def test_the_dpos_decisions_need_their_text_and_the_services_rules(ft: Facetrail
     page = client.get(f"/console/requests/{request_id}").text
     assert 'id="refuse-form"' not in page and "The requester asked us to stop." in page
     assert client.get("/console/requests/nope").status_code == 404
+
+
+def test_the_faces_of_the_photo_are_listed_and_another_one_can_be_searched(samples_ft: Facetrail) -> None:
+    staff(samples_ft, "ivan", "investigator")
+    with TestClient(create_app(samples_ft)) as client:
+        sign_in(client, "ivan")
+        token = csrf_of(client.get("/console/search").text)
+
+        def search(face: str) -> Response:
+            return client.post("/console/search", data={"purpose": "demo", "case": "C1", "face": face, "csrf": token},
+                               files={"photo": ("q.jpg", sample_bytes("two_people.jpg"), "image/jpeg")})
+
+        people = {name: who.split(" (")[0] for name, who in (
+            line.split("\t", 1) for line in (SAMPLES / "labels.tsv").read_text().splitlines()[1:])}
+        tops = []
+        for face in ("", "2"):
+            page = search(face)
+            assert page.status_code == 200
+            rows = re.findall(r"<tr(?: class=\"used\")?>\s*<td>(\d)( \(searched\))?</td>", page.text)
+            assert [number for number, _ in rows] == ["1", "2"]  # both faces of the photo, by number
+            assert [number for number, searched in rows if searched] == ["1" if not face else "2"]
+            # The first image holding one person only (the photo itself, and the other of both, come first).
+            alone = [people[Path(n).name] for n in re.findall(r'data-image="([^"]+)"', page.text)
+                     if "," not in people[Path(n).name]]
+            tops.append(alone[0])
+        assert set(tops) == {"barack_obama", "joe_biden"}, tops
+        for bad in ("3", "x"):
+            refused = search(bad)
+            assert refused.status_code == 422 and 'id="face"' in refused.text
+            assert re.search(r'id="face"[^>]*aria-invalid="true"', refused.text)

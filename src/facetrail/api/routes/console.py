@@ -196,7 +196,7 @@ def _own_searches(ft: FacetrailDep, actor: Actor) -> list[dict[str, str]]:
 
 def _search_page(request: Request, ft: FacetrailDep, actor: Actor, status_code: int = 200, **context: Any
                  ) -> HTMLResponse:
-    defaults: dict[str, Any] = {"error": "", "field": "", "purpose": "", "case": "", "outcome": None}
+    defaults: dict[str, Any] = {"error": "", "field": "", "purpose": "", "case": "", "face": "", "outcome": None}
     return page(request, "console/search.html", status_code, actor=actor, purposes=_purposes(ft, actor),
                 history=_own_searches(ft, actor), **{**defaults, **context})
 
@@ -210,10 +210,14 @@ def search_form(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLRespons
 @router.post("/search", response_class=HTMLResponse)
 def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[UploadFile | None, File()] = None,
            purpose: Annotated[str, Form()] = "", case: Annotated[str, Form()] = "",
-           csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+           face: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+    """Search with one face of the photo: the largest, or the one numbered in `face` (1 = the largest)."""
     require(actor, Action.SEARCH)
     refuse_foreign(request, csrf)
-    form: dict[str, Any] = {"purpose": purpose, "case": case}
+    form: dict[str, Any] = {"purpose": purpose, "case": case, "face": face}
+    if face.strip() and not face.strip().isdigit():
+        return _search_page(request, ft, actor, 422, error="The face is a number: 1 for the largest.", field="face",
+                            **form)
     if not purpose.strip():
         return _search_page(request, ft, actor, 422, error="Choose the purpose of this search.", field="purpose",
                             **form)
@@ -227,7 +231,8 @@ def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[Up
     if wait:
         return _search_page(request, ft, actor, 429, error=f"Too many searches: try again in {wait} s.", **form)
     try:
-        outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case).as_dict()
+        chosen = int(face) - 1 if face.strip() else None
+        outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=chosen).as_dict()
     except InvalidValueError as exc:
         return _search_page(request, ft, actor, 422, error=exc.message, field=exc.field, **form)
     except NoFaceError as exc:

@@ -296,3 +296,44 @@ def test_the_faces_of_the_photo_are_listed_and_another_one_can_be_searched(sampl
             refused = search(bad)
             assert refused.status_code == 422 and 'id="face"' in refused.text
             assert re.search(r'id="face"[^>]*aria-invalid="true"', refused.text)
+
+
+def test_an_operator_creates_and_disables_accounts_and_sees_the_key_once(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "otto", "operator")
+    sign_in(client, "otto")
+    page = client.get("/console/accounts").text
+    assert '<option value="investigator"' in page and '<option value="dpo"' not in page  # a DPO makes DPOs
+    token = csrf_of(page)
+
+    def create(**fields: str) -> Response:
+        return client.post("/console/accounts", data={"csrf": token, **fields})
+
+    created = create(name="ines", role="investigator", purposes="security, press", expires_days="30")
+    assert created.status_code == 201
+    key = re.search(r'<code id="api-key">([^<]+)</code>', created.text)
+    assert key and client.get("/v1/sources", headers={"Authorization": f"Bearer {key.group(1)}"}).status_code == 200
+    listed = client.get("/console/accounts").text
+    assert key.group(1) not in listed and 'data-name="ines"' in listed and "press, security" in listed
+    assert ft.accounts.authenticate(key.group(1)).purposes == frozenset({"security", "press"})
+
+    bad = create(name="no spaces allowed", role="investigator")
+    assert bad.status_code == 422 and re.search(r'id="name"[^>]*aria-invalid="true"', bad.text)
+    assert create(name="x1", role="investigator", expires_days="soon").status_code == 422
+    assert create(name="x2", role="investigator", purposes="not a purpose!").status_code == 422
+    overseer = create(name="dora", role="dpo")
+    assert overseer.status_code == 403  # the service's own check, audited
+    assert audit_entries(ft, "auth.denied")[-1][2]["route"] == "/console/accounts"
+
+    disabled = client.post("/console/accounts/ines/disable", data={"csrf": token}, follow_redirects=False)
+    assert disabled.status_code == 303
+    assert client.get("/v1/sources", headers={"Authorization": f"Bearer {key.group(1)}"}).status_code == 401
+    assert "disabled" in client.get("/console/accounts").text
+    assert [d["name"] for _, _, d in audit_entries(ft, "account.")
+            if "name" in d][-2:] == ["ines", "ines"]  # account.add, account.disable
+
+
+def test_an_investigator_may_not_open_the_accounts_page(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "ivan", "investigator")
+    sign_in(client, "ivan")
+    assert client.get("/console/accounts").status_code == 403
+    assert audit_entries(ft, "auth.denied")[-1][0] == "ivan"

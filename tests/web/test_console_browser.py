@@ -219,6 +219,15 @@ def test_no_page_has_a_serious_accessibility_violation(live: str, browser: Brows
                        ("compliance", "/console/compliance")):
         user.page.goto(f"{live}{path}")
         checked[name] = serious_violations(user.page)
+    user.page.click("text=Sign out")
+    staff(samples_ft, "otto", "operator")
+    user.sign_in("otto")
+    user.page.goto(f"{live}/console/accounts")
+    user.page.fill("#name", "ines")
+    user.page.select_option("#role", "investigator")
+    user.page.click("button:has-text('Create')")
+    user.page.wait_for_selector("#api-key")
+    checked["accounts"] = serious_violations(user.page)
     assert checked == {name: [] for name in checked}
     # The checker does find what it looks for: an image without a text alternative, planted in the page.
     user.page.evaluate("document.querySelector('main').append(Object.assign(document.createElement('img'), "

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from facetrail.accounts.roles import Action, Actor, require, require_any
+from facetrail.accounts.roles import Action, Actor, Role, account_action, require, require_any
 from facetrail.accounts.staff import SignInRefusedError, StaffSignIn
 from facetrail.api.denials import DenialLog
 from facetrail.api.deps import FacetrailDep, get_facetrail
@@ -44,6 +44,7 @@ SECTIONS = [
     ("/console/search", "Search", (Action.SEARCH,)),
     ("/console/requests", "Requests", (Action.REQUESTS,)),
     ("/console/compliance", "Compliance", (Action.COMPLIANCE_READ,)),
+    ("/console/accounts", "Accounts", (Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)),
 ]
 
 
@@ -339,6 +340,59 @@ def verify_now(request: Request, ft: FacetrailDep, actor: Staff, csrf: Annotated
     return _dashboard(request, ft, actor, {"ok": result.ok, "entries": result.entries,
                                            "first_broken_seq": result.first_broken_seq, "reason": result.reason,
                                            "at": iso_z(datetime.now(UTC))})
+
+
+# Accounts: AccountService, as the API's /v1/accounts (operators make operators and investigators; a DPO makes
+# DPOs and auditors).
+
+def _accounts_page(request: Request, ft: FacetrailDep, actor: Actor, status_code: int = 200, **context: Any
+                   ) -> HTMLResponse:
+    require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
+    now = datetime.now(UTC)
+    rows = [{"name": a.name, "role": a.role, "purposes": "any" if a.purposes is None else ", ".join(a.purposes),
+             "created_at": iso_z(a.created_at), "expires_at": iso_z(a.expires_at) if a.expires_at else None,
+             "expired": a.expires_at is not None and a.expires_at <= now,
+             "disabled_at": iso_z(a.disabled_at) if a.disabled_at else None,
+             "mine": may(actor, account_action(Role(a.role)))} for a in ft.accounts.list(actor)]
+    roles = [r.value for r in Role if may(actor, account_action(r))]
+    defaults: dict[str, Any] = {"error": "", "field": "", "created": None,
+                                "form": {"name": "", "role": "", "purposes": "", "expires_days": ""}}
+    return page(request, "console/accounts.html", status_code, actor=actor, accounts=rows, roles=roles,
+                key_ttl_days=ft.settings.key_ttl_days, **{**defaults, **context})
+
+
+@router.get("/accounts", response_class=HTMLResponse)
+def accounts(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    return _accounts_page(request, ft, actor)
+
+
+@router.post("/accounts", response_class=HTMLResponse)
+def create_account(request: Request, ft: FacetrailDep, actor: Staff, name: Annotated[str, Form()] = "",
+                   role: Annotated[str, Form()] = "", purposes: Annotated[str, Form()] = "",
+                   expires_days: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+    """Create an account; its API key is shown on this page once and never again."""
+    require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
+    refuse_foreign(request, csrf)
+    form = {"name": name, "role": role, "purposes": purposes, "expires_days": expires_days}
+    scope = [p.strip() for p in purposes.split(",") if p.strip()] or None
+    if expires_days.strip() and not expires_days.strip().isdigit():
+        return _accounts_page(request, ft, actor, 422, error="A whole number of days (0: never).",
+                              field="expires_days", form=form)
+    days = int(expires_days) if expires_days.strip() else None
+    try:
+        account, key = ft.accounts.create(actor, name=name.strip(), role=role, purposes=scope, expires_days=days)
+    except InvalidValueError as exc:
+        return _accounts_page(request, ft, actor, 422, error=exc.message, field=exc.field.split(".")[0], form=form)
+    return _accounts_page(request, ft, actor, 201, created={"name": account.name, "role": account.role, "key": key})
+
+
+@router.post("/accounts/{name}/disable", response_model=None)
+def disable_account(request: Request, name: str, ft: FacetrailDep, actor: Staff,
+                    csrf: Annotated[str, Form()] = "") -> Response:
+    require_any(actor, Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)
+    refuse_foreign(request, csrf)
+    ft.accounts.disable(actor, name=name)
+    return RedirectResponse(f"{PREFIX}/accounts", 303)
 
 
 @router.get("/static/{name}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -337,3 +339,54 @@ def test_an_investigator_may_not_open_the_accounts_page(ft: Facetrail, client: T
     sign_in(client, "ivan")
     assert client.get("/console/accounts").status_code == 403
     assert audit_entries(ft, "auth.denied")[-1][0] == "ivan"
+
+
+SOURCE_FORM = {"name": "press archive", "controller": "Agency", "purposes": "press, security",
+               "legal_basis": "public_task", "art9_condition": "g", "evidence_ref": "law 2026-1",
+               "jurisdictions": "FR, DE", "retention_days": "90", "description": ""}
+
+
+def test_an_operator_registers_a_source_and_ingests_uploads(ft: Facetrail, client: TestClient) -> None:
+    staff(ft, "otto", "operator")
+    sign_in(client, "otto")
+    token = csrf_of(client.get("/console/sources").text)
+    for change, field in (({"retention_days": "soon"}, "retention_days"), ({"jurisdictions": "FR, XX"},
+                          "jurisdictions"), ({"legal_basis": ""}, "legal_basis"), ({"art9_condition": "z"},
+                          "art9_condition")):
+        refused = client.post("/console/sources", data={**SOURCE_FORM, **change, "csrf": token})
+        assert refused.status_code == 422, change
+        assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', refused.text), (field, refused.text[-3000:])
+    assert ft.sources.list(local_actor()) == []
+    created = client.post("/console/sources", data={**SOURCE_FORM, "csrf": token}, follow_redirects=False)
+    assert created.status_code == 303
+    source = ft.sources.list(local_actor())[0]
+    assert (source.name, source.purposes, source.jurisdictions) == ("press archive", ["press", "security"],
+                                                                    ["FR", "DE"])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as members:
+        members.writestr("inside/kit.jpg", sample_bytes("kit_harington1.jpeg"))
+        members.writestr("inside/notes.txt", "not an image")
+    report = client.post(f"/console/sources/{source.id}/images", data={"csrf": token}, files=[
+        ("files", ("biden.jpg", sample_bytes("biden.jpg"), "image/jpeg")),
+        ("files", ("broken.jpg", b"not a jpeg", "image/jpeg")),
+        ("files", ("batch.zip", archive.getvalue(), "application/zip"))])
+    assert report.status_code == 200
+    text = re.sub(r"\s+", " ", report.text)
+    assert "2 image(s) added with 2 face(s)" in text
+    assert re.search(r'id="report-errors"><li>broken\.jpg: ', text)
+    assert re.search(r'id="report-skipped"><li>[^<]*notes\.txt: ', text)
+    assert audit_entries(ft, "ingest")[-1][0] == "otto"
+
+
+def test_an_investigator_sees_the_sources_but_cannot_register_or_ingest(ft: Facetrail, client: TestClient) -> None:
+    add_source(ft)
+    staff(ft, "ivan", "investigator")
+    sign_in(client, "ivan")
+    page = client.get("/console/sources").text
+    assert "samples" in page and 'id="source-form"' not in page and "Ingest</button>" not in page
+    token = csrf_of(page)
+    assert client.post("/console/sources", data={**SOURCE_FORM, "csrf": token}).status_code == 403
+    assert client.post("/console/sources/1/images", data={"csrf": token},
+                       files=[("files", ("b.jpg", sample_bytes("biden.jpg"), "image/jpeg"))]).status_code == 403
+    assert [d["route"] for _, _, d in audit_entries(ft, "auth.denied")][-2:] == ["/console/sources",
+                                                                                 "/console/sources/{source_id}/images"]

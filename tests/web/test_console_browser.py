@@ -178,6 +178,38 @@ def test_verify_now_on_the_compliance_dashboard(live: str, browser: Browser, sam
     assert not user.errors, user.errors
 
 
+def test_an_operator_registers_a_source_and_ingests_photos(live: str, browser: Browser,
+                                                           samples_ft: Facetrail) -> None:
+    staff(samples_ft, "otto", "operator")
+    user = Session(browser, live)
+    user.sign_in("otto")
+    user.page.click("nav >> text=Sources")
+    user.page.fill("#name", "press archive")
+    user.page.fill("#controller", "Agency")
+    user.page.fill("#purposes", "press")
+    user.page.select_option("#legal_basis", "public_task")
+    user.page.select_option("#art9_condition", "g")
+    user.page.fill("#evidence_ref", "law 2026-1")
+    user.page.fill("#jurisdictions", "FR, ZZ")
+    user.page.fill("#retention_days", "90")
+    user.page.click("button:has-text('Register')")
+    assert "jurisdictions" in user.page.inner_text("#source-error")  # beside the field, the form kept
+    assert user.page.get_attribute("#jurisdictions", "aria-invalid") == "true"
+    assert user.page.input_value("#name") == "press archive"
+    user.page.fill("#jurisdictions", "FR")
+    user.page.click("button:has-text('Register')")
+    row = user.page.wait_for_selector("#sources tr:has-text('press archive')")
+    assert row is not None
+    source_id = row.get_attribute("data-id")
+    user.page.set_input_files(f"#files-{source_id}", [str(SAMPLES / "rose_leslie1.jpg"),
+                                                      str(SAMPLES / "rose_leslie2.jpg")])
+    user.page.click(f"#sources tr[data-id='{source_id}'] button:has-text('Ingest')")
+    report = user.page.inner_text("#report")
+    assert "press archive" in report and "2 image(s) added with 2 face(s)" in " ".join(report.split())
+    user.only_this_server()
+    assert not user.errors, user.errors
+
+
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 needs_axe = pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (npm install, package.json)")
 
@@ -228,6 +260,8 @@ def test_no_page_has_a_serious_accessibility_violation(live: str, browser: Brows
     user.page.click("button:has-text('Create')")
     user.page.wait_for_selector("#api-key")
     checked["accounts"] = serious_violations(user.page)
+    user.page.goto(f"{live}/console/sources")
+    checked["sources"] = serious_violations(user.page)
     assert checked == {name: [] for name in checked}
     # The checker does find what it looks for: an image without a text alternative, planted in the page.
     user.page.evaluate("document.querySelector('main').append(Object.assign(document.createElement('img'), "

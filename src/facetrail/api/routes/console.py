@@ -24,9 +24,10 @@ from facetrail.accounts.staff import SignInRefusedError, StaffSignIn
 from facetrail.api.denials import DenialLog
 from facetrail.api.deps import FacetrailDep, get_facetrail
 from facetrail.api.errors import status_for
-from facetrail.api.uploads import read_upload
+from facetrail.api.uploads import read_upload, upload_items
 from facetrail.compliance.views import breach_view
 from facetrail.errors import FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
+from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition, LegalBasis
 from facetrail.rights.views import dpo_view
 from facetrail.runtime import Facetrail
 from facetrail.store.models import SearchRecord
@@ -42,6 +43,7 @@ RECENT_SEARCHES = 20
 # The console's sections: (path, title, the actions that open it).
 SECTIONS = [
     ("/console/search", "Search", (Action.SEARCH,)),
+    ("/console/sources", "Sources", (Action.SOURCE_READ,)),
     ("/console/requests", "Requests", (Action.REQUESTS,)),
     ("/console/compliance", "Compliance", (Action.COMPLIANCE_READ,)),
     ("/console/accounts", "Accounts", (Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)),
@@ -340,6 +342,70 @@ def verify_now(request: Request, ft: FacetrailDep, actor: Staff, csrf: Annotated
     return _dashboard(request, ft, actor, {"ok": result.ok, "entries": result.entries,
                                            "first_broken_seq": result.first_broken_seq, "reason": result.reason,
                                            "at": iso_z(datetime.now(UTC))})
+
+
+# Sources and ingestion: SourceRegistry and the ingestion service, as the API's /v1/sources.
+
+SOURCE_FIELDS = ("name", "controller", "purposes", "legal_basis", "art9_condition", "evidence_ref", "jurisdictions",
+                 "retention_days", "description")
+
+
+def _sources_page(request: Request, ft: FacetrailDep, actor: Actor, status_code: int = 200, **context: Any
+                  ) -> HTMLResponse:
+    require(actor, Action.SOURCE_READ)
+    defaults: dict[str, Any] = {"error": "", "field": "", "report": None, "form": dict.fromkeys(SOURCE_FIELDS, "")}
+    return page(request, "console/sources.html", status_code, actor=actor, sources=ft.sources.list(actor),
+                may_write=may(actor, Action.SOURCE_WRITE), may_ingest=may(actor, Action.INGEST),
+                legal_bases=[b.value for b in LegalBasis],
+                art9=[(c.value, ART9_DESCRIPTIONS[c]) for c in Art9Condition], **{**defaults, **context})
+
+
+def _words(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+@router.get("/sources", response_class=HTMLResponse)
+def sources(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    return _sources_page(request, ft, actor)
+
+
+@router.post("/sources", response_class=HTMLResponse)
+def create_source(request: Request, ft: FacetrailDep, actor: Staff, name: Annotated[str, Form()] = "",
+                  controller: Annotated[str, Form()] = "", purposes: Annotated[str, Form()] = "",
+                  legal_basis: Annotated[str, Form()] = "", art9_condition: Annotated[str, Form()] = "",
+                  evidence_ref: Annotated[str, Form()] = "", jurisdictions: Annotated[str, Form()] = "",
+                  retention_days: Annotated[str, Form()] = "", description: Annotated[str, Form()] = "",
+                  csrf: Annotated[str, Form()] = "") -> Response:
+    """Register a source with its legal basis: the registry's validation, its error shown beside the field."""
+    require(actor, Action.SOURCE_WRITE)
+    refuse_foreign(request, csrf)
+    form = {"name": name, "controller": controller, "purposes": purposes, "legal_basis": legal_basis,
+            "art9_condition": art9_condition, "evidence_ref": evidence_ref, "jurisdictions": jurisdictions,
+            "retention_days": retention_days, "description": description}
+    if not retention_days.strip().isdigit():
+        return _sources_page(request, ft, actor, 422, error="A whole number of days.", field="retention_days",
+                             form=form)
+    try:
+        ft.sources.add(actor, name=name, controller=controller, purposes=_words(purposes), legal_basis=legal_basis,
+                       art9_condition=art9_condition, evidence_ref=evidence_ref,
+                       jurisdictions=_words(jurisdictions), retention_days=int(retention_days),
+                       description=description)
+    except InvalidValueError as exc:
+        return _sources_page(request, ft, actor, 422, error=f"{exc.field}: {exc.message}",
+                             field=exc.field.split(".")[0], form=form)
+    return RedirectResponse(f"{PREFIX}/sources", 303)
+
+
+@router.post("/sources/{source_id}/images", response_class=HTMLResponse)
+def upload(request: Request, source_id: int, ft: FacetrailDep, actor: Staff,
+           files: Annotated[list[UploadFile] | None, File()] = None, csrf: Annotated[str, Form()] = "") -> HTMLResponse:
+    """Ingest uploaded images or zip archives into a source; the report lists every error and skipped file."""
+    require(actor, Action.INGEST)
+    refuse_foreign(request, csrf)
+    items = upload_items(files or [], ft.input_limits)
+    report = ft.ingest.ingest(actor, source_id, items, workers=1)  # small batches, as the API's uploads
+    source = ft.sources.get(actor, source_id).name
+    return _sources_page(request, ft, actor, report={**report.as_dict(), "source": source})
 
 
 # Accounts: AccountService, as the API's /v1/accounts (operators make operators and investigators; a DPO makes

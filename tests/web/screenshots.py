@@ -28,6 +28,7 @@ def prepare(data: Path) -> Facetrail:
     ft.ingest.ingest(local_actor(), source, from_paths([SAMPLES], ft.input_limits))
     staff(ft, "ivan", "investigator")
     staff(ft, "dana", "dpo")
+    staff(ft, "otto", "operator")
     received_days_ago(ft, "erasure", "late@example.org", 40)
     received_days_ago(ft, "access", "soon@example.org", 25)
     received_days_ago(ft, "restriction", "new@example.org", 1)
@@ -78,6 +79,14 @@ def shoot(base: str, out: Path) -> list[Path]:
         page.goto(f"{base}/console/compliance")
         page.click("button:has-text('Verify now')")
         snap("compliance")
+        page.click("text=Sign out")
+        sign_in("otto")
+        page.goto(f"{base}/console/sources")
+        page.set_input_files("#files-1", [str(SAMPLES / "rose_leslie1.jpg"), str(SAMPLES / "obama.jpg")])
+        page.click("#sources tr[data-id='1'] button:has-text('Ingest')")
+        snap("sources")
+        page.goto(f"{base}/console/accounts")
+        snap("accounts")
         browser.close()
     return shots
 

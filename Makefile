@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip
+.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-load: install
 # BENCHMARKS.md, exits 1 when the per-member time grows more than 2x. About a minute on 2 cores.
 bench-zip: install
 	$(BIN)/python -m bench.zip_members --output BENCHMARKS.md $(ZIP_ARGS)
+
+# A PNG of each staff console page (sample photos, requests, an order, a breach) in screenshots/ (git-ignored);
+# needs Debian's Chromium at /usr/bin/chromium.
+screenshots: install
+	$(BIN)/python -m tests.web.screenshots screenshots
 
 clean:
 	rm -rf $(VENV) facetrail-demo .pytest_cache .mypy_cache .ruff_cache

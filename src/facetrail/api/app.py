@@ -25,6 +25,7 @@ from facetrail.api.routes import (
     audit,
     breaches,
     compliance,
+    console,
     orders,
     people,
     portal,
@@ -80,7 +81,7 @@ def create_app(ft: Facetrail) -> FastAPI:
         return Health(status="ok", version=__version__)
 
     for module in (sources, search, accounts, audit, people, requests, orders, retention, compliance, breaches,
-                   portal):
+                   portal, console):
         app.include_router(module.router, dependencies=[Depends(search_budget)] if module is search else None)
 
     # add_middleware wraps: the last added is the outermost.

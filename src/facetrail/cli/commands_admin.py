@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from facetrail.accounts.roles import Action, Role, actions_of
+from facetrail.accounts.staff import StaffSignIn
 from facetrail.audit.query import AuditQuery
 from facetrail.cli.output import console, emit_json, err_console, field_table, folding_table, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
@@ -90,6 +92,25 @@ def user_disable(ctx: typer.Context, name: Annotated[str, typer.Argument()], as_
             emit_json({"name": name, "disabled": True})
         else:
             console.print(f"account {name} disabled")
+
+
+@user_app.command("password")
+def user_password(ctx: typer.Context, name: Annotated[str, typer.Argument()],
+                  stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from the first "
+                                                      "line of standard input instead of asking")] = False,
+                  as_json: JsonOpt = False) -> None:
+    """Set an account's password for the web console (/console); its console sessions end."""
+    with reported_errors(as_json):
+        if stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        ft = state(ctx).open()
+        StaffSignIn(ft.db, ft.audit).set_password(local_actor(), name, password)
+        if as_json:
+            emit_json({"name": name, "password_set": True})
+        else:
+            console.print(f"console password of {name} set; it signs in at /console")
 
 
 @audit_app.command("verify")

@@ -1,8 +1,8 @@
 """Security of responses: the headers every response carries (API and portal), and a CSRF defence for
-the portal's forms.
+the portal's and the staff console's forms.
 
 CSRF defence: a double-submit cookie. The first portal page a browser gets sets the `ft_csrf` cookie to a
-random value (HttpOnly, SameSite=Strict, Path=/portal, Secure over https), and every form carries the same
+random value (HttpOnly, SameSite=Strict, Path=/portal or /console, Secure over https), and every form carries the same
 value in a hidden `csrf` field. A post is accepted only when the cookie and the field are both present and
 equal (compared in constant time), and when the browser does not say it comes from another site (Origin,
 Sec-Fetch-Site). A page on another
@@ -106,8 +106,9 @@ def csrf_token(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def set_csrf_cookie(request: Request, response: Response, token: str) -> None:
-    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal",
+def set_csrf_cookie(request: Request, response: Response, token: str, path: str = "/portal") -> None:
+    """The CSRF cookie, sent back only to pages under `path` (the portal's, or the staff console's)."""
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", path=path,
                         secure=request.url.scheme == "https")
 
 

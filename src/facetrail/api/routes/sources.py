@@ -16,9 +16,8 @@ from facetrail.api.schemas import (
     SourceUpdate,
     SourceVersionPublic,
 )
-from facetrail.api.uploads import read_upload
+from facetrail.api.uploads import upload_items
 from facetrail.errors import ShuttingDownError
-from facetrail.sources.inputs import InputItem, from_upload
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"], route_class=GuardedRoute)
 SourceReader = Annotated[Actor, allowed(Action.SOURCE_READ)]
@@ -58,15 +57,7 @@ def source_versions(source_id: int, ft: FacetrailDep, actor: SourceReader) -> li
 def upload_images(source_id: int, files: Annotated[list[UploadFile], File(description="images or zip archives")],
                   ft: FacetrailDep, actor: Ingester) -> IngestReportPublic:
     """Ingest uploaded images (or zip archives of images) into a source. Per-file errors are reported."""
-    limits = ft.input_limits
-    items: list[InputItem] = []
-    for upload in files:
-        name = upload.filename or "upload"
-        data, error = read_upload(upload, limits.max_file_bytes)
-        if error:
-            items.append(InputItem(name, bytes, error=error))
-        else:
-            items.extend(from_upload(name, data, limits))
+    items = upload_items(files, ft.input_limits)
     # Uploads are small batches: analysed in this process rather than in a worker pool.
     report = ft.ingest.ingest(actor, source_id, items, workers=1)
     if report.interrupted:

@@ -23,7 +23,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-unit: install
+# axe-core for the console's accessibility test (package-lock.json; test-only, nothing of it is served).
+node_modules/.installed: package-lock.json
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the console's accessibility test will be skipped" >&2; fi
+
+unit: install node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint unit

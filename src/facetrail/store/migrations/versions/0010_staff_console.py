@@ -1,6 +1,6 @@
 """The staff console: passwords (argon2id) with their failed sign-ins, and signed-in sessions.
 
-Revision ID: 0010b
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 from facetrail.store.models import UTCDateTime
 
-revision = "0010b"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None

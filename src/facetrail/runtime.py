@@ -27,8 +27,6 @@ from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.audit.note import Checkpoint, Verifier
 from facetrail.audit.query import AuditQuery
 from facetrail.audit.signing import load_signer
-from facetrail.backup import swap
-from facetrail.backup.reapply import reapply_ledger
 from facetrail.compliance.breaches import BreachService
 from facetrail.compliance.facts import Collaborators
 from facetrail.compliance.orders import OrderService
@@ -36,9 +34,8 @@ from facetrail.compliance.retention import RetentionService
 from facetrail.compliance.retirement import RetirementService
 from facetrail.compliance.service import ComplianceService
 from facetrail.config import Settings, get_settings
-from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
-from facetrail.crypto.upgrade import seal_cleartext
-from facetrail.datadir import is_data_dir, require_data_dir
+from facetrail.crypto.setup import open_vault, rotate_master_key
+from facetrail.datadir import is_data_dir, require_data_dir, swap
 from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
 from facetrail.index.gallery import Gallery, SyncReport
@@ -57,6 +54,7 @@ from facetrail.rights.fulfilment import Fulfilment
 from facetrail.rights.liveness import FrameReading
 from facetrail.rights.mailer import Mailer, OutboxMailer, SmtpMailer
 from facetrail.rights.proof import CaptureFrame, IdentityProof, Match
+from facetrail.rights.reapply import reapply_ledger
 from facetrail.rights.restriction import RestrictionService
 from facetrail.rights.service import RequestService, purge_expired_packages
 from facetrail.search.scoring import Scorer
@@ -66,6 +64,7 @@ from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry, RightsRequest
+from facetrail.store.sealing import check_keyring, seal_cleartext
 from facetrail.vision.backend import VisionConfig
 from facetrail.vision.calibration import Band
 

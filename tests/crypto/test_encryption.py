@@ -16,12 +16,12 @@ from sqlalchemy import delete, select, update
 from facetrail.accounts.roles import Actor
 from facetrail.crypto.keyring import Keyring, WrongMasterKeyError
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
-from facetrail.crypto.upgrade import SEALED
 from facetrail.crypto.vault import is_sealed
 from facetrail.errors import KeyUnavailableError
 from facetrail.index.faiss_index import MAGIC
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Meta, StoredImage
+from facetrail.store.sealing import SEALED
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
 from tests.crypto import kms_hook

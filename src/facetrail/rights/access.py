@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy import select
 
+from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.media.redact import encode, hide_regions
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
@@ -36,7 +37,6 @@ from facetrail.store.models import (
     Source,
     StoredImage,
 )
-from facetrail.vision.types import Box
 
 RIGHTS = [
     "Access (Art. 15): this package; ask again whenever you wish, there is no limit.",

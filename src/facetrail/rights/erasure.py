@@ -44,12 +44,12 @@ from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError, InvalidValueError, KeyUnavailableError, MediaError, NotFoundError
 from facetrail.fsutil import private_opener
 from facetrail.index.gallery import Gallery
+from facetrail.media.geometry import Box
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Erasure, Face, ImageJurisdiction, Person, RightsRequest, StoredImage, utcnow
 from facetrail.timestamps import iso_z
-from facetrail.vision.types import Box
 
 log = logging.getLogger(__name__)
 CRASH_POINTS = ("planned", "rows_deleted", "index_updated", "blobs_partial", "blobs_removed", "keys_destroyed",

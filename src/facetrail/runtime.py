@@ -38,6 +38,7 @@ from facetrail.crypto.setup import open_vault, rotate_master_key
 from facetrail.datadir import is_data_dir, require_data_dir, swap
 from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
+from facetrail.index.faiss_store import FaissStore
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
@@ -122,9 +123,11 @@ class Facetrail:
             crop_size=settings.crop_size,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use
-        self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex", self.vault,
-                               model_id=backend.model_id, dim=backend.template_dim)
-        self.gallery.seal_cleartext_file()
+        index_store = FaissStore(self.data / "index" / f"{backend.model_id}.ftindex", backend.template_dim,
+                                 self.vault)
+        self.gallery = Gallery(self.db, index_store, self.vault, model_id=backend.model_id,
+                               dim=backend.template_dim)
+        self.gallery.secure_at_rest()
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days,
                                        ledger=self.vault.keyring)
@@ -302,7 +305,7 @@ class Facetrail:
 
     def close(self) -> None:
         try:
-            self.gallery.save()
+            self.gallery.persist()
         finally:
             self.db.dispose()
             self._open_files.close()

@@ -1,6 +1,6 @@
 """The store's records against the keyring: refusing a store whose keyring was lost, and sealing what an
 earlier version stored in clear: templates, crops, images, suppression entries, selfies and access packages
-(the index file is rebuilt sealed: see Gallery.seal_cleartext_file).
+(the index file is rebuilt sealed: see Gallery.secure_at_rest).
 
 The sealing runs when a data directory is opened, until it has run to the end once (then a flag in the store's
 meta table makes it a single read). Each batch is one transaction, committed only after its blobs were

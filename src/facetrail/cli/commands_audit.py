@@ -1,10 +1,8 @@
-"""The audit log: verifying and listing it, the signing key, signed checkpoints, verification against them,
-inclusion proofs."""
+"""Audit checkpoints: the signing key, signed checkpoints, verification against them, inclusion proofs."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,86 +10,18 @@ import typer
 
 from facetrail.audit.checkpoints import AgainstResult, against_report, append, check_inclusion, push, verify_checkpoint
 from facetrail.audit.note import Verifier
-from facetrail.audit.query import AuditQuery
 from facetrail.audit.signing import DEFAULT_NAME, read_verifier, write_key_pair
-from facetrail.cli.output import console, emit_json, err_console, folding_table, reported_errors
+from facetrail.cli.output import console, emit_json, err_console, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.config import get_settings
 from facetrail.errors import InvalidValueError, KeyUnavailableError
 from facetrail.runtime import local_actor
-from facetrail.timestamps import iso_z, parse_time
 
+# Defined here, where most audit commands are; `audit verify` and `audit list` are added in commands_admin.py.
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 
 PublicKeyOpt = Annotated[Path | None, typer.Option(
     "--public-key", help="the log's public key file (from `audit keygen`); default: the configured signing key's")]
-
-
-@audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: JsonOpt = False,
-                 against: Annotated[Path | None, typer.Option(
-                     help="a signed checkpoint file (one or several): also prove the log extends each")] = None,
-                 public_key: Annotated[Path | None, typer.Option(
-                     "--public-key", help="the log's public key; default: the configured signing key's")] = None,
-                 ) -> None:
-    """Check the whole hash chain; exit 1 naming the first broken entry. With --against, also check each
-    signed checkpoint and that the log's first N entries still have its root."""
-    if against is not None:
-        return verify_against(ctx, against, public_key, as_json)
-    with reported_errors(as_json):
-        ft = state(ctx).open()
-        result = ft.verify_audit(local_actor())
-        warning = ft.checkpoints.chain_only_warning()
-        if as_json:
-            emit_json({"ok": result.ok, "entries": result.entries, "first_broken_seq": result.first_broken_seq,
-                       "reason": result.reason, "warning": warning})
-        elif result.ok:
-            console.print(f"audit log intact: {result.entries} entries")
-        else:
-            err_console.print(f"[bold red]audit log broken at entry {result.first_broken_seq}:[/] {result.reason}")
-        if not as_json:
-            err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
-        if not result.ok:
-            raise typer.Exit(1)
-
-
-@audit_app.command("list")
-def audit_list(ctx: typer.Context, after: Annotated[int, typer.Option(help="entries after this seq")] = 0,
-               limit: Annotated[int, typer.Option(help="at most this many")] = 50,
-               actor: Annotated[str | None, typer.Option(help="only this actor (e.g. local:alice, ivy)")] = None,
-               action: Annotated[str | None, typer.Option(help="only this action (e.g. search)")] = None,
-               purpose: Annotated[str | None, typer.Option(help="only entries for this purpose")] = None,
-               case: Annotated[str | None, typer.Option(help="only entries for this case reference")] = None,
-               since: Annotated[str | None, typer.Option(help="from this time on (ISO 8601; UTC if no zone)")] = None,
-               until: Annotated[str | None, typer.Option(help="before this time (ISO 8601; UTC if no zone)")] = None,
-               as_json: JsonOpt = False) -> None:
-    """Show audit entries in order, filtered by actor, action, purpose, case and time."""
-    with reported_errors(as_json):
-        query = AuditQuery(actor=actor, action=action, purpose=purpose, case=case,
-                           since=None if since is None else parse_time(since, "since"),
-                           until=None if until is None else parse_time(until, "until"))
-        entries = state(ctx).open().read_audit(local_actor(), query, after=after, limit=limit)
-        if as_json:
-            emit_json([{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": e.details,
-                        "prev_hash": e.prev_hash, "hash": e.hash} for e in entries])
-            return
-        # Nothing is cut: when, who and what share a column, and every cell folds at the terminal's width.
-        table = folding_table("seq", "at, actor, action", "details")
-        for e in entries:
-            at = iso_z(datetime.fromisoformat(e.at), precise=True)  # entries of earlier versions end in +00:00
-            table.add_row(str(e.seq), f"{at}\n{e.actor}\n[bold]{e.action}[/]", _details(e.details))
-        console.print(table, highlight=False)
-
-
-def _details(text: str) -> str:
-    """`key=value` pairs, one per line: narrower than the JSON and wrapped whole."""
-    try:
-        details = json.loads(text)
-    except ValueError:
-        return text
-    if not isinstance(details, dict):
-        return text
-    return "\n".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in details.items())
 
 
 @audit_app.command("keygen")

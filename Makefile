@@ -19,9 +19,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/facetrail demo
 
+# lint-imports: the import contracts in pyproject.toml (layers of PRODUCT.md section 4, no cycles).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # axe-core for the console's accessibility test (package-lock.json; test-only, nothing of it is served).
 node_modules/.installed: package-lock.json

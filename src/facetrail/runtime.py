@@ -27,8 +27,6 @@ from facetrail.audit.log import AuditLog, VerifyResult
 from facetrail.audit.note import Checkpoint, Verifier
 from facetrail.audit.query import AuditQuery
 from facetrail.audit.signing import load_signer
-from facetrail.backup import swap
-from facetrail.backup.reapply import reapply_ledger
 from facetrail.compliance.breaches import BreachService
 from facetrail.compliance.facts import Collaborators
 from facetrail.compliance.orders import OrderService
@@ -36,11 +34,11 @@ from facetrail.compliance.retention import RetentionService
 from facetrail.compliance.retirement import RetirementService
 from facetrail.compliance.service import ComplianceService
 from facetrail.config import Settings, get_settings
-from facetrail.crypto.setup import check_keyring, open_vault, rotate_master_key
-from facetrail.crypto.upgrade import seal_cleartext
-from facetrail.datadir import is_data_dir, require_data_dir
+from facetrail.crypto.setup import open_vault, rotate_master_key
+from facetrail.datadir import is_data_dir, require_data_dir, swap
 from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
+from facetrail.index.faiss_store import FaissStore
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
@@ -57,6 +55,7 @@ from facetrail.rights.fulfilment import Fulfilment
 from facetrail.rights.liveness import FrameReading
 from facetrail.rights.mailer import Mailer, OutboxMailer, SmtpMailer
 from facetrail.rights.proof import CaptureFrame, IdentityProof, Match
+from facetrail.rights.reapply import reapply_ledger
 from facetrail.rights.restriction import RestrictionService
 from facetrail.rights.service import RequestService, purge_expired_packages
 from facetrail.search.scoring import Scorer
@@ -66,6 +65,7 @@ from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry, RightsRequest
+from facetrail.store.sealing import check_keyring, seal_cleartext
 from facetrail.vision.backend import VisionConfig
 from facetrail.vision.calibration import Band
 
@@ -123,9 +123,11 @@ class Facetrail:
             crop_size=settings.crop_size,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use
-        self.gallery = Gallery(self.db, self.data / "index" / f"{backend.model_id}.ftindex", self.vault,
-                               model_id=backend.model_id, dim=backend.template_dim)
-        self.gallery.seal_cleartext_file()
+        index_store = FaissStore(self.data / "index" / f"{backend.model_id}.ftindex", backend.template_dim,
+                                 self.vault)
+        self.gallery = Gallery(self.db, index_store, self.vault, model_id=backend.model_id,
+                               dim=backend.template_dim)
+        self.gallery.secure_at_rest()
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days,
                                        ledger=self.vault.keyring)
@@ -303,7 +305,7 @@ class Facetrail:
 
     def close(self) -> None:
         try:
-            self.gallery.save()
+            self.gallery.persist()
         finally:
             self.db.dispose()
             self._open_files.close()

@@ -136,7 +136,7 @@ def test_restoring_brings_back_exactly_the_backup_and_keeps_newer_audit_entries(
         assert counts(ft) == (26, 22)
         assert [h.face_id for h in ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="demo",
                                                     case_ref="c").results] == before
-        assert sorted(ft.gallery.index().ids().tolist()) == sorted(ft.gallery.saved_ids())
+        assert sorted(ft.gallery.index().ids().tolist()) == sorted(ft.gallery.persisted_ids())
         assert ft.verify_audit(actor).ok
         archived = result["audit_archive"]
         assert isinstance(archived, dict) and archived["entries"] >= 2  # ingest.start and ingest.finish at least

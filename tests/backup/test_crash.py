@@ -36,7 +36,7 @@ def invariants(data: Path) -> tuple[int, int]:
             faces = sorted(session.scalars(select(Face.id)))
             images = session.scalar(select(func.count()).select_from(StoredImage)) or 0
         assert sorted(ft.gallery.index().ids().tolist()) == faces  # every stored face indexed, and only those
-        assert ft.gallery.saved_ids() == set(faces)
+        assert ft.gallery.persisted_ids() == set(faces)
         assert ft.verify_audit(actor).ok
         assert ft.erasure.pending() == []
         return len(faces), images

@@ -108,7 +108,7 @@ def test_the_access_package_tells_the_person_how_each_jurisdiction_was_decided(
         assert report.faces_added == 1, report
     request_id, token = full_request(jft, "access")
     status = jft.requests.status(request_id, token)
-    package = jft.requests.download(request_id, status["answer"]["download"].split("token=")[1])
+    package = jft.requests.download(request_id, status.answer["download"].split("token=")[1])
     archive = zipfile.ZipFile(io.BytesIO(package))
     faces = json.loads(archive.read("data.json"))["faces"]
     decided = {Path(f["original_name"]).name: f["jurisdictions"] for f in faces}

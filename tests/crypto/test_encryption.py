@@ -16,12 +16,12 @@ from sqlalchemy import delete, select, update
 from facetrail.accounts.roles import Actor
 from facetrail.crypto.keyring import Keyring, WrongMasterKeyError
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
-from facetrail.crypto.upgrade import SEALED
 from facetrail.crypto.vault import is_sealed
 from facetrail.errors import KeyUnavailableError
 from facetrail.index.faiss_index import MAGIC
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Meta, StoredImage
+from facetrail.store.sealing import SEALED
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
 from tests.crypto import kms_hook
@@ -55,12 +55,12 @@ def copy_of(samples_store: Path, tmp_path: Path) -> Path:
 
 
 def test_a_raw_scan_of_the_data_directory_finds_nothing_in_clear(samples_ft: Facetrail) -> None:
-    samples_ft.gallery.save()
+    samples_ft.gallery.persist()
     secrets = plaintexts(samples_ft)
     assert len(secrets) == 26 * 3 + 22
     every_file = b"".join(p.read_bytes() for p in sorted(samples_ft.data.rglob("*")) if p.is_file())
     assert [what for what, data in secrets if data in every_file] == []
-    index = samples_ft.gallery.path.read_bytes()
+    index = (samples_ft.data / "index" / "dlib-resnet-v1.ftindex").read_bytes()
     assert is_sealed(index) and MAGIC not in index  # the index file is ciphertext as a whole
 
 
@@ -180,7 +180,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     assert image is not None and image.blob_key is not None
     clear = {f.id: (encode_template(template_of(ft, f.template)), ft.blobs.get(f.crop_key or "")) for f in faces}
     clear_image = ft.blobs.get(image.blob_key)
-    ft.gallery.save()
+    ft.gallery.persist()
     clear_index = ft.vault.open("index", (data / "index" / "dlib-resnet-v1.ftindex").read_bytes())
     # Write them back as an earlier version kept them: in clear, with no data key.
     with ft.db.write() as session, session.begin():

@@ -53,7 +53,7 @@ def test_re_adding_an_id_replaces_it(index: FaissIndex) -> None:
 
 def test_save_and_load_round_trip(index: FaissIndex, tmp_path: Path) -> None:
     index.set_generation(7)
-    index.save()
+    index.persist()
     loaded = FaissIndex.load(tmp_path / "faces.ftindex", DIM)
     assert loaded.generation == 7 and len(loaded) == 100
     v = vectors(100)[3]
@@ -63,7 +63,7 @@ def test_save_and_load_round_trip(index: FaissIndex, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage"])
 def test_damaged_file_is_detected(index: FaissIndex, tmp_path: Path, damage: str) -> None:
-    index.save()
+    index.persist()
     path = tmp_path / "faces.ftindex"
     raw = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -80,6 +80,6 @@ def test_damaged_file_is_detected(index: FaissIndex, tmp_path: Path, damage: str
 
 
 def test_wrong_dimension_is_detected(index: FaissIndex, tmp_path: Path) -> None:
-    index.save()
+    index.persist()
     with pytest.raises(IndexCorruptError, match="8-d"):
         FaissIndex.load(tmp_path / "faces.ftindex", 16)

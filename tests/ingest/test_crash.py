@@ -89,7 +89,7 @@ def test_sigkill_half_way_then_rerun_equals_uninterrupted(tmp_path: Path, worker
     ft = Facetrail.open(crashed, workers=1)
     with ft.db.read() as session:
         stored = sorted(session.scalars(select(Face.id)))
-    assert sorted(ft.gallery.saved_ids()) == stored
+    assert sorted(ft.gallery.persisted_ids()) == stored
     assert np.array_equal(np.sort(ft.gallery.index().ids()), np.array(stored))
     assert ft.verify_audit(local_actor()).ok
     ft.close()

@@ -11,11 +11,11 @@ import numpy as np
 from sqlalchemy import select
 
 from facetrail.accounts.roles import Actor
+from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Source, StoredImage
 from facetrail.store.templates import encode_template
-from facetrail.vision.types import Box
 from tests.conftest import sample_bytes, template_of
 
 BIDEN_PHOTOS = ("biden.jpg", "biden2.jpg")

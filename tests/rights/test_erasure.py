@@ -164,7 +164,7 @@ def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file
         assert files_holding(ft.data, face.template) == [] and files_holding(ft.data, face.crop) == []  # no clear
         assert files_holding(ft.data, face.sealed) == [database_file]
         assert files_holding(ft.data, raw_blob(ft, face.crop_key)) != []
-    assert ids <= ft.gallery.saved_ids()
+    assert ids <= ft.gallery.persisted_ids()
     conn = sqlite3.connect(ft.vault.keyring.path)
     wrapped = [row[0] for f in faces for row in conn.execute("SELECT wrapped FROM data_keys WHERE id = ?",
                                                              (f.key_id,))]
@@ -179,13 +179,13 @@ def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file
         assert files_holding(ft.data, face.sealed) == [], face.image_name
         assert not ft.blobs.exists(face.crop_key)
         assert ft.vault.keyring.existing([face.key_id]) == set()  # crypto-shredded: no copy can be opened
-    assert not ids & ft.gallery.saved_ids()
+    assert not ids & ft.gallery.persisted_ids()
     # Still true once the store has been written to again and closed.
     ft.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="later")
     ft.close()
     for face in faces:
         assert files_holding(ft.data, face.sealed) == []
-    assert not ids & ft.gallery.saved_ids()
+    assert not ids & ft.gallery.persisted_ids()
 
 
 def test_no_byte_of_his_templates_or_crops_remains_in_any_file(samples_ft: Facetrail, actor: Actor) -> None:
@@ -263,10 +263,10 @@ def test_a_process_with_a_stale_index_does_not_write_erased_templates_back(sampl
         server.search.search(actor, sample_bytes("obama.jpg"), purpose="demo", case_ref="load")
         faces = stored_faces(samples_ft, find_biden(samples_ft, actor))
         samples_ft.erasure.erase(actor.name, [f.id for f in faces], request_id=None)
-        assert not {f.id for f in faces} & samples_ft.gallery.saved_ids()
+        assert not {f.id for f in faces} & samples_ft.gallery.persisted_ids()
     finally:
         server.close()  # saves its index
-    assert not {f.id for f in faces} & samples_ft.gallery.saved_ids()
+    assert not {f.id for f in faces} & samples_ft.gallery.persisted_ids()
 
 
 def test_a_stored_image_damaged_on_disk_is_deleted_rather_than_kept(samples_ft: Facetrail, actor: Actor) -> None:

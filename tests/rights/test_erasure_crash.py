@@ -19,6 +19,7 @@ from facetrail.config import get_settings
 from facetrail.crashpoints import CRASH_ENV
 from facetrail.crypto.setup import open_vault
 from facetrail.index.faiss_index import FaissIndex
+from facetrail.index.faiss_store import KeyringSealing
 from facetrail.rights.erasure import CRASH_POINTS
 from facetrail.runtime import RESUME_ACTOR, Facetrail, local_actor
 from facetrail.store.templates import decode_template
@@ -74,7 +75,7 @@ def snapshot(data: Path) -> dict[str, Any]:
     state["blobs"] = sorted(str(p.relative_to(data)) for p in (data / "blobs").rglob("*") if p.is_file())
     vault = open_vault(get_settings(data=data))
     state["index"] = sorted(FaissIndex.load(data / "index" / "dlib-resnet-v1.ftindex", 128,
-                                           unseal=lambda raw: vault.open("index", raw)).ids().tolist())
+                                           sealing=KeyringSealing(vault)).ids().tolist())
     # Crypto-shredding: as many keys left (a redacted image's new key is random, so ids differ between runs),
     # none of the erased records' keys among them, and the same ledger.
     plan_keys = [k for _, _, _, plan in state["erasures"] for k in plan["keys"]]

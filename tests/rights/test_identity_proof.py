@@ -158,7 +158,7 @@ def test_the_dpo_judges_the_evidence_and_it_is_shredded_on_close(bush_ft: Facetr
     ft.requests.add_document(rid, token, "letter.pdf", "application/pdf", b"%PDF-1.4 a letter to George")
     assert failure is None
     status = ft.requests.status(rid, token)
-    assert status["status"] == "identity_pending" and status["answer"] is None  # disclosure waits for the DPO
+    assert status.status == "identity_pending" and status.answer is None  # disclosure waits for the DPO
     with pytest.raises(PermissionDeniedError):
         ft.requests.evidence_of(Actor("ivy", Role.INVESTIGATOR), rid)
     view = evidence_view(ft.requests, ft.requests.evidence_of(DPO, rid))
@@ -185,7 +185,7 @@ def test_the_dpo_judges_the_evidence_and_it_is_shredded_on_close(bush_ft: Facetr
 
     ft.requests.approve(DPO, rid, "the key frames show the man in the three held photos; letter addressed to him")
     status = ft.requests.status(rid, token)
-    assert status["status"] == "completed" and status["answer"]["faces"] == 3
+    assert status.status == "completed" and status.answer["faces"] == 3
     # Closed: the key is destroyed, the files are gone, only the count of attempts is left.
     assert ft.vault.keyring.existing([key_id]) == set() and not any(ft.blobs.exists(b) for b in blobs)
     assert not any(p.is_file() for p in (ft.data / "blobs" / "evidence").rglob("*"))
@@ -208,8 +208,8 @@ def test_automatic_kinds_answer_the_same_for_a_person_held_or_not(bush_ft: Facet
             assert challenge is not None
             assert ft.requests.submit_capture(rid, token, challenge.nonce, capture(challenge.poses, person)) is None
             status = ft.requests.status(rid, token)
-            assert status["status"] == "completed", status
-            answers[(kind, who)] = status["answer"]
+            assert status.status == "completed", status
+            answers[(kind, who)] = status.answer
             staff = ft.requests.get(DPO, rid).staff_answer
             assert staff is not None
         assert answers[(kind, "powell")] == answers[(kind, "bush")], kind
@@ -229,7 +229,7 @@ def test_an_operator_may_make_access_automatic_and_a_bad_kind_is_refused(bush_ft
     ft = Facetrail.open(bush_ft.data, workers=1, auto_approve=["confirm"])
     try:
         rid, token, failure = answer(ft, "confirm", "george@example.org", BUSH)
-        assert failure is None and ft.requests.status(rid, token)["answer"]["holds_data"] is True
+        assert failure is None and ft.requests.status(rid, token).answer["holds_data"] is True
     finally:
         ft.close()
 
@@ -261,12 +261,12 @@ def test_the_portal_can_answer_an_automatic_kind_after_its_response(bush_ft: Fac
     assert challenge is not None
     assert ft.requests.submit_capture(rid, token, challenge.nonce, capture(challenge.poses, BUSH),
                                       answer_now=False) is None
-    assert ft.requests.status(rid, token)["status"] == "verified"
+    assert ft.requests.status(rid, token).status == "verified"
     with ft.db.read() as session:
         assert len(session.scalars(select(Face.id).where(Face.source_id == 2)).all()) == 3
     ft.requests.answer_verified(rid)
     ft.requests.answer_verified(rid)  # once only: a second call finds it answered
-    assert ft.requests.status(rid, token)["status"] == "completed"
+    assert ft.requests.status(rid, token).status == "completed"
     with ft.db.read() as session:
         assert session.scalars(select(Face.id).where(Face.source_id == 2)).all() == []
 

@@ -90,8 +90,8 @@ def test_access_package_is_complete(rights_ft: Facetrail) -> None:
     truth = bush_faces(ft)
     request_id, token = full_request(ft, "access")
     status = ft.requests.status(request_id, token)
-    assert status["status"] == "completed" and status["answer"]["faces"] == len(truth) == 3
-    url = status["answer"]["download"]
+    assert status.status == "completed" and status.answer["faces"] == len(truth) == 3
+    url = status.answer["download"]
     package = ft.requests.download(request_id, url.split("token=")[1])
     archive = zipfile.ZipFile(io.BytesIO(package))
     data = json.loads(archive.read("data.json"))
@@ -118,7 +118,7 @@ def test_case_references_are_withheld_by_the_purposes_policy_with_its_ground(rig
     ground = "Art. 23(1)(d) GDPR with the national law on criminal investigations, while the case is open"
     ft.disclosure.set(DPO, "demo", "withhold", ground)
     request_id, token = full_request(ft, "access")
-    url = ft.requests.status(request_id, token)["answer"]["download"]
+    url = ft.requests.status(request_id, token).answer["download"]
     archive = zipfile.ZipFile(io.BytesIO(ft.requests.download(request_id, url.split("token=")[1])))
     data = json.loads(archive.read("data.json"))
     assert data["recipients"] and all(r["case_ref"] is None and r["case_ref_withheld"] == ground
@@ -157,7 +157,7 @@ def test_the_package_hides_other_peoples_faces(rights_ft: Facetrail) -> None:
 
 
 def test_repeated_access_requests_are_each_answered_in_full(rights_ft: Facetrail) -> None:
-    answers = [rights_ft.requests.status(*full_request(rights_ft, "access"))["answer"] for _ in range(3)]
+    answers = [rights_ft.requests.status(*full_request(rights_ft, "access")).answer for _ in range(3)]
     assert answers[0]["faces"] == 3 and all(a["faces"] == answers[0]["faces"] for a in answers)
 
 
@@ -170,15 +170,15 @@ def test_wrong_code_or_unknown_face_reveals_nothing(rights_ft: Facetrail) -> Non
     with pytest.raises(ConflictError):  # no live check before the e-mail address is confirmed
         ft.requests.submit_capture(rid, token, "nonce", capture(["front"], BUSH))
     unverified = ft.requests.status(rid, token)
-    assert unverified["answer"] is None and unverified["status"] == "identity_pending"
+    assert unverified.answer is None and unverified.status == "identity_pending"
     # A live person whose face is not held: the same wait for the DPO, then the same shape, with nothing found.
     colin, colin_token = full_request(ft, "confirm", POWELL, email="colin@example.org", approve=False)
     waiting = ft.requests.status(colin, colin_token)
-    assert waiting["answer"] is None and waiting["status"] == "identity_pending" and waiting["live_check_done"]
+    assert waiting.answer is None and waiting.status == "identity_pending" and waiting.live_check_done
     ft.requests.approve(DPO, colin, "a live capture; nothing held matches it")
     no_match = ft.requests.status(colin, colin_token)
-    assert set(no_match) == set(unverified)
-    assert no_match["answer"] == {"holds_data": False, "faces": 0, "images": 0}
+    assert no_match.as_dict().keys() == unverified.as_dict().keys()
+    assert no_match.answer == {"holds_data": False, "faces": 0, "images": 0}
     # Five wrong codes lock the code out: the right one no longer works.
     other = ft.requests.intake(kind="confirm", email="late@example.org", client_ip="198.51.100.8")
     for _ in range(5):
@@ -191,16 +191,17 @@ def test_manual_check_holds_every_kind_until_approved(rights_ft: Facetrail) -> N
     ft = Facetrail.open(rights_ft.data, workers=1, manual_check=True)
     try:
         rid, token = full_request(ft, "erasure", approve=False)
-        assert ft.requests.status(rid, token)["answer"] is None and bush_faces(ft) != []
+        assert ft.requests.status(rid, token).answer is None and bush_faces(ft) != []
         ft.requests.approve(DPO, rid, "key frames and held faces are the same man")
-        answer = ft.requests.status(rid, token)["answer"]
+        answer = ft.requests.status(rid, token).answer
         assert answer["erasure_receipt"]["faces_erased"] == 3 and bush_faces(ft) == []  # judged: counts shown
         rid2, token2 = full_request(ft, "access", email="other@example.org", approve=False)
         with pytest.raises(InvalidValueError, match="justification"):
             ft.requests.reject(DPO, rid2, "")
         ft.requests.reject(DPO, rid2, "the capture does not show the requester")
         status = ft.requests.status(rid2, token2)
-        assert status["status"] == "refused" and status["answer"] is None and "complaint" in status["refusal"]
+        assert status.status == "refused" and status.answer is None
+        assert status.refusal is not None and "supervisory" in status.refusal.complaint
     finally:
         ft.close()
 
@@ -228,7 +229,7 @@ def test_refusal_needs_a_justification_and_tells_of_the_right_to_complain(rights
         ft.requests.refuse(DPO, intake.request.id, "")
     ft.requests.refuse(DPO, intake.request.id, "the fifth identical request today", unfounded=True)
     status = ft.requests.status(intake.request.id, intake.status_token)
-    assert "supervisory authority" in status["refusal"]["complaint"]
+    assert "supervisory authority" in status.refusal.complaint
     with pytest.raises(PermissionDeniedError):
         ft.requests.refuse(IVY, intake.request.id, "no")
 
@@ -280,20 +281,20 @@ def test_erasure_opt_out_restriction_and_objection_through_requests(rights_ft: F
     assert set(held) <= set(bush_results("strong"))
     # Restriction (automatic): kept, but out of search; the answer gives no count, the staff record does.
     rid, token = full_request(ft, "restriction", email="joe@example.org")
-    assert "restricted_faces" not in ft.requests.status(rid, token)["answer"]
+    assert "restricted_faces" not in ft.requests.status(rid, token).answer
     assert ft.requests.get(DPO, rid).staff_answer == {"restricted_faces": 3} and bush_results() == []
     with ft.db.read() as session:
         assert session.scalar(select(func.count()).select_from(Face).where(Face.restricted.is_(True))) == 3
     # An objection waits for the DPO's judgement, then the decision; an upheld one erases (restricted included).
     rid, token = full_request(ft, "objection", email="joe2@example.org", reasons="I never agreed to this")
-    assert ft.requests.status(rid, token)["status"] == "verified"
+    assert ft.requests.status(rid, token).status == "verified"
     ft.requests.decide_objection(DPO, rid, uphold=True, reason="no compelling grounds")
-    answer = ft.requests.status(rid, token)["answer"]
+    answer = ft.requests.status(rid, token).answer
     assert answer["objection"] == "upheld" and answer["erasure_receipt"]["faces_erased"] == 3
     assert bush_faces(ft) == []
     # Opt-out (with consent to keep only his templates): his face is dropped at the door from now on.
     rid, token = full_request(ft, "opt-out", email="joe3@example.org", consent_to_keep_templates=True)
-    assert ft.requests.status(rid, token)["answer"]["opted_out"] is True
+    assert ft.requests.status(rid, token).answer["opted_out"] is True
     from facetrail.sources.inputs import from_paths
     from tests.conftest import add_source
     from tests.rights.captures import BUSH_HELD, OPERATOR
@@ -307,7 +308,7 @@ def test_download_link_expires(rights_ft: Facetrail) -> None:
     from facetrail.errors import NotFoundError
 
     rid, token = full_request(rights_ft, "access")
-    package_token = rights_ft.requests.status(rid, token)["answer"]["download"].split("token=")[1]
+    package_token = rights_ft.requests.status(rid, token).answer["download"].split("token=")[1]
     assert rights_ft.requests.download(rid, package_token)[:2] == b"PK"
     with pytest.raises(NotFoundError):
         rights_ft.requests.download(rid, "not-the-token")
@@ -328,7 +329,7 @@ def test_the_status_link_expires_some_time_after_the_request_closed(rights_ft: F
     from facetrail.errors import NotFoundError
 
     rid, token = full_request(rights_ft, "confirm")
-    assert rights_ft.requests.status(rid, token)["status"] == "completed"
+    assert rights_ft.requests.status(rid, token).status == "completed"
     days = rights_ft.settings.status_link_days
     with rights_ft.db.write() as session, session.begin():
         session.execute(update(RightsRequest).where(RightsRequest.id == rid).values(
@@ -344,7 +345,7 @@ def test_an_erasure_shreds_the_access_packages_that_showed_the_person(rights_ft:
 
     ft = rights_ft
     rid, token = full_request(ft, "access")
-    package_token = ft.requests.status(rid, token)["answer"]["download"].split("token=")[1]
+    package_token = ft.requests.status(rid, token).answer["download"].split("token=")[1]
     with ft.db.read() as session:
         request = session.get(RightsRequest, rid)
         assert request is not None and request.package_key is not None

@@ -174,10 +174,10 @@ def _facts(snapshot: Path) -> tuple[_Facts, list[str]]:
 
 
 def _index_files(ft: Facetrail) -> list[tuple[str, bytes]]:
-    """The saved index file(s), read under the index's file lock so none is caught half-replaced."""
+    """The persisted index file(s), read under the index's writers' lock so none is caught half-replaced."""
     ft.gallery.index()  # loaded (repaired if need be) and in step with the store
-    ft.gallery.save()
-    with ft.gallery.file_lock():
+    ft.gallery.persist()
+    with ft.gallery.writing():
         files = [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
     unsealed = [name for name, data in files if not is_sealed(data)]
     if unsealed:

@@ -1,7 +1,7 @@
 """`backup restore`: put a backup archive in place of the store, blobs and index, then re-apply the ledger.
 
 The keyring and the master key stay as they are (a backup holds neither), so whatever was erased since the
-backup was taken cannot be decrypted from it, and reapply.py erases what the restored store still names.
+backup was taken cannot be decrypted from it, and rights/reapply.py erases what the restored store still names.
 
 Entries that the live audit log holds beyond the backup's are not thrown away: they are written to
 `<data>/audit-archive/restore-<time>.jsonl`, still chained (each names the hash of the one before), and the
@@ -23,13 +23,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facetrail.audit.checkpoints import set_aside
-from facetrail.backup import swap
 from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
 from facetrail.crypto.setup import keyring_path
-from facetrail.datadir import require_data_dir
+from facetrail.datadir import require_data_dir, swap
 from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail

@@ -13,6 +13,7 @@ import typer
 from facetrail.accounts.roles import Action, Role, actions_of
 from facetrail.accounts.staff import StaffSignIn
 from facetrail.audit.query import AuditQuery
+from facetrail.cli.commands_audit import audit_app, verify_against
 from facetrail.cli.output import console, emit_json, err_console, field_table, folding_table, reported_errors, when
 from facetrail.cli.state import JsonOpt, state
 from facetrail.runtime import local_actor
@@ -20,7 +21,6 @@ from facetrail.store.models import Account
 from facetrail.timestamps import iso_z, parse_time
 
 user_app = typer.Typer(no_args_is_help=True, help="Staff accounts and their API keys.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 index_app = typer.Typer(no_args_is_help=True, help="The vector index (derived from the store).")
 
 
@@ -123,8 +123,6 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False,
     """Check the whole hash chain; exit 1 naming the first broken entry. With --against, also check each
     signed checkpoint and that the log's first N entries still have its root."""
     if against is not None:
-        from facetrail.cli.commands_audit import verify_against
-
         return verify_against(ctx, against, public_key, as_json)
     with reported_errors(as_json):
         ft = state(ctx).open()

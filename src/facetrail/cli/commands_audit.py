@@ -11,12 +11,14 @@ import typer
 from facetrail.audit.checkpoints import AgainstResult, against_report, append, check_inclusion, push, verify_checkpoint
 from facetrail.audit.note import Verifier
 from facetrail.audit.signing import DEFAULT_NAME, read_verifier, write_key_pair
-from facetrail.cli.commands_admin import audit_app
 from facetrail.cli.output import console, emit_json, err_console, reported_errors
 from facetrail.cli.state import JsonOpt, state
 from facetrail.config import get_settings
 from facetrail.errors import InvalidValueError, KeyUnavailableError
 from facetrail.runtime import local_actor
+
+# Defined here, where most audit commands are; `audit verify` and `audit list` are added in commands_admin.py.
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 
 PublicKeyOpt = Annotated[Path | None, typer.Option(
     "--public-key", help="the log's public key file (from `audit keygen`); default: the configured signing key's")]

@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 
 from facetrail.accounts.roles import Actor
-from facetrail.backup import swap
 from facetrail.cli.output import console, emit_json, progress_bar, reported_errors
 from facetrail.cli.state import JsonOpt, state
+from facetrail.datadir import swap
 from facetrail.demo import QUERY_PHOTO, SAMPLES
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail, local_actor

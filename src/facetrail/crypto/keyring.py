@@ -154,26 +154,24 @@ class Keyring:
         with self._connect() as conn:
             return conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is None
 
-    def destroy(self, key_ids: Collection[str], ledger: dict[str, Any] | None = None, *,
-                retired_index_keys: bool = False) -> int:
-        """Destroy data keys for good (with the retired index keys, and recording the erasure in the ledger,
-        in the same transaction); then truncate the log so no copy of a wrapped key stays in it. Returns how
-        many existed."""
+    def destroy(self, key_ids: Collection[str], ledger: dict[str, Any] | None = None) -> int:
+        """Destroy data keys for good (recording the erasure in the ledger in the same transaction); then
+        truncate the log so no copy of a wrapped key stays in it. Returns how many existed."""
         with self._connect(write=True) as conn:
-            wanted = set(key_ids)
-            if retired_index_keys:
-                wanted.update(self._retired(conn))
-                conn.execute("DELETE FROM meta WHERE key = ?", (RETIRED_INDEX_KEYS,))
-            ids = sorted(wanted)
-            destroyed = 0
-            for start in range(0, len(ids), CHUNK):
-                chunk = ids[start:start + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                destroyed += conn.execute(f"DELETE FROM data_keys WHERE id IN ({marks})", chunk).rowcount
+            destroyed = self._delete_keys(conn, key_ids)
             if ledger is not None:
                 conn.execute("INSERT OR REPLACE INTO erasure_ledger VALUES (?, ?, ?)",
                              (ledger["uid"], datetime.now(UTC).isoformat(), json.dumps(ledger, sort_keys=True)))
         self.checkpoint()
+        return destroyed
+
+    def _delete_keys(self, conn: sqlite3.Connection, key_ids: Collection[str]) -> int:
+        ids = sorted(set(key_ids))
+        destroyed = 0
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start:start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            destroyed += conn.execute(f"DELETE FROM data_keys WHERE id IN ({marks})", chunk).rowcount
         return destroyed
 
     def checkpoint(self) -> None:
@@ -243,6 +241,15 @@ class Keyring:
     def retired_index_keys(self) -> list[str]:
         with self._connect() as conn:
             return self._retired(conn)
+
+    def destroy_retired_index_keys(self) -> int:
+        """Destroy the keys that earlier index files were sealed under, once the index was persisted under the
+        current one; then truncate the log, as `destroy` does. Returns how many existed."""
+        with self._connect(write=True) as conn:
+            destroyed = self._delete_keys(conn, self._retired(conn))
+            conn.execute("DELETE FROM meta WHERE key = ?", (RETIRED_INDEX_KEYS,))
+        self.checkpoint()
+        return destroyed
 
 
     def _retired(self, conn: sqlite3.Connection) -> list[str]:

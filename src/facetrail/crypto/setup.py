@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import select
-
 from facetrail.config import Settings
 from facetrail.crypto.keyring import Keyring, WrongMasterKeyError
 from facetrail.crypto.master import (
@@ -21,8 +19,6 @@ from facetrail.crypto.master import (
 from facetrail.crypto.vault import Vault
 from facetrail.errors import InvalidValueError, KeyUnavailableError
 from facetrail.fsutil import fsync_dir
-from facetrail.store.db import Database
-from facetrail.store.models import Face
 
 
 def keyring_path(data: Path) -> Path:
@@ -100,15 +96,3 @@ def rotate_master_key(settings: Settings, vault: Vault, *, new_key_file: Path | 
 
 def _pending(path: Path) -> Path:
     return path.with_name(path.name + ".new")
-
-
-def check_keyring(db: Database, vault: Vault) -> None:
-    """Refuse a store whose records name data keys when the keyring holds none: the keyring file was lost or
-    replaced, and carrying on would make every record look erased."""
-    if not vault.keyring.is_empty():
-        return
-    with db.read() as session:
-        sealed = session.scalar(select(Face.id).where(Face.key_id.is_not(None)).limit(1))
-    if sealed is not None:
-        raise KeyUnavailableError(f"the keyring {vault.keyring.path} holds no keys, but the store holds "
-                                  "encrypted faces: put back the keys directory this store was made with")

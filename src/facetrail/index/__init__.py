@@ -1,6 +1,5 @@
 """Vector indexes over face templates: one interface, true deletion, rebuildable from the store."""
 
-from facetrail.index.base import Hit, VectorIndex
-from facetrail.index.faiss_index import FaissIndex
+from facetrail.index.base import Hit, IndexStore, VectorIndex
 
-__all__ = ["FaissIndex", "Hit", "VectorIndex"]
+__all__ = ["Hit", "IndexStore", "VectorIndex"]

@@ -1,8 +1,14 @@
-"""The vector index interface: the embedded FAISS index and a distributed engine both meet it."""
+"""The vector index interface: the embedded FAISS index and a distributed engine both meet it.
+
+`VectorIndex` is one model's templates; `IndexStore` is where such an index is persisted. The gallery (gallery.py)
+keeps an index in step with the store through these two alone: how an engine persists, locks and forgets is
+its own business (faiss_index.py and faiss_store.py for the embedded one).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +51,39 @@ class VectorIndex(Protocol):
 
     def set_generation(self, generation: int) -> None: ...
 
-    def save(self) -> None:
-        """Persist atomically: a crash leaves the previous file or the new one, never half of one."""
+    def persist(self) -> None:
+        """Make the contents and generation durable, whole: after a crash the index is found as persisted
+        before or as now, never half of either (what came later is caught up from the store)."""
+        ...
+
+    def purge(self) -> None:
+        """Persist after removals made for an erasure, so that no earlier persisted copy of the index (a
+        backup's included) can give back a removed template: the embedded index rewrites its file under a new
+        key and destroys the keys of the earlier files; an engine that only marks deletions compacts them."""
+        ...
+
+
+class IndexStore(Protocol):
+    """Where one model's index is persisted (a sealed file, a collection on a server)."""
+
+    def open(self) -> VectorIndex | None:
+        """The persisted index, or None when none was persisted yet. Raises IndexCorruptError, naming the
+        cause, when it is unusable (damaged, sealed under a destroyed key): the caller rebuilds it."""
+        ...
+
+    def create(self) -> VectorIndex:
+        """A new, empty index; once persisted, it replaces the one persisted before."""
+        ...
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held around persisting: one writer at a time, across processes."""
+        ...
+
+    def persisted_ids(self) -> set[int]:
+        """The ids the persisted index holds (not those in memory): what a copy of it would give back."""
+        ...
+
+    def unsafe_at_rest(self) -> str | None:
+        """Why the persisted index must be rebuilt at once, before any use (an earlier version persisted it in
+        clear), or None."""
         ...

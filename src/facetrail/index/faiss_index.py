@@ -1,10 +1,10 @@
 """The embedded index: FAISS exact L2 search with true removal, persisted in one checksummed file.
 
-The file is sealed as a whole (AES-GCM, crypto/) when the owner passes `seal`/`unseal`: the vectors are
-usable in memory, as a search needs them, but never in clear on disk. Inside: 8-byte magic, 4-byte
-header length, JSON header (dim, count, generation, sha256 of the body), then the body: the serialised
-FAISS index followed by the partition of each id. The file is written to a temporary name, fsynced and
-renamed, so readers see the old or the new file whole.
+The file is sealed as a whole (AES-GCM, crypto/) when the owner passes a `Sealing` (faiss_store.py): the
+vectors are usable in memory, as a search needs them, but never in clear on disk; `purge` renews the key.
+Inside: 8-byte magic, 4-byte header length, JSON header (dim, count, generation, sha256 of the body), then
+the body: the serialised FAISS index followed by the partition of each id. The file is written to a
+temporary name, fsynced and renamed, so readers see the old or the new file whole.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import hashlib
 import json
 import struct
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -27,18 +27,31 @@ from facetrail.fsutil import atomic_write
 from facetrail.index.base import Hit
 
 MAGIC = b"FTINDEX1"
-Transform = Callable[[bytes], bytes]
+
+
+class Sealing(Protocol):
+    """How the index file is encrypted at rest: under one key at a time."""
+
+    def seal(self, raw: bytes) -> bytes: ...
+
+    def unseal(self, sealed: bytes) -> bytes: ...
+
+    def renew(self) -> None:
+        """Seal under a new key from now on."""
+        ...
+
+    def destroy_retired(self) -> None:
+        """Destroy the keys that files were sealed under before the last `renew`."""
+        ...
 
 
 class FaissIndex:
     """Exact search (IndexFlatL2 in an IndexIDMap2). Thread-safe: one lock around every operation."""
 
-    def __init__(self, path: Path, dim: int, *, seal: Transform | None = None,
-                 unseal: Transform | None = None) -> None:
+    def __init__(self, path: Path, dim: int, *, sealing: Sealing | None = None) -> None:
         self.path = path
         self.dim = dim
-        self._seal = seal
-        self._unseal = unseal
+        self._sealing = sealing
         self._lock = threading.RLock()
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
         self._partition: dict[int, int] = {}
@@ -48,18 +61,17 @@ class FaissIndex:
 
     # -- persistence -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path, dim: int, *, seal: Transform | None = None,
-             unseal: Transform | None = None) -> FaissIndex:
+    def load(cls, path: Path, dim: int, *, sealing: Sealing | None = None) -> FaissIndex:
         """Read an index file; raise IndexCorruptError if it is unreadable, truncated, altered or sealed
         under a key that is gone."""
-        index = cls(path, dim, seal=seal, unseal=unseal)
+        index = cls(path, dim, sealing=sealing)
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise IndexCorruptError(f"cannot read index file: {exc}") from exc
-        if unseal is not None:
+        if sealing is not None:
             try:
-                raw = unseal(raw)
+                raw = sealing.unseal(raw)
             except FacetrailError as exc:
                 raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
         if len(raw) < 12 or raw[:8] != MAGIC:
@@ -86,7 +98,8 @@ class FaissIndex:
             raise IndexCorruptError("index file is inconsistent (ids and partitions differ)")
         return index
 
-    def save(self) -> None:
+    def persist(self) -> None:
+        """Write the file atomically: a crash leaves the previous file or the new one, never half of one."""
         with self._lock:
             faiss_bytes = faiss.serialize_index(self._index).tobytes()
             parts = np.array(sorted(self._partition.items()), dtype=np.int64).reshape(-1, 2)
@@ -96,8 +109,19 @@ class FaissIndex:
                 "faiss_bytes": len(faiss_bytes), "sha256": hashlib.sha256(body).hexdigest(),
             }).encode()
             raw = MAGIC + struct.pack("<I", len(header)) + header + body
-            atomic_write(self.path, self._seal(raw) if self._seal is not None else raw,
+            atomic_write(self.path, self._sealing.seal(raw) if self._sealing is not None else raw,
                          before_rename=lambda: crash_point("index_save"))
+
+    def purge(self) -> None:
+        """persist() under a new key, then destroy the keys of the earlier files: no copy of one (a backup's)
+        can be opened any more. A crash in between leaves the old keys retired, destroyed by the next purge.
+        Unsealed (tests only), the new file just replaces the old one."""
+        with self._lock:
+            if self._sealing is not None:
+                self._sealing.renew()
+            self.persist()
+            if self._sealing is not None:
+                self._sealing.destroy_retired()
 
     # -- contents ----------------------------------------------------------------------------
     @property

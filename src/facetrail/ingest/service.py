@@ -109,13 +109,13 @@ class IngestService:
                 else:
                     since_save += self._commit(source, job, outcome, report)
                     if since_save >= self.settings.index_save_every:
-                        self.gallery.save()
+                        self.gallery.persist()
                         since_save = 0
                 advance()
                 if self._stopping.is_set():
                     report.interrupted = True
                     break  # closing the analysis stops the worker processes without waiting for them
-        self.gallery.save()
+        self.gallery.persist()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
             for order_id, count in sorted(report.refused_by_order.items()):

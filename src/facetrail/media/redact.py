@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from facetrail.vision.types import Box
+from facetrail.media.geometry import Box
 
 MOSAIC_CELLS = 8
 MARGIN = 0.2

@@ -23,12 +23,12 @@ from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.crypto.vault import Vault
 from facetrail.errors import InvalidValueError, NotFoundError
+from facetrail.media.geometry import Box
 from facetrail.people.clustering import assign_faces, default_threshold
 from facetrail.people.views import PersonDetail, PersonFace, PersonSummary, clean_ids, clean_name, summaries
 from facetrail.store.db import Database
 from facetrail.store.models import Face, Person, Source, StoredImage, utcnow
 from facetrail.store.templates import open_templates
-from facetrail.vision.types import Box
 
 CHUNK = 2000
 """Unassigned faces placed (and committed, in one transaction) at a time."""

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facetrail.errors import InvalidValueError
+from facetrail.media.geometry import Box
 from facetrail.store.models import Face, Person
 from facetrail.timestamps import iso_z
-from facetrail.vision.types import Box
 
 MAX_NAME = 200
 MAX_IDS = 10_000

@@ -15,12 +15,14 @@ import io
 import json
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from PIL import Image
 from sqlalchemy import select
 
+from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.media.redact import encode, hide_regions
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
@@ -36,7 +38,6 @@ from facetrail.store.models import (
     Source,
     StoredImage,
 )
-from facetrail.vision.types import Box
 
 RIGHTS = [
     "Access (Art. 15): this package; ask again whenever you wish, there is no limit.",
@@ -55,7 +56,16 @@ def _box(face: Face) -> Box:
     return Box(face.box_left, face.box_top, face.box_right, face.box_bottom)
 
 
-def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Collected:
+    """What an access package is made of: `data` is data.json (faces with their images and sources, the
+    searches that showed them, the rights); `others` the boxes of everyone else's faces, by image id, to hide."""
+
+    data: dict[str, Any]
+    others: dict[int, list[Box]]
+
+
+def collect(db: Database, face_ids: Sequence[int]) -> Collected:
     """The package's data: faces with their images and sources, and the searches that showed them."""
     with db.read() as session:
         rows = session.execute(
@@ -105,14 +115,14 @@ def collect(db: Database, face_ids: Sequence[int]) -> dict[str, Any]:
             entry["case_ref"] = None
             entry["case_ref_withheld"] = withheld[record.purpose]
         entry["your_faces_shown"].append(face_id)
-    return {"faces": faces, "recipients": list(shown.values()), "rights": RIGHTS, "_others": others}
+    return Collected({"faces": faces, "recipients": list(shown.values()), "rights": RIGHTS}, others)
 
 
 def build_package(db: Database, blobs: BlobStore, request: RightsRequest, face_ids: Sequence[int],
                   max_pixels: int) -> tuple[bytes, dict[str, Any]]:
     """The zip and a summary (counts only) for the request's answer."""
-    data = collect(db, face_ids)
-    others: dict[int, list[Box]] = data.pop("_others")
+    collected = collect(db, face_ids)
+    data, others = collected.data, collected.others
     data["request"] = {"id": request.id, "kind": request.kind, "received_at": request.received_at.isoformat()}
     data["images"] = len({f["image_id"] for f in data["faces"]})
     buffer = io.BytesIO()

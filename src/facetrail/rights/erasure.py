@@ -9,15 +9,16 @@ idempotent steps, each recorded in `state`, so that a crash at any point (even S
     rows_deleted   one transaction deleted the face rows (and people left without a face, whose name is
                    personal data), updated or deleted the images and bumped the index generation: from this
                    commit on no search can return the faces, since search resolves every hit through the store
-    index_updated  the vector index followed the store and was saved (atomic rewrite: no old vectors remain)
+    index_updated  the vector index followed the store and was purged (VectorIndex.purge): the embedded
+                   index was rewritten atomically under a new key and the keys of its earlier files destroyed,
+                   so no copy of them (an old backup) can give back the person's vectors
     blobs_removed  crops deleted; stored images redacted (blacked out, re-encoded without metadata, sealed
                    under a new data key) or deleted; the plan is reduced to ids, so that no box or blob key of
                    the person outlives this step
     keys_destroyed crypto-shredding: the data keys of the faces, of the deleted images and of the images'
-                   unredacted versions, and the index key the old index file was sealed under, are destroyed
-                   in the keyring, in the same transaction that writes the erasure to the ledger. Any copy of
-                   those bytes (an old backup, a snapshot of the disk) can no longer be decrypted, and
-                   restoring a backup re-applies the ledger (backup/restore.py)
+                   unredacted versions are destroyed in the keyring, in the same transaction that writes
+                   the erasure to the ledger. Any copy of those bytes (an old backup, a snapshot of the disk)
+                   can no longer be decrypted, and restoring a backup re-applies the ledger (reapply.py)
     completed      after a WAL checkpoint (TRUNCATE) folded the log into the database file, where
                    secure_delete has zeroed the deleted rows: the receipt is stored and audited
 
@@ -44,12 +45,12 @@ from facetrail.crypto.vault import DataKey
 from facetrail.errors import FacetrailError, InvalidValueError, KeyUnavailableError, MediaError, NotFoundError
 from facetrail.fsutil import private_opener
 from facetrail.index.gallery import Gallery
+from facetrail.media.geometry import Box
 from facetrail.media.redact import redact_image_bytes
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Erasure, Face, ImageJurisdiction, Person, RightsRequest, StoredImage, utcnow
 from facetrail.timestamps import iso_z
-from facetrail.vision.types import Box
 
 log = logging.getLogger(__name__)
 CRASH_POINTS = ("planned", "rows_deleted", "index_updated", "blobs_partial", "blobs_removed", "keys_destroyed",
@@ -261,14 +262,13 @@ class ErasureService:
             erasure.state = ErasureState.ROWS_DELETED.value
 
     def _update_index(self, plan: dict[str, Any]) -> None:
-        """Step (b): the index follows the store (its generation moved) and is rewritten atomically, under a
-        new index key: the key of the files that held the person's vectors is destroyed in step (d)."""
-        self.keyring.rotate_index_key()
+        """Step (b): the index follows the store (its generation moved) and is purged: no earlier persisted
+        copy of it can give back the person's vectors (VectorIndex.purge)."""
         index = self.gallery.index()
         left = np.intersect1d(index.ids(), np.asarray(plan["indexed"], dtype=np.int64))
         if len(left):
             raise FacetrailError(f"the index still holds {len(left)} erased face(s) after following the store")
-        self.gallery.save()
+        self.gallery.purge()
 
     def _remove_blobs(self, erasure_id: int, plan: dict[str, Any]) -> None:
         """Step (c): crops go; images keeping other faces are redacted, the others deleted; access packages
@@ -354,7 +354,7 @@ class ErasureService:
         keys = list(plan.get("keys", []))
         ledger = {"uid": plan.get("uid") or f"erasure-{erasure_id}", "kind": "erasure", "erasure_id": erasure_id,
                   "request_id": request_id, "face_ids": plan["faces"], "images": plan["images"], "key_ids": keys}
-        self.keyring.destroy(keys, ledger, retired_index_keys=True)
+        self.keyring.destroy(keys, ledger)
 
     def _checkpoint(self) -> None:
         """Step (d): deleted rows were zeroed in the database file (secure_delete), but earlier versions of

@@ -39,6 +39,7 @@ from facetrail.rights.evidence import EvidenceStore
 from facetrail.rights.fulfilment import Answer
 from facetrail.rights.mailer import Mailer
 from facetrail.rights.proof import CaptureFrame, ChallengeView, IdentityProof
+from facetrail.rights.status import RequesterView, requester_view
 from facetrail.rights.workflow import CLOSED, RequestKind, RequestStatus, allowed
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
@@ -239,23 +240,11 @@ class RequestService:
                 raise RateLimitedError(str(exc)) from None
             self._event(session, request, S(request.status), S(request.status), PORTAL, "document added")
 
-    def status(self, request_id: str, token: str) -> dict[str, Any]:
+    def status(self, request_id: str, token: str) -> RequesterView:
         """What the requester may see: nothing about faces until identity is verified."""
         with self.db.read() as session:
             request = self._by_token(session, request_id, token)
-            verified = request.status == S.COMPLETED
-            return {
-                "id": request.id, "kind": request.kind, "status": request.status,
-                "received_at": iso_z(request.received_at), "due_at": iso_z(self._due(request)),
-                "email_verified": request.email_verified_at is not None,
-                "live_check_done": request.selfie_checked_at is not None,
-                "documents": len((request.evidence or {}).get("documents", [])),
-                "answer": request.answer if verified else None,
-                "refusal": ({"justification": request.refusal_justification, "complaint": COMPLAINT}
-                            if request.status == S.REFUSED else None),
-                "extension": ({"months": request.extension_months, "reasons": request.extension_reasons}
-                              if request.extension_months else None),
-            }
+            return requester_view(request, self._due(request), COMPLAINT)
 
     def purge_expired_packages(self) -> int:
         return purge_expired_packages(self.db, self.blobs, self.audit)

@@ -22,6 +22,7 @@ from facetrail.errors import (
 )
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer
+from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.policy.sources import validate_purpose
 from facetrail.search.scoring import Scorer
@@ -32,7 +33,6 @@ from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Sourc
 from facetrail.timestamps import iso_z
 from facetrail.vision.calibration import Band
 from facetrail.vision.pipeline import analyze_faces
-from facetrail.vision.types import Box
 
 MAX_TOP_K = 100
 

@@ -11,9 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facetrail.vision.calibration import Calibration
-from facetrail.vision.types import Detection
-
-Template = NDArray[np.float32]
+from facetrail.vision.types import Detection, Template
 
 
 class VisionBackend(Protocol):

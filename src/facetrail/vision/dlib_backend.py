@@ -18,9 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facetrail.errors import InvalidValueError
-from facetrail.vision.backend import Template
+from facetrail.media.geometry import Box
 from facetrail.vision.calibration import Calibration, load_calibration
-from facetrail.vision.types import Box, Detection, Point
+from facetrail.vision.types import Detection, Point, Template
 
 
 class DetectorKind(StrEnum):

@@ -54,10 +54,9 @@ from facetrail.vision.alignment import (
     template_points,
     warp_affine,
 )
-from facetrail.vision.backend import Template
 from facetrail.vision.calibration import Calibration, load_calibration
 from facetrail.vision.dlib_backend import DlibBackend
-from facetrail.vision.types import Detection, Point
+from facetrail.vision.types import Detection, Point, Template
 
 # The model id names the index file and fills a 64-character column; keep it a plain file name.
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

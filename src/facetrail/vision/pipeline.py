@@ -9,9 +9,9 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from facetrail.media.image import encode_jpeg
-from facetrail.vision.backend import Template, VisionBackend
+from facetrail.vision.backend import VisionBackend
 from facetrail.vision.quality import Quality, measure_quality
-from facetrail.vision.types import Detection
+from facetrail.vision.types import Detection, Template
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from facetrail.vision.types import Box, Point
+from facetrail.media.geometry import Box
+from facetrail.vision.types import Point
 
 
 @dataclass(frozen=True)

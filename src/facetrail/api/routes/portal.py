@@ -155,7 +155,7 @@ def submit_request(
         return _intake_form(request, ft, 422, error=_field_message(exc), field=exc.field, form=form)
     except FacetrailError as exc:
         return _error(exc)
-    link = str(request.base_url).rstrip("/") + _status_url(status["id"], intake.status_token)
+    link = str(request.base_url).rstrip("/") + _status_url(status.id, intake.status_token)
     return _with_csrf(request, "created.html", 201, status=status, token=intake.status_token, status_url=link,
                       challenge=None)
 
@@ -178,13 +178,12 @@ def status_page(request: Request, request_id: str, ft: FacetrailDep, token: Anno
     except FacetrailError as exc:
         return _error(exc)
     tone, text = NOTES.get(note, ("", ""))
-    own_step = status["status"] == "identity_pending" and not (status["email_verified"]
-                                                              and status["live_check_done"])
+    own_step = status.status == "identity_pending" and not (status.email_verified and status.live_check_done)
     return _with_csrf(
-        request, "request.html", status=status, token=token, rows=render.answer_rows(status["answer"]),
+        request, "request.html", status=status, token=token, rows=render.answer_rows(status.answer),
         challenge=render.challenge_steps(challenge),
         note={"tone": tone, "text": text} if text else None, closed=render.CLOSED,
-        waiting=status["status"] not in render.CLOSED and not own_step,
+        waiting=status.status not in render.CLOSED and not own_step,
         poll_url=f"/portal/api/requests/{request_id}?{urlencode({'token': token})}")
 
 
@@ -288,7 +287,7 @@ def package(request_id: str, ft: FacetrailDep, token: Annotated[str, Query()] = 
 def status_json(request_id: str, ft: FacetrailDep,
                 token: Annotated[str, Query(description="the request's secret status token")]) -> PortalStatus:
     """The request's status for the portal's script (public: the id and its token are the credential)."""
-    return PortalStatus.model_validate(render.public_status(ft.requests.status(request_id, token)))
+    return PortalStatus.model_validate(render.public_status(ft.requests.status(request_id, token).as_dict()))
 
 
 @router.get("/static/{name}", include_in_schema=False)

@@ -4,7 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-26
 
-Records written before this revision hold cleartext templates and blobs; `crypto.upgrade` seals them the
+Records written before this revision hold cleartext templates and blobs; `store.sealing` seals them the
 first time the data directory is opened with this version.
 """
 

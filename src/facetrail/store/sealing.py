@@ -1,9 +1,10 @@
-"""Sealing what an earlier version stored in clear: templates, crops, images, suppression entries, selfies
-and access packages (the index file is rebuilt sealed: see Gallery.seal_cleartext_file).
+"""The store's records against the keyring: refusing a store whose keyring was lost, and sealing what an
+earlier version stored in clear: templates, crops, images, suppression entries, selfies and access packages
+(the index file is rebuilt sealed: see Gallery.secure_at_rest).
 
-Runs when a data directory is opened, until it has run to the end once (then a flag in the store's meta table
-makes it a single read). Each batch is one transaction,
-committed only after its blobs were rewritten sealed, so an interrupted upgrade resumes where it stopped:
+The sealing runs when a data directory is opened, until it has run to the end once (then a flag in the store's
+meta table makes it a single read). Each batch is one transaction, committed only after its blobs were
+rewritten sealed, so an interrupted upgrade resumes where it stopped:
 a blob already sealed by the interrupted run is recognised by its header and its key is reused for the
 record, so a record and its blob never end up under two keys."""
 
@@ -13,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.crypto.vault import DataKey, is_sealed, key_id_of
+from facetrail.crypto.vault import DataKey, Vault, is_sealed, key_id_of
+from facetrail.errors import KeyUnavailableError
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, Meta, RightsRequest, StoredImage, Suppression
@@ -72,3 +74,15 @@ def _seal_row(blobs: BlobStore, row: Face | Suppression | StoredImage) -> None:
     if blob and raw is not None and not is_sealed(raw):
         blobs.put(blob, raw, key)
     row.key_id = key.id
+
+
+def check_keyring(db: Database, vault: Vault) -> None:
+    """Refuse a store whose records name data keys when the keyring holds none: the keyring file was lost or
+    replaced, and carrying on would make every record look erased."""
+    if not vault.keyring.is_empty():
+        return
+    with db.read() as session:
+        sealed = session.scalar(select(Face.id).where(Face.key_id.is_not(None)).limit(1))
+    if sealed is not None:
+        raise KeyUnavailableError(f"the keyring {vault.keyring.path} holds no keys, but the store holds "
+                                  "encrypted faces: put back the keys directory this store was made with")

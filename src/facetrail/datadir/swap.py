@@ -1,10 +1,11 @@
-"""Putting a restored copy in place of the live files, in steps that a crash cannot leave half-done.
+"""Who has the data directory open (locks), and putting a restored copy (backup/restore.py) in place of the
+live files, in steps that a crash cannot leave half-done.
 
 A restore extracts the archive into `<data>/.restore/new`, writes a journal, then moves each live item
 (database and its -wal/-shm, blobs, index, audit head) to `<data>/.restore/old` and the restored one in its
 place. Each move is a rename, checked before it is made, so running the swap again after a crash finishes it.
 The journal is marked `swapped` once everything is in place; only then is the old copy removed and the data
-directory opened, which re-applies the erasure ledger and removes the journal (see reapply.py).
+directory opened, which re-applies the erasure ledger and removes the journal (see rights/reapply.py).
 """
 
 from __future__ import annotations

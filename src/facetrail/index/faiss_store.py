@@ -1,0 +1,74 @@
+"""Where the embedded index lives: one file per model under the data directory (`index/<model>.ftindex`),
+sealed under the keyring's index key, beside a lock file that lets one process at a time write it."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from facetrail.crypto.vault import Vault, is_sealed
+from facetrail.fsutil import private_dir, private_opener
+from facetrail.index.faiss_index import FaissIndex
+
+INDEX_LABEL = "index"
+
+
+class KeyringSealing:
+    """The index file sealed (AES-GCM) under the keyring's current index key: one key for every file, replaced
+    when an erasure purges the index (the old keys are then destroyed)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    def seal(self, raw: bytes) -> bytes:
+        return self.vault.seal(self.vault.key(self.vault.keyring.index_key()), INDEX_LABEL, raw)
+
+    def unseal(self, sealed: bytes) -> bytes:
+        return self.vault.open(INDEX_LABEL, sealed)
+
+    def renew(self) -> None:
+        self.vault.keyring.rotate_index_key()
+
+    def destroy_retired(self) -> None:
+        self.vault.keyring.destroy_retired_index_keys()
+
+
+class FaissStore:
+    """The `IndexStore` of the embedded FAISS index."""
+
+    def __init__(self, path: Path, dim: int, vault: Vault) -> None:
+        self.path = path
+        self.dim = dim
+        self.sealing = KeyringSealing(vault)
+
+    def open(self) -> FaissIndex | None:
+        if not self.path.exists():
+            return None
+        return FaissIndex.load(self.path, self.dim, sealing=self.sealing)
+
+    def create(self) -> FaissIndex:
+        return FaissIndex(self.path, self.dim, sealing=self.sealing)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """An exclusive lock (flock) on `<model>.lock`: a command-line ingestion beside a running server."""
+        private_dir(self.path.parent)
+        with open(self.path.with_suffix(".lock"), "a+", opener=private_opener) as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def persisted_ids(self) -> set[int]:
+        return {int(i) for i in FaissIndex.load(self.path, self.dim, sealing=self.sealing).ids()}
+
+    def unsafe_at_rest(self) -> str | None:
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(64)
+        except FileNotFoundError:
+            return None
+        return None if is_sealed(head) else "the index file was not encrypted"

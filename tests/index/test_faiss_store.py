@@ -1,0 +1,96 @@
+"""The embedded index's store: a sealed file per model, and an erasure's purge that leaves no earlier copy of it
+readable, even when cut off half-way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.crypto.keyring import Keyring
+from facetrail.crypto.master import LocalMasterKey, new_key_bytes
+from facetrail.crypto.vault import Vault
+from facetrail.errors import IndexCorruptError
+from facetrail.index.faiss_index import MAGIC, FaissIndex
+from facetrail.index.faiss_store import FaissStore
+
+DIM = 8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FaissStore:
+    vault = Vault(Keyring(tmp_path / "keys" / "keyring.db", LocalMasterKey(new_key_bytes(), "test")))
+    return FaissStore(tmp_path / "index" / "model.ftindex", DIM, vault)
+
+
+def filled(store: FaissStore) -> FaissIndex:
+    index = store.create()
+    vectors = np.random.default_rng(0).normal(size=(10, DIM)).astype(np.float32)
+    index.add(np.arange(1, 11, dtype=np.int64), vectors, np.ones(10, dtype=np.int64))
+    with store.writing():
+        index.persist()
+    return index
+
+
+def an_earlier_copy_opens(store: FaissStore, copy: bytes, tmp_path: Path) -> bool:
+    (tmp_path / "copy.ftindex").write_bytes(copy)
+    try:
+        FaissIndex.load(tmp_path / "copy.ftindex", DIM, sealing=store.sealing)
+    except IndexCorruptError:
+        return False
+    return True
+
+
+def test_nothing_persisted_yet_opens_as_none_and_a_damaged_file_is_refused(store: FaissStore) -> None:
+    assert store.open() is None and store.unsafe_at_rest() is None
+    filled(store)
+    raw = bytearray(store.path.read_bytes())
+    raw[len(raw) // 2] ^= 0x55
+    store.path.write_bytes(bytes(raw))
+    with pytest.raises(IndexCorruptError, match="decrypted"):
+        store.open()
+
+
+def test_the_file_is_sealed_and_reopens_with_its_ids(store: FaissStore) -> None:
+    filled(store)
+    raw = store.path.read_bytes()
+    assert MAGIC not in raw and store.unsafe_at_rest() is None
+    reopened = store.open()
+    assert reopened is not None and sorted(reopened.ids().tolist()) == list(range(1, 11))
+    assert store.persisted_ids() == set(range(1, 11))
+
+
+def test_a_file_in_clear_from_an_earlier_version_is_unsafe_at_rest(store: FaissStore) -> None:
+    clear = FaissIndex(store.path, DIM)
+    clear.add(np.array([1], dtype=np.int64), np.ones((1, DIM), dtype=np.float32), np.array([1]))
+    store.path.parent.mkdir(parents=True)
+    clear.persist()
+    assert store.unsafe_at_rest() == "the index file was not encrypted"
+
+
+def test_purge_leaves_no_earlier_copy_readable(store: FaissStore, tmp_path: Path) -> None:
+    index = filled(store)
+    backup = store.path.read_bytes()
+    assert an_earlier_copy_opens(store, backup, tmp_path)
+    index.remove([3])
+    with store.writing():
+        index.purge()
+    assert not an_earlier_copy_opens(store, backup, tmp_path)  # its key is destroyed
+    assert store.persisted_ids() == set(range(1, 11)) - {3}
+    assert store.sealing.vault.keyring.retired_index_keys() == []
+
+
+def test_a_purge_cut_off_after_renewing_the_key_is_finished_by_the_next(store: FaissStore, tmp_path: Path) -> None:
+    index = filled(store)
+    backup = store.path.read_bytes()
+    index.remove([3])
+    store.sealing.renew()  # then the process dies: the file on disk is still under the old key, which still opens
+    assert store.persisted_ids() == set(range(1, 11))
+    reopened = store.open()
+    assert reopened is not None
+    reopened.remove([3])
+    reopened.purge()
+    assert not an_earlier_copy_opens(store, backup, tmp_path)
+    assert store.persisted_ids() == set(range(1, 11)) - {3}
+    assert store.sealing.vault.keyring.retired_index_keys() == []

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
                                "source retirement job (each step is finished on its own after a crash)")
     retention_interval_s: float = Field(default=3_600.0, ge=0, description="the server erases images past their "
                                         "source's retention this often (and once at start); 0 = never")
+    console_folders: list[Path] = Field(default_factory=list, description="server folders (and those under them) "
+                                        "the staff console may ingest from; none by default")
     cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
     # Encryption at rest (crypto/): where the master key comes from. Default: a 0600 key file in the data
     # directory, made with a new data directory; keep it (or a copy) apart from the backups.

@@ -23,7 +23,7 @@ VIEWPORT = {"width": 1280, "height": 800}  # a laptop screen
 
 
 def prepare(data: Path) -> Facetrail:
-    ft = Facetrail.open(data, create=True, workers=1)
+    ft = Facetrail.open(data, create=True, workers=1, console_folders=[SAMPLES])
     source = add_source(ft)
     ft.ingest.ingest(local_actor(), source, from_paths([SAMPLES], ft.input_limits))
     staff(ft, "ivan", "investigator")
@@ -85,6 +85,11 @@ def shoot(base: str, out: Path) -> list[Path]:
         page.set_input_files("#files-1", [str(SAMPLES / "rose_leslie1.jpg"), str(SAMPLES / "obama.jpg")])
         page.click("#sources tr[data-id='1'] button:has-text('Ingest')")
         snap("sources")
+        page.select_option("#folder-source", "1")
+        page.select_option("#folder", str(SAMPLES.resolve()))
+        page.click("button:has-text('Start the ingestion')")
+        page.wait_for_selector("#report", timeout=120_000)
+        snap("ingestion")
         page.goto(f"{base}/console/accounts")
         snap("accounts")
         browser.close()

@@ -3,11 +3,15 @@ Every test records the browser's requests: no page may ask anything of another s
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Response
+from playwright.sync_api import Error as PlaywrightError
 
 from facetrail.accounts.staff import MAX_FAILURES
 from facetrail.runtime import Facetrail
@@ -206,6 +210,72 @@ def test_an_operator_registers_a_source_and_ingests_photos(live: str, browser: B
     user.page.click(f"#sources tr[data-id='{source_id}'] button:has-text('Ingest')")
     report = user.page.inner_text("#report")
     assert "press archive" in report and "2 image(s) added with 2 face(s)" in " ".join(report.split())
+    user.only_this_server()
+    assert not user.errors, user.errors
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A server folder of sample photos (and a file that is not one) that the console may ingest from."""
+    folder = tmp_path / "incoming" / "press-photos"
+    folder.mkdir(parents=True)
+    for name in ("rose_leslie1.jpg", "rose_leslie2.jpg", "kit_harington1.jpeg", "biden.jpg", "obama.jpg"):
+        shutil.copy(SAMPLES / name, folder)
+    (folder / "caption.txt").write_text("not a photo")
+    return folder
+
+
+@pytest.fixture
+def folder_live(tmp_path: Path, photos: Path) -> Iterator[tuple[str, Facetrail]]:
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, console_folders=[photos.parent])
+    yield from ((base, ft) for base in serve(ft))
+    ft.close()
+
+
+def test_an_operator_registers_a_source_and_ingests_a_server_folder_watching_progress(
+        folder_live: tuple[str, Facetrail], browser: Browser, photos: Path) -> None:
+    live, ft = folder_live
+    staff(ft, "otto", "operator")
+    user = Session(browser, live)
+    user.sign_in("otto")
+    user.page.click("nav >> text=Sources")
+    for field, value in (("#name", "press archive"), ("#controller", "Agency"), ("#purposes", "press"),
+                         ("#evidence_ref", "law 2026-1"), ("#jurisdictions", "FR"), ("#retention_days", "90")):
+        user.page.fill(field, value)
+    user.page.select_option("#legal_basis", "public_task")
+    user.page.select_option("#art9_condition", "g")
+    user.page.click("button:has-text('Register')")
+    row = user.page.wait_for_selector("#sources tr:has-text('press archive')")
+    assert row is not None
+    if AXE.exists():
+        assert not serious_violations(user.page)
+    user.page.select_option("#folder-source", row.get_attribute("data-id"))
+    user.page.select_option("#folder", str(photos.resolve()))
+    # The answers of the progress endpoint the page polls, as the browser received them (the last one's body may
+    # be gone already: the page reloads itself on reading it).
+    polled: list[dict[str, Any]] = []
+
+    def progress(response: Response) -> None:
+        if response.url.endswith("/progress"):
+            with contextlib.suppress(PlaywrightError):
+                polled.append(response.json())
+
+    user.page.on("response", progress)
+    user.page.click("button:has-text('Start the ingestion')")
+    assert "/console/ingestions/" in user.page.url
+    user.page.wait_for_selector("#report", timeout=120_000)
+    report = " ".join(user.page.inner_text("#report").split())
+    assert "press archive: complete" in report and "6 file(s): 5 image(s) added with 5 face(s)" in report
+    assert "caption.txt: not an image file type (.txt)" in report
+    assert user.page.inner_text("#job-state") == "Finished: 6 of 6 file(s) done."
+    assert user.page.evaluate("document.getElementById('job-progress').value") == 6
+    # The page showed the batch running, its count only rising, until it reached the total.
+    assert any(p["running"] for p in polled), polled
+    assert [p["done"] for p in polled] == sorted(p["done"] for p in polled)
+    assert all(p["total"] in (0, 6) for p in polled), polled
+    assert [d for _, action, d in audit_entries(ft, "ingest.finish")][-1]["images_added"] == 5
+    if AXE.exists():
+        assert not serious_violations(user.page)
     user.only_this_server()
     assert not user.errors, user.errors
 

@@ -15,7 +15,7 @@ from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -26,18 +26,19 @@ from facetrail.api.deps import FacetrailDep, get_facetrail
 from facetrail.api.errors import status_for
 from facetrail.api.uploads import read_upload, upload_items
 from facetrail.compliance.views import breach_view
-from facetrail.errors import FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
+from facetrail.errors import ConflictError, FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition, LegalBasis
 from facetrail.rights.views import dpo_view
 from facetrail.runtime import Facetrail
 from facetrail.store.models import SearchRecord
 from facetrail.timestamps import iso_z
 from facetrail.web import render
+from facetrail.web.folders import FolderJobs, allowed_roots, folder_choices
 from facetrail.web.security import SecureRoute, add_security_headers, csrf_ok, csrf_token, set_csrf_cookie
 
 PREFIX = "/console"
 SESSION_COOKIE = "ft_console"
-STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml"}
+STATIC_FILES = {"console.css": "text/css", "favicon.svg": "image/svg+xml", "console.js": "text/javascript"}
 CSRF_REFUSED = "This form was not sent from this console's page, or the page is too old. Reload it and try again."
 RECENT_SEARCHES = 20
 # The console's sections: (path, title, the actions that open it).
@@ -353,9 +354,12 @@ SOURCE_FIELDS = ("name", "controller", "purposes", "legal_basis", "art9_conditio
 def _sources_page(request: Request, ft: FacetrailDep, actor: Actor, status_code: int = 200, **context: Any
                   ) -> HTMLResponse:
     require(actor, Action.SOURCE_READ)
-    defaults: dict[str, Any] = {"error": "", "field": "", "report": None, "form": dict.fromkeys(SOURCE_FIELDS, "")}
+    defaults: dict[str, Any] = {"error": "", "field": "", "report": None, "form": dict.fromkeys(SOURCE_FIELDS, ""),
+                                "folder_error": "", "folder": "", "folder_source": ""}
+    ingest = may(actor, Action.INGEST)
     return page(request, "console/sources.html", status_code, actor=actor, sources=ft.sources.list(actor),
-                may_write=may(actor, Action.SOURCE_WRITE), may_ingest=may(actor, Action.INGEST),
+                may_write=may(actor, Action.SOURCE_WRITE), may_ingest=ingest,
+                folders=folder_choices(allowed_roots(ft.settings.console_folders)) if ingest else [],
                 legal_bases=[b.value for b in LegalBasis],
                 art9=[(c.value, ART9_DESCRIPTIONS[c]) for c in Art9Condition], **{**defaults, **context})
 
@@ -406,6 +410,43 @@ def upload(request: Request, source_id: int, ft: FacetrailDep, actor: Staff,
     report = ft.ingest.ingest(actor, source_id, items, workers=1)  # small batches, as the API's uploads
     source = ft.sources.get(actor, source_id).name
     return _sources_page(request, ft, actor, report={**report.as_dict(), "source": source})
+
+
+def folder_jobs(request: Request) -> FolderJobs:
+    """The server's folder ingestions, made with the app's first one."""
+    jobs = getattr(request.app.state, "folder_jobs", None)
+    if jobs is None:
+        jobs = request.app.state.folder_jobs = FolderJobs()
+    return jobs
+
+
+@router.post("/sources/folder", response_model=None)
+def ingest_folder(request: Request, ft: FacetrailDep, actor: Staff, source: Annotated[str, Form()] = "",
+                  folder: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+    """Start ingesting a server folder the console may read into a source; its page shows the progress."""
+    require(actor, Action.INGEST)
+    refuse_foreign(request, csrf)
+    form = {"folder": folder, "folder_source": source}
+    if not source.strip().isdigit():
+        return _sources_page(request, ft, actor, 422, folder_error="Choose the source.", **form)
+    try:
+        job = folder_jobs(request).start(ft, actor, int(source), folder)
+    except (InvalidValueError, ConflictError) as exc:
+        return _sources_page(request, ft, actor, 422 if isinstance(exc, InvalidValueError) else 409,
+                             folder_error=exc.message if isinstance(exc, InvalidValueError) else str(exc), **form)
+    return RedirectResponse(f"{PREFIX}/ingestions/{job.id}", 303)
+
+
+@router.get("/ingestions/{job_id}", response_class=HTMLResponse)
+def ingestion(request: Request, job_id: str, actor: Staff) -> HTMLResponse:
+    """A folder ingestion: its progress while it runs (console.js polls the JSON below), then its report."""
+    job = folder_jobs(request).get(actor, job_id)
+    return page(request, "console/ingestion.html", actor=actor, job=job.as_dict(), report=job.report)
+
+
+@router.get("/ingestions/{job_id}/progress")
+def ingestion_progress(request: Request, job_id: str, actor: Staff) -> JSONResponse:
+    return JSONResponse(folder_jobs(request).get(actor, job_id).as_dict(), headers={"Cache-Control": "no-store"})
 
 
 # Accounts: AccountService, as the API's /v1/accounts (operators make operators and investigators; a DPO makes

@@ -131,7 +131,7 @@ class Facetrail:
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days,
                                        ledger=self.vault.keyring)
-        self.people = PeopleService(self.db, self.audit, self.vault, model_id=backend.model_id,
+        self.people = PeopleService(self.db, self.audit, self.vault, self.blobs, model_id=backend.model_id,
                                     dim=backend.template_dim)
         self.suppressions = SuppressionList(self.db, self.audit, self.vault, model_id=backend.model_id,
                                             dim=backend.template_dim)

@@ -280,6 +280,34 @@ def test_an_operator_registers_a_source_and_ingests_a_server_folder_watching_pro
     assert not user.errors, user.errors
 
 
+def test_an_operator_groups_names_and_splits_people(live: str, browser: Browser, samples_ft: Facetrail) -> None:
+    staff(samples_ft, "otto", "operator")
+    user = Session(browser, live)
+    user.sign_in("otto")
+    user.page.click("nav >> text=People")
+    user.page.click("button:has-text('Group the new faces into people')")
+    assert "new person(s)" in user.page.inner_text("#cluster-report")
+    user.page.wait_for_load_state("load")
+    assert user.page.evaluate("[...document.querySelectorAll('#people img')].every(i => i.naturalWidth > 0)")
+    if AXE.exists():
+        assert not serious_violations(user.page)
+    user.page.click("#people li:first-child a")
+    user.page.fill("#name", "Barack Obama")
+    user.page.click("button:has-text('Save the name')")
+    assert user.page.inner_text("#person-name") == "Barack Obama"
+    faces = user.page.query_selector_all("#faces li")
+    assert len(faces) >= 3
+    user.page.check(f"#face-{faces[-1].get_attribute('data-face')}")
+    user.page.click("button:has-text('Split off the ticked faces')")
+    assert "now a new person" in user.page.inner_text("#note") and "1 face(s)" in user.page.inner_text("main")
+    if AXE.exists():
+        assert not serious_violations(user.page)
+    assert [a for _, a, _ in audit_entries(samples_ft, "people.") if a != "people.show"] == [
+        "people.cluster", "people.name", "people.split"]
+    user.only_this_server()
+    assert not user.errors, user.errors
+
+
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 needs_axe = pytest.mark.skipif(not AXE.exists(), reason="axe-core is not installed (npm install, package.json)")
 

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.crypto.vault import Vault
-from facetrail.errors import InvalidValueError, NotFoundError
+from facetrail.errors import InvalidValueError, KeyUnavailableError, NotFoundError
 from facetrail.media.geometry import Box
 from facetrail.people.clustering import assign_faces, default_threshold
 from facetrail.people.views import PersonDetail, PersonFace, PersonSummary, clean_ids, clean_name, summaries
+from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, Person, Source, StoredImage, utcnow
 from facetrail.store.templates import open_templates
@@ -58,10 +59,11 @@ class _Known:
 
 
 class PeopleService:
-    def __init__(self, db: Database, audit: AuditLog, vault: Vault, *, model_id: str, dim: int,
+    def __init__(self, db: Database, audit: AuditLog, vault: Vault, blobs: BlobStore, *, model_id: str, dim: int,
                  threshold: float | None = None, chunk: int = CHUNK) -> None:
         """`threshold` None: the model's calibrated distance, looked up on the first run (see clustering)."""
         self.db = db
+        self.blobs = blobs
         self.audit = audit
         self.vault = vault
         self.model_id = model_id
@@ -200,6 +202,20 @@ class PeopleService:
             self.audit.record(session, actor=actor.name, action="people.show",
                               details={"person_id": person_id, "faces": len(faces)})
         return PersonDetail(person=found[0], faces=faces)
+
+    def face_crop(self, actor: Actor, face_id: int) -> bytes:
+        """The crop of a face that belongs to a person, for the People pages; a restricted face's (Art. 18: kept,
+        not used) is not shown."""
+        require(actor, Action.PEOPLE_READ)
+        with self.db.read() as session:
+            face = session.get(Face, face_id)
+        gone = NotFoundError(f"face {face_id} is in no person, is restricted, or has been erased")
+        if face is None or face.person_id is None or face.restricted or face.crop_key is None:
+            raise gone
+        try:
+            return self.blobs.get(face.crop_key)
+        except (FileNotFoundError, KeyUnavailableError):
+            raise gone from None  # erased between the lookup and the read
 
     # -- the operator's corrections --------------------------------------------------------------
     def name(self, actor: Actor, person_id: int, name: str | None) -> PersonSummary:

@@ -26,7 +26,14 @@ from facetrail.api.deps import FacetrailDep, get_facetrail
 from facetrail.api.errors import status_for
 from facetrail.api.uploads import read_upload, upload_items
 from facetrail.compliance.views import breach_view
-from facetrail.errors import ConflictError, FacetrailError, InvalidValueError, NoFaceError, PermissionDeniedError
+from facetrail.errors import (
+    ConflictError,
+    FacetrailError,
+    InvalidValueError,
+    NoFaceError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition, LegalBasis
 from facetrail.rights.views import dpo_view
 from facetrail.runtime import Facetrail
@@ -45,6 +52,7 @@ RECENT_SEARCHES = 20
 SECTIONS = [
     ("/console/search", "Search", (Action.SEARCH,)),
     ("/console/sources", "Sources", (Action.SOURCE_READ,)),
+    ("/console/people", "People", (Action.PEOPLE_READ,)),
     ("/console/requests", "Requests", (Action.REQUESTS,)),
     ("/console/compliance", "Compliance", (Action.COMPLIANCE_READ,)),
     ("/console/accounts", "Accounts", (Action.ACCOUNT_ADMIN, Action.OVERSIGHT_ACCOUNTS)),
@@ -447,6 +455,110 @@ def ingestion(request: Request, job_id: str, actor: Staff) -> HTMLResponse:
 @router.get("/ingestions/{job_id}/progress")
 def ingestion_progress(request: Request, job_id: str, actor: Staff) -> JSONResponse:
     return JSONResponse(folder_jobs(request).get(actor, job_id).as_dict(), headers={"Cache-Control": "no-store"})
+
+
+# People (operators): PeopleService, as the API's /v1/people; the faces' crops through its own access check.
+
+PEOPLE_SHOWN = 300  # people listed on the page, most faces first
+PEOPLE_DONE = {"name": "Name saved.",
+               "merge": "People merged into this one.", "split": "The chosen faces are now a new person."}
+
+
+def _ids(text: str) -> list[int] | None:
+    """Whole numbers separated by commas or spaces; None when something else is there."""
+    parts = text.replace(",", " ").split()
+    return [int(p) for p in parts] if all(p.isdigit() for p in parts) else None
+
+
+@router.get("/people", response_class=HTMLResponse)
+def people(request: Request, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    return _people_page(request, ft, actor)
+
+
+def _people_page(request: Request, ft: FacetrailDep, actor: Actor, report: dict[str, int] | None = None
+                 ) -> HTMLResponse:
+    require(actor, Action.PEOPLE_READ)
+    everyone = ft.people.list(actor)
+    return page(request, "console/people.html", actor=actor, people=[p.as_dict() for p in everyone[:PEOPLE_SHOWN]],
+                total=len(everyone), sources={s.id: s.name for s in ft.sources.list(actor)}, report=report,
+                may_write=may(actor, Action.PEOPLE_WRITE))
+
+
+@router.post("/people/cluster", response_class=HTMLResponse)
+def cluster_people(request: Request, ft: FacetrailDep, actor: Staff, csrf: Annotated[str, Form()] = ""
+                   ) -> HTMLResponse:
+    """Place every face that has no person yet into a person, and show how it went."""
+    require(actor, Action.PEOPLE_WRITE)
+    refuse_foreign(request, csrf)
+    report = ft.people.cluster(actor)
+    return _people_page(request, ft, actor, {"faces": report.faces, "joined": report.joined,
+                                             "created": report.people_created})
+
+
+def _person_page(request: Request, ft: FacetrailDep, actor: Actor, person_id: int, status_code: int = 200,
+                 **context: Any) -> HTMLResponse:
+    detail = ft.people.show(actor, person_id).as_dict()  # audited: who looked at whom
+    defaults: dict[str, Any] = {"note": "", "error": "", "field": "", "others": ""}
+    return page(request, "console/person.html", status_code, actor=actor, p=detail,
+                source=ft.sources.get(actor, detail["source_id"]).name, **{**defaults, **context})
+
+
+@router.get("/people/{person_id}", response_class=HTMLResponse)
+def person(request: Request, person_id: int, ft: FacetrailDep, actor: Staff, done: str = "") -> HTMLResponse:
+    require(actor, Action.PEOPLE_READ)
+    return _person_page(request, ft, actor, person_id, note=PEOPLE_DONE.get(done, ""))
+
+
+@router.post("/people/{person_id}/name", response_model=None)
+def name_person(request: Request, person_id: int, ft: FacetrailDep, actor: Staff, name: Annotated[str, Form()] = "",
+                csrf: Annotated[str, Form()] = "") -> Response:
+    """Name the person; a blank name clears it."""
+    require(actor, Action.PEOPLE_WRITE)
+    refuse_foreign(request, csrf)
+    try:
+        ft.people.name(actor, person_id, name)
+    except InvalidValueError as exc:
+        return _person_page(request, ft, actor, person_id, 422, error=exc.message, field="name")
+    return RedirectResponse(f"{PREFIX}/people/{person_id}?done=name", 303)
+
+
+@router.post("/people/{person_id}/merge", response_model=None)
+def merge_people(request: Request, person_id: int, ft: FacetrailDep, actor: Staff,
+                 others: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+    """Merge the people numbered in `others` into this one."""
+    require(actor, Action.PEOPLE_WRITE)
+    refuse_foreign(request, csrf)
+    ids = _ids(others)
+    try:
+        if ids is None:
+            raise InvalidValueError("other_ids", "the people's numbers, separated by commas")
+        ft.people.merge(actor, person_id, ids)
+    except (InvalidValueError, NotFoundError) as exc:
+        message = exc.message if isinstance(exc, InvalidValueError) else str(exc)
+        return _person_page(request, ft, actor, person_id, 422, error=message, field="others", others=others)
+    return RedirectResponse(f"{PREFIX}/people/{person_id}?done=merge", 303)
+
+
+@router.post("/people/{person_id}/split", response_model=None)
+def split_person(request: Request, person_id: int, ft: FacetrailDep, actor: Staff,
+                 faces: Annotated[list[int] | None, Form()] = None, csrf: Annotated[str, Form()] = "") -> Response:
+    """Move the ticked faces to a new person, whose page then opens."""
+    require(actor, Action.PEOPLE_WRITE)
+    refuse_foreign(request, csrf)
+    try:
+        if not faces:
+            raise InvalidValueError("face_ids", "tick the faces to split off")
+        created = ft.people.split(actor, person_id, faces)
+    except InvalidValueError as exc:
+        return _person_page(request, ft, actor, person_id, 422, error=exc.message, field="faces")
+    return RedirectResponse(f"{PREFIX}/people/{created.id}?done=split", 303)
+
+
+@router.get("/people/faces/{face_id}/crop")
+def person_face_crop(face_id: int, ft: FacetrailDep, actor: Staff) -> Response:
+    """A face's crop for the People pages (PeopleService.face_crop: operators, faces in a person, not restricted)."""
+    return Response(ft.people.face_crop(actor, face_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})
 
 
 # Accounts: AccountService, as the API's /v1/accounts (operators make operators and investigators; a DPO makes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,20 @@ def test_a_search_shows_the_right_persons_faces_first_and_is_logged(live: str, b
     assert len(searches) == 1 and searches[0]["case"] == "CASE-2026-17" and searches[0]["purpose"] == "demo"
     shown = [int(hit.get_attribute("data-face") or 0) for hit in hits]
     assert searches[0]["result_face_ids"] == shown
+    # The filters narrow the results shown: collected after the last day, none; from the first, all; by source,
+    # all (there is one).
+    days = sorted(hit.get_attribute("data-date") or "" for hit in hits)
+    user.page.fill("#filter-from", (date.fromisoformat(days[-1]) + timedelta(days=1)).isoformat())
+    assert user.page.inner_text("#filter-count") == f"0 of {len(hits)} result(s) shown."
+    assert not any(hit.is_visible() for hit in hits)
+    user.page.fill("#filter-from", days[0])
+    user.page.select_option("#filter-source", "samples")
+    assert user.page.inner_text("#filter-count") == f"{len(hits)} of {len(hits)} result(s) shown."
+    # The full image with the face outlined, opened from the first result.
+    user.page.click(f"#results li[data-face='{shown[0]}'] a.full")
+    user.page.wait_for_load_state("load")
+    assert user.page.evaluate("document.getElementById('full-image').naturalWidth") > 0
+    assert [d["face_id"] for a, _, d in audit_entries(samples_ft, "search.image") if a == "ivan"] == [shown[0]]
     user.only_this_server()
     assert not user.errors, user.errors
 
@@ -341,6 +356,9 @@ def test_no_page_has_a_serious_accessibility_violation(live: str, browser: Brows
     user.page.click("button:has-text('Search')")
     user.page.wait_for_selector("#results")
     checked["search results"] = serious_violations(user.page)
+    user.page.click("#results li:first-child a.full")
+    user.page.wait_for_load_state("load")
+    checked["full image"] = serious_violations(user.page)
     user.page.goto(f"{live}/console/compliance")
     checked["403"] = serious_violations(user.page)
     user.page.click("text=Sign out")

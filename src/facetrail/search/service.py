@@ -24,6 +24,7 @@ from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer
 from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
+from facetrail.media.outline import outline_face
 from facetrail.policy.sources import validate_purpose
 from facetrail.search.scoring import Scorer
 from facetrail.sources.registry import SourceRegistry
@@ -205,6 +206,35 @@ class SearchService:
 
     def result_crop(self, actor: Actor, search_id: str, face_id: int) -> bytes:
         """The crop of a face that this search showed to this actor; nothing else is reachable here."""
+        face = self.shown_face(actor, search_id, face_id)
+        if face.crop_key is None:
+            raise _gone()
+        try:
+            return self.blobs.get(face.crop_key)
+        except (FileNotFoundError, KeyUnavailableError):
+            raise _gone() from None  # erased between the lookup and the read
+
+    def result_image(self, actor: Actor, search_id: str, face_id: int) -> bytes:
+        """The stored image of a face that this search showed to this actor, as a JPEG with the face outlined.
+        Audited (`search.image`): the whole image shows more than the crop."""
+        face = self.shown_face(actor, search_id, face_id)
+        with self.db.read() as session:
+            image = session.get(StoredImage, face.image_id)
+        if image is None or image.blob_key is None:
+            raise NotFoundError("the image of this face is not kept (store_images is off) or has been erased")
+        try:
+            data = self.blobs.get(image.blob_key)
+        except (FileNotFoundError, KeyUnavailableError):
+            raise _gone() from None
+        outlined = outline_face(data, Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
+                                max_pixels=self.settings.max_image_pixels)
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="search.image",
+                              details={"search_id": search_id, "face_id": face_id, "image_id": image.id})
+        return outlined
+
+    def shown_face(self, actor: Actor, search_id: str, face_id: int) -> Face:
+        """The face, if this search (run by this actor) returned it and it is still held."""
         require(actor, Action.SEARCH)
         with self.db.read() as session:
             record = session.get(SearchRecord, search_id)
@@ -215,13 +245,13 @@ class SearchService:
             shown = session.scalar(select(SearchResultRecord).where(
                 SearchResultRecord.search_id == search_id, SearchResultRecord.face_id == face_id))
             face = session.get(Face, face_id) if shown is not None else None
-        gone = NotFoundError("this search did not return that face, or it has been erased")
-        if face is None or face.crop_key is None:
-            raise gone
-        try:
-            return self.blobs.get(face.crop_key)
-        except (FileNotFoundError, KeyUnavailableError):
-            raise gone from None  # erased between the lookup and the read
+        if face is None:
+            raise _gone()
+        return face
+
+
+def _gone() -> NotFoundError:
+    return NotFoundError("this search did not return that face, or it has been erased")
 
 
 def _no_source_for(actor: Actor, purpose: str, registered: set[str]) -> str:

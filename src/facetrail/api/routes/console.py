@@ -251,7 +251,8 @@ def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[Up
         return _search_page(request, ft, actor, 422, error=f"{exc}: choose a photo where a face shows clearly.",
                             field="photo", **form)
     for hit in outcome["results"]:
-        hit["crop"] = f"{PREFIX}/searches/{outcome['search_id']}/faces/{hit['face_id']}/crop"
+        face = f"{PREFIX}/searches/{outcome['search_id']}/faces/{hit['face_id']}"
+        hit["crop"], hit["full"] = f"{face}/crop", face
     return _search_page(request, ft, actor, 200, outcome=outcome, **form)
 
 
@@ -259,6 +260,22 @@ def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[Up
 def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: Staff) -> Response:
     """The crop of a result, only for the account whose search returned it (SearchService.result_crop)."""
     return Response(ft.search.result_crop(actor, search_id, face_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})
+
+
+@router.get("/searches/{search_id}/faces/{face_id}", response_class=HTMLResponse)
+def result_page(request: Request, search_id: str, face_id: int, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    """A result's full image with the face outlined, on a page of its own (under the crop's check)."""
+    face = ft.search.shown_face(actor, search_id, face_id)
+    return page(request, "console/result.html", actor=actor, search_id=search_id, face_id=face.id,
+                image_id=face.image_id)
+
+
+@router.get("/searches/{search_id}/faces/{face_id}/image")
+def result_image(search_id: str, face_id: int, ft: FacetrailDep, actor: Staff) -> Response:
+    """The full stored image of a result with the face outlined, under the crop's check (SearchService.result_image,
+    audited as `search.image`)."""
+    return Response(ft.search.result_image(actor, search_id, face_id), media_type="image/jpeg",
                     headers={"Cache-Control": "no-store"})
 
 

@@ -364,7 +364,7 @@ def test_no_page_has_a_serious_accessibility_violation(live: str, browser: Brows
     user.page.click("text=Sign out")
     user.sign_in("dana")
     for name, path in (("queue", "/console/requests"), ("request", f"/console/requests/{request_id}"),
-                       ("compliance", "/console/compliance")):
+                       ("evidence", f"/console/requests/{request_id}/evidence"), ("compliance", "/console/compliance")):
         user.page.goto(f"{live}{path}")
         checked[name] = serious_violations(user.page)
     user.page.click("text=Sign out")

@@ -268,6 +268,24 @@ class RequestService:
         return package
 
     # -- the DPO -------------------------------------------------------------------------------
+    def package_of(self, actor: Actor, request_id: str) -> bytes:
+        """The access package sent to the requester, for the DPO to check what was disclosed; audited. Gone once
+        its link expired (shredded with it)."""
+        require(actor, Action.REQUESTS)
+        with self.db.read() as session:
+            request = self._get(session, request_id)
+            key = request.package_key
+        if key is None:
+            raise NotFoundError(f"request {request_id} has no access package (not answered with one, or expired)")
+        try:
+            package = self.blobs.get(key)
+        except (OSError, KeyUnavailableError):
+            raise NotFoundError(f"the access package of request {request_id} is no longer available") from None
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="request.package_read",
+                              details={"request_id": request_id})
+        return package
+
     def queue(self, actor: Actor, *, open_only: bool = True) -> list[RightsRequest]:
         """Overdue first, then by due date (so those due within 7 days come next)."""
         require(actor, Action.REQUESTS)

@@ -35,7 +35,7 @@ from facetrail.errors import (
     PermissionDeniedError,
 )
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition, LegalBasis
-from facetrail.rights.views import dpo_view
+from facetrail.rights.views import dpo_view, evidence_sheet, evidence_view
 from facetrail.runtime import Facetrail
 from facetrail.store.models import SearchRecord
 from facetrail.timestamps import iso_z
@@ -312,10 +312,34 @@ def request_page(request: Request, request_id: str, ft: FacetrailDep, actor: Sta
 
 def _request_page(request: Request, ft: FacetrailDep, actor: Actor, request_id: str, status_code: int = 200,
                   **context: Any) -> HTMLResponse:
-    view = dpo_view(ft.requests, ft.requests.get(actor, request_id), with_events=True)
+    found = ft.requests.get(actor, request_id)
     defaults = {"note": "", "error": "", "text": "", "decision": ""}
-    return page(request, "console/request.html", status_code, actor=actor, r=view, closed=render.CLOSED,
+    return page(request, "console/request.html", status_code, actor=actor, closed=render.CLOSED,
+                r=dpo_view(ft.requests, found, with_events=True), has_package=found.package_key is not None,
                 **{**defaults, **context})
+
+
+@router.get("/requests/{request_id}/evidence", response_class=HTMLResponse)
+def evidence(request: Request, request_id: str, ft: FacetrailDep, actor: Staff) -> HTMLResponse:
+    """The identity evidence (rights/views.evidence_view; reading it is audited): the capture attempts, the key
+    frames beside the held faces they matched with scores and bands (one sheet), the documents."""
+    view = evidence_view(ft.requests, ft.requests.evidence_of(actor, request_id))
+    return page(request, "console/evidence.html", actor=actor, e=view)
+
+
+@router.get("/requests/{request_id}/evidence/sheet")
+def evidence_picture(request_id: str, ft: FacetrailDep, actor: Staff) -> Response:
+    """The key frames and the matched faces side by side, one JPEG (rights/views.evidence_sheet); audited."""
+    sheet = evidence_sheet(evidence_view(ft.requests, ft.requests.evidence_of(actor, request_id)))
+    return Response(sheet, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/requests/{request_id}/package")
+def access_package(request_id: str, ft: FacetrailDep, actor: Staff) -> Response:
+    """The access package an answered request sent (RequestService.package_of; audited)."""
+    return Response(ft.requests.package_of(actor, request_id), media_type="application/zip",
+                    headers={"Cache-Control": "no-store",
+                             "Content-Disposition": f'attachment; filename="facetrail-{request_id}.zip"'})
 
 
 @router.post("/requests/{request_id}/decide", response_model=None)

@@ -32,6 +32,13 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> Response
                        follow_redirects=False)
 
 
+def console_search(client: TestClient, photo: bytes, purpose: str = "demo", case: str = "C1") -> Response:
+    """A search from the console's form by the signed-in client; the results page."""
+    token = csrf_of(client.get("/console/search").text)
+    return client.post("/console/search", data={"purpose": purpose, "case": case, "csrf": token},
+                       files={"photo": ("q.jpg", photo, "image/jpeg")})
+
+
 def audit_entries(ft: Facetrail, prefix: str = "") -> list[tuple[str, str, dict[str, Any]]]:
     """(actor, action, details) of every audit entry whose action starts with `prefix`, oldest first."""
     with ft.db.read() as session:

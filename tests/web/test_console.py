@@ -23,7 +23,7 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.models import Account, RightsRequest, StaffPassword, StaffSession
 from tests.conftest import SAMPLES, add_source, sample_bytes
 from tests.web.conftest import csrf_of
-from tests.web.staff import PASSWORD, audit_entries, received_days_ago, sign_in, staff
+from tests.web.staff import PASSWORD, audit_entries, console_search, received_days_ago, sign_in, staff
 
 
 @pytest.fixture
@@ -218,9 +218,7 @@ def test_a_crop_is_shown_only_to_the_account_whose_search_returned_it(samples_ft
     staff(samples_ft, "olga", "investigator")
     with TestClient(create_app(samples_ft)) as ivan, TestClient(create_app(samples_ft)) as olga:
         sign_in(ivan, "ivan")
-        token = csrf_of(ivan.get("/console/search").text)
-        result = ivan.post("/console/search", data={"purpose": "demo", "case": "C1", "csrf": token},
-                           files={"photo": ("q.jpg", sample_bytes("biden.jpg"), "image/jpeg")})
+        result = console_search(ivan, sample_bytes("biden.jpg"))
         crop = re.search(r'src="(/console/searches/[0-9a-f]+/faces/\d+/crop)"', result.text)
         assert crop, result.text
         shown = ivan.get(crop.group(1))

@@ -14,8 +14,7 @@ from facetrail.api import create_app
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face
 from tests.conftest import sample_bytes
-from tests.web.conftest import csrf_of
-from tests.web.staff import audit_entries, sign_in, staff
+from tests.web.staff import audit_entries, console_search, sign_in, staff
 
 IMAGE_LINK = re.compile(r'href="(/console/searches/([0-9a-f]+)/faces/(\d+))"')
 
@@ -25,9 +24,7 @@ def test_the_full_image_outlines_the_face_for_the_searcher_alone_and_is_audited(
     staff(samples_ft, "olga", "investigator")
     with TestClient(create_app(samples_ft)) as ivan, TestClient(create_app(samples_ft)) as olga:
         sign_in(ivan, "ivan")
-        token = csrf_of(ivan.get("/console/search").text)
-        result = ivan.post("/console/search", data={"purpose": "demo", "case": "C1", "csrf": token},
-                           files={"photo": ("q.jpg", sample_bytes("obama2.jpg"), "image/jpeg")})
+        result = console_search(ivan, sample_bytes("obama2.jpg"))
         links = IMAGE_LINK.findall(result.text)
         assert len(links) >= 4, result.text
         url, search_id, face_id = links[0]
@@ -65,9 +62,7 @@ def test_each_result_carries_what_the_filters_work_on(samples_ft: Facetrail) -> 
     staff(samples_ft, "ivan", "investigator")
     with TestClient(create_app(samples_ft)) as ivan:
         sign_in(ivan, "ivan")
-        token = csrf_of(ivan.get("/console/search").text)
-        result = ivan.post("/console/search", data={"purpose": "demo", "case": "C1", "csrf": token},
-                           files={"photo": ("q.jpg", sample_bytes("obama2.jpg"), "image/jpeg")}).text
+        result = console_search(ivan, sample_bytes("obama2.jpg")).text
     assert '<form id="result-filters" class="filters" hidden>' in result  # shown by the script only
     items = re.findall(r'data-source="([^"]+)" data-date="(\d{4}-\d{2}-\d{2})"', result)
     assert items and {source for source, _ in items} == {"samples"}

@@ -24,6 +24,7 @@ from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import InputItem, Limits, from_paths
 
 MAX_CHOICES = 500  # folders offered in the picker
+KEEP_FINISHED = 100  # finished batches whose page still answers (the oldest are forgotten)
 CHOICE_DEPTH = 2  # levels below each allowed folder offered in the picker
 OUTSIDE = "its real path is outside the folders the console may ingest from"
 
@@ -144,6 +145,9 @@ class FolderJobs:
             if any(j.running and j.source_id == source_id for j in self._jobs.values()):
                 raise ConflictError(f"a folder is already being ingested into source {source_id}: wait for it")
             job = FolderJob(uuid.uuid4().hex, source_id, source.name, str(folder), actor.name)
+            finished = [key for key, j in self._jobs.items() if not j.running]  # oldest first
+            for key in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+                del self._jobs[key]
             self._jobs[job.id] = job
         with ft.db.write() as session, session.begin():
             ft.audit.record(session, actor=actor.name, action="ingest.folder",

@@ -78,7 +78,8 @@ class FaissIndex:
     approximate. Removal is real in both (remove_ids; the IVF one through a hash table from id to list
     position, so it costs O(removed)): a removed id is never returned, from the moment `remove` returns.
     Each id's partition sits in a numpy array indexed by id, so a partition filter is built vectorised
-    (a bitmap over ids) whatever the gallery size.
+    (a bitmap over ids) whatever the gallery size; it takes 8 bytes per id up to the largest (face ids are the
+    store's dense row ids).
     """
 
     def __init__(self, path: Path, dim: int, *, sealing: Sealing | None = None,

@@ -53,6 +53,14 @@ def test_switches_to_ivf_past_the_threshold_and_back_below_half(tmp_path: Path, 
     assert hits[0].face_id == 1501 and hits[0].distance == pytest.approx(0.0, abs=1e-3)
 
 
+def test_a_tiny_threshold_still_trains(tmp_path: Path, data: Synthetic) -> None:
+    index = FaissIndex(tmp_path / "tiny.ftindex", 128, tuning=IndexTuning(approximate_above=3, nprobe=1))
+    for face_id in range(1, 9):  # one face at a time, as ingestion adds them
+        index.add(np.array([face_id], dtype=np.int64), data.vectors[face_id - 1:face_id], np.array([1]))
+        assert index.approximate == (face_id >= 3)
+        assert index.search(data.vectors[face_id - 1], 1, {1})[0].face_id == face_id
+
+
 def test_same_top_result_as_exact_for_planted_mates(ivf: FaissIndex, exact: FaissIndex, data: Synthetic) -> None:
     assert ivf.approximate and not exact.approximate
     for probe, mate in zip(data.probes, data.mates, strict=True):

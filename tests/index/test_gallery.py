@@ -11,6 +11,7 @@ import numpy as np
 
 from facetrail.accounts.roles import Actor
 from facetrail.index.base import Hit
+from facetrail.index.faiss_index import FaissIndex
 from facetrail.index.gallery import Gallery
 from facetrail.runtime import Facetrail
 from tests.conftest import sample_bytes
@@ -147,3 +148,28 @@ def test_the_gallery_keeps_any_engine_behind_the_protocol_in_step(samples_ft: Fa
     samples_ft.erasure.erase(actor.name, [victim], request_id=None)
     assert store.created[-1].purges == 1 and victim not in gallery.persisted_ids()
     assert [face_id for face_id, _ in result_ids(samples_ft, actor)] == [f for f, _ in faiss_results[1:]]
+
+
+def test_an_approximate_index_through_the_gallery(samples_ft: Facetrail, actor: Actor) -> None:
+    """Above `index_approximate_above` the gallery's index is an inverted file: sealed, persisted, reopened and
+    caught up with the store like the exact one, with the same results (a small gallery is visited whole)."""
+    before = result_ids(samples_ft, actor)
+    samples_ft.close()
+    ft = Facetrail.open(samples_ft.data, workers=1, index_approximate_above=5, index_nprobe=1)
+    ft.rebuild_index(actor)
+    index = ft.gallery.index()
+    assert isinstance(index, FaissIndex) and index.approximate and len(index) == len(before)
+    assert result_ids(ft, actor) == before
+    ft.close()
+    reopened = Facetrail.open(samples_ft.data, workers=1, index_approximate_above=5, index_nprobe=1)
+    index = reopened.gallery.index()
+    assert isinstance(index, FaissIndex) and index.approximate
+    assert reopened.gallery.last_sync is None or not reopened.gallery.last_sync.rebuilt, "the sealed file opened"
+    victim = before[0][0]
+    conn = sqlite3.connect(samples_ft.data / "facetrail.db")
+    conn.execute("DELETE FROM faces WHERE id = ?", (victim,))
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
+    conn.commit()
+    conn.close()
+    assert result_ids(reopened, actor) == before[1:]
+    reopened.close()

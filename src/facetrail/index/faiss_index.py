@@ -350,8 +350,9 @@ def _ivf(index: Any) -> Any:
 
 
 def nlist_for(n: int) -> int:
-    """Cells of the inverted file for n faces: about 4 sqrt(n) (4,000 at 1M)."""
-    return max(1, int(4 * math.sqrt(n)))
+    """Cells of the inverted file for n faces: about 4 sqrt(n) (4,000 at 1M), never more than the faces that
+    train them."""
+    return max(1, min(n, int(4 * math.sqrt(n))))
 
 
 def _trained_ivf(vectors: NDArray[np.float32], dim: int, *, seed: int) -> Any:

@@ -27,6 +27,15 @@ def result_ids(ft: Facetrail, actor: Actor, photo: str = "obama2.jpg") -> list[t
     return [(r.face_id, r.score) for r in outcome.results]
 
 
+def delete_behind_the_index(ft: Facetrail, face_id: int) -> None:
+    """Delete a face from the store as another process would: the row goes and the generation moves on."""
+    conn = sqlite3.connect(ft.data / "facetrail.db")
+    conn.execute("DELETE FROM faces WHERE id = ?", (face_id,))
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
+    conn.commit()
+    conn.close()
+
+
 def test_rebuilt_index_returns_the_same_results(samples_ft: Facetrail, actor: Actor) -> None:
     before = result_ids(samples_ft, actor)
     report = samples_ft.rebuild_index(actor)
@@ -61,11 +70,7 @@ def test_stale_index_catches_up_with_the_store(samples_ft: Facetrail, actor: Act
     """A face deleted from the store by another process disappears from this process's results."""
     before = result_ids(samples_ft, actor)
     victim = before[0][0]
-    conn = sqlite3.connect(samples_ft.data / "facetrail.db")
-    conn.execute("DELETE FROM faces WHERE id = ?", (victim,))
-    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
-    conn.commit()
-    conn.close()
+    delete_behind_the_index(samples_ft, victim)
     after = result_ids(samples_ft, actor)
     assert victim not in [face_id for face_id, _ in after]
     assert after == before[1:]
@@ -166,10 +171,6 @@ def test_an_approximate_index_through_the_gallery(samples_ft: Facetrail, actor: 
     assert isinstance(index, FaissIndex) and index.approximate
     assert reopened.gallery.last_sync is None or not reopened.gallery.last_sync.rebuilt, "the sealed file opened"
     victim = before[0][0]
-    conn = sqlite3.connect(samples_ft.data / "facetrail.db")
-    conn.execute("DELETE FROM faces WHERE id = ?", (victim,))
-    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
-    conn.commit()
-    conn.close()
+    delete_behind_the_index(samples_ft, victim)
     assert result_ids(reopened, actor) == before[1:]
     reopened.close()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip screenshots
+.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-accuracy: install
 # About 3 minutes on 2 cores. Options: make bench-load LOAD_ARGS='--searchers 8 --seconds 60 --lfw-images 500'
 bench-load: install
 	$(BIN)/python -m bench.load --output BENCHMARKS.md $(LOAD_ARGS)
+
+# The index at 10k and 100k faces beside FAISS flat (a few minutes); 1M with
+# make bench-scale SCALE_ARGS='--sizes 10000,100000,1000000' (about 3 GB of memory).
+bench-scale: install
+	$(BIN)/python -m bench.scale --output BENCHMARKS.md $(SCALE_ARGS)
 
 # Zip ingestion time per member at 1k-20k members (linear: the ratio stays near 1); writes the zip section of
 # BENCHMARKS.md, exits 1 when the per-member time grows more than 2x. About a minute on 2 cores.

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     item_time_limit_s: float = Field(default=300.0, gt=0, description="per-image analysis time limit (worker "
                                      "processes); an image over it is reported and its worker replaced")
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
+    index_approximate_above: int = Field(default=300_000, ge=1, description="faces of one model above which the "
+                                         "index is an inverted file (FAISS IVF, approximate); exact below")
+    index_nprobe: int = Field(default=512, ge=1, description="inverted-file cells visited per search (more: "
+                              "slower, fewer missed neighbours)")
+    index_search_threads: int = Field(default=1, ge=0, description="FAISS threads per search; 0 = every core "
+                                      "(one is fastest for one query)")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
     manual_check: bool = Field(default=False, description="every rights request also needs a DPO's manual check")

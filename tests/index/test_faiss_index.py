@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from facetrail.errors import IndexCorruptError
-from facetrail.index.faiss_index import FaissIndex
+from facetrail.index.faiss_index import FaissIndex, IndexTuning
 
 DIM = 8
 
@@ -83,3 +84,15 @@ def test_wrong_dimension_is_detected(index: FaissIndex, tmp_path: Path) -> None:
     index.persist()
     with pytest.raises(IndexCorruptError, match="8-d"):
         FaissIndex.load(tmp_path / "faces.ftindex", 16)
+
+
+def test_search_threads_are_set_for_the_call_and_restored(tmp_path: Path) -> None:
+    ix = FaissIndex(tmp_path / "t.ftindex", DIM, tuning=IndexTuning(search_threads=1))
+    ix.add(np.arange(1, 11, dtype=np.int64), vectors(10), np.zeros(10, dtype=np.int64))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    try:
+        assert ix.search(vectors(10)[2], 1)[0].face_id == 3
+        assert faiss.omp_get_max_threads() == 3, "the caller's setting is left as it was"
+    finally:
+        faiss.omp_set_num_threads(before)

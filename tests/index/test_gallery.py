@@ -11,6 +11,7 @@ import numpy as np
 
 from facetrail.accounts.roles import Actor
 from facetrail.index.base import Hit
+from facetrail.index.faiss_index import FaissIndex
 from facetrail.index.gallery import Gallery
 from facetrail.runtime import Facetrail
 from tests.conftest import sample_bytes
@@ -24,6 +25,15 @@ def index_file(ft: Facetrail) -> Path:
 def result_ids(ft: Facetrail, actor: Actor, photo: str = "obama2.jpg") -> list[tuple[int, float]]:
     outcome = ft.search.search(actor, sample_bytes(photo), purpose="demo", case_ref="t", top_k=30, min_band="none")
     return [(r.face_id, r.score) for r in outcome.results]
+
+
+def delete_behind_the_index(ft: Facetrail, face_id: int) -> None:
+    """Delete a face from the store as another process would: the row goes and the generation moves on."""
+    conn = sqlite3.connect(ft.data / "facetrail.db")
+    conn.execute("DELETE FROM faces WHERE id = ?", (face_id,))
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
+    conn.commit()
+    conn.close()
 
 
 def test_rebuilt_index_returns_the_same_results(samples_ft: Facetrail, actor: Actor) -> None:
@@ -60,11 +70,7 @@ def test_stale_index_catches_up_with_the_store(samples_ft: Facetrail, actor: Act
     """A face deleted from the store by another process disappears from this process's results."""
     before = result_ids(samples_ft, actor)
     victim = before[0][0]
-    conn = sqlite3.connect(samples_ft.data / "facetrail.db")
-    conn.execute("DELETE FROM faces WHERE id = ?", (victim,))
-    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
-    conn.commit()
-    conn.close()
+    delete_behind_the_index(samples_ft, victim)
     after = result_ids(samples_ft, actor)
     assert victim not in [face_id for face_id, _ in after]
     assert after == before[1:]
@@ -147,3 +153,24 @@ def test_the_gallery_keeps_any_engine_behind_the_protocol_in_step(samples_ft: Fa
     samples_ft.erasure.erase(actor.name, [victim], request_id=None)
     assert store.created[-1].purges == 1 and victim not in gallery.persisted_ids()
     assert [face_id for face_id, _ in result_ids(samples_ft, actor)] == [f for f, _ in faiss_results[1:]]
+
+
+def test_an_approximate_index_through_the_gallery(samples_ft: Facetrail, actor: Actor) -> None:
+    """Above `index_approximate_above` the gallery's index is an inverted file: sealed, persisted, reopened and
+    caught up with the store like the exact one, with the same results (a small gallery is visited whole)."""
+    before = result_ids(samples_ft, actor)
+    samples_ft.close()
+    ft = Facetrail.open(samples_ft.data, workers=1, index_approximate_above=5, index_nprobe=1)
+    ft.rebuild_index(actor)
+    index = ft.gallery.index()
+    assert isinstance(index, FaissIndex) and index.approximate and len(index) == len(before)
+    assert result_ids(ft, actor) == before
+    ft.close()
+    reopened = Facetrail.open(samples_ft.data, workers=1, index_approximate_above=5, index_nprobe=1)
+    index = reopened.gallery.index()
+    assert isinstance(index, FaissIndex) and index.approximate
+    assert reopened.gallery.last_sync is None or not reopened.gallery.last_sync.rebuilt, "the sealed file opened"
+    victim = before[0][0]
+    delete_behind_the_index(samples_ft, victim)
+    assert result_ids(reopened, actor) == before[1:]
+    reopened.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from facetrail.crypto.vault import Vault, is_sealed
 from facetrail.fsutil import private_dir, private_opener
-from facetrail.index.faiss_index import FaissIndex
+from facetrail.index.faiss_index import FaissIndex, IndexTuning
 
 INDEX_LABEL = "index"
 
@@ -38,18 +38,19 @@ class KeyringSealing:
 class FaissStore:
     """The `IndexStore` of the embedded FAISS index."""
 
-    def __init__(self, path: Path, dim: int, vault: Vault) -> None:
+    def __init__(self, path: Path, dim: int, vault: Vault, tuning: IndexTuning | None = None) -> None:
         self.path = path
         self.dim = dim
         self.sealing = KeyringSealing(vault)
+        self.tuning = tuning or IndexTuning()
 
     def open(self) -> FaissIndex | None:
         if not self.path.exists():
             return None
-        return FaissIndex.load(self.path, self.dim, sealing=self.sealing)
+        return FaissIndex.load(self.path, self.dim, sealing=self.sealing, tuning=self.tuning)
 
     def create(self) -> FaissIndex:
-        return FaissIndex(self.path, self.dim, sealing=self.sealing)
+        return FaissIndex(self.path, self.dim, sealing=self.sealing, tuning=self.tuning)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -63,7 +64,7 @@ class FaissStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def persisted_ids(self) -> set[int]:
-        return {int(i) for i in FaissIndex.load(self.path, self.dim, sealing=self.sealing).ids()}
+        return {int(i) for i in FaissIndex.load(self.path, self.dim, sealing=self.sealing, tuning=self.tuning).ids()}
 
     def unsafe_at_rest(self) -> str | None:
         try:

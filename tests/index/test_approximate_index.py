@@ -1,0 +1,145 @@
+"""The embedded index above its exact size: an inverted file (IVF) trained on the gallery's own vectors, with
+real removal and a vectorised partition filter. Small sizes, real FAISS, synthetic templates clustered like
+dlib's (bench/synthetic.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench.synthetic import Synthetic, synthetic
+
+from facetrail.errors import IndexCorruptError
+from facetrail.index.faiss_index import FaissIndex, IndexTuning, nlist_for
+
+N = 6000
+TUNING = IndexTuning(approximate_above=2000, nprobe=96, model_id="dlib-resnet-v1")
+
+
+@pytest.fixture(scope="module")
+def data() -> Synthetic:
+    return synthetic(N, probes=60, seed=7)
+
+
+def build(path: Path, data: Synthetic, tuning: IndexTuning = TUNING) -> FaissIndex:
+    index = FaissIndex(path, 128, tuning=tuning)
+    for start in range(0, N, 1500):  # in batches, as ingestion adds: the switch happens on the way
+        ids = data.ids[start:start + 1500]
+        index.add(ids, data.vectors[ids - 1], ids % 5)
+    return index
+
+
+@pytest.fixture
+def ivf(tmp_path: Path, data: Synthetic) -> FaissIndex:
+    return build(tmp_path / "ivf.ftindex", data)
+
+
+@pytest.fixture(scope="module")
+def exact(tmp_path_factory: pytest.TempPathFactory, data: Synthetic) -> FaissIndex:
+    return build(tmp_path_factory.mktemp("exact") / "exact.ftindex", data, IndexTuning(approximate_above=10 ** 9))
+
+
+def test_switches_to_ivf_past_the_threshold_and_back_below_half(tmp_path: Path, data: Synthetic) -> None:
+    index = FaissIndex(tmp_path / "x.ftindex", 128, tuning=TUNING)
+    index.add(data.ids[:1999], data.vectors[:1999], np.zeros(1999, dtype=np.int64))
+    assert not index.approximate
+    index.add(data.ids[1999:2000], data.vectors[1999:2000], np.zeros(1, dtype=np.int64))
+    assert index.approximate and len(index) == 2000
+    index.remove(data.ids[:1001].tolist())
+    assert not index.approximate and len(index) == 999
+    assert sorted(index.ids().tolist()) == data.ids[1001:2000].tolist()
+    hits = index.search(data.vectors[1500], 1)
+    assert hits[0].face_id == 1501 and hits[0].distance == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_tiny_threshold_still_trains(tmp_path: Path, data: Synthetic) -> None:
+    index = FaissIndex(tmp_path / "tiny.ftindex", 128, tuning=IndexTuning(approximate_above=3, nprobe=1))
+    for face_id in range(1, 9):  # one face at a time, as ingestion adds them
+        index.add(np.array([face_id], dtype=np.int64), data.vectors[face_id - 1:face_id], np.array([1]))
+        assert index.approximate == (face_id >= 3)
+        assert index.search(data.vectors[face_id - 1], 1, {1})[0].face_id == face_id
+
+
+def test_same_top_result_as_exact_for_planted_mates(ivf: FaissIndex, exact: FaissIndex, data: Synthetic) -> None:
+    assert ivf.approximate and not exact.approximate
+    for probe, mate in zip(data.probes, data.mates, strict=True):
+        approx_hits, exact_hits = ivf.search(probe, 10), exact.search(probe, 10)
+        assert approx_hits[0] == exact_hits[0]
+        if mate in [h.face_id for h in exact_hits]:
+            assert mate in [h.face_id for h in approx_hits]
+        # The inverted file keeps vectors whole: the distances it returns are exact ones.
+        true = [float(np.linalg.norm(probe - data.vectors[h.face_id - 1])) for h in approx_hits]
+        assert [h.distance for h in approx_hits] == pytest.approx(true, rel=1e-4)
+
+
+def test_a_removed_id_is_never_returned(ivf: FaissIndex, data: Synthetic) -> None:
+    gone = data.mates[:30]
+    assert ivf.remove(gone.tolist()) == 30
+    assert ivf.approximate, "still the inverted file: nothing was rebuilt or compacted"
+    for probe in data.probes[:30]:
+        for partitions in (None, {0, 1, 2, 3, 4}):
+            returned = {h.face_id for h in ivf.search(probe, 50, partitions)}
+            assert returned.isdisjoint(gone.tolist())
+    for face_id in gone:  # its own vector as the query: the nearest possible
+        assert int(face_id) not in {h.face_id for h in ivf.search(data.vectors[face_id - 1], 20)}
+    assert len(ivf) == N - 30 and not np.isin(gone, ivf.ids()).any()
+    assert ivf.remove(gone.tolist()) == 0
+
+
+def test_removal_survives_a_retrain_and_a_round_trip(tmp_path: Path, data: Synthetic) -> None:
+    index = FaissIndex(tmp_path / "r.ftindex", 128, tuning=TUNING)
+    index.add(data.ids[:2000], data.vectors[:2000], np.ones(2000, dtype=np.int64))
+    trained_at = nlist_for(2000)
+    index.remove([5, 6, 7])
+    index.add(data.ids[2000:], data.vectors[2000:], np.ones(N - 2000, dtype=np.int64))  # > 4x 2000 - 3: retrain
+    assert index.approximate and len(index) == N - 3
+    index.set_generation(3)
+    index.persist()
+    loaded = FaissIndex.load(tmp_path / "r.ftindex", 128, tuning=TUNING)
+    assert loaded.approximate and loaded.generation == 3 and len(loaded) == N - 3
+    assert nlist_for(N - 3) != trained_at
+    for face_id in (5, 6, 7):
+        assert face_id not in {h.face_id for h in loaded.search(data.vectors[face_id - 1], 20)}
+    assert loaded.search(data.vectors[99], 1)[0].face_id == 100
+    loaded.remove([100])
+    assert 100 not in {h.face_id for h in loaded.search(data.vectors[99], 20)}
+
+
+def test_partition_filter_reaches_a_small_partition_whole(ivf: FaissIndex, exact: FaissIndex,
+                                                          data: Synthetic) -> None:
+    small = data.ids[::200]  # 30 faces moved into partition 9
+    ivf.add(small, data.vectors[small - 1], np.full(len(small), 9))
+    for probe in data.probes[:10]:
+        hits = ivf.search(probe, 30, {9})
+        assert sorted(h.face_id for h in hits) == sorted(small.tolist()), "every face of it, none outside"
+    assert ivf.search(data.probes[0], 5, {42}) == []
+    one = ivf.search(data.probes[0], 10, {3})
+    assert one and all(int(h.face_id) % 5 == 3 for h in one)
+    assert one[0] == next(h for h in exact.search(data.probes[0], 100) if h.face_id % 5 == 3)
+
+
+def test_re_adding_an_id_replaces_it_in_the_inverted_file(ivf: FaissIndex, data: Synthetic) -> None:
+    ivf.add(np.array([42], dtype=np.int64), data.vectors[4999:5000], np.array([7]))
+    assert len(ivf) == N
+    hits = ivf.search(data.vectors[4999], 2)
+    assert {h.face_id for h in hits} == {42, 5000}
+    assert ivf.search(data.vectors[41], 1)[0].face_id != 42
+
+
+def test_an_index_of_another_model_is_refused(ivf: FaissIndex, tmp_path: Path) -> None:
+    ivf.persist()
+    other = IndexTuning(model_id="intel-reid-0095")
+    with pytest.raises(IndexCorruptError, match="model 'dlib-resnet-v1'"):
+        FaissIndex.load(tmp_path / "ivf.ftindex", 128, tuning=other)
+    with pytest.raises(IndexCorruptError, match="128-d"):
+        FaissIndex.load(tmp_path / "ivf.ftindex", 256, tuning=other)
+    assert len(FaissIndex.load(tmp_path / "ivf.ftindex", 128, tuning=TUNING)) == N
+
+
+def test_bad_input_is_refused(ivf: FaissIndex, data: Synthetic) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        ivf.add(np.array([-1], dtype=np.int64), data.vectors[:1], np.array([0]))
+    with pytest.raises(ValueError, match="differ"):
+        ivf.add(np.array([1, 2], dtype=np.int64), data.vectors[:1], np.array([0]))
+    assert len(ivf) == N

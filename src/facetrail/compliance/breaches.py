@@ -45,11 +45,10 @@ class BreachClock:
     state: str  # running, overdue, notified, notified late, not required
 
     def as_dict(self) -> dict[str, Any]:
-        return {"aware_at": iso(self.aware_at), "due_at": iso(self.due_at), "hours_left": round(self.hours_left, 1),
-                "state": self.state}
+        return {"aware_at": iso_z_or_none(self.aware_at), "due_at": iso_z_or_none(self.due_at),
+                "hours_left": round(self.hours_left, 1), "state": self.state}
 
 
-iso = iso_z_or_none
 
 
 def parse_time(field: str, value: str | datetime | None) -> datetime | None:
@@ -128,7 +127,7 @@ REQUIRED = ("title", "nature", "data_categories", "subject_categories", "consequ
 
 
 def _json(value: Any) -> Any:
-    return iso(value) if isinstance(value, datetime) else value
+    return iso_z_or_none(value) if isinstance(value, datetime) else value
 
 
 class BreachService:
@@ -222,7 +221,7 @@ class BreachService:
         self._check_notifications(breach, now)
         if close:
             breach.closed_at = now
-            changes["closed_at"] = {"from": None, "to": iso(now)}
+            changes["closed_at"] = {"from": None, "to": iso_z_or_none(now)}
         if not changes:
             raise InvalidValueError("changes", "every value given is already recorded")
         session.flush()

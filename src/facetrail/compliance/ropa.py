@@ -24,7 +24,7 @@ def build(facts: Facts) -> dict[str, Any]:
                                         ("FACETRAIL_CONTROLLER_CONTACT", c.controller_contact),
                                         ("FACETRAIL_DPO_CONTACT", c.dpo_contact)) if not value]
     return {
-        "generated_at": _iso(facts.generated_at),
+        "generated_at": iso_z_or_none(facts.generated_at),
         "controller": {"name": c.controller_name, "contact": c.controller_contact,
                        "representative": c.representative, "dpo_contact": c.dpo_contact,
                        "controllers_named_by_sources": list(c.source_controllers), "settings_missing": missing},
@@ -39,7 +39,7 @@ def build(facts: Facts) -> dict[str, Any]:
         "recipients": [{"purpose": p, "roles": list(facts.search_roles),
                         "accounts": [{"account": r.account, "role": r.role,
                                       "scope": "any purpose" if r.purposes is None else list(r.purposes),
-                                      "expires_at": _iso(r.expires_at)} for r in facts.recipients_for(p)],
+                                      "expires_at": iso_z_or_none(r.expires_at)} for r in facts.recipients_for(p)],
                         "searches_so_far": facts.searches_by_purpose.get(p, 0)} for p in facts.purposes],
         "active_accounts_by_role": facts.accounts_by_role,
         "transfers": {
@@ -50,7 +50,7 @@ def build(facts: Facts) -> dict[str, Any]:
                     "listed; transfers the controller makes by other means are not known to it.",
         },
         "retention": [{"source": s.name, "retention_days": s.retention_days,
-                       "oldest_image_at": _iso(s.oldest_image_at)} for s in facts.sources],
+                       "oldest_image_at": iso_z_or_none(s.oldest_image_at)} for s in facts.sources],
         "security_measures": [_measure(m) for m in facts.measures],
     }
 
@@ -84,7 +84,6 @@ def _measure(m: Any) -> dict[str, str]:
     return {"measure": m.name, "state": m.state, "read_from": m.evidence}
 
 
-_iso = iso_z_or_none
 
 
 def document(record: dict[str, Any]) -> Document:

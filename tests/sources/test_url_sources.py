@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from typer.testing import CliRunner
 
 from facetrail import __version__
 from facetrail.cli.main import app
 from facetrail.errors import FetchError, InvalidValueError
+from facetrail.rights.access import collect, render_html
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.fetch import Fetcher, FetchPolicy
 from facetrail.sources.urls import read_url_list
@@ -79,11 +81,18 @@ def test_listed_images_are_ingested_with_url_and_fetch_time_as_provenance(url_ft
     source_id, report = ingest_urls(url_ft, listed)
     assert report["images_added"] == 2 and report["errors"] == [], report
     with url_ft.db.read() as session:
-        images = list(session.scalars(select(StoredImage).order_by(StoredImage.id)))
+        images = list(session.scalars(select(StoredImage).options(selectinload(StoredImage.faces))
+                                      .order_by(StoredImage.id)))
     assert [i.original_name for i in images] == listed and [i.origin_url for i in images] == listed
     assert all(i.fetched_at is not None and before <= i.fetched_at <= datetime.now(UTC) for i in images)
     assert sorted(site.paths()) == ["/photos/biden.jpg", "/photos/obama.jpg", "/robots.txt"]
     assert {r.user_agent for r in site.requests} == {f"facetrail/{__version__} (+{CONTACT})"}
+    # The person's access package says where their photo was fetched from, and when.
+    package = collect(url_ft.db, [face.id for image in images for face in image.faces]).data
+    assert {f["fetched_from"] for f in package["faces"]} == set(listed)
+    assert all(f["fetched_at"].endswith("Z") for f in package["faces"])
+    package |= {"request": {"id": "r-1"}, "images": len(images)}  # what build_package adds for the request
+    assert f"Fetched from {listed[0]} on " in render_html(package)
     # The same list again: fetched again (the content could have changed), nothing added.
     again = url_ft.ingest.ingest(local_actor(), source_id, url_ft.url_items(local_actor(), source_id))
     assert again.images_added == 0 and again.images_skipped == 2 and not again.errors

@@ -24,6 +24,7 @@ class Page:
 class Request:
     path: str
     user_agent: str
+    host: str
     at: float
 
 
@@ -45,7 +46,8 @@ class Site:
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802  # http.server's naming
-            site.requests.append(Request(self.path, self.headers.get("User-Agent", ""), time.monotonic()))
+            site.requests.append(Request(self.path, self.headers.get("User-Agent", ""), self.headers.get("Host", ""),
+                                         time.monotonic()))
             page = site.pages.get(self.path, Page(b"not found", 404, "text/plain"))
             time.sleep(page.delay_s)
             self.send_response(page.status)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -111,7 +113,9 @@ def test_robots_disallow_links_and_refusals_are_per_url_errors_and_the_batch_goe
     assert errors[listed[0]].startswith("disallowed by robots.txt")
     assert errors[listed[1]].startswith("not an image (Content-Type text/html)")
     assert errors[listed[3]] == "HTTP 404 Not Found"
-    assert "refused address" in errors[listed[4]] and "link-local" in errors[listed[4]]
+    assert errors[listed[4]].startswith(
+        "redirected to http://169.254.169.254/latest/meta-data/: refused address: 169.254.169.254 resolves to "
+        "169.254.169.254 (link-local)")
     assert errors[site.url("/big.jpg")].startswith("too large")
     paths = site.paths()
     assert "/private/rose.jpg" not in paths, "a URL robots.txt disallows is never requested"
@@ -200,6 +204,26 @@ def test_requests_to_one_host_are_spaced_by_the_delay(site: Site) -> None:
     fetch.fetch(site.url("/photos/biden.jpg"))
     times = [r.at for r in site.requests]
     assert len(times) == 3 and all(b - a >= 0.28 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_a_longer_crawl_delay_of_the_site_wins(site: Site) -> None:
+    site.pages["/robots.txt"] = Page(b"User-agent: facetrail\nCrawl-delay: 0.4\n", content_type="text/plain")
+    fetch = local_fetcher(delay_s=0)
+    fetch.fetch(site.url("/photos/obama.jpg"))
+    fetch.fetch(site.url("/photos/biden.jpg"))
+    times = [r.at for r in site.requests]
+    assert len(times) == 3 and all(b - a >= 0.38 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_the_connection_goes_to_the_checked_address_and_names_the_host(site: Site) -> None:
+    def club_test(host: str, port: int, **_kwargs: object) -> list[tuple[Any, ...]]:
+        assert host == "club.test"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    fetch = Fetcher(FetchPolicy(user_agent="facetrail/test", delay_s=0,
+                                allowed_networks=(ipaddress.ip_network(LOCAL),)), resolver=club_test)
+    assert fetch.fetch(site.url("/photos/obama.jpg", "club.test")).data == sample_bytes("obama_small.jpg")
+    assert {r.host for r in site.requests} == {f"club.test:{site.port}"}
 
 
 def test_a_slow_answer_times_out(site: Site) -> None:

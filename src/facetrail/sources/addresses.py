@@ -27,9 +27,10 @@ def refusal(address: IPAddress) -> str | None:
     """Why connecting to `address` is refused by default (a kind of non-public address), or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return refusal(address.ipv4_mapped)
-    kinds = (("loopback", address.is_loopback), ("private", address.is_private),
-             ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-             ("reserved", address.is_reserved), ("unspecified", address.is_unspecified))
+    # The most specific kind first: a link-local or reserved address is also "private" to ipaddress.
+    kinds = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
+             ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
+             ("reserved", address.is_reserved), ("private", address.is_private))
     for kind, applies in kinds:
         if applies:
             return kind

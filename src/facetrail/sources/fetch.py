@@ -82,7 +82,7 @@ class Fetcher:
         self._clock = clock
         self._sleep = sleep
         self._last: dict[str, float] = {}
-        self._robots = RobotsCache(self._download_robots, policy.user_agent)
+        self._robots = RobotsCache(self._download_robots)
         self._tls = ssl.create_default_context()
 
     def fetch(self, url: str) -> Fetched:
@@ -107,9 +107,9 @@ class Fetcher:
         """Refuse what may not be requested at all: another scheme, a refused address, a robots.txt rule."""
         host, port = _host_port(url)
         resolve(host, port, allowed=self.policy.allowed_networks, resolver=self._resolver)
-        verdict = self._robots.check(url)
-        if not verdict.allowed:
-            raise FetchError(verdict.why)
+        refused = self._robots.check(url)
+        if refused is not None:
+            raise FetchError(refused)
 
     def _image(self, url: str, final_url: str, response: http.client.HTTPResponse) -> Fetched:
         if response.status != 200:

@@ -118,24 +118,30 @@ class Fetcher:
         content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         if content_type and not (content_type.startswith("image/") or content_type == "application/octet-stream"):
             raise FetchError(f"not an image (Content-Type {content_type}): not read, and never searched for links")
-        data = self._body(response, self.policy.max_bytes)
+        declared = (response.getheader("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > self.policy.max_bytes:
+            raise FetchError(f"too large: {declared} bytes announced; the limit is {self.policy.max_bytes} "
+                             "(FACETRAIL_FETCH_MAX_BYTES)")
+        data, complete = self._body(response, self.policy.max_bytes)
+        if not complete:
+            raise FetchError(f"too large: more than {self.policy.max_bytes} bytes (FACETRAIL_FETCH_MAX_BYTES); "
+                             "abandoned")
         return Fetched(url=url, final_url=final_url, data=data, fetched_at=fetched_at, content_type=content_type)
 
-    def _body(self, response: http.client.HTTPResponse, limit: int) -> bytes:
-        declared = (response.getheader("Content-Length") or "").strip()
-        if declared.isdigit() and int(declared) > limit:
-            raise FetchError(f"too large: {declared} bytes announced; the limit is {limit} (FACETRAIL_FETCH_MAX_BYTES)")
+    def _body(self, response: http.client.HTTPResponse, limit: int) -> tuple[bytes, bool]:
+        """At most `limit` bytes of the body, streamed, and whether that was all of it; FetchError past the time
+        limit (a slow trickle is not waited for)."""
         deadline = self._clock() + self.policy.timeout_s
         chunks: list[bytes] = []
         received = 0
-        while chunk := response.read1(CHUNK):
+        while chunk := response.read1(min(CHUNK, limit + 1 - received)):
             received += len(chunk)
             if received > limit:
-                raise FetchError(f"too large: more than {limit} bytes (FACETRAIL_FETCH_MAX_BYTES); abandoned")
+                return b"".join(chunks), False
             if self._clock() > deadline:
                 raise FetchError(f"timed out: the response took longer than {self.policy.timeout_s:g} s")
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), True
 
     def _download_robots(self, robots_url: str) -> RobotsAnswer:
         """The origin's robots.txt, following up to five redirects (each hop's scheme and address checked)."""
@@ -150,7 +156,7 @@ class Fetcher:
                         continue
                     if not 200 <= response.status < 300:
                         return RobotsAnswer(response.status)
-                    body = response.read(ROBOTS_MAX_BYTES)
+                    body, _complete = self._body(response, ROBOTS_MAX_BYTES)  # RFC 9309: parse the first 500 KiB
                     return RobotsAnswer(response.status, body)
             return RobotsAnswer(None, problem=f"more than {ROBOTS_REDIRECTS} redirects")
         except (FetchError, OSError, http.client.HTTPException) as exc:

@@ -165,12 +165,20 @@ def test_the_cli_declares_the_urls_with_the_source_and_ingests_them(site: Site, 
     runner = CliRunner(env=env)
     data = str(tmp_path / "data")
     assert runner.invoke(app, ["init", "--data", data, "--json"]).exit_code == 0
-    added = runner.invoke(app, ["--data", data, "source", "add", "--name", "club web", "--controller", "Club",
-                                "--purpose", "find-my-photos", "--basis", "consent", "--art9", "a", "--evidence",
-                                "forms/2026", "--jurisdiction", "FR", "--retention-days", "365",
-                                "--urls", str(listing), "--json"])
+    source = ["--data", data, "source", "add", "--name", "club web", "--controller", "Club", "--purpose",
+              "find-my-photos", "--basis", "consent", "--art9", "a", "--evidence", "forms/2026", "--jurisdiction",
+              "FR", "--retention-days", "365", "--json", "--urls"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("gopher://club.example/a.jpg\n")
+    refused = runner.invoke(app, [*source, str(bad)])
+    assert refused.exit_code == 2 and "bad.txt, line 1: " in json.loads(refused.output)["detail"]
+    assert json.loads(runner.invoke(app, ["--data", data, "source", "list", "--json"]).output) == []
+    added = runner.invoke(app, [*source, str(listing)])
     assert added.exit_code == 0, added.output
     assert json.loads(added.output)["urls"] == {"added": 2, "already": 0}
+    listed = json.loads(runner.invoke(app, ["--data", data, "source", "urls", "1", "--json"]).output)
+    assert [u["url"] for u in listed] == [site.url("/photos/obama.jpg"), site.url("/private/rose.jpg")]
+    assert listed[0]["declared_at"].endswith("Z") and listed[0]["declared_by"].startswith("local:")
     result = runner.invoke(app, ["--data", data, "ingest-urls", "--source", "1", "--workers", "1", "--json"])
     report = json.loads(result.output)
     assert result.exit_code == 3 and report["images_added"] == 1, result.output  # partial: robots.txt said no

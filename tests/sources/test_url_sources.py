@@ -26,7 +26,7 @@ from facetrail.sources.fetch import Fetcher, FetchPolicy
 from facetrail.sources.urls import read_url_list
 from facetrail.store.models import StoredImage
 from tests.conftest import add_source, sample_bytes
-from tests.sources.site import Page, Site, serving
+from tests.sources.site import Page, Site, certificate, serving
 
 CONTACT = "https://club.example/about-our-fetcher"
 LOCAL = "127.0.0.1/32"
@@ -220,15 +220,31 @@ def test_requests_to_one_host_are_spaced_by_the_delay(site: Site, delay_s: float
     assert len(times) == 3 and all(b - a >= spacing - 0.02 for a, b in zip(times, times[1:], strict=False))
 
 
-def test_the_connection_goes_to_the_checked_address_and_names_the_host(site: Site) -> None:
-    def club_test(host: str, port: int, **_kwargs: object) -> list[tuple[Any, ...]]:
-        assert host == "club.test"
+def to_localhost(name: str) -> Any:
+    """A resolver that answers 127.0.0.1 for `name` (and knows no other name)."""
+    def resolver(host: str, port: int, **_kwargs: object) -> list[tuple[Any, ...]]:
+        assert host == name
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    return resolver
 
+
+def test_the_connection_goes_to_the_checked_address_and_names_the_host(site: Site) -> None:
     fetch = Fetcher(FetchPolicy(user_agent="facetrail/test", delay_s=0,
-                                allowed_networks=(ipaddress.ip_network(LOCAL),)), resolver=club_test)
+                                allowed_networks=(ipaddress.ip_network(LOCAL),)), resolver=to_localhost("club.test"))
     assert fetch.fetch(site.url("/photos/obama.jpg", "club.test")).data == sample_bytes("obama_small.jpg")
     assert {r.host for r in site.requests} == {f"club.test:{site.port}"}
+
+
+def test_https_is_verified_against_the_name_while_connecting_to_the_checked_address(tmp_path: Path) -> None:
+    server_tls, client_tls = certificate("club.test", tmp_path)
+    with serving(server_tls) as secure:
+        secure.pages["/photos/obama.jpg"] = Page(sample_bytes("obama_small.jpg"))
+        policy = FetchPolicy(user_agent="facetrail/test", delay_s=0, allowed_networks=(ipaddress.ip_network(LOCAL),))
+        fetch = Fetcher(policy, resolver=to_localhost("club.test"), tls=client_tls)
+        assert fetch.fetch(secure.url("/photos/obama.jpg", "club.test", "https")).data == sample_bytes(
+            "obama_small.jpg")
+        with pytest.raises(FetchError, match="TLS error"):  # the certificate names club.test, not 127.0.0.1
+            Fetcher(policy, tls=client_tls).fetch(secure.url("/photos/obama.jpg", scheme="https"))
 
 
 def test_a_slow_answer_times_out(site: Site) -> None:

@@ -76,14 +76,16 @@ class Fetcher:
     """Fetches listed URLs one at a time; keeps robots.txt and each host's last request time for the run."""
 
     def __init__(self, policy: FetchPolicy, *, resolver: Resolver = socket.getaddrinfo,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: the client context (default: the system's trusted certificates, names verified)."""
         self.policy = policy
         self._resolver = resolver
         self._clock = clock
         self._sleep = sleep
         self._last: dict[str, float] = {}
         self._robots = RobotsCache(self._download_robots)
-        self._tls = ssl.create_default_context()
+        self._tls = tls or ssl.create_default_context()
 
     def fetch(self, url: str) -> Fetched:
         """The image at `url`; raise FetchError saying why not (refused address, robots.txt, HTTP status,

@@ -186,6 +186,7 @@ class Fetcher:
             raise FetchError(f"network error: {exc or type(exc).__name__}") from None
         finally:
             connection.close()
+            self._last[host] = self._clock()  # the delay runs from the end of a request to the next one's start
 
     def _connect(self, scheme: str, host: str, port: int, addresses: list[str]) -> http.client.HTTPConnection:
         problems = []
@@ -214,7 +215,6 @@ class Fetcher:
             wait = last + delay - self._clock()
             if wait > 0:
                 self._sleep(wait)
-        self._last[host] = self._clock()
 
 
 class _PinnedHTTP(http.client.HTTPConnection):

@@ -74,6 +74,18 @@ class Settings(BaseSettings):
                                         "source's retention this often (and once at start); 0 = never")
     console_folders: list[Path] = Field(default_factory=list, description="server folders (and those under them) "
                                         "the staff console may ingest from; none by default")
+    # URL-list sources (sources/fetch.py): a polite, bounded fetcher of the declared URLs only.
+    fetch_contact: str | None = Field(default=None, description="a URL or e-mail address for the sites fetched "
+                                      "from, sent in the User-Agent (default: controller_contact; URL-list "
+                                      "ingestion refuses to start without one)")
+    fetch_delay_s: float = Field(default=1.0, ge=0, description="seconds between two requests to one host (a "
+                                 "longer Crawl-delay in its robots.txt wins)")
+    fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="largest response accepted")
+    fetch_timeout_s: float = Field(default=30.0, gt=0, description="time limit of one request, body included")
+    fetch_max_redirects: int = Field(default=5, ge=0, le=20, description="redirect hops followed (each checked)")
+    fetch_allow_networks: list[IPvAnyNetwork] = Field(default_factory=list, description="private, loopback or "
+                                                      "reserved networks URL-list ingestion may fetch from (e.g. "
+                                                      "an intranet archive's); none by default")
     cluster_people: bool = Field(default=False, description="group new faces into people after each ingestion")
     # Encryption at rest (crypto/): where the master key comes from. Default: a 0600 key file in the data
     # directory, made with a new data directory; keep it (or a copy) apart from the backups.

@@ -59,3 +59,7 @@ class KeyUnavailableError(FacetrailError):
 
 class ShuttingDownError(FacetrailError):
     """The service is stopping: work in progress was interrupted cleanly (what was committed stays); retry later."""
+
+
+class FetchError(FacetrailError):
+    """A listed URL could not be fetched: refused (address, robots.txt, size, type) or failed (timeout, HTTP)."""

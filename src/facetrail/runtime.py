@@ -61,8 +61,10 @@ from facetrail.rights.restriction import RestrictionService
 from facetrail.rights.service import RequestService, purge_expired_packages
 from facetrail.search.scoring import Scorer
 from facetrail.search.service import SearchService
+from facetrail.sources.fetch import Fetcher, FetchPolicy
 from facetrail.sources.inputs import InputItem, Limits
 from facetrail.sources.registry import SourceRegistry
+from facetrail.sources.urls import url_items
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry, RightsRequest
@@ -227,6 +229,12 @@ class Facetrail:
     def input_limits(self) -> Limits:
         return Limits(self.settings.max_file_bytes, self.settings.max_zip_member_bytes,
                       self.settings.max_zip_members)
+
+    def url_items(self, actor: Actor, source_id: int) -> list[InputItem]:
+        """The items of a URL-list source: one per declared URL, fetched when the ingestion reads it (sources/
+        fetch.py: robots.txt, checked addresses and redirects, rate and size limits, an identifying User-Agent)."""
+        fetcher = Fetcher(FetchPolicy.from_settings(self.settings))
+        return url_items([declared.url for declared in self.sources.urls(actor, source_id)], fetcher)
 
     def verify_audit(self, actor: Actor) -> VerifyResult:
         """Verify the audit chain and record that it was verified (verifications are accounted for too)."""

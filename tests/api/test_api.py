@@ -30,6 +30,9 @@ ALLOWED = {
     ("PATCH", "/v1/sources/{source_id}"): {"operator"},
     ("GET", "/v1/sources/{source_id}/versions"): {"operator", "investigator", "dpo", "auditor"},
     ("POST", "/v1/sources/{source_id}/images"): {"operator"},
+    ("GET", "/v1/sources/{source_id}/urls"): {"operator", "investigator", "dpo", "auditor"},
+    ("POST", "/v1/sources/{source_id}/urls"): {"operator"},
+    ("POST", "/v1/sources/{source_id}/urls/ingest"): {"operator"},
     ("POST", "/v1/search"): {"investigator"},
     ("GET", "/v1/searches/{search_id}/faces/{face_id}/crop"): {"investigator"},
     ("GET", "/v1/accounts"): {"operator", "dpo"},
@@ -149,6 +152,7 @@ def valid_call(method: str, path: str) -> dict[str, object]:
         ("POST", "/v1/orders"): {"authority": "CNIL", "reference": "R", "received_on": "2026-11-01",
                                  "jurisdictions": ["FR"], "cease": True, "deadline": "2026-12-31"},
         ("POST", "/v1/sources/{source_id}/retire"): {"retirement": "keep-until-retention"},
+        ("POST", "/v1/sources/{source_id}/urls"): {"urls": ["https://club.example/a.jpg"]},
         **{("POST", route): body for route, body in BREACH_BODIES.items()},
     }
     tail = path[path.rindex("/"):]
@@ -289,6 +293,22 @@ def test_invalid_source_names_the_field(api: tuple[TestClient, dict[str, str]]) 
     response = client.post("/v1/sources", headers=auth(keys["operator"]),
                            json={**valid_source("bad"), "retention_days": "forever"})
     assert response.status_code == 422 and "retention_days" in response.text
+
+
+def test_declared_urls_are_listed_and_their_ingestion_needs_a_contact(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = api
+    source_id = client.post("/v1/sources", headers=auth(keys["operator"]), json=valid_source("web")).json()["id"]
+    urls = ["https://club.example/a.jpg", "https://club.example/b.jpg"]
+    declared = client.post(f"/v1/sources/{source_id}/urls", headers=auth(keys["operator"]), json={"urls": urls})
+    assert declared.json() == {"source_id": source_id, "added": 2, "already": 0}, declared.text
+    listed = client.get(f"/v1/sources/{source_id}/urls", headers=auth(keys["auditor"])).json()
+    assert [u["url"] for u in listed] == urls and listed[0]["declared_at"].endswith("Z")
+    refused = client.post(f"/v1/sources/{source_id}/urls", headers=auth(keys["operator"]),
+                          json={"urls": ["file:///etc/passwd"]})
+    assert refused.status_code == 422 and "only http and https" in refused.json()["detail"]
+    # No contact for the sites in the User-Agent (FACETRAIL_FETCH_CONTACT): nothing is fetched.
+    response = client.post(f"/v1/sources/{source_id}/urls/ingest", headers=auth(keys["operator"]))
+    assert response.status_code == 422 and response.json()["field"] == "fetch_contact"
 
 
 def test_upload_to_unregistered_source_is_refused(api: tuple[TestClient, dict[str, str]]) -> None:

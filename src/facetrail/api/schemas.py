@@ -306,3 +306,26 @@ class PersonSplit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     face_ids: list[int] = Field(min_length=1, max_length=10_000, description="faces moved to a new person")
+
+
+class SourceUrlsDeclare(BaseModel):
+    """Locations the source's controller declares it is entitled to: the only URLs its URL ingestion fetches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(min_length=1, max_length=10_000, description="absolute http(s) URLs, without "
+                            "credentials (a fragment is dropped)")
+
+
+class UrlDeclarationPublic(BaseModel):
+    source_id: int
+    added: int = Field(description="URLs new to the source")
+    already: int = Field(description="URLs it had declared already")
+
+
+class SourceUrlPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    url: str
+    declared_at: UtcTime
+    declared_by: str

@@ -15,8 +15,10 @@ from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.ingest.service import IngestService
-from facetrail.runtime import local_actor
-from facetrail.sources.inputs import from_paths
+from facetrail.runtime import Facetrail, local_actor
+from facetrail.sources.inputs import InputItem, from_paths
+from facetrail.sources.registry import UrlDeclaration
+from facetrail.sources.urls import read_url_list
 from facetrail.store.models import Source, SourceVersion
 
 source_app = typer.Typer(no_args_is_help=True, help="Register and inspect sources (each with its legal basis).")
@@ -50,20 +52,61 @@ def source_add(
     description: Annotated[str, typer.Option(help="how the images were obtained")] = "",
     controller_contact: Annotated[str, typer.Option(help="how to reach the controller (address, e-mail)")] = "",
     representative: Annotated[str, typer.Option(help="the controller's representative (GDPR Art. 27), if any")] = "",
+    urls: Annotated[Path | None, typer.Option("--urls", help="a URL-list source: a text file of http(s) URLs (one "
+                                              "a line) or a sitemap, of locations the controller is entitled to "
+                                              "(fetched by facetrail ingest-urls)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a source of images with its legal basis (hard rule 1)."""
     with reported_errors(as_json):
+        listed = read_url_list(urls) if urls is not None else None  # a bad list registers nothing
         ft = state(ctx).open()
         source = ft.sources.add(local_actor(), name=name, controller=controller, purposes=purpose,
                                 legal_basis=basis, art9_condition=art9, evidence_ref=evidence,
                                 jurisdictions=jurisdiction, retention_days=retention_days,
                                 description=description, controller_contact=controller_contact,
                                 representative=representative)
+        declared = ft.sources.declare_urls(local_actor(), source.id, listed) if listed is not None else None
         if as_json:
-            emit_json(source_dict(source))
-        else:
-            console.print(f"source [bold]{source.id}[/] registered: {source.name}")
+            emit_json(source_dict(source) | ({"urls": declaration_dict(declared)} if declared else {}))
+            return
+        console.print(f"source [bold]{source.id}[/] registered: {source.name}")
+        if declared is not None:
+            console.print(f"{declared.added} URL(s) declared", highlight=False)
+
+
+@source_app.command("urls")
+def source_urls(
+    ctx: typer.Context,
+    source_id: Annotated[int, typer.Argument(help="source id")],
+    add: Annotated[Path | None, typer.Option("--add", help="declare more URLs: a text file (one a line) or a "
+                                             "sitemap")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the URLs a source declares (the only ones facetrail ingest-urls fetches), or declare more (--add)."""
+    with reported_errors(as_json):
+        listed = read_url_list(add) if add is not None else None
+        registry = state(ctx).open().sources
+        if listed is not None:
+            declared = registry.declare_urls(local_actor(), source_id, listed)
+            if as_json:
+                emit_json(declaration_dict(declared))
+            else:
+                console.print(f"{declared.added} URL(s) declared ({declared.already} declared already)",
+                              highlight=False)
+            return
+        rows = registry.urls(local_actor(), source_id)
+        if as_json:
+            emit_json([{"url": u.url, "declared_at": u.declared_at, "declared_by": u.declared_by} for u in rows])
+            return
+        table = folding_table("url", "declared", "by")
+        for u in rows:
+            table.add_row(u.url, when(u.declared_at), u.declared_by)
+        console.print(table, highlight=False)
+
+
+def declaration_dict(declared: UrlDeclaration) -> dict[str, int]:
+    return {"added": declared.added, "already": declared.already}
 
 
 @source_app.command("list")
@@ -147,14 +190,30 @@ def ingest(
     among the inputs), 2 an invalid value, 4 stopped by SIGTERM after the image in hand (run it again to finish)."""
     with reported_errors(as_json):
         ft = state(ctx).open()
-        items = list(from_paths(paths, ft.input_limits))
-        with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest):
-            report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
-        if as_json:
-            emit_json(report.as_dict())
-        else:
-            _print_report(report)
-        raise typer.Exit(INGEST_EXIT_CODES[report.outcome])
+        _run_ingest(ft, source, list(from_paths(paths, ft.input_limits)), workers, as_json)
+
+
+def ingest_urls(
+    ctx: typer.Context,
+    source: Annotated[int, typer.Option("--source", help="id of a source with declared URLs (source add --urls)")],
+    workers: Annotated[int | None, typer.Option(help="vision processes (default: one per core)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch and ingest the URLs the source declares, and nothing else: robots.txt honoured, no link followed,
+    private addresses refused, rate and size limited. Per-URL errors are reported; exit codes as for ingest."""
+    with reported_errors(as_json):
+        ft = state(ctx).open()
+        _run_ingest(ft, source, ft.url_items(local_actor(), source), workers, as_json)
+
+
+def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool) -> None:
+    with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest):
+        report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        _print_report(report)
+    raise typer.Exit(INGEST_EXIT_CODES[report.outcome])
 
 
 @contextmanager

@@ -35,6 +35,7 @@ def main_options(
 app.command("init")(commands_backup.init)
 app.add_typer(commands_data.source_app, name="source")
 app.command("ingest")(commands_data.ingest)
+app.command("ingest-urls")(commands_data.ingest_urls)
 app.command("search")(commands_data.search)
 app.add_typer(commands_admin.user_app, name="user")
 app.add_typer(audit_app, name="audit")

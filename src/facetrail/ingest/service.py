@@ -229,6 +229,8 @@ class IngestService:
                 width=analysis.width, height=analysis.height, format=analysis.format,
                 face_count=len(kept), blob_key=image_key, key_id=image_data_key.id if image_data_key else None,
                 source_version=source.version,
+                origin_url=job.item.origin.url if job.item.origin else None,
+                fetched_at=job.item.origin.fetched_at if job.item.origin else None,
             )
             session.add(image)
             session.flush()

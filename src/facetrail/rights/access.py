@@ -38,6 +38,7 @@ from facetrail.store.models import (
     Source,
     StoredImage,
 )
+from facetrail.timestamps import iso_z_or_none
 
 RIGHTS = [
     "Access (Art. 15): this package; ask again whenever you wish, there is no limit.",
@@ -91,6 +92,8 @@ def collect(db: Database, face_ids: Sequence[int]) -> Collected:
             "face_id": face.id, "image_id": image.id, "image_file": f"images/{image.id}.jpg",
             "crop_file": f"faces/{face.id}.jpg", "box": _box(face).as_dict(), "original_name": image.original_name,
             "ingested_at": image.ingested_at.isoformat(),
+            # Fetched from a URL-list source (Art. 15(1)(g), where the data came from): the address and when.
+            "fetched_from": image.origin_url, "fetched_at": iso_z_or_none(image.fetched_at),
             # It expires retention_days after ingestion; the server's retention run (hourly by default, at most
             # daily as the README asks) erases it within a day of that.
             "deleted_by": (image.ingested_at + timedelta(days=source.retention_days + 1)).date().isoformat(),
@@ -161,7 +164,7 @@ def render_html(data: dict[str, Any]) -> str:
             f"<br>Purposes: {e(', '.join(s['purposes']))}<br>Legal basis: {e(s['legal_basis'])}; Art. 9(2) "
             f"{e(s['art9_condition'])}<br>Kept {s['retention_days']} days: deleted by {e(f['deleted_by'])}"
             f"<br>Jurisdictions: {e(_jurisdictions(f['jurisdictions']))}"
-            f"<br>File: {e(f['original_name'])}, added {e(f['ingested_at'])}</td></tr>")
+            f"<br>File: {e(f['original_name'])}, added {e(f['ingested_at'])}{_fetched(f)}</td></tr>")
     recipients = "".join(
         f"<li>{e(r['date'])}: a search by an account with the role {e(r['role'])}, purpose {e(r['purpose'])}, "
         f"{_case(r)}, showed {len(r['your_faces_shown'])} of your faces</li>"
@@ -185,3 +188,9 @@ def _jurisdictions(decided: list[dict[str, str]]) -> str:
     how = {"exif-gps": "where the photo was taken, from its GPS data",
            "source-declared": "the people this source was declared to hold"}
     return "; ".join(f"{d['code']} ({how.get(d['basis'], d['basis'])})" for d in decided) or "none recorded"
+
+
+def _fetched(face: dict[str, Any]) -> str:
+    if not face.get("fetched_from"):
+        return ""
+    return f"<br>Fetched from {html.escape(face['fetched_from'])} on {html.escape(face['fetched_at'])}"

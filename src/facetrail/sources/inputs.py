@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -34,15 +35,25 @@ class Limits:
     max_zip_members: int
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a fetched item's bytes came from: the URL that answered (after any redirect) and when."""
+
+    url: str
+    fetched_at: datetime
+
+
 @dataclass
 class InputItem:
-    """One candidate image: `name` is its original path (or archive!member), `read` returns its bytes.
-    `error` says why it cannot be read; `skipped` why it is not an image to ingest (a video, a text file)."""
+    """One candidate image: `name` is its original path (or archive!member, or listed URL), `read` returns its
+    bytes. `error` says why it cannot be read; `skipped` why it is not an image to ingest (a video, a text file);
+    `origin`, set when an item of a URL-list source is read, where and when it was fetched."""
 
     name: str
     read: Callable[[], bytes]
     error: str | None = None
     skipped: str | None = None
+    origin: Origin | None = None
 
 
 def skip_reason(suffix: str) -> str:

@@ -7,8 +7,9 @@ stay. Both are audited with every value before and after.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
-from facetrail.errors import InvalidValueError, NotFoundError
+from facetrail.errors import ConflictError, InvalidValueError, NotFoundError
 from facetrail.policy.sources import (
     LEGAL_TERMS,
     SourceChange,
@@ -25,11 +26,21 @@ from facetrail.policy.sources import (
     validate_purpose,
     validate_source,
 )
+from facetrail.sources.urls import validate_url
 from facetrail.store.db import Database
-from facetrail.store.models import Source, SourceVersion
+from facetrail.store.models import Source, SourceUrl, SourceVersion
 
 REGISTERED = "registered"
 """The reason recorded with a source's first version."""
+
+
+@dataclass(frozen=True)
+class UrlDeclaration:
+    """What a declaration of URLs did: how many were new to the source, how many it had declared already."""
+
+    source_id: int
+    added: int
+    already: int
 
 
 class SourceRegistry:
@@ -131,6 +142,34 @@ class SourceRegistry:
         require(actor, Action.SOURCE_READ)
         with self.db.read() as session:
             return list(session.scalars(select(Source).order_by(Source.id)))
+
+    def declare_urls(self, actor: Actor, source_id: int, urls: Iterable[str]) -> UrlDeclaration:
+        """Declare locations the source's controller is entitled to (http(s) URLs, e.g. from
+        sources.urls.read_url_list): the only ones its URL ingestion fetches. Audited with their count and hash."""
+        require(actor, Action.SOURCE_WRITE)
+        wanted = list(dict.fromkeys(validate_url(url) for url in urls))
+        if not wanted:
+            raise InvalidValueError("urls", "no URL given")
+        source = self.require_source(source_id)
+        if source.retired_at is not None:
+            raise ConflictError(f"source {source.id} is retired; it takes no new URLs")
+        with self.db.write() as session, session.begin():
+            known = set(session.scalars(select(SourceUrl.url).where(SourceUrl.source_id == source.id)))
+            new = [url for url in wanted if url not in known]
+            session.add_all(SourceUrl(source_id=source.id, url=url, declared_by=actor.name) for url in new)
+            self.audit.record(session, actor=actor.name, action="source.urls", details={
+                "source_id": source.id, "added": len(new), "already": len(wanted) - len(new),
+                "sha256": hashlib.sha256("\n".join(new).encode()).hexdigest(),
+            })
+        return UrlDeclaration(source.id, len(new), len(wanted) - len(new))
+
+    def urls(self, actor: Actor, source_id: int) -> tuple[SourceUrl, ...]:
+        """The URLs declared for the source, in the order they were declared."""
+        require(actor, Action.SOURCE_READ)
+        self.require_source(source_id)
+        with self.db.read() as session:
+            return tuple(session.scalars(select(SourceUrl).where(SourceUrl.source_id == source_id)
+                                         .order_by(SourceUrl.id)))
 
     def ids_for_purpose(self, purpose: str) -> set[int]:
         """Ids of the sources whose registered purposes include `purpose` (hard rule 2)."""

@@ -97,6 +97,8 @@ class StoredImage(Base):
     key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source_version: Mapped[int] = mapped_column(Integer, default=1)
+    origin_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.id")
@@ -463,3 +465,16 @@ class StaffSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SourceUrl(Base):
+    """A location a URL-list source declares it is entitled to: the only addresses its ingestion fetches."""
+
+    __tablename__ = "source_urls"
+    __table_args__ = (UniqueConstraint("source_id", "url", name="uq_source_urls_source_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    declared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    declared_by: Mapped[str] = mapped_column(String(200))

@@ -1,4 +1,5 @@
-"""/v1/sources: register, edit and read sources (with their versions); upload images into one (multipart)."""
+"""/v1/sources: register, edit and read sources (with their versions); upload images into one (multipart);
+declare the URLs of a URL-list source and ingest them."""
 
 from __future__ import annotations
 
@@ -14,10 +15,15 @@ from facetrail.api.schemas import (
     SourceCreate,
     SourcePublic,
     SourceUpdate,
+    SourceUrlPublic,
+    SourceUrlsDeclare,
     SourceVersionPublic,
+    UrlDeclarationPublic,
 )
 from facetrail.api.uploads import upload_items
 from facetrail.errors import ShuttingDownError
+from facetrail.runtime import Facetrail
+from facetrail.sources.inputs import InputItem
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"], route_class=GuardedRoute)
 SourceReader = Annotated[Actor, allowed(Action.SOURCE_READ)]
@@ -58,10 +64,36 @@ def upload_images(source_id: int, files: Annotated[list[UploadFile], File(descri
                   ft: FacetrailDep, actor: Ingester) -> IngestReportPublic:
     """Ingest uploaded images (or zip archives of images) into a source. Per-file errors are reported."""
     items = upload_items(files, ft.input_limits)
-    # Uploads are small batches: analysed in this process rather than in a worker pool.
+    return _ingested(ft, actor, source_id, items, retry="upload the same files again")
+
+
+@router.get("/{source_id}/urls", response_model=list[SourceUrlPublic])
+def source_urls(source_id: int, ft: FacetrailDep, actor: SourceReader) -> list[SourceUrlPublic]:
+    """The URLs the source declares, in the order they were declared."""
+    return [SourceUrlPublic.model_validate(u) for u in ft.sources.urls(actor, source_id)]
+
+
+@router.post("/{source_id}/urls", response_model=UrlDeclarationPublic)
+def declare_urls(source_id: int, body: SourceUrlsDeclare, ft: FacetrailDep, actor: SourceWriter
+                 ) -> UrlDeclarationPublic:
+    """Declare locations the controller is entitled to (audited): the only URLs the source's ingestion fetches."""
+    declared = ft.sources.declare_urls(actor, source_id, body.urls)
+    return UrlDeclarationPublic(source_id=declared.source_id, added=declared.added, already=declared.already)
+
+
+@router.post("/{source_id}/urls/ingest", response_model=IngestReportPublic)
+def ingest_urls(source_id: int, ft: FacetrailDep, actor: Ingester) -> IngestReportPublic:
+    """Fetch and ingest the declared URLs, nothing else (robots.txt honoured, no link followed, private addresses
+    refused, rate and size limited); per-URL errors are reported. Runs until the last URL is done."""
+    return _ingested(ft, actor, source_id, ft.url_items(actor, source_id), retry="send the same request again")
+
+
+def _ingested(ft: Facetrail, actor: Actor, source_id: int, items: list[InputItem], *, retry: str
+              ) -> IngestReportPublic:
+    # API batches are analysed in this process rather than in a worker pool.
     report = ft.ingest.ingest(actor, source_id, items, workers=1)
     if report.interrupted:
         done = report.images_added + report.images_skipped
         raise ShuttingDownError(f"the server is shutting down: the ingestion stopped after {done} of {report.items} "
-                                f"file(s) ({report.images_added} added); upload the same files again to finish")
+                                f"item(s) ({report.images_added} added); {retry} to finish")
     return IngestReportPublic.model_validate(report.as_dict())

@@ -67,3 +67,22 @@ def test_workers_exit_when_their_parent_is_killed() -> None:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_a_worker_whose_parent_died_while_it_started_exits() -> None:
+    """The parent was killed before the worker's start-up ran: the worker is already re-parented when it first
+    looks, so it must compare with the id its parent gave it, not with the one it finds."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_parent = int(gone.stdout)
+    orphan = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from facetrail.ingest.workers import exit_with_parent\n"
+                               f"exit_with_parent({dead_parent}, poll_s=0.05)\n"
+                               "time.sleep(60)\nsys.exit(0)"], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert orphan.wait(timeout=30) == 1
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -116,8 +117,8 @@ def extract_templates(pipeline: str, paths: list[Path], keys: list[str], *, conf
     return templates
 
 
-def _init_worker(init: Callable[[VisionConfig], None], config: VisionConfig) -> None:
-    exit_with_parent()  # a killed benchmark leaves no worker behind
+def _init_worker(parent: int, init: Callable[[VisionConfig], None], config: VisionConfig) -> None:
+    exit_with_parent(parent)  # a killed benchmark leaves no worker behind
     init(config)
 
 
@@ -131,7 +132,8 @@ def _run(init: Callable[[VisionConfig], None], config: VisionConfig, paths: list
                 progress(i + 1, len(paths))
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(init, config)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(os.getpid(), init, config)) as pool:
         for i, result in enumerate(pool.map(_extract, paths, chunksize=16)):
             yield result
             if progress:

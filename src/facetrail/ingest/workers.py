@@ -34,10 +34,11 @@ Outcome = ImageAnalysis | BaseException
 PARENT_POLL_S = 0.5
 
 
-def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
-    """In a worker process: exit as soon as the process that started it is gone (its parent id changes when it
-    is re-parented). A watch thread, because a worker blocked waiting for work never notices by itself."""
-    parent = os.getppid()
+def exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
+    """In a worker process: exit as soon as the process `parent` that started it is gone (its parent id changes
+    when it is re-parented). A watch thread, because a worker blocked waiting for work never notices by itself.
+    The parent's id comes from the parent: read here, it would already be the new parent's when the parent died
+    while this worker was starting."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -47,9 +48,9 @@ def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def init_worker(config: VisionConfig) -> None:
+def init_worker(parent: int, config: VisionConfig) -> None:
     """Process-pool initializer of the vision workers."""
-    exit_with_parent()
+    exit_with_parent(parent)
     analysis.init_worker(config)
 
 
@@ -124,7 +125,7 @@ class WorkerPool(Generic[Job]):
 
     def _start(self) -> None:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=init_worker, initargs=(self.config,))
+                                         initializer=init_worker, initargs=(os.getpid(), self.config))
 
     def _stop(self, *, kill: bool) -> None:
         pool, self._pool = self._pool, None

@@ -118,7 +118,10 @@ class MilvusIndex:
             raise ValueError("face ids must not be negative")
         with self._lock:
             self._mark_unpersisted()
-            self.remove(ids.tolist())  # an id already present is replaced, in whichever partition it was
+            if self.remove(ids.tolist()):  # an id already present is replaced, in whichever partition it was
+                # Flushed before the new rows go in: milvus-lite otherwise lets a re-inserted id bring its deleted
+                # row back in partition-scoped reads (tests/index/test_engines.py shows it).
+                self.client.flush(self.collection)
             for bucket in np.unique(partitions % self.tuning.buckets):
                 rows = np.flatnonzero(partitions % self.tuning.buckets == bucket)
                 partition = self._partition_for(int(bucket))

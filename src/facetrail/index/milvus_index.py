@@ -341,6 +341,8 @@ class MilvusStore:
         self.connection.close()
 
     def _current(self) -> str | None:
+        if not self.client.has_collection(self.alias):  # Milvus resolves an alias wherever a collection is named
+            return None
         try:
             return str(self.client.describe_alias(self.alias)["collection_name"])
         except MilvusException:

@@ -27,7 +27,7 @@ import pymilvus
 from rich.console import Console
 
 from bench.load import ROOT, machine, write_section
-from bench.scale import BATCH, K, PARTITIONS, latencies, peak_rss_gib
+from bench.scale import BATCH, PARTITIONS, K, latencies, peak_rss_gib
 from bench.synthetic import SPECTRUM, Synthetic, synthetic
 from facetrail.index.base import VectorIndex
 from facetrail.index.faiss_index import FaissIndex, IndexTuning
@@ -102,7 +102,8 @@ def run_size(size: int, args: argparse.Namespace, work: Path) -> list[Row]:
     flat = FaissIndex(work / f"flat-{size}.ftindex", args.dim, tuning=IndexTuning(approximate_above=2 ** 62))
     flat_s = fill(flat, data)
     exact_top = [[h.face_id for h in flat.search(p, K)] for p in data.probes]
-    row, gone = measure(size, "FAISS flat", flat, flat_s, disk_bytes(work) / size, data, exact_top)
+    flat_disk = (work / f"flat-{size}.ftindex").stat().st_size / size
+    row, gone = measure(size, "FAISS flat", flat, flat_s, flat_disk, data, exact_top)
     never_returned(flat, data, gone, "FAISS flat")
     rows = [row]
     for index_type in args.index_types:

@@ -162,3 +162,22 @@ def test_dirty_buckets_survive_as_a_property(index: MilvusIndex) -> None:
     index.remove([1])
     props = index.client.describe_collection(index.collection)["properties"]
     assert props[DIRTY] == "1"
+
+
+def test_a_purge_cut_off_mid_rewrite_leaves_no_duplicate_and_is_finished_by_the_next(
+        index: MilvusIndex, store: MilvusStore) -> None:
+    """As a crash leaves it: bucket 1 still marked, its new partition holding a copy of part of its rows."""
+    rows = vectors(200)
+    index.remove([2])
+    half = f"b1_{'0' * 12}"
+    index.client.create_partition(index.collection, half)
+    index.client.insert(index.collection, [{"id": i, "source": 1, "vector": rows[i - 1].tolist()}
+                                           for i in range(3, 13)], partition_name=half)
+    index._parts = None
+    hits = [h.face_id for h in index.search(rows[4], 10, {1, 5})]
+    assert hits[0] == 5 and len(hits) == len(set(hits)) == 10  # the copies are not returned twice
+    assert len(index.ids()) == 199 and 2 not in index.ids()
+    with store.writing():
+        index.purge()
+    assert len(index._partitions(fresh=True)[1]) == 1 and len(index) == 199 and index._dirty() == set()
+    assert files_holding(Path(store.tuning.uri), rows[1].tobytes()) == []

@@ -99,6 +99,7 @@ class MilvusIndex:
             self._generation = generation
 
     def __len__(self) -> int:
+        """The rows in the engine (for a moment, while a purge rewrites a bucket, its rows count twice)."""
         rows = self.client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level=STRONG)
         return int(rows[0]["count(*)"]) if rows else 0
 
@@ -173,8 +174,9 @@ class MilvusIndex:
             unique: dict[int, float] = {}
             for face, distance in hits:
                 unique.setdefault(face, distance)  # nearest first: the first of a duplicated id is kept
-            # Duplicates (a bucket being rewritten) can push true neighbours out: ask again for more.
-            if len(unique) >= min(k, len(hits)) or limit >= MAX_TOP_K:
+            # Duplicates (a bucket being rewritten) can push true neighbours out: ask again for more, unless the
+            # engine already gave all it holds.
+            if len(unique) >= k or len(hits) < limit or limit >= MAX_TOP_K:
                 break
             limit = min(MAX_TOP_K, 2 * limit)
         return [Hit(face_id=face, distance=float(np.sqrt(max(0.0, d)))) for face, d in unique.items()][:k]
@@ -189,7 +191,8 @@ class MilvusIndex:
         except MilvusException as exc:
             if names is not None and "partition" in str(exc).lower():
                 self._parts = None  # another process rewrote a bucket meanwhile: look the partitions up again
-                return self._search_once(query, limit, self._names_again(names), expression)
+                again = self._names_again(names)
+                return self._search_once(query, limit, again, expression) if again else []
             raise
         # Milvus's L2 is the squared distance.
         return [(int(hit["id"]), float(hit["distance"])) for hit in result[0]]
@@ -229,8 +232,10 @@ class MilvusIndex:
             return
         new = f"b{bucket}_{uuid.uuid4().hex[:12]}"
         self.client.create_partition(self.collection, new)
+        seen: set[int] = set()  # after a crash mid-rewrite a row can be in two partitions: copied once
         for batch in self._pages(["id", "source", "vector"], partitions=old):
-            rows = {int(r["id"]): r for r in batch}  # a crash mid-rewrite can leave a row in two partitions
+            rows = {int(r["id"]): r for r in batch if int(r["id"]) not in seen}
+            seen.update(rows)
             for start in range(0, len(rows), INSERT_BATCH):
                 chunk = list(rows.values())[start:start + INSERT_BATCH]
                 self.client.insert(self.collection, [

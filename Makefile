@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale screenshots
+.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale screenshots unit-milvus \
+	bench-scale-milvus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,distributed]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -33,7 +34,14 @@ node_modules/.installed: package-lock.json
 unit: install node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint unit
+test: lint unit unit-milvus
+
+# The suites whose behaviour depends on the vector index engine, again on Milvus (milvus-lite under each test's
+# data directory, the same client as a cluster): gallery, search, erasure (no bytes left) and restriction.
+# tests/index/test_engines.py and test_milvus_index.py run both engines in `make unit`. About 3 minutes on 2 cores.
+MILVUS_SUITES := tests/index/test_gallery.py tests/search tests/rights/test_erasure.py tests/rights/test_restriction.py
+unit-milvus: install
+	$(BIN)/pytest --index-engine milvus $(MILVUS_SUITES) $(PYTEST_ARGS)
 
 # Recognition quality on LFW (../shared/data/lfw), beside the face_recognition library's pipeline; writes
 # BENCHMARKS.md and the default model's calibration. About an hour on 2 cores; templates are cached.
@@ -52,6 +60,11 @@ bench-load: install
 # make bench-scale SCALE_ARGS='--sizes 10000,100000,1000000' (about 3 GB of memory).
 bench-scale: install
 	$(BIN)/python -m bench.scale --output BENCHMARKS.md $(SCALE_ARGS)
+
+# The distributed index (Milvus through pymilvus; here milvus-lite, the embedded build, not a cluster) at 10k and
+# 100k faces beside FAISS flat: writes the "Distributed index (Milvus)" section of BENCHMARKS.md. A few minutes.
+bench-scale-milvus: install
+	$(BIN)/python -m bench.scale_milvus --output BENCHMARKS.md $(SCALE_MILVUS_ARGS)
 
 # Zip ingestion time per member at 1k-20k members (linear: the ratio stays near 1); writes the zip section of
 # BENCHMARKS.md, exits 1 when the per-member time grows more than 2x. About a minute on 2 cores.

@@ -149,3 +149,29 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if reporter is not None:
         reporter.write_line("\n".join(lines), red=True, bold=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- the vector index engine the suites run on (make unit-milvus) -------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--index-engine", choices=["faiss", "milvus"], default=None,
+                     help="vector index engine of every data directory the tests open (default: the "
+                          "FACETRAIL_INDEX_ENGINE setting, else faiss); milvus runs on milvus-lite")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    engine = config.getoption("--index-engine")
+    if engine is not None:  # before any Settings is read, and inherited by the processes tests start
+        os.environ["FACETRAIL_INDEX_ENGINE"] = engine
+
+
+@pytest.fixture(scope="session")
+def index_engine() -> str:
+    """The engine under test: 'faiss' or 'milvus'."""
+    return os.environ.get("FACETRAIL_INDEX_ENGINE", "faiss")
+
+
+@pytest.fixture
+def faiss_only(index_engine: str) -> None:
+    """For tests of the embedded index's file: skipped on another engine (its own tests cover it)."""
+    if index_engine != "faiss":
+        pytest.skip("reads the embedded FAISS index file")

@@ -48,8 +48,11 @@ def test_the_source_tree_keeps_every_contract() -> None:
     # A service reaching past the index's Protocol to its FAISS implementation.
     ("rights/erasure.py", "from facetrail.index.faiss_index import FaissIndex", INDEX_SEAM,
      "facetrail.rights.erasure -> facetrail.index.faiss_index"),
+    # A service reaching past it to the Milvus implementation.
+    ("search/service.py", "from facetrail.index.milvus_index import MilvusIndex", INDEX_SEAM,
+     "facetrail.search.service -> facetrail.index.milvus_index"),
 ], ids=["store-imports-runtime", "media-imports-vision", "cycle-in-vision", "vision-imports-store",
-        "erasure-imports-faiss"])
+        "erasure-imports-faiss", "search-imports-milvus"])
 def test_an_import_against_a_contract_breaks_it(tmp_path: Path, module: str, line: str, broken: str,
                                                 named: str) -> None:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")

@@ -108,6 +108,19 @@ class Settings(BaseSettings):
                                        "name and contact (controllers established outside it)")
     dpo_contact: str | None = Field(default=None, description="the data protection officer's contact")
 
+    # The vector index engine (index/engines.py): the embedded FAISS index, or a Milvus collection (a cluster at
+    # milvus_uri, or milvus-lite under the data directory when none is set; docs/deployment.md).
+    index_engine: Literal["faiss", "milvus"] = Field(default="faiss", description="vector index engine")
+    milvus_uri: str | None = Field(default=None, description="Milvus server (http://host:19530) or milvus-lite "
+                                   "directory; default <data>/index/milvus-lite.db")
+    milvus_token: SecretStr | None = Field(default=None, description="Milvus credentials (user:password or token)")
+    milvus_collection_prefix: str = Field(default="facetrail", pattern=r"^[A-Za-z][0-9A-Za-z_]{0,63}$",
+                                          description="collection alias prefix (one deployment per prefix)")
+    milvus_partitions: int = Field(default=64, ge=1, le=1024, description="source buckets (Milvus partitions): "
+                                   "a purge rewrites only the buckets that had deletions")
+    milvus_index_type: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"] = Field(
+        default="FLAT", description="Milvus vector index (FLAT: exact; the others approximate)")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

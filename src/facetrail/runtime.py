@@ -38,8 +38,7 @@ from facetrail.crypto.setup import open_vault, rotate_master_key
 from facetrail.datadir import is_data_dir, require_data_dir, swap
 from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
-from facetrail.index.faiss_index import IndexTuning
-from facetrail.index.faiss_store import FaissStore
+from facetrail.index.engines import open_index_store
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
 from facetrail.ingest.report import IngestReport
@@ -126,10 +125,8 @@ class Facetrail:
             crop_size=settings.crop_size,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use
-        index_store = FaissStore(self.data / "index" / f"{backend.model_id}.ftindex", backend.template_dim,
-                                 self.vault, IndexTuning(
-                                     approximate_above=settings.index_approximate_above, nprobe=settings.index_nprobe,
-                                     search_threads=settings.index_search_threads, model_id=backend.model_id))
+        index_store = open_index_store(settings, self.vault, model_id=backend.model_id, dim=backend.template_dim,
+                                       closing=self._open_files)
         self.gallery = Gallery(self.db, index_store, self.vault, model_id=backend.model_id,
                                dim=backend.template_dim)
         self.gallery.secure_at_rest()

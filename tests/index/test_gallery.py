@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from facetrail.accounts.roles import Actor
 from facetrail.index.base import Hit
@@ -44,6 +45,7 @@ def test_rebuilt_index_returns_the_same_results(samples_ft: Facetrail, actor: Ac
     assert len(before) == 26
 
 
+@pytest.mark.usefixtures("faiss_only")
 def test_missing_index_file_is_rebuilt_on_open(samples_ft: Facetrail, actor: Actor) -> None:
     before = result_ids(samples_ft, actor)
     samples_ft.close()
@@ -54,6 +56,7 @@ def test_missing_index_file_is_rebuilt_on_open(samples_ft: Facetrail, actor: Act
     reopened.close()
 
 
+@pytest.mark.usefixtures("faiss_only")
 def test_corrupt_index_file_is_rebuilt_on_open(samples_ft: Facetrail, actor: Actor) -> None:
     before = result_ids(samples_ft, actor)
     samples_ft.close()
@@ -155,6 +158,7 @@ def test_the_gallery_keeps_any_engine_behind_the_protocol_in_step(samples_ft: Fa
     assert [face_id for face_id, _ in result_ids(samples_ft, actor)] == [f for f, _ in faiss_results[1:]]
 
 
+@pytest.mark.usefixtures("faiss_only")
 def test_an_approximate_index_through_the_gallery(samples_ft: Facetrail, actor: Actor) -> None:
     """Above `index_approximate_above` the gallery's index is an inverted file: sealed, persisted, reopened and
     caught up with the store like the exact one, with the same results (a small gallery is visited whole)."""

@@ -18,8 +18,10 @@ them: the exact expectation over every gallery of N drawn from the pool (the ave
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from math import lgamma
 from pathlib import Path
 
@@ -29,8 +31,10 @@ from numpy.typing import NDArray
 
 from facetrail.config import Settings
 from facetrail.evaluation import lfw
+from facetrail.evaluation.distractors import FaceModel, comparison_fmr
 from facetrail.evaluation.pipelines import Templates, extract_templates
 from facetrail.vision.backend import VisionConfig
+from facetrail.vision.calibration import Band, Calibration
 
 Progress = Callable[[int, int], None]
 CHUNK = 250  # photos per cached file of templates
@@ -72,6 +76,7 @@ def templates_for(root: Path, keys: list[str], *, config: VisionConfig, model_id
                   cache: Path | None, progress: Progress | None = None) -> Templates:
     """facetrail's templates of these LFW photos, cached on disk by model, settings and files in chunks of
     `CHUNK`, so that a larger draw reuses a smaller one's."""
+    root = root.resolve()  # the cache key holds the paths: the same photos, however the folder was named
     parts: list[Templates] = []
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
@@ -134,3 +139,149 @@ def vision_config(settings: Settings) -> VisionConfig:
     return VisionConfig(detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
                         max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
                         jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels)
+
+
+# -- the benchmark: FPIR and FNIR at several gallery sizes --------------------------------------------------------
+K = 10  # results a search returns by default: a mate further down counts as missed
+
+
+@dataclass(frozen=True)
+class Row:
+    gallery_size: int
+    distractors: int
+    threshold_name: str
+    threshold: float
+    predicted_fpir: float  # 1 - (1 - FMR)^N from the calibration
+    fpir: float  # measured on the non-mated probes
+    false_alarms: int
+    fnir: float  # measured on the mated probes
+    extrapolated: bool
+
+
+@dataclass(frozen=True)
+class Pooled:
+    gallery_size: int
+    threshold: float
+    close_pairs: int
+    fpir: float
+
+
+@dataclass
+class OpenSetRun:
+    model_id: str
+    enrolled: int
+    non_mated: int
+    failed_to_enrol: int
+    target_fpir: float
+    rows: list[Row]
+    pooled: list[Pooled]
+    distractor_fmr: dict[str, tuple[float, float]]  # band -> (real strangers, synthetic distractors)
+    seconds: float
+
+
+def thresholds_at(calibration: Calibration, gallery_size: int, target_fpir: float) -> list[tuple[str, float]]:
+    """The automatic threshold at this size (as search/reach.py picks it) and each band's fixed one."""
+    auto = min(calibration.gallery_threshold(target_fpir, gallery_size), calibration.threshold(Band.POSSIBLE))
+    return [(f"auto (FPIR {target_fpir:g})", auto),
+            *((b.value, calibration.threshold(b)) for b in (Band.POSSIBLE, Band.PROBABLE, Band.STRONG))]
+
+
+def run(root: Path, *, sizes: list[int], enrolled: int, non_mated: int, config: VisionConfig, model_id: str,
+        calibration: Calibration, target_fpir: float, workers: int, cache: Path | None, seed: int = 0,
+        progress: Progress | None = None, status: Callable[[str], None] | None = None) -> OpenSetRun:
+    """Templates of the drawn LFW photos, then, for each gallery size, the enrolled people plus distractors
+    searched with every probe."""
+    started = time.perf_counter()
+    if not sizes or min(sizes) < enrolled:
+        raise ValueError(f"gallery size {min(sizes, default=0)} is smaller than the {enrolled} enrolled faces")
+    keys = select(root, enrolled=enrolled, non_mated=non_mated, seed=seed)
+    all_keys = keys.gallery + keys.mated + keys.non_mated
+    templates = templates_for(root, all_keys, config=config, model_id=model_id, workers=workers, cache=cache,
+                              progress=progress)
+    vectors = templates.vectors
+    gallery, mated, strangers = vectors[:enrolled], vectors[enrolled:2 * enrolled], vectors[2 * enrolled:]
+    enrolled_ok = ~np.isnan(gallery).any(axis=1)
+    real_gallery = gallery[enrolled_ok]
+    real_rows = np.flatnonzero(enrolled_ok)  # gallery row -> enrolled person (a failed one has no gallery face)
+    model = FaceModel.fit(gallery, gallery, mated)
+    rows: list[Row] = []
+    for size in sorted(set(sizes)):
+        extra = size - len(real_gallery)  # >= 0: a photo that failed to enrol is replaced by a distractor
+        if status:
+            status(f"gallery of {size:,} faces ({extra:,} synthetic distractors)")
+        faces = real_gallery if extra == 0 else np.concatenate([real_gallery, model.sample(extra, seed=seed + 7)])
+        m_dist, m_rows = nearest(faces, mated, K)
+        n_dist, _ = nearest(faces, strangers, 1)
+        del faces
+        mate_row = np.full(enrolled, -1, dtype=np.int64)
+        mate_row[real_rows] = np.arange(len(real_rows))
+        is_mate = m_rows == mate_row[:, None]
+        for name, t in thresholds_at(calibration, size, target_fpir):
+            alarms = int((n_dist[:, 0] <= t).sum())
+            found = (is_mate & (m_dist <= t)).any(axis=1)
+            fmr = calibration.fmr(t)
+            rows.append(Row(size, extra, name, t, calibration.fpir(t, size), alarms / len(strangers), alarms,
+                            float(1.0 - found.mean()), fmr < calibration.measured_fmr))
+    pool = pairwise_distances(strangers)
+    pooled = []
+    for n in sorted({10, 100, 1000, len(strangers) - 1}):
+        if n < len(strangers):
+            t = min(calibration.gallery_threshold(target_fpir, n), calibration.threshold(Band.POSSIBLE))
+            pooled.append(Pooled(n, t, int((pool <= t).sum() // 2), expected_fpir(pool, t, n)))
+    upper = pool[np.triu_indices(len(pool), 1)]
+    synthetic = model.sample(min(20_000, max(1000, 2_000_000 // max(1, len(strangers)))), seed=seed + 11)
+    distractor_fmr = {b.value: (float(np.mean(upper <= calibration.threshold(b))),
+                                comparison_fmr(strangers, synthetic, calibration.threshold(b), limit=len(upper)))
+                      for b in (Band.POSSIBLE, Band.PROBABLE, Band.STRONG)}
+    failed = int(np.isnan(vectors).any(axis=1).sum())
+    return OpenSetRun(model_id, enrolled, len(strangers), failed, target_fpir, rows, pooled, distractor_fmr,
+                      time.perf_counter() - started)
+
+
+def report(result: OpenSetRun, *, command: str, machine: str) -> str:
+    """The Markdown block of BENCHMARKS.md's section, between its markers."""
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}, model {result.model_id}, "
+        f"{result.seconds:.0f} s.", "", f"Reproduce: `{command}`", "",
+        f"LFW, people outside View 1 train (the calibration data): {result.enrolled} enrolled people with one "
+        f"gallery photo each and one mated probe each (another photo of them); {result.non_mated} non-mated probes "
+        f"(people with one photo, never enrolled); {result.failed_to_enrol} photos failed to enrol (a failed probe "
+        "is a miss). Beyond the enrolled faces the gallery holds synthetic distractors "
+        "(evaluation/distractors.py). FPIR: share of non-mated searches returning anyone at or below the "
+        f"threshold; FNIR: share of mated searches whose mate is not among the top {K} at or below it. "
+        "Predicted FPIR: 1 - (1 - FMR)^N from the calibration.", "",
+        "| gallery | distractors | threshold | distance | predicted FPIR | measured FPIR (false alarms) | FNIR |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result.rows:
+        guess = " (extrapolated)" if r.extrapolated else ""
+        lines.append(f"| {r.gallery_size:,} | {r.distractors:,} | {r.threshold_name} | {r.threshold:.4f}{guess} | "
+                     f"{r.predicted_fpir:.2%} | {r.fpir:.2%} ({r.false_alarms}) | {r.fnir:.2%} |")
+    lines += ["", f"Real strangers only: the {result.non_mated} non-mated photos as a pool, each in turn the probe "
+              "and galleries of N of the others (the exact mean over every such gallery), at the automatic "
+              "threshold for N:", "",
+              "| N | threshold | pairs at or below it | measured FPIR | target |", "|---|---|---|---|---|"]
+    for p in result.pooled:
+        lines.append(f"| {p.gallery_size:,} | {p.threshold:.4f} | {p.close_pairs} | {p.fpir:.2%} | "
+                     f"{result.target_fpir:.2%} |")
+    lines += ["", "How often one comparison with a synthetic distractor matches a real probe, against one with a real "
+              "stranger (the non-mated photos among themselves), at each band's threshold:", "",
+              "| band | FMR, real strangers | FMR, synthetic distractors | ratio |", "|---|---|---|---|"]
+    for band, (real, synthetic) in result.distractor_fmr.items():
+        ratio = f"{synthetic / real:.2f}" if real else "-"
+        lines.append(f"| {band} | {real:.2e} | {synthetic:.2e} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace the block between the fpir markers of BENCHMARKS.md (or append the section with them)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{body}{END}"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## 1:N bands (FPIR/FNIR)\n\n{block}\n"
+    path.write_text(text)
+
+
+BEGIN, END = "<!-- fpir:begin -->", "<!-- fpir:end -->"

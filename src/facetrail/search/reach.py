@@ -110,7 +110,7 @@ def rate(value: float | None) -> str:
     """A rate for people: '12%' from 1% up, '1 in 25,000' below; '-' for none."""
     if value is None:
         return "-"
-    if value >= 0.01:
+    if value >= 0.0099:  # 1% computed as 0.00999...
         return f"{value:.0%}" if value >= 0.1 else f"{value:.1%}"
     if value <= 0:
         return "0"

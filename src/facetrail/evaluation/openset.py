@@ -195,11 +195,15 @@ def run(root: Path, *, sizes: list[int], enrolled: int, non_mated: int, config: 
     if not sizes or min(sizes) < enrolled:
         raise ValueError(f"gallery size {min(sizes, default=0)} is smaller than the {enrolled} enrolled faces")
     keys = select(root, enrolled=enrolled, non_mated=non_mated, seed=seed)
-    all_keys = keys.gallery + keys.mated + keys.non_mated
-    templates = templates_for(root, all_keys, config=config, model_id=model_id, workers=workers, cache=cache,
-                              progress=progress)
-    vectors = templates.vectors
-    gallery, mated, strangers = vectors[:enrolled], vectors[enrolled:2 * enrolled], vectors[2 * enrolled:]
+    parts = []
+    done = 0
+    total = 2 * enrolled + non_mated
+    for group in (keys.gallery, keys.mated, keys.non_mated):  # each its own cache files, so that draws share them
+        report = None if progress is None else (lambda n, _t, before=done: progress(before + n, total))
+        parts.append(templates_for(root, group, config=config, model_id=model_id, workers=workers, cache=cache,
+                                   progress=report).vectors)
+        done += len(group)
+    gallery, mated, strangers = parts
     enrolled_ok = ~np.isnan(gallery).any(axis=1)
     real_gallery = gallery[enrolled_ok]
     real_rows = np.flatnonzero(enrolled_ok)  # gallery row -> enrolled person (a failed one has no gallery face)
@@ -233,7 +237,7 @@ def run(root: Path, *, sizes: list[int], enrolled: int, non_mated: int, config: 
     distractor_fmr = {b.value: (float(np.mean(upper <= calibration.threshold(b))),
                                 comparison_fmr(strangers, synthetic, calibration.threshold(b), limit=len(upper)))
                       for b in (Band.POSSIBLE, Band.PROBABLE, Band.STRONG)}
-    failed = int(np.isnan(vectors).any(axis=1).sum())
+    failed = sum(int(np.isnan(v).any(axis=1).sum()) for v in parts)
     return OpenSetRun(model_id, enrolled, len(strangers), failed, target_fpir, rows, pooled, distractor_fmr,
                       time.perf_counter() - started)
 

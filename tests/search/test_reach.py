@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
 from facetrail.accounts.roles import Actor
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail
-from facetrail.search.reach import AUTO, FaceCounts, parse_min_band, rate, reach, threshold_line
+from facetrail.search.reach import AUTO, parse_min_band, rate, reach, threshold_line
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import bump_generation
 from facetrail.store.models import Face
@@ -59,21 +61,33 @@ def test_rates_read_as_people_read_them() -> None:
 
 
 def test_faces_reached_follow_purpose_restriction_and_changes(samples_ft: Facetrail, actor: Actor) -> None:
-    counts = FaceCounts(samples_ft.db, samples_ft.gallery.model_id)
+    gallery = samples_ft.gallery
     with samples_ft.db.read() as session:
         total = session.scalar(select(func.count(Face.id)))
-    assert total and counts.reached({1}) == total and counts.reached(set()) == 0
+    assert total and gallery.count({1}) == total == gallery.count(None) and gallery.count(set()) == 0
     press = add_source(samples_ft, name="press", purposes=("press",))
-    assert counts.reached({press}) == 0
+    assert gallery.count({press}) == 0
     report = samples_ft.ingest.ingest(actor, press, from_paths([SAMPLES / "obama.jpg"], samples_ft.input_limits))
     assert not report.errors
-    assert counts.reached({press}) == 1 and counts.reached({1, press}) == total + 1
+    assert gallery.count({press}) == 1 and gallery.count({1, press}) == total + 1
     with samples_ft.db.write() as session, session.begin():  # Art. 18: a restricted face is not searched
-        session.execute(update(Face).where(Face.source_id == 1, Face.id == select(func.min(Face.id))
-                                           .where(Face.source_id == 1).scalar_subquery()).values(restricted=True))
+        first = session.scalar(select(func.min(Face.id)).where(Face.source_id == 1))
+        session.execute(update(Face).where(Face.id == first).values(restricted=True))
         bump_generation(session)
-    assert counts.reached({1}) == total - 1
+    assert gallery.count({1}) == total - 1
     # The search reports the same number, for its own purpose only.
     outcome = samples_ft.search.search(actor, sample_bytes("obama2.jpg"), purpose="press", case_ref="c")
     assert outcome.reach.gallery_size == 1
     assert outcome.as_dict()["reach"]["gallery_size"] == 1
+
+
+def test_the_index_counts_what_a_filtered_search_reaches(tmp_path: Path) -> None:
+    from facetrail.index.faiss_index import FaissIndex
+
+    index = FaissIndex(tmp_path / "i.faiss", 4)
+    vectors = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    index.add(np.arange(1, 11), vectors, np.array([1, 1, 1, 2, 2, 3, 3, 3, 3, 3]))
+    assert index.count() == 10 and index.count({1}) == 3 and index.count({2, 3}) == 7 and index.count({9}) == 0
+    index.remove([1, 6])
+    assert index.count({1}) == 2 and index.count({3}) == 4 and index.count() == 8
+    assert len(index.search(vectors[2], 10, {1})) == index.count({1})

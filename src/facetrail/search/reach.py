@@ -15,16 +15,10 @@ response says what that threshold means at this size.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-
 from facetrail.errors import InvalidValueError
-from facetrail.store.db import Database, get_generation
-from facetrail.store.models import Face
 from facetrail.vision.calibration import Band, Calibration
 
 AUTO = "auto"
@@ -79,31 +73,6 @@ def reach(calibration: Calibration | None, gallery_size: int, min_band: Band | N
     fmr = calibration.fmr(limit)
     return Reach(gallery_size, min_band, target, limit, fmr, calibration.fpir(limit, gallery_size),
                  fmr < calibration.measured_fmr)
-
-
-class FaceCounts:
-    """Searchable faces (one model's, not restricted) per source, counted again only when the store changed."""
-
-    def __init__(self, db: Database, model_id: str) -> None:
-        self.db = db
-        self.model_id = model_id
-        self._lock = threading.Lock()
-        self._generation: int | None = None
-        self._counts: dict[int, int] = {}
-
-    def reached(self, sources: Collection[int]) -> int:
-        """How many faces a search of these sources compares the query with."""
-        with self.db.read() as session:
-            generation = get_generation(session)
-            with self._lock:
-                if generation != self._generation:
-                    rows = session.execute(
-                        select(Face.source_id, func.count(Face.id))
-                        .where(Face.model_id == self.model_id, Face.restricted.is_(False))
-                        .group_by(Face.source_id)).all()
-                    self._counts = {int(source): int(n) for source, n in rows}
-                    self._generation = generation
-                return sum(self._counts.get(s, 0) for s in sources)
 
 
 def rate(value: float | None) -> str:

@@ -26,7 +26,7 @@ from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.media.outline import outline_face
 from facetrail.policy.sources import validate_purpose
-from facetrail.search.reach import FaceCounts, Reach, parse_min_band, reach
+from facetrail.search.reach import Reach, parse_min_band, reach
 from facetrail.search.scoring import Scorer
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
@@ -133,7 +133,6 @@ class SearchService:
         self.sources = sources
         self.analyzer = analyzer
         self.scorer = scorer
-        self.face_counts = FaceCounts(db, gallery.model_id)
 
     def search(self, actor: Actor, photo: bytes, *, purpose: str, case_ref: str, face: int | None = None,
                top_k: int = 10, min_band: str | None = None) -> SearchOutcome:
@@ -153,7 +152,7 @@ class SearchService:
             raise InvalidValueError("case", "a case reference (1-200 characters) is required")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidValueError("top", f"must be a whole number from 1 to {MAX_TOP_K}")
-        limits = reach(self.scorer.calibration, self.face_counts.reached(allowed), band, self.settings.target_fpir)
+        limits = reach(self.scorer.calibration, self.gallery.count(allowed), band, self.settings.target_fpir)
         query_sha = hashlib.sha256(photo).hexdigest()
         image = decode_image(photo, max_pixels=self.settings.max_image_pixels)
         analysed = analyze_faces(self.analyzer.backend, image.pixels, with_crops=False)

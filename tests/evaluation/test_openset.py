@@ -92,6 +92,15 @@ def test_the_draw_leaves_out_the_calibration_people_and_extends_itself() -> None
         select(LFW_ROOT / "nowhere", enrolled=1, non_mated=1)
 
 
+def test_a_copy_without_the_calibration_pairs_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "images" / "Aaron_Eckhart").mkdir(parents=True)
+    (tmp_path / "images" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").write_bytes(
+        (LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").read_bytes())
+    result = CliRunner().invoke(app, ["bench", "fpir", "--lfw", str(tmp_path), "--enrolled", "1", "--non-mated", "1",
+                                      "--sizes", "1"])
+    assert result.exit_code != 0 and f"{tmp_path / 'pairsDevTrain.txt'}: missing" in result.output
+
+
 def test_distractors_have_the_real_templates_shape() -> None:
     """Fitted on vectors with a known structure, the synthetic faces have its mean and its two distances."""
     rng = np.random.default_rng(5)

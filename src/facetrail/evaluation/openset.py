@@ -58,7 +58,10 @@ def select(root: Path, *, enrolled: int, non_mated: int, seed: int = 0) -> OpenS
         photos.setdefault(lfw.identity(key), []).append(key)
     if not photos:
         raise ValueError(f"{root / 'images'}: no LFW images found")
-    calibration_people = {lfw.identity(k) for k in lfw.pair_images(lfw.read_pairs(root / "pairsDevTrain.txt"))}
+    train = root / "pairsDevTrain.txt"
+    if not train.is_file():
+        raise ValueError(f"{train}: missing (View 1 train: its people calibrated the bands, so they are left out)")
+    calibration_people = {lfw.identity(k) for k in lfw.pair_images(lfw.read_pairs(train))}
     several = sorted(p for p, keys in photos.items() if len(keys) >= 2 and p not in calibration_people)
     single = sorted(p for p, keys in photos.items() if len(keys) == 1 and p not in calibration_people)
     if enrolled > len(several) or non_mated > len(single):

@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale screenshots unit-milvus \
-	bench-scale-milvus
+.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale bench-fpir screenshots \
+	unit-milvus bench-scale-milvus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ bench-accuracy: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
 	$(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md \
 		--calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
+
+# 1:N bands: FPIR against FNIR on LFW's open-set protocol at 700 (LFW only), 10k, 100k and 1M faces (synthetic
+# distractors); writes the '1:N bands (FPIR/FNIR)' section of BENCHMARKS.md. About 10 minutes and 2 GB on 2 cores
+# the first time (3,400 templates, cached in .bench-cache). Options: make bench-fpir FPIR_ARGS='--sizes 700,10000'
+bench-fpir: install
+	$(BIN)/facetrail bench fpir --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md $(FPIR_ARGS)
 
 # Concurrency on loopback: searchers through `facetrail serve`, alone and while a command-line ingestion of LFW
 # photos and an erasure (portal + DPO API) run; writes the load section of BENCHMARKS.md, exits 1 on any error.

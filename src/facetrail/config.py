@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
     jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
     model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")
-    min_band: str = Field(default="possible", description="search results below this band are not shown by default")
+    min_band: str = Field(default="auto", description="search results below this band are not shown by default; "
+                          "auto: the threshold that keeps strangers out of all but target_fpir of searches at the "
+                          "number of faces the search reaches")
     workers: int = Field(default=0, ge=0, description="vision worker processes; 0 = one per core")
     item_time_limit_s: float = Field(default=300.0, gt=0, description="per-image analysis time limit (worker "
                                      "processes); an image over it is reported and its worker replaced")
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
     representative: str | None = Field(default=None, description="the Art. 27 representative in the Union, "
                                        "name and contact (controllers established outside it)")
     dpo_contact: str | None = Field(default=None, description="the data protection officer's contact")
+    # Bands at 1:N (search/reach.py): the automatic threshold's target false-positive identification rate.
+    target_fpir: float = Field(default=0.01, gt=0, lt=0.5, description="share of searches for someone not enrolled "
+                               "that may return anyone, with min_band auto (0.01: strangers kept out of 99%)")
 
     # The vector index engine (index/engines.py): the embedded FAISS index, or a Milvus collection (a cluster at
     # milvus_uri, or milvus-lite under the data directory when none is set; docs/deployment.md).

@@ -207,6 +207,12 @@ def test_search_by_photo(api: tuple[TestClient, dict[str, str]]) -> None:
     body = response.json()
     assert len(body["results"]) == 5 and body["used_face"] == 0 and body["case_ref"] == "case-9"
     assert all("obama" in r["original_name"] or "32bit" in r["original_name"] for r in body["results"])
+    # The threshold follows the faces searched; each result says what its band means at that size.
+    reach = body["reach"]
+    assert body["min_band"] == reach["min_band"] == "auto" and reach["gallery_size"] > 1
+    assert reach["target_fpir"] == 0.01 and reach["fpir"] == pytest.approx(0.01, rel=1e-3)
+    assert all(r["distance"] <= reach["max_distance"] and 0 < r["fmr"] <= r["fpir"] <= 0.0101
+               for r in body["results"])
     crop = client.get(body["results"][0]["crop"], headers=auth(keys["investigator"]))
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg"
 

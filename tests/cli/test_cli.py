@@ -75,6 +75,9 @@ def test_ingest_search_and_audit(store: Path) -> None:
     assert isinstance(outcome, dict) and "obama.jpg" in outcome["results"][0]["original_name"]
     code, output = run(store, "search", str(SAMPLES / "obama2.jpg"), "--purpose", "press", "--case", "k-1")
     assert code == 0 and "obama.jpg" in output
+    # Two faces searched: the table says what each result and the threshold mean at that size.
+    assert "FPIR at 2" in output and "automatic threshold, 2 faces searched" in output
+    assert outcome["reach"]["gallery_size"] == 2 and outcome["results"][0]["fpir"] <= 0.0101
     entries = run_json(store, "audit", "list")
     assert isinstance(entries, list) and [e["action"] for e in entries] == [
         "data.create", "source.add", "ingest.start", "ingest.finish", "search", "search"]

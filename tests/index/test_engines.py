@@ -78,6 +78,14 @@ def test_removal_is_real_and_counted(store: IndexStore) -> None:
     assert all(h.face_id != 42 for h in index.search(vectors(100)[41], 99))
 
 
+def test_count_is_what_a_search_in_those_partitions_reaches(store: IndexStore) -> None:
+    index = filled(store)
+    assert index.count() == 100 and index.count({1}) == 50 and index.count({1, 2}) == 100
+    assert index.count({3}) == 0 and index.count(set()) == 0
+    index.remove([1, 2, 99])
+    assert index.count({1}) == 48 and index.count({2}) == 49 and index.count() == 97
+
+
 def test_re_adding_an_id_replaces_it_in_its_new_partition(store: IndexStore) -> None:
     index = filled(store)
     index.add(np.array([42], dtype=np.int64), np.zeros((1, DIM), dtype=np.float32), np.array([2]))

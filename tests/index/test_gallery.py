@@ -107,6 +107,9 @@ class ListIndex:
                 if partitions is None or p in partitions]
         return sorted(hits, key=lambda h: h.distance)[:k]
 
+    def count(self, partitions: Collection[int] | None = None) -> int:
+        return sum(partitions is None or p in partitions for _, p in self.vectors.values())
+
     def set_generation(self, generation: int) -> None:
         self.generation = generation
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Actor, Role
 from facetrail.errors import InvalidValueError, MediaError, NoFaceError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
-from facetrail.store.models import SearchRecord, SearchResultRecord
+from facetrail.store.models import Face, SearchRecord, SearchResultRecord
 from facetrail.vision.calibration import Band
 from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes
 
@@ -161,16 +161,37 @@ def test_crops_only_for_the_account_and_faces_of_that_search(samples_ft: Facetra
 
 
 def test_results_below_the_minimum_band_are_not_shown_by_default(samples_ft: Facetrail, actor: Actor) -> None:
+    """By default ("auto") the threshold follows the number of faces searched: a stranger comes out in at most
+    `target_fpir` of searches, so it is stricter than 'possible' as soon as more than one face is searched."""
     scorer = samples_ft.search.scorer
-    assert scorer.calibrated, "the default model ships its calibration"
+    assert scorer.calibrated and scorer.calibration is not None, "the default model ships its calibration"
+    cal = scorer.calibration
     shown = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30)
     everything = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30,
                                           min_band="none")
-    assert shown.min_band is Band.POSSIBLE and len(shown.results) < len(everything.results)
+    with samples_ft.db.read() as session:
+        faces = session.scalar(select(func.count(Face.id)))
+    reach = shown.reach
+    assert shown.min_band is None and reach.min_band_name == "auto" and reach.gallery_size == faces > 1
+    assert reach.target_fpir == samples_ft.settings.target_fpir == 0.01
+    assert reach.max_distance == pytest.approx(cal.gallery_threshold(0.01, faces))
+    assert reach.max_distance < cal.threshold(Band.POSSIBLE) and reach.fpir == pytest.approx(0.01, rel=1e-6)
+    assert len(shown.results) < len(everything.results)
+    assert {r.face_id for r in shown.results} == {r.face_id for r in everything.results
+                                                  if r.distance <= reach.max_distance}
     assert all(r.band in (Band.POSSIBLE, Band.PROBABLE, Band.STRONG) for r in shown.results)
-    assert {r.face_id for r in shown.results} == {r.face_id for r in everything.results if r.band is not Band.NONE}
+    for r in shown.results:  # what each result means at this size
+        assert r.fmr == pytest.approx(cal.fmr(r.distance)) and r.fpir == pytest.approx(cal.fpir(r.distance, faces))
+        assert r.fmr <= r.fpir <= 0.01 + 1e-9
     assert all(Path(r.original_name).name in ("biden.jpg", "biden2.jpg", "two_people.jpg", "obama_and_biden.jpg")
                for r in shown.results)
+    possible = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30,
+                                        min_band="possible")
+    assert possible.min_band is Band.POSSIBLE and possible.reach.target_fpir is None
+    assert {r.face_id for r in possible.results} == {r.face_id for r in everything.results
+                                                     if r.band is not Band.NONE}
+    assert possible.reach.fpir == pytest.approx(cal.fpir(cal.threshold(Band.POSSIBLE), faces))
+    assert possible.reach.fpir > 0.1  # per comparison 1e-2, but a stranger in more than a tenth of searches
     strong = samples_ft.search.search(actor, sample_bytes("biden.jpg"), purpose="demo", case_ref="c", top_k=30,
                                       min_band="strong")
     assert all(r.band is Band.STRONG for r in strong.results)

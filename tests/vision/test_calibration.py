@@ -66,3 +66,39 @@ def test_bands_hold_on_lfw_view1_test_pairs() -> None:
     for band in (Band.STRONG, Band.PROBABLE, Band.POSSIBLE):
         ratio = measured[band.value] / band.target_fmr
         assert 1 / 3 <= ratio <= 3, (band, measured[band.value])
+
+
+def test_distance_at_inverts_the_false_match_rate() -> None:
+    cal = Calibration.from_impostors("m", np.random.default_rng(2).normal(1.0, 0.12, 200_000), data="synthetic")
+    for fmr in (1e-6, 1e-4, 3e-3, 1e-2, 0.2):  # 1e-6: below what 200,000 comparisons measure (extrapolated)
+        assert cal.fmr(cal.distance_at(fmr)) == pytest.approx(fmr, rel=1e-6)
+    assert cal.distance_at(1e-6) < cal.distance_at(1e-4) < cal.distance_at(1e-2)
+    assert cal.measured_fmr == pytest.approx(1 / 200_000)
+    for bad in (0.0, 1.0, -0.1, 2.0):
+        with pytest.raises(InvalidValueError, match="fmr"):
+            cal.distance_at(bad)
+
+
+def test_fpir_grows_with_the_gallery_and_its_threshold_shrinks() -> None:
+    """1 - (1 - FMR)^N: at 'possible' (1e-2 per comparison) a stranger is shown in 63% of searches of 100 faces;
+    the gallery threshold for a 1% FPIR moves down as the gallery grows, and meets its target."""
+    from facetrail.vision.calibration import comparison_fmr, fpir_of
+
+    cal = load_calibration("dlib-resnet-v1")
+    assert cal is not None
+    possible = cal.threshold(Band.POSSIBLE)
+    assert cal.fpir(possible, 1) == pytest.approx(cal.fmr(possible))
+    assert cal.fpir(possible, 100) == pytest.approx(1 - (1 - cal.fmr(possible)) ** 100)
+    assert 0.6 < cal.fpir(possible, 100) < 0.67 and cal.fpir(possible, 0) == 0.0
+    thresholds = [cal.gallery_threshold(0.01, n) for n in (1, 10, 1_000, 100_000, 10_000_000)]
+    assert thresholds == sorted(thresholds, reverse=True) and len(set(thresholds)) == len(thresholds)
+    for n, t in zip((1, 10, 1_000, 100_000, 10_000_000), thresholds, strict=True):
+        assert cal.fpir(t, n) == pytest.approx(0.01, rel=1e-6)
+    assert comparison_fmr(0.01, 1) == pytest.approx(0.01) and fpir_of(comparison_fmr(0.05, 777), 777) == 0.05
+    assert fpir_of(1.0, 3) == 1.0
+    with pytest.raises(InvalidValueError, match="target_fpir"):
+        cal.gallery_threshold(1.5, 10)
+    with pytest.raises(InvalidValueError, match="gallery_size"):
+        cal.gallery_threshold(0.01, 0)
+    with pytest.raises(InvalidValueError, match="gallery_size"):
+        cal.fpir(0.5, -1)

@@ -8,7 +8,7 @@ import re
 
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from facetrail.api import create_app
 from facetrail.runtime import Facetrail
@@ -67,3 +67,10 @@ def test_each_result_carries_what_the_filters_work_on(samples_ft: Facetrail) -> 
     items = re.findall(r'data-source="([^"]+)" data-date="(\d{4}-\d{2}-\d{2})"', result)
     assert items and {source for source, _ in items} == {"samples"}
     assert "<option>samples</option>" in result
+    # Each result: its band per comparison and what it means at the number of faces searched.
+    with samples_ft.db.read() as session:
+        faces = session.scalar(select(func.count(Face.id)))
+    assert f"automatic threshold, {faces:,} faces searched" in result
+    rates = re.findall(r'<dd class="rates">(1 in [\d,]+) per comparison;\s+([^<]+) of searches at this size</dd>',
+                       result)
+    assert rates and len(rates) == len(items)

@@ -138,9 +138,29 @@ class SearchResultPublic(BaseModel):
     band: str | None = Field(description="strong (false-match rate <= 1e-4), probable (<= 1e-3), possible "
                              "(<= 1e-2) or none; null for a model without calibration")
     distance: float = Field(description="Euclidean distance between templates (smaller = more alike)")
+    fmr: float | None = Field(default=None, description="per-comparison false-match rate at this distance: the "
+                              "share of comparisons with strangers that come this close; null without calibration")
+    fpir: float | None = Field(default=None, description="what the band means at this gallery size: the share of "
+                               "searches of reach.gallery_size faces, for someone not enrolled, in which a stranger "
+                               "comes this close, 1 - (1 - fmr)^N; null without calibration")
     box: BoxPublic
     ingested_at: UtcTime
     crop: str
+
+
+class ReachPublic(BaseModel):
+    gallery_size: int = Field(description="faces this search compared the query with (its purpose's sources, "
+                              "restricted faces excluded)")
+    min_band: str = Field(description="auto (the threshold chosen from gallery_size and target_fpir) or the band "
+                          "asked for")
+    target_fpir: float | None = Field(description="auto: the share of searches for someone not enrolled that may "
+                                      "return anyone; null for an explicit band")
+    max_distance: float | None = Field(description="results farther than this are not shown; null: no limit")
+    fmr: float | None = Field(description="per-comparison false-match rate at max_distance")
+    fpir: float | None = Field(description="expected share of searches for someone not enrolled that return "
+                               "anyone at max_distance, at this gallery size")
+    extrapolated: bool = Field(description="the threshold's false-match rate lies below the smallest the "
+                               "calibration measured (the curve is extrapolated there)")
 
 
 class SearchPublic(BaseModel):
@@ -149,8 +169,10 @@ class SearchPublic(BaseModel):
     case_ref: str
     query_sha256: str
     used_face: int | None
-    min_band: str
+    min_band: str = Field(description="auto (default: the threshold follows the gallery size) or a band")
     calibrated: bool
+    reach: ReachPublic | None = Field(default=None, description="the faces searched and what the threshold means "
+                                      "at that number")
     warnings: list[str] = Field(description="why matches for the query face may be unreliable")
     query_faces: list[QueryFacePublic]
     results: list[SearchResultPublic]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from importlib import metadata
@@ -74,5 +75,65 @@ def accuracy(
             write_section(output, "accuracy" if model is None else f"accuracy-{results[0].model_id}", text)
         if as_json:
             emit_json(results_json(results))
+        else:
+            console.print(text, markup=False, highlight=False)
+
+
+@bench_app.command("fpir")
+def fpir(
+    lfw_root: Annotated[Path, typer.Option("--lfw", help="LFW folder with images/ and pairsDevTrain.txt")],
+    sizes: Annotated[str, typer.Option(help="gallery sizes, comma-separated (the enrolled faces plus synthetic "
+                                       "distractors); the smallest may be the enrolled faces alone")] =
+    "700,10000,100000,1000000",
+    enrolled: Annotated[int, typer.Option(help="LFW people enrolled (one gallery photo, one mated probe)")] = 700,
+    non_mated: Annotated[int, typer.Option(help="LFW people never enrolled (one non-mated probe each)")] = 2000,
+    model: Annotated[Path | None, typer.Option(help="an ONNX embedding model (with its .json description)")] = None,
+    workers: Annotated[int, typer.Option(help="processes for the templates (default: one per core)")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="folder to cache templates in")] = None,
+    output: Annotated[Path | None, typer.Option(help="Markdown file to write the '1:N bands' section into")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """FPIR against FNIR on LFW's open-set protocol at several gallery sizes, for the automatic threshold and
+    each band (the model's own calibration)."""
+    import platform
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from facetrail.errors import InvalidValueError
+    from facetrail.evaluation import openset
+    from facetrail.vision.backend import load_backend
+
+    with reported_errors(as_json):
+        settings = get_settings(model=model)
+        config = openset.vision_config(settings)
+        backend = load_backend(config)
+        calibration = backend.calibration()
+        if calibration is None:
+            raise InvalidValueError("model", f"{backend.model_id} has no calibration: run `facetrail bench accuracy` "
+                                    "with --calibration-out first")
+        try:
+            wanted = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise InvalidValueError("sizes", f"{sizes!r} is not a comma-separated list of whole numbers") from None
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            task = bar.add_task("templates", total=enrolled * 2 + non_mated)
+            try:
+                result = openset.run(
+                    lfw_root, sizes=wanted, enrolled=enrolled, non_mated=non_mated, config=config,
+                    model_id=backend.model_id, calibration=calibration, target_fpir=settings.target_fpir,
+                    workers=workers or settings.worker_count(), cache=cache,
+                    progress=lambda done, _total: bar.update(task, completed=done),
+                    status=lambda text: bar.update(task, description=text))
+            except ValueError as exc:
+                raise InvalidValueError("benchmark", str(exc)) from None
+        command = "facetrail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        machine = f"{platform.node() or 'unknown host'} ({platform.machine()}, {os.cpu_count()} CPUs)"
+        text = openset.report(result, command=command, machine=machine)
+        if output is not None:
+            openset.write_section(output, text)
+        if as_json:
+            emit_json(asdict(result))
         else:
             console.print(text, markup=False, highlight=False)

@@ -16,6 +16,7 @@ from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail, local_actor
+from facetrail.search.reach import rate, threshold_line
 from facetrail.sources.inputs import InputItem, from_paths
 from facetrail.sources.registry import UrlDeclaration
 from facetrail.sources.urls import read_url_list
@@ -267,7 +268,8 @@ def search(
     case: Annotated[str, typer.Option(help="the case reference")],
     face: Annotated[int | None, typer.Option(help="which face of the photo (0 = largest)")] = None,
     top: Annotated[int, typer.Option(help="how many results (1-100)")] = 10,
-    min_band: Annotated[str | None, typer.Option(help="lowest band shown: strong, probable, possible, none")] = None,
+    min_band: Annotated[str | None, typer.Option(help="lowest band shown: auto (default: from the number of faces "
+                                                 "searched), strong, probable, possible, none")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the sources registered for PURPOSE with one face of PHOTO."""
@@ -287,12 +289,14 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = folding_table("rank", "score", "band", "face", "image", "source", "original", "box",
-                      title=f"search {outcome.search_id} (bands from {outcome.min_band} up)")
+        table = folding_table("rank", "score", "band", "FMR", f"FPIR at {outcome.reach.gallery_size:,}", "face",
+                              "image", "source", "original", "box",
+                              title=f"search {outcome.search_id} ({threshold_line(outcome.reach)})")
         for h in outcome.results:
             b = h.box
-            table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", str(h.face_id),
-                          str(h.image_id), h.source_name, h.original_name, f"{b.left},{b.top},{b.right},{b.bottom}")
+            table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", rate(h.fmr), rate(h.fpir),
+                          str(h.face_id), str(h.image_id), h.source_name, h.original_name,
+                          f"{b.left},{b.top},{b.right},{b.bottom}")
         console.print(table)
         if not outcome.calibrated:
             console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")

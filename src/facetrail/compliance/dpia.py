@@ -77,8 +77,10 @@ def _risks(facts: Facts) -> list[dict[str, Any]]:
         {"risk": "wrongful identification",
          "description": "a search returns a stranger's face as a match and staff act on it",
          "measures_in_force": [
-             f"calibrated score bands with false-match rates {bands}; results below the '{m.min_band}' band are "
-             "not shown by default",
+             f"calibrated score bands with false-match rates {bands}; " + (
+                 "by default a search shows only faces close enough that a stranger comes out in at most the "
+                 "configured share of searches (target_fpir) at the number of faces it reaches" if m.min_band == "auto"
+                 else f"results below the '{m.min_band}' band are not shown by default"),
              "expected false candidates for a stranger's search over the "
              f"{v.faces - v.restricted_faces} searchable faces: " + (
                  ", ".join(f"{k} {n:g}" for k, n in false.items()) or "unknown (no calibration)"),

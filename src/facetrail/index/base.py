@@ -49,6 +49,10 @@ class VectorIndex(Protocol):
         """The k nearest templates, limited to the given partitions when given, nearest first."""
         ...
 
+    def count(self, partitions: Collection[int] | None = None) -> int:
+        """How many templates a search limited to these partitions reaches (all when None)."""
+        ...
+
     def set_generation(self, generation: int) -> None: ...
 
     def persist(self) -> None:

@@ -328,6 +328,13 @@ class FaissIndex:
             if label >= 0
         ]
 
+    def count(self, partitions: Collection[int] | None = None) -> int:
+        """Faces a search limited to these partitions reaches (from the search's own cached filter)."""
+        with self._lock:
+            if partitions is None:
+                return int(self._index.ntotal)
+            return self._selector(frozenset(int(p) for p in partitions))[2]
+
     def _selector(self, allowed: frozenset[int]) -> tuple[Any, NDArray[np.uint8], int]:
         """A bitmap over ids of the faces in these partitions (vectorised: no loop over faces), cached until
         the next change. The bitmap is returned beside the selector, which only points at it."""

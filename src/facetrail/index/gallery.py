@@ -187,6 +187,10 @@ class Gallery:
     def search(self, vector: NDArray[np.float32], k: int, partitions: Collection[int] | None) -> list[Hit]:
         return self.index().search(vector, k, partitions)
 
+    def count(self, partitions: Collection[int] | None) -> int:
+        """How many faces a search of these partitions (sources) compares the query with."""
+        return self.index().count(partitions)
+
 
 def _chunks(ids: NDArray[np.int64]) -> Iterator[NDArray[np.int64]]:
     for start in range(0, len(ids), BATCH):

@@ -153,6 +153,22 @@ class MilvusIndex:
                 self.client.delete(self.collection, ids=found[start:start + PAGE])
             return len(found)
 
+    def count(self, partitions: Collection[int] | None = None) -> int:
+        """Faces a search limited to these partitions reaches (while a purge rewrites a bucket its rows may
+        count twice for a moment: the automatic threshold is then a little stricter, never looser)."""
+        if partitions is None:
+            return len(self)
+        sources = sorted({int(p) for p in partitions})
+        if not sources:
+            return 0
+        parts = self._partitions()
+        names = [n for b in sorted({s % self.tuning.buckets for s in sources}) for n in parts.get(b, [])]
+        if not names:
+            return 0
+        rows = self.client.query(self.collection, filter=f"source in {sources}", output_fields=["count(*)"],
+                                 partition_names=names, consistency_level=STRONG)
+        return int(rows[0]["count(*)"]) if rows else 0
+
     # -- search ------------------------------------------------------------------------------
     def search(self, vector: NDArray[np.float32], k: int,
                partitions: Collection[int] | None = None) -> list[Hit]:

@@ -26,13 +26,14 @@ from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.media.outline import outline_face
 from facetrail.policy.sources import validate_purpose
+from facetrail.search.reach import Reach, parse_min_band, reach
 from facetrail.search.scoring import Scorer
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage
 from facetrail.timestamps import iso_z
-from facetrail.vision.calibration import Band
+from facetrail.vision.calibration import Band, fpir_of
 from facetrail.vision.pipeline import analyze_faces
 
 MAX_TOP_K = 100
@@ -77,6 +78,8 @@ class SearchHit:
     distance: float
     box: Box
     ingested_at: datetime
+    fmr: float | None = None  # the per-comparison false-match rate at this distance
+    fpir: float | None = None  # the share of searches of this size in which a stranger comes this close
 
 
 @dataclass
@@ -87,9 +90,14 @@ class SearchOutcome:
     query_sha256: str
     query_faces: list[QueryFace]
     used_face: int | None
-    min_band: Band
+    reach: Reach
     calibrated: bool
     results: list[SearchHit] = field(default_factory=list)
+
+    @property
+    def min_band(self) -> Band | None:
+        """The lowest band shown; None: automatic, from the number of faces searched (see `reach`)."""
+        return self.reach.min_band
 
     @property
     def warnings(self) -> list[str]:
@@ -98,15 +106,16 @@ class SearchOutcome:
     def as_dict(self) -> dict[str, Any]:
         return {
             "search_id": self.search_id, "purpose": self.purpose, "case_ref": self.case_ref,
-            "query_sha256": self.query_sha256, "used_face": self.used_face, "min_band": self.min_band.value,
-            "calibrated": self.calibrated, "warnings": self.warnings,
+            "query_sha256": self.query_sha256, "used_face": self.used_face, "min_band": self.reach.min_band_name,
+            "calibrated": self.calibrated, "warnings": self.warnings, "reach": self.reach.as_dict(),
             "query_faces": [{"index": q.index, "box": q.box.as_dict(), "detector_score": round(q.detector_score, 3),
                              "size_px": q.size_px, "sharpness": q.sharpness, "yaw": q.yaw,
                              "warnings": q.warnings()} for q in self.query_faces],
             "results": [{"rank": h.rank, "face_id": h.face_id, "image_id": h.image_id, "source_id": h.source_id,
                          "source_name": h.source_name, "original_name": h.original_name, "score": h.score,
                          "band": h.band.value if h.band else None,
-                         "distance": round(h.distance, 4), "box": h.box.as_dict(),
+                         "distance": round(h.distance, 4), "fmr": h.fmr, "fpir": h.fpir,
+                         "box": h.box.as_dict(),
                          "ingested_at": iso_z(h.ingested_at),
                          "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop"}
                         for h in self.results],
@@ -128,9 +137,10 @@ class SearchService:
     def search(self, actor: Actor, photo: bytes, *, purpose: str, case_ref: str, face: int | None = None,
                top_k: int = 10, min_band: str | None = None) -> SearchOutcome:
         """Find the faces most like one face of `photo` among sources registered for `purpose`.
-        Results below `min_band` (default: the configured one, "possible") are not returned."""
+        Results below `min_band` are not returned; by default (the configured one, "auto") the threshold keeps
+        strangers out of all but `target_fpir` of searches at the number of faces this search reaches."""
         require(actor, Action.SEARCH)
-        band = Band.parse(min_band or self.settings.min_band)
+        band = parse_min_band(min_band or self.settings.min_band)
         purpose = validate_purpose(purpose)
         require_purpose(actor, purpose)  # a key scoped to some purposes searches for those only
         allowed = self.sources.ids_for_purpose(purpose)
@@ -142,13 +152,14 @@ class SearchService:
             raise InvalidValueError("case", "a case reference (1-200 characters) is required")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidValueError("top", f"must be a whole number from 1 to {MAX_TOP_K}")
+        limits = reach(self.scorer.calibration, self.gallery.count(allowed), band, self.settings.target_fpir)
         query_sha = hashlib.sha256(photo).hexdigest()
         image = decode_image(photo, max_pixels=self.settings.max_image_pixels)
         analysed = analyze_faces(self.analyzer.backend, image.pixels, with_crops=False)
         del image  # the query photo is never kept: not on disk, not beyond this call
         query_faces = [QueryFace(i, a.detection.box, a.detection.score, a.quality.size_px, a.quality.sharpness,
                                  a.quality.yaw) for i, a in enumerate(analysed)]
-        outcome = SearchOutcome(secrets.token_hex(16), purpose, case_ref, query_sha, query_faces, None, band,
+        outcome = SearchOutcome(secrets.token_hex(16), purpose, case_ref, query_sha, query_faces, None, limits,
                                 self.scorer.calibrated)
         if not analysed:
             self._record(actor, outcome)
@@ -157,13 +168,13 @@ class SearchService:
         if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(analysed):
             raise InvalidValueError("face", f"the photo holds {len(analysed)} face(s); choose 0-{len(analysed) - 1}")
         outcome.used_face = chosen
-        limit = self.scorer.max_distance(band)
-        hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed) if h.distance <= limit]
-        outcome.results = self._resolve(hits, allowed)
+        hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed)
+                if h.distance <= limits.max_distance]
+        outcome.results = self._resolve(hits, allowed, limits.gallery_size)
         self._record(actor, outcome)
         return outcome
 
-    def _resolve(self, hits: list[Any], allowed: set[int]) -> list[SearchHit]:
+    def _resolve(self, hits: list[Any], allowed: set[int], gallery_size: int) -> list[SearchHit]:
         by_id = {h.face_id: h for h in hits}
         with self.db.read() as session:
             rows = session.execute(
@@ -178,6 +189,7 @@ class SearchService:
             if hit.face_id not in found:
                 continue  # erased since the index was read
             face, image, source = found[hit.face_id]
+            fmr = None if self.scorer.calibration is None else self.scorer.calibration.fmr(hit.distance)
             if source.id not in allowed or face.restricted:
                 continue  # defence in depth: the index already excludes both
             results.append(SearchHit(
@@ -186,6 +198,7 @@ class SearchService:
                 score=self.scorer.score(hit.distance), band=self.scorer.band(hit.distance), distance=hit.distance,
                 box=Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
                 ingested_at=image.ingested_at,
+                fmr=fmr, fpir=None if fmr is None else fpir_of(fmr, gallery_size),
             ))
         return results
 
@@ -200,7 +213,8 @@ class SearchService:
             self.audit.record(session, actor=actor.name, action="search", details={
                 "search_id": outcome.search_id, "purpose": outcome.purpose, "case": outcome.case_ref,
                 "query_sha256": outcome.query_sha256, "query_faces": len(outcome.query_faces),
-                "used_face": outcome.used_face, "min_band": outcome.min_band.value,
+                "used_face": outcome.used_face, "min_band": outcome.reach.min_band_name,
+                "gallery_size": outcome.reach.gallery_size, "max_distance": outcome.reach.as_dict()["max_distance"],
                 "result_face_ids": [h.face_id for h in outcome.results],
             })
 

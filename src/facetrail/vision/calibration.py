@@ -10,6 +10,13 @@ comparisons between *different* people that come out at or below that distance. 
              the curve is extrapolated, so that closer faces still score higher rather than all saturating;
 * `band(d)`  strong (FMR <= 1e-4), probable (<= 1e-3), possible (<= 1e-2) or none.
 
+A band is a per-comparison rate, but a search compares the query with every face it reaches. For a search of
+N faces of other people, the false-positive identification rate (FPIR, the NIST FRTE 1:N figure: the share of
+searches for someone not enrolled that return anyone) at distance d is 1 - (1 - FMR(d))^N, counting the
+comparisons as independent (`fpir`); `gallery_threshold(target, N)` is the largest distance that keeps it at
+`target`. Measured on LFW (evaluation/openset.py), real searches come out at or below this figure: false matches
+gather on a few look-alike probes rather than spreading evenly.
+
 The default model's calibration ships in `calibrations/<model_id>.json`; another model brings its own file.
 """
 
@@ -118,6 +125,40 @@ class Calibration:
         k = int(above[0]) if len(above) else len(d) - 1
         return float((logf[k] - logf[0]) / (d[k] - d[0])) if d[k] > d[0] else 0.0
 
+    def distance_at(self, fmr: float) -> float:
+        """The largest distance whose false-match rate is at most `fmr` (the inverse of `fmr`; below the
+        smallest rate measured, extrapolated along the curve's first decade as `fmr` is)."""
+        if not 0.0 < fmr < 1.0:
+            raise InvalidValueError("fmr", f"{fmr!r} is not a rate strictly between 0 and 1")
+        d = np.asarray(self.distances)
+        logf = np.log10(np.asarray(self.fmrs))
+        target = math.log10(fmr)
+        if target <= logf[0]:
+            slope = self._head_slope(d, logf)
+            return float(d[0]) if slope <= 0 else float(d[0] - (logf[0] - target) / slope)
+        if target >= logf[-1]:
+            return float(d[-1])
+        # The curve is non-decreasing: the last point at or below the target, then linear in log space.
+        k = int(np.searchsorted(logf, target, side="right")) - 1
+        if logf[k + 1] == logf[k]:
+            return float(d[k])
+        return float(d[k] + (target - logf[k]) * (d[k + 1] - d[k]) / (logf[k + 1] - logf[k]))
+
+    def fpir(self, distance: float, gallery_size: int) -> float:
+        """Expected share of searches of `gallery_size` faces of other people that return one at or below
+        `distance`: 1 - (1 - FMR)^N, comparisons counted as independent."""
+        return fpir_of(self.fmr(distance), gallery_size)
+
+    def gallery_threshold(self, target_fpir: float, gallery_size: int) -> float:
+        """The largest distance at which a search of `gallery_size` faces returns a stranger in at most
+        `target_fpir` of searches for someone not enrolled."""
+        return self.distance_at(comparison_fmr(target_fpir, gallery_size))
+
+    @property
+    def measured_fmr(self) -> float:
+        """The smallest false-match rate the calibration measured; below it the curve is extrapolated."""
+        return float(self.fmrs[0])
+
     def score(self, distance: float) -> float:
         """0 and up, one decimal; a stranger reaches score S about once in 10^(S/20) comparisons."""
         return round(float(max(0.0, -20.0 * math.log10(self.fmr(distance)))), 1)
@@ -154,6 +195,24 @@ class Calibration:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json() + "\n")
+
+
+def fpir_of(fmr: float, gallery_size: int) -> float:
+    """1 - (1 - fmr)^N: the chance that at least one of N independent comparisons with strangers matches."""
+    if gallery_size < 0:
+        raise InvalidValueError("gallery_size", f"{gallery_size} is negative")
+    if fmr >= 1.0:
+        return 1.0 if gallery_size else 0.0
+    return float(-math.expm1(gallery_size * math.log1p(-fmr)))
+
+
+def comparison_fmr(target_fpir: float, gallery_size: int) -> float:
+    """The per-comparison false-match rate at which N comparisons give `target_fpir` (fpir_of's inverse)."""
+    if not 0.0 < target_fpir < 1.0:
+        raise InvalidValueError("target_fpir", f"{target_fpir!r} is not a rate strictly between 0 and 1")
+    if gallery_size < 1:
+        raise InvalidValueError("gallery_size", f"{gallery_size} must be at least 1")
+    return float(-math.expm1(math.log1p(-target_fpir) / gallery_size))
 
 
 def load_calibration(model_id: str, path: Path | None = None) -> Calibration | None:

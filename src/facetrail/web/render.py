@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from facetrail.rights.proof import ChallengeView
 from facetrail.rights.workflow import RequestKind
+from facetrail.search.reach import rate
 from facetrail.timestamps import iso_z
 
 HERE = Path(__file__).resolve().parent
@@ -150,6 +151,7 @@ def moment(iso: str) -> str:
 
 ENV.filters["day"] = day
 ENV.filters["moment"] = moment
+ENV.filters["rate"] = rate
 ENV.globals.update(kinds=KINDS, kind_titles=KIND_TITLES, status_text=STATUS_TEXT)
 
 

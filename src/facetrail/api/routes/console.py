@@ -37,6 +37,7 @@ from facetrail.errors import (
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition, LegalBasis
 from facetrail.rights.views import dpo_view, evidence_sheet, evidence_view
 from facetrail.runtime import Facetrail
+from facetrail.search.reach import threshold_line
 from facetrail.store.models import SearchRecord
 from facetrail.timestamps import iso_z
 from facetrail.web import render
@@ -244,7 +245,8 @@ def search(request: Request, ft: FacetrailDep, actor: Staff, photo: Annotated[Up
         return _search_page(request, ft, actor, 429, error=f"Too many searches: try again in {wait} s.", **form)
     try:
         chosen = int(face) - 1 if face.strip() else None
-        outcome = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=chosen).as_dict()
+        searched = ft.search.search(actor, data, purpose=purpose, case_ref=case, face=chosen)
+        outcome = {**searched.as_dict(), "threshold_line": threshold_line(searched.reach)}
     except InvalidValueError as exc:
         return _search_page(request, ft, actor, 422, error=exc.message, field=exc.field, **form)
     except NoFaceError as exc:

@@ -27,8 +27,9 @@ def search(
     case: Annotated[str, Form(description="case reference")],
     face: Annotated[int | None, Form(description="which query face (0 = largest); default the largest")] = None,
     top: Annotated[int, Form(description="how many results, 1-100")] = 10,
-    min_band: Annotated[str | None, Form(description="lowest band shown: strong, probable, possible (default) "
-                                         "or none")] = None,
+    min_band: Annotated[str | None, Form(description="lowest band shown: auto (default: keeps strangers out of "
+                                         "99% of searches at the number of faces searched), strong, probable, "
+                                         "possible or none")] = None,
 ) -> SearchPublic:
     data, error = read_upload(photo, ft.settings.max_file_bytes)
     if error:

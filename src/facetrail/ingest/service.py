@@ -124,13 +124,8 @@ class IngestService:
                 if self._stopping.is_set():
                     report.interrupted = True
                     break  # closing the analysis stops the worker processes without waiting for them
-        known_videos = self.videos.known(source.id)
-        for item in videos:
-            if self._stopping.is_set():
-                report.interrupted = True
-                break
-            self.videos.ingest(source, item, report, known_videos, self.video_progress)
-            advance()
+        if not report.interrupted:
+            self._ingest_videos(source, videos, report, advance)
         self.gallery.persist()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
@@ -141,6 +136,16 @@ class IngestService:
                 self.audit.record(session, actor=actor.name, action="order.refused",
                                   details={"order_id": order_id, "source_id": source.id, "items": count})
         return report
+
+    def _ingest_videos(self, source: Source, videos: list[InputItem], report: IngestReport,
+                       advance: Callable[[], None]) -> None:
+        known = self.videos.known(source.id)
+        for item in videos:
+            if self._stopping.is_set():
+                report.interrupted = True
+                return
+            self.videos.ingest(source, item, report, known, self.video_progress)
+            advance()
 
     def _pending(self, batch: list[InputItem], source_id: int, declared: list[str], report: IngestReport,
                  advance: Callable[[], None], videos: list[InputItem]) -> Iterator[_Pending]:

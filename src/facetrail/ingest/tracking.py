@@ -101,7 +101,7 @@ class Tracker:
         self.shot += 1
 
     def add(self, frame: int, time: float, faces: list[AnalyzedFace]) -> None:
-        still = []
+        still: list[Track] = []
         for track in self._active:
             (still if time - track.last.time <= self.max_gap_s else self._ended).append(track)
         self._active = still

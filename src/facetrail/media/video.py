@@ -152,7 +152,7 @@ class VideoReader:
                 if time + 1e-6 < next_time and not cut:
                     continue
                 next_time = (time // step + 1) * step if step != float("inf") else float("inf")
-                pixels = upright(frame.to_ndarray(format="rgb24"), _rotation(frame))
+                pixels = upright(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8), _rotation(frame))
                 yield SampledFrame(number=number, time=round(time, 3), pixels=pixels, cut=cut)
         except av.FFmpegError as exc:
             raise MediaError(f"corrupt or truncated video: decoding failed after {number + 1} frame(s) "

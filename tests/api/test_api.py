@@ -35,6 +35,7 @@ ALLOWED = {
     ("POST", "/v1/sources/{source_id}/urls/ingest"): {"operator"},
     ("POST", "/v1/search"): {"investigator"},
     ("GET", "/v1/searches/{search_id}/faces/{face_id}/crop"): {"investigator"},
+    ("GET", "/v1/searches/{search_id}/faces/{face_id}/frame"): {"investigator"},
     ("GET", "/v1/accounts"): {"operator", "dpo"},
     ("POST", "/v1/accounts"): {"operator", "dpo"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},

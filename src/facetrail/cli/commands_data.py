@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from facetrail.cli.output import console, emit_json, field_table, folding_table, progress_bar, reported_errors, when
+from facetrail.cli.output import (
+    console,
+    emit_json,
+    field_table,
+    folding_table,
+    progress_bar,
+    reported_errors,
+    video_progress,
+    when,
+)
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
@@ -207,7 +216,8 @@ def ingest_urls(
 
 
 def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool) -> None:
-    with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest):
+    with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest), \
+            video_progress(ft.ingest, enabled=not as_json):
         report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
     if as_json:
         emit_json(report.as_dict())
@@ -236,8 +246,16 @@ def _print_report(report: IngestReport) -> None:
     console.print(
         f"{report.images_added} image(s) added with {report.faces_added} face(s) "
         f"({report.images_without_faces} without a face), {report.images_skipped} already present, "
+        f"{report.videos_added} video(s) added ({report.videos_skipped} already present), "
         f"{report.faces_suppressed} face(s) dropped by opt-outs, {len(report.errors)} error(s), "
         f"{len(report.skipped)} file(s) skipped (not images).", highlight=False)
+    if report.videos:
+        videos = folding_table("video", "seconds", "frames decoded", "analysed", "faces", "tracks", "templates kept",
+                               "tracks opted out")
+        for v in report.videos:
+            videos.add_row(v.name, f"{v.duration_s:.1f}", str(v.frames_decoded), str(v.frames_analysed),
+                           str(v.faces_detected), str(v.tracks), str(v.templates_kept), str(v.tracks_suppressed))
+        console.print(videos, highlight=False)
     if report.errors or report.skipped:
         table = folding_table("file", "status", "why")
         for error in report.errors:

@@ -30,3 +30,25 @@ def frame_at(path: Path, seconds: float) -> tuple[bytes, float]:
 def jpeg_size(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
         return image.size
+
+
+def side_by_side(left: Path, right: Path, out: Path, *, seconds: float = 3.0, fps: int = 5) -> Path:
+    """A video of two people at once: each frame the left clip's frame beside the right clip's (mpeg4)."""
+    with av.open(str(left)) as a, av.open(str(right)) as b, av.open(str(out), "w") as sink:
+        stream = sink.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1024, 512, "yuv420p"
+        stream.bit_rate = 4_000_000
+        every = 25 // fps
+        for number, (fa, fb) in enumerate(zip(a.decode(video=0), b.decode(video=0), strict=False)):
+            if number >= seconds * 25:
+                break
+            if number % every:
+                continue
+            canvas = Image.new("RGB", (1024, 512))
+            canvas.paste(fa.to_image().resize((512, 512)), (0, 0))
+            canvas.paste(fb.to_image().resize((512, 512)), (512, 0))
+            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                sink.mux(packet)
+        for packet in stream.encode():
+            sink.mux(packet)
+    return out

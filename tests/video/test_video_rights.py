@@ -23,7 +23,7 @@ from facetrail.store.templates import encode_template
 from facetrail.vision.pipeline import analyze_faces
 from tests.conftest import add_source, template_of
 from tests.rights.biden import files_holding, raw_blob
-from tests.video.clips import HAMILTON, WDA, frame_at
+from tests.video.clips import WDA, frame_at, side_by_side
 from tests.video.test_video_search import AT_LEAST_POSSIBLE
 
 
@@ -90,26 +90,35 @@ def test_erasing_a_person_seen_in_a_video_leaves_no_byte_and_finds_nothing(video
         reopened.close()
 
 
-def test_erasing_someone_in_a_key_frame_kept_for_others_blacks_them_out(video_copy: Facetrail,
-                                                                         actor: Actor) -> None:
+def test_erasing_someone_in_a_key_frame_kept_for_others_blacks_them_out(video_copy: Facetrail, actor: Actor,
+                                                                         tmp_path: Path) -> None:
     ft = video_copy
+    pair = side_by_side(WDA[0], WDA[3], tmp_path / "pair.mp4")
+    source = add_source(ft, "pairs", purposes=("demo",))
+    report = ft.ingest.ingest(actor, source, from_paths([pair], ft.input_limits))
+    assert report.videos_added == 1 and report.videos[0].tracks == 2, report
     with ft.db.read() as session:
-        shared = [(image, faces) for image in session.scalars(select(StoredImage).where(
-            StoredImage.original_name.like(f"{HAMILTON}%")))
-            if len(faces := list(session.scalars(select(Face).where(Face.image_id == image.id)))) > 1]
-    if not shared:
-        # Every key frame of the clip holds one face: erasing a track deletes its frames whole.
-        return
-    image, faces = shared[0]
-    gone = faces[0]
-    assert gone.track_id is not None
-    ft.erasure.erase(actor.name, [gone.id], request_id=None)
+        frames = list(session.scalars(select(StoredImage).where(StoredImage.source_id == source)))
+        faces = {image.id: list(session.scalars(select(Face).where(Face.image_id == image.id))) for image in frames}
+    assert frames and all(len(held) == 2 for held in faces.values())  # both people in every key frame
+    gone = [face for held in faces.values() for face in held if face.box_left < 512]  # the left person
+    stays = [face for held in faces.values() for face in held if face.box_left >= 512]
+    assert len({f.track_id for f in gone}) == 1 and len({f.track_id for f in stays}) == 1
+    ft.erasure.erase(actor.name, [gone[0].id], request_id=None)
     with ft.db.read() as session:
-        kept = session.get(StoredImage, image.id)
-    assert kept is not None and kept.blob_key is not None
-    pixels = decode_image(ft.blobs.get(kept.blob_key), max_pixels=ft.settings.max_image_pixels).pixels
-    region = pixels[gone.box_top:gone.box_bottom, gone.box_left:gone.box_right]
-    assert float(region.mean()) < 10
+        assert session.scalars(select(Face.id).where(Face.id.in_([f.id for f in gone]))).all() == []
+        kept = {image.id: image for image in session.scalars(select(StoredImage).where(
+            StoredImage.source_id == source))}
+    assert set(kept) == set(faces)  # every key frame stays: the right person is still in each
+    for image_id, image in kept.items():
+        assert image.blob_key is not None and image.face_count == 1
+        pixels = decode_image(ft.blobs.get(image.blob_key), max_pixels=ft.settings.max_image_pixels).pixels
+        for face in faces[image_id]:
+            region = pixels[face.box_top:face.box_bottom, face.box_left:face.box_right]
+            if face.box_left < 512:
+                assert float(region.mean()) < 10  # blacked out
+            else:
+                assert float(region.mean()) > 40  # untouched
 
 
 def test_the_access_package_lists_videos_time_ranges_and_key_frames(video_ft: Facetrail, actor: Actor) -> None:

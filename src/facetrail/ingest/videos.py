@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facetrail.config import Settings
+from facetrail.crashpoints import crash_point
 from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, VideoAnalysis, VideoProgress
@@ -150,6 +151,8 @@ class VideoIngest:
             session.flush()
             faces, vectors = self._store(session, video, source, item, digest, jurisdictions, analysis, plan, model_id)
             generation = bump_generation(session) if faces else None
+            crash_point("video_stored")  # blobs written, nothing committed: a re-run does it all again
+        crash_point("video_committed")
         summary.tracks = len(plan.kept)
         summary.templates_kept = len(faces)
         report.videos_added += 1

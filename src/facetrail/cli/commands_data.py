@@ -305,12 +305,16 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = folding_table("rank", "score", "band", "face", "image", "source", "original", "box",
+        table = folding_table("rank", "score", "band", "face", "image", "source", "original", "box", "seen in video",
                       title=f"search {outcome.search_id} (bands from {outcome.min_band} up)")
         for h in outcome.results:
             b = h.box
+            seen = "" if h.video is None else (
+                f"{h.video.name}, track {h.video.track_id}: "
+                + ", ".join(f"{start:.1f}-{end:.1f} s" for start, end in h.video.ranges))
             table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", str(h.face_id),
-                          str(h.image_id), h.source_name, h.original_name, f"{b.left},{b.top},{b.right},{b.bottom}")
+                          str(h.image_id), h.source_name, h.original_name, f"{b.left},{b.top},{b.right},{b.bottom}",
+                          seen)
         console.print(table)
         if not outcome.calibrated:
             console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")

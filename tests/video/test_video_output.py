@@ -13,7 +13,9 @@ from facetrail.api import create_app
 from facetrail.cli.main import app
 from facetrail.runtime import Facetrail
 from tests.cli.test_cli import SOURCE, init
+from tests.conftest import add_source
 from tests.video.clips import WDA, frame_at
+from tests.web.conftest import csrf_of
 from tests.web.staff import console_search, sign_in, staff
 
 runner = CliRunner()
@@ -48,3 +50,24 @@ def test_the_console_shows_the_video_and_when_the_person_is_seen(video_ft: Facet
     assert f'title="{WDA[1]}"' in page and "Seen at" in page
     assert re.search(r'class="seen">0\.0&ndash;7\.5 s<', page), page
     assert re.search(r"Key frame at \d+\.\d s, face \d+ outlined", page)
+
+
+def test_the_console_upload_report_lists_each_video(tmp_path: Path) -> None:
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, video_sample_fps=1.0)
+    try:
+        source = add_source(ft)
+        staff(ft, "otto", "operator")
+        with TestClient(create_app(ft)) as client:
+            sign_in(client, "otto")
+            token = csrf_of(client.get("/console/sources").text)
+            report = client.post(f"/console/sources/{source}/images", data={"csrf": token}, files=[
+                ("files", (WDA[2].name, WDA[2].read_bytes(), "video/mp4")),
+                ("files", ("notes.mp4", b"not a video at all", "video/mp4"))])
+        assert report.status_code == 200
+        text = re.sub(r"\s+", " ", report.text)
+        assert "1 video(s) added (0 already held)" in text
+        cells = r"</td> ?<td>".join(["8\\.0", "200", "8", "8", "1"])
+        assert re.search(rf'id="report-videos">.*<td>{re.escape(WDA[2].name)}</td><td>{cells}</td>', text), text
+        assert re.search(r'id="report-errors"><li>notes\.mp4: not a video', text)
+    finally:
+        ft.close()

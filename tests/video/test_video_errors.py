@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from facetrail.errors import MediaError
+from facetrail.ingest.analysis import VideoProgress
 from facetrail.media.video import VideoLimits, VideoReader, looks_like_video, upright
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
@@ -49,6 +50,8 @@ def test_truncated_text_and_over_limit_videos_each_give_one_error_and_the_batch_
     (folder / "d_photo.jpg").write_bytes((SAMPLES / "obama.jpg").read_bytes())
     (folder / "e_clip.mp4").write_bytes(WDA[0].read_bytes())  # 8 s: within it
     source = add_source(limited)
+    seen: list[VideoProgress] = []
+    limited.ingest.video_progress = seen.append
     report = limited.ingest.ingest(local_actor(), source, from_paths([folder], limited.input_limits))
     errors = {Path(e.name).name: e.cause for e in report.errors}
     assert set(errors) == {"a_truncated.mp4", "b_notes.mp4", "c_long.mp4"}, errors
@@ -57,6 +60,11 @@ def test_truncated_text_and_over_limit_videos_each_give_one_error_and_the_batch_
     assert errors["c_long.mp4"] == ("video too long (9.2 s; the limit is 9 s, FACETRAIL_VIDEO_MAX_DURATION_S)")
     assert report.images_added == 1 and report.videos_added == 1 and report.outcome.value == "partial"
     assert [Path(v.name).name for v in report.videos] == ["e_clip.mp4"]
+    # Progress of the one video analysed: frames decoded of those expected, rising to the end, with what it found.
+    assert {Path(p.name).name for p in seen} == {"e_clip.mp4"} and len(seen) >= 3
+    assert [p.frames_done for p in seen] == sorted(p.frames_done for p in seen)
+    assert (seen[-1].frames_done, seen[-1].frames_total, seen[-1].tracks) == (200, 200, report.videos[0].tracks)
+    assert seen[-1].faces == report.videos[0].faces_detected
 
 
 def test_a_video_cut_short_after_its_index_is_truncated(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ class Tracker:
     def tracks(self) -> list[Track]:
         """Every track, merged where one person was lost and found again within a shot, in order of appearance."""
         tracks = sorted(self._ended + self._active, key=lambda t: (t.sightings[0].time, t.sightings[0].frame))
-        merged: list[Track] = []
+        merged: list[Track] = []  # new objects: the tracker's own tracks go on unchanged (this runs for progress)
         for track in tracks:
             for earlier in merged:
                 if (earlier.shot == track.shot and not earlier.frames() & track.frames()
@@ -135,7 +135,7 @@ class Tracker:
                     earlier.sightings = sorted(earlier.sightings + track.sightings, key=lambda s: s.frame)
                     break
             else:
-                merged.append(track)
+                merged.append(Track(track.shot, list(track.sightings)))
         return merged
 
 

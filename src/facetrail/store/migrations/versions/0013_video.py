@@ -55,23 +55,25 @@ def upgrade() -> None:
     )
     op.create_index("ix_tracks_video_id", "tracks", ["video_id"])
     op.create_index("ix_tracks_source_id", "tracks", ["source_id"])
-    with op.batch_alter_table("images") as batch:
-        batch.add_column(sa.Column("video_id", sa.Integer, sa.ForeignKey("videos.id", name="fk_images_video_id"),
-                                   nullable=True))
-        batch.add_column(sa.Column("frame_time", sa.Float, nullable=True))
-        batch.create_index("ix_images_video_id", ["video_id"])
-    with op.batch_alter_table("faces") as batch:
-        batch.add_column(sa.Column("track_id", sa.Integer, sa.ForeignKey("tracks.id", name="fk_faces_track_id"),
-                                   nullable=True))
-        batch.create_index("ix_faces_track_id", ["track_id"])
+    # ADD COLUMN with its reference, no table rebuild (which SQLite's foreign keys to `images` and `faces` refuse
+    # once they hold rows); SQLite accepts a REFERENCES clause on a column added with a NULL default.
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE images ADD COLUMN video_id INTEGER REFERENCES videos (id)")
+        op.execute("ALTER TABLE faces ADD COLUMN track_id INTEGER REFERENCES tracks (id)")
+    else:
+        op.add_column("images", sa.Column("video_id", sa.Integer, sa.ForeignKey("videos.id"), nullable=True))
+        op.add_column("faces", sa.Column("track_id", sa.Integer, sa.ForeignKey("tracks.id"), nullable=True))
+    op.add_column("images", sa.Column("frame_time", sa.Float, nullable=True))
+    op.create_index("ix_images_video_id", "images", ["video_id"])
+    op.create_index("ix_faces_track_id", "faces", ["track_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_faces_track_id", "faces")
     with op.batch_alter_table("faces") as batch:
-        batch.drop_index("ix_faces_track_id")
         batch.drop_column("track_id")
+    op.drop_index("ix_images_video_id", "images")
     with op.batch_alter_table("images") as batch:
-        batch.drop_index("ix_images_video_id")
         batch.drop_column("frame_time")
         batch.drop_column("video_id")
     op.drop_index("ix_tracks_source_id", "tracks")

@@ -96,7 +96,7 @@ class VideoReader:
     def _probe(self) -> VideoInfo:
         container = self._container
         if not container.streams.video:
-            raise MediaError("no video stream in the file")
+            raise MediaError("no video stream in the file (an audio file, or a corrupt video)")
         stream = container.streams.video[0]
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from facetrail.accounts.roles import Actor
+from facetrail.accounts.roles import Actor, Role
 from facetrail.media.image import decode_image
 from facetrail.rights.access import build_package
 from facetrail.rights.tracks import whole_tracks
@@ -169,3 +169,23 @@ def test_an_opt_out_suppresses_matching_tracks_at_ingestion(video_copy: Facetrai
     with ft.db.read() as session:
         assert session.scalar(select(Video.id).where(Video.source_id == source,
                                                      Video.original_name == str(WDA[0]))) is None
+
+
+def test_an_order_refuses_new_videos_and_its_erasure_takes_every_track(video_copy: Facetrail, actor: Actor,
+                                                                        tmp_path: Path) -> None:
+    ft = video_copy
+    dpo = Actor("dora", Role.DPO)
+    order = ft.orders.add(dpo, authority="CNIL", reference="MED-VIDEO", received_on="2026-11-01",
+                          jurisdictions=["FR"], source_ids=[1], cease=True, erase=True, deadline="2026-12-31",
+                          daily_penalty=100)
+    pair = side_by_side(WDA[1], WDA[2], tmp_path / "pair.mp4", seconds=1.0)
+    refused = ft.ingest.ingest(actor, 1, from_paths([pair], ft.input_limits))
+    assert refused.videos_added == 0 and refused.refused_by_order == {order.id: 1}
+    assert "MED-VIDEO" in refused.errors[0].cause or str(order.id) in refused.errors[0].cause
+    ft.orders.run(dpo, order.id)
+    with ft.db.read() as session:
+        for table in (Track, Video, Face, StoredImage):
+            assert session.scalars(select(table.id)).all() == [], table.__name__
+    outcome = ft.search.search(actor, frame_at(WDA[0], 4.4)[0], purpose="demo", case_ref="after-order",
+                               min_band="none")
+    assert outcome.results == []

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale bench-fpir screenshots \
-	unit-milvus bench-scale-milvus
+	unit-milvus bench-scale-milvus bench-video
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-scale-milvus: install
 # BENCHMARKS.md, exits 1 when the per-member time grows more than 2x. About a minute on 2 cores.
 bench-zip: install
 	$(BIN)/python -m bench.zip_members --output BENCHMARKS.md $(ZIP_ARGS)
+
+# Video ingestion speed on ../shared/data/videos: frames/s decoded and analysed, real-time factor per clip, and
+# every frame of one clip analysed as the baseline; writes the video section of BENCHMARKS.md. About 2 minutes.
+bench-video: install
+	$(BIN)/python -m bench.video --output BENCHMARKS.md $(VIDEO_ARGS)
 
 # A PNG of each staff console page (sample photos, requests, an order, a breach) in screenshots/ (git-ignored);
 # needs Debian's Chromium at /usr/bin/chromium.

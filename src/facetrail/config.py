@@ -126,6 +126,19 @@ class Settings(BaseSettings):
     milvus_index_type: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"] = Field(
         default="FLAT", description="Milvus vector index (FLAT: exact; the others approximate)")
 
+    # Video ingestion (media/video.py, ingest/tracking.py): sampling, limits per file, and what a track keeps.
+    video_sample_fps: float = Field(default=2.0, gt=0, le=60, description="frames analysed per second of video "
+                                    "(plus the first frame of every shot)")
+    video_scene_cut: float = Field(default=0.25, gt=0, le=1, description="frame-to-frame change (0-1) that "
+                                   "starts a new shot")
+    video_max_duration_s: float = Field(default=3600.0, gt=0, description="longest video accepted (seconds)")
+    video_max_frames: int = Field(default=200_000, ge=1, description="most frames a video may have")
+    video_max_pixels: int = Field(default=8_294_400, ge=10_000, description="largest video frame (pixels)")
+    video_templates_per_track: int = Field(default=3, ge=1, le=20, description="templates kept per track: the "
+                                           "best-quality face and others of varied pose")
+    video_track_distance: float = Field(default=0.5, gt=0, description="template distance under which two "
+                                        "faces of consecutive sampled frames continue one track")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

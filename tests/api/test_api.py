@@ -35,6 +35,7 @@ ALLOWED = {
     ("POST", "/v1/sources/{source_id}/urls/ingest"): {"operator"},
     ("POST", "/v1/search"): {"investigator"},
     ("GET", "/v1/searches/{search_id}/faces/{face_id}/crop"): {"investigator"},
+    ("GET", "/v1/searches/{search_id}/faces/{face_id}/frame"): {"investigator"},
     ("GET", "/v1/accounts"): {"operator", "dpo"},
     ("POST", "/v1/accounts"): {"operator", "dpo"},
     ("GET", "/v1/audit"): {"auditor", "dpo"},
@@ -258,7 +259,7 @@ def test_source_then_upload_images_and_a_zip(api: tuple[TestClient, dict[str, st
     assert again["images_added"] == 0 and again["images_skipped"] == 2 and again["outcome"] == "partial"
 
 
-def test_upload_of_a_zip_without_images_lists_every_skipped_file(api: tuple[TestClient, dict[str, str]]) -> None:
+def test_upload_of_a_zip_of_a_bad_video_and_other_files(api: tuple[TestClient, dict[str, str]]) -> None:
     client, keys = api
     source_id = client.post("/v1/sources", headers=auth(keys["operator"]), json=valid_source("videos")).json()["id"]
     archive = io.BytesIO()
@@ -270,11 +271,13 @@ def test_upload_of_a_zip_without_images_lists_every_skipped_file(api: tuple[Test
                            files={"files": ("clips.zip", archive.getvalue(), "application/zip")})
     assert response.status_code == 200, response.text
     report = response.json()
-    assert report["outcome"] == "nothing" and report["images_added"] == 0 and report["errors"] == []
+    # The video is tried (and is no sound video: 14 bytes of a header), the other files are listed as skipped.
+    assert report["outcome"] == "failed" and report["images_added"] == 0 and report["videos_added"] == 0
+    assert [e["name"] for e in report["errors"]] == ["clips.zip!clips/goal.mp4"]
+    assert report["errors"][0]["cause"].startswith("truncated or corrupt video")
     assert report["skipped"] == [
-        {"name": "clips.zip!clips/goal.mp4", "reason": "video (.mp4): video ingestion is not supported yet"},
-        {"name": "clips.zip!clips/notes.txt", "reason": "not an image file type (.txt)"},
-        {"name": "clips.zip!README", "reason": "not an image file type (no suffix)"},
+        {"name": "clips.zip!clips/notes.txt", "reason": "not an image or video file type (.txt)"},
+        {"name": "clips.zip!README", "reason": "not an image or video file type (no suffix)"},
     ]
 
 

@@ -127,8 +127,8 @@ def test_ingest_exit_codes_tell_complete_partial_and_failed(store: Path) -> None
     assert run(store, *ingest, str(good))[0] == 0  # already present: complete
 
 
-def test_folder_of_videos_lists_every_skipped_file_and_fails(store: Path) -> None:
-    """A folder holding no image must not report "0 image(s), 0 error(s)" and succeed."""
+def test_folder_of_broken_videos_gives_one_error_each_and_fails(store: Path) -> None:
+    """A folder holding no sound image or video must not report "0 image(s), 0 error(s)" and succeed."""
     run_json(store, *SOURCE)
     folder = store.parent / "clips"
     (folder / "day2").mkdir(parents=True)
@@ -137,17 +137,18 @@ def test_folder_of_videos_lists_every_skipped_file_and_fails(store: Path) -> Non
     (folder / "day2" / "notes.txt").write_text("who was there")
     code, output = run(store, "ingest", "--source", "1", "--workers", "1", str(folder))
     assert code == 1, output
-    assert "3 file(s) skipped" in output and "nothing ingested" in output
+    assert "1 file(s) skipped" in output and "2 error(s)" in output and "every image failed" in output
     for name in ("match.MP4", "interview.mov", "notes.txt"):
         assert name in output
     code, output = run(store, "ingest", "--source", "1", "--workers", "1", str(folder), "--json")
     report = json.loads(output)
-    assert code == 1 and report["outcome"] == "nothing"
+    assert code == 1 and report["outcome"] == "failed"
+    # The videos are tried (a header alone is no video: one clear error each), the text file is skipped.
+    assert sorted(e["name"] for e in report["errors"]) == [str(folder / "day2" / "interview.mov"),
+                                                           str(folder / "match.MP4")]
+    assert all(e["cause"].startswith("truncated or corrupt video") for e in report["errors"])
     assert report["skipped"] == [
-        {"name": str(folder / "match.MP4"), "reason": "video (.mp4): video ingestion is not supported yet"},
-        {"name": str(folder / "day2" / "interview.mov"), "reason": "video (.mov): video ingestion is not "
-                                                                   "supported yet"},
-        {"name": str(folder / "day2" / "notes.txt"), "reason": "not an image file type (.txt)"},
+        {"name": str(folder / "day2" / "notes.txt"), "reason": "not an image or video file type (.txt)"},
     ]
 
 

@@ -61,14 +61,14 @@ def test_the_member_cap_defaults_to_ten_thousand(ft: Facetrail) -> None:
     assert ft.input_limits.max_zip_members == 10_000
 
 
-def test_files_that_are_not_images_are_skipped_items_with_their_reason(tmp_path: Path) -> None:
+def test_files_that_are_not_images_or_videos_are_skipped_items_with_their_reason(tmp_path: Path) -> None:
     (tmp_path / "clip.webm").write_bytes(b"\x1a\x45\xdf\xa3")
     (tmp_path / "photo.JPG").write_bytes(b"\xff\xd8\xff")
     with zipfile.ZipFile(tmp_path / "mixed.zip", "w") as archive:
         archive.writestr("doc.pdf", b"%PDF-1.4")
         archive.writestr("inner.zip", b"PK\x05\x06" + bytes(18))
     items = {Path(item.name).name: item for item in from_paths([tmp_path], LIMITS)}
-    assert items["clip.webm"].skipped == "video (.webm): video ingestion is not supported yet"
-    assert items["mixed.zip!doc.pdf"].skipped == "not an image file type (.pdf)"
+    assert items["clip.webm"].skipped is None and items["clip.webm"].error is None  # a video is an item to ingest
+    assert items["mixed.zip!doc.pdf"].skipped == "not an image or video file type (.pdf)"
     assert items["photo.JPG"].skipped is None and items["photo.JPG"].error is None
     assert items["mixed.zip!inner.zip"].error is not None  # a nested archive is an error, as before

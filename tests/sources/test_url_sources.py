@@ -111,7 +111,7 @@ def test_robots_disallow_links_and_refusals_are_per_url_errors_and_the_batch_goe
     errors = errors_by_name(report)
     assert report["images_added"] == 1 and set(errors) == {*listed, site.url("/big.jpg")} - {listed[2]}
     assert errors[listed[0]].startswith("disallowed by robots.txt")
-    assert errors[listed[1]].startswith("not an image (Content-Type text/html)")
+    assert errors[listed[1]].startswith("not an image or video (Content-Type text/html)")
     assert errors[listed[3]] == "HTTP 404 Not Found"
     assert errors[listed[4]].startswith(
         "redirected to http://169.254.169.254/latest/meta-data/: refused address: 169.254.169.254 resolves to "

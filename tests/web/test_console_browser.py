@@ -281,7 +281,7 @@ def test_an_operator_registers_a_source_and_ingests_a_server_folder_watching_pro
     user.page.wait_for_selector("#report", timeout=120_000)
     report = " ".join(user.page.inner_text("#report").split())
     assert "press archive: complete" in report and "6 file(s): 5 image(s) added with 5 face(s)" in report
-    assert "caption.txt: not an image file type (.txt)" in report
+    assert "caption.txt: not an image or video file type (.txt)" in report
     assert user.page.inner_text("#job-state") == "Finished: 6 of 6 file(s) done."
     assert user.page.evaluate("document.getElementById('job-progress').value") == 6
     # The page showed the batch running, its count only rising, until it reached the total.

@@ -103,6 +103,11 @@ class IngestReportPublic(BaseModel):
     errors: list[ItemErrorPublic]
     skipped: list[SkippedItemPublic] = Field(description="files in the archives that are not images (videos, "
                                              "documents), each with the reason it was not ingested")
+    videos_added: int = 0
+    videos_skipped: int = Field(0, description="videos already in the source (same bytes)")
+    videos_suppressed: int = Field(0, description="videos not stored because every person in them opted out")
+    videos: list[VideoSummaryPublic] = Field(default_factory=list, description="per video analysed: frames "
+                                             "decoded and analysed, faces detected, tracks and templates kept")
     outcome: Literal["complete", "partial", "failed", "nothing"] = Field(
         description="complete: every image is in the source (added or already there); partial: some failed "
         "(see `errors`); failed: every image failed; nothing: no image among the files (see `skipped`)")
@@ -123,6 +128,27 @@ class QueryFacePublic(BaseModel):
     sharpness: float
     yaw: float
     warnings: list[str]
+
+
+class VideoHitPublic(BaseModel):
+    video_id: int
+    name: str
+    duration_s: float
+    track_id: int
+    ranges: list[list[float]] = Field(description="[start, end] in seconds: where the person is seen")
+    frame_time: float = Field(description="time (seconds) of the key frame the matching face is in")
+    key_frame: str = Field(description="the key frame with the face outlined (audited)")
+
+
+class VideoSummaryPublic(BaseModel):
+    name: str
+    duration_s: float
+    frames_decoded: int
+    frames_analysed: int
+    faces_detected: int
+    tracks: int
+    templates_kept: int
+    tracks_suppressed: int
 
 
 class SearchResultPublic(BaseModel):
@@ -146,6 +172,8 @@ class SearchResultPublic(BaseModel):
     box: BoxPublic
     ingested_at: UtcTime
     crop: str
+    video: VideoHitPublic | None = Field(None, description="for a face from a video: the video, the track (one "
+                                         "person in one shot) and when they are seen in it; one result per track")
 
 
 class ReachPublic(BaseModel):

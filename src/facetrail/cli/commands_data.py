@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from facetrail.cli.output import console, emit_json, field_table, folding_table, progress_bar, reported_errors, when
+from facetrail.cli.output import (
+    console,
+    emit_json,
+    field_table,
+    folding_table,
+    progress_bar,
+    reported_errors,
+    video_progress,
+    when,
+)
 from facetrail.cli.state import JsonOpt, state
 from facetrail.errors import MediaError
 from facetrail.ingest.report import IngestReport, Outcome
@@ -208,7 +217,8 @@ def ingest_urls(
 
 
 def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool) -> None:
-    with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest):
+    with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest), \
+            video_progress(ft.ingest, enabled=not as_json):
         report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
     if as_json:
         emit_json(report.as_dict())
@@ -237,8 +247,16 @@ def _print_report(report: IngestReport) -> None:
     console.print(
         f"{report.images_added} image(s) added with {report.faces_added} face(s) "
         f"({report.images_without_faces} without a face), {report.images_skipped} already present, "
+        f"{report.videos_added} video(s) added ({report.videos_skipped} already present), "
         f"{report.faces_suppressed} face(s) dropped by opt-outs, {len(report.errors)} error(s), "
         f"{len(report.skipped)} file(s) skipped (not images).", highlight=False)
+    if report.videos:
+        videos = folding_table("video", "seconds", "frames decoded", "analysed", "faces", "tracks", "templates kept",
+                               "tracks opted out")
+        for v in report.videos:
+            videos.add_row(v.name, f"{v.duration_s:.1f}", str(v.frames_decoded), str(v.frames_analysed),
+                           str(v.faces_detected), str(v.tracks), str(v.templates_kept), str(v.tracks_suppressed))
+        console.print(videos, highlight=False)
     if report.errors or report.skipped:
         table = folding_table("file", "status", "why")
         for error in report.errors:
@@ -290,13 +308,16 @@ def search(
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         table = folding_table("rank", "score", "band", "FMR", f"FPIR at {outcome.reach.gallery_size:,}", "face",
-                              "image", "source", "original", "box",
+                              "image", "source", "original", "box", "seen in video",
                               title=f"search {outcome.search_id} ({threshold_line(outcome.reach)})")
         for h in outcome.results:
             b = h.box
+            seen = "" if h.video is None else (
+                f"{h.video.name}, track {h.video.track_id}: "
+                + ", ".join(f"{start:.1f}-{end:.1f} s" for start, end in h.video.ranges))
             table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", rate(h.fmr), rate(h.fpir),
                           str(h.face_id), str(h.image_id), h.source_name, h.original_name,
-                          f"{b.left},{b.top},{b.right},{b.bottom}")
+                          f"{b.left},{b.top},{b.right},{b.bottom}", seen)
         console.print(table)
         if not outcome.calibrated:
             console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")

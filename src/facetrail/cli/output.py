@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -74,6 +75,30 @@ def reported_errors(as_json: bool) -> Iterator[None]:
             # Never folded by Rich: a path or a command in the message must stay whole to be copied.
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
+
+
+@contextmanager
+def video_progress(service: Any, enabled: bool) -> Iterator[None]:
+    """While `service` (an IngestService) ingests: a Rich line per video, frames decoded of those expected, with
+    the faces and tracks found so far."""
+    if not enabled:
+        yield
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[found]}"), console=err_console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(p: Any) -> None:
+            if p.name not in tasks:
+                tasks[p.name] = bar.add_task(f"video {Path(p.name).name}", total=p.frames_total, found="")
+            bar.update(tasks[p.name], completed=p.frames_done, total=p.frames_total,
+                       found=f"{p.faces} face(s), {p.tracks} track(s)")
+
+        service.video_progress = update
+        try:
+            yield
+        finally:
+            service.video_progress = None
 
 
 @contextmanager

@@ -23,6 +23,20 @@ class SkippedItem:
     reason: str
 
 
+@dataclass
+class VideoSummary:
+    """What the analysis of one video found and kept."""
+
+    name: str
+    duration_s: float
+    frames_decoded: int
+    frames_analysed: int
+    faces_detected: int
+    tracks: int
+    templates_kept: int
+    tracks_suppressed: int
+
+
 class Outcome(StrEnum):
     """How a batch went, in one word: what the CLI's exit code and the API's `outcome` say."""
 
@@ -52,6 +66,11 @@ class IngestReport:
     interrupted: bool = False
     # Items refused because an enforcement order ceases collection of their data: order id -> how many.
     refused_by_order: dict[int, int] = field(default_factory=dict)
+    # Videos: added (with their tracks), already in the source, or not recorded (every track opted out).
+    videos_added: int = 0
+    videos_skipped: int = 0
+    videos_suppressed: int = 0
+    videos: list[VideoSummary] = field(default_factory=list)
 
     def refuse(self, name: str, order_id: int, reason: str) -> None:
         self.errors.append(ItemError(name, reason))
@@ -59,7 +78,8 @@ class IngestReport:
 
     @property
     def outcome(self) -> Outcome:
-        succeeded = self.images_added + self.images_skipped + self.images_suppressed
+        succeeded = (self.images_added + self.images_skipped + self.images_suppressed + self.videos_added
+                     + self.videos_skipped + self.videos_suppressed)
         if self.interrupted:
             return Outcome.INTERRUPTED
         if self.errors:
@@ -75,6 +95,9 @@ class IngestReport:
             "faces_suppressed": self.faces_suppressed, "errors": len(self.errors),
             "skipped": len(self.skipped), "outcome": self.outcome.value,
             "items_refused": sum(self.refused_by_order.values()),
+            "videos_added": self.videos_added, "videos_skipped": self.videos_skipped,
+            "videos_suppressed": self.videos_suppressed,
+            "video_tracks": sum(v.tracks for v in self.videos),
         }
 
     def as_dict(self) -> dict[str, Any]:

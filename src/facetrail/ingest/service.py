@@ -31,14 +31,16 @@ from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey
 from facetrail.errors import ConflictError, FacetrailError, ShuttingDownError
 from facetrail.index.gallery import Gallery
-from facetrail.ingest.analysis import Analyzer, ImageAnalysis
+from facetrail.ingest.analysis import Analyzer, ImageAnalysis, VideoProgress
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
+from facetrail.ingest.videos import VideoIngest
 from facetrail.ingest.workers import WorkerPool
 from facetrail.media.redact import redact_image_bytes
+from facetrail.media.video import looks_like_video
 from facetrail.policy.cease import collection_bans, first_refusal
 from facetrail.policy.jurisdiction import Jurisdiction, JurisdictionResolver
 from facetrail.policy.suppression import SuppressionList
-from facetrail.sources.inputs import InputItem
+from facetrail.sources.inputs import InputItem, is_video_name
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
@@ -72,6 +74,9 @@ class IngestService:
         self.sources = sources
         self.analyzer = analyzer
         self._stopping = threading.Event()
+        self.videos = VideoIngest(settings, db, blobs, gallery, analyzer, suppressions)
+        # Called as each video is decoded and analysed (frames done / total, faces, tracks); the CLI shows it.
+        self.video_progress: Callable[[VideoProgress], None] | None = None
 
     def interrupt(self) -> None:
         """Stop every batch in progress after its current image, and any later one at once (shutdown)."""
@@ -100,7 +105,11 @@ class IngestService:
             if progress is not None:
                 progress(done, len(batch))
 
-        pending = self._pending(batch, source.id, source.jurisdictions, report, advance)
+        # A media item yields frames: a photo one, a video many (sampled and followed into tracks, videos.py).
+        # Videos are analysed in this process, one at a time, each committed whole, after the photos.
+        videos = [item for item in batch if is_video_name(item.name) and not item.skipped]
+        photos = [item for item in batch if not (is_video_name(item.name) and not item.skipped)]
+        pending = self._pending(photos, source.id, source.jurisdictions, report, advance, videos)
         since_save = 0
         with closing(self._analyse(pending, workers or self.settings.worker_count())) as analysed:
             for job, outcome in analysed:
@@ -115,6 +124,8 @@ class IngestService:
                 if self._stopping.is_set():
                     report.interrupted = True
                     break  # closing the analysis stops the worker processes without waiting for them
+        if not report.interrupted:
+            self._ingest_videos(source, videos, report, advance)
         self.gallery.persist()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())
@@ -126,10 +137,20 @@ class IngestService:
                                   details={"order_id": order_id, "source_id": source.id, "items": count})
         return report
 
+    def _ingest_videos(self, source: Source, videos: list[InputItem], report: IngestReport,
+                       advance: Callable[[], None]) -> None:
+        known = self.videos.known(source.id)
+        for item in videos:
+            if self._stopping.is_set():
+                report.interrupted = True
+                return
+            self.videos.ingest(source, item, report, known, self.video_progress)
+            advance()
+
     def _pending(self, batch: list[InputItem], source_id: int, declared: list[str], report: IngestReport,
-                 advance: Callable[[], None]) -> Iterator[_Pending]:
+                 advance: Callable[[], None], videos: list[InputItem]) -> Iterator[_Pending]:
         """Read and hash each item; yield those not in the source yet and not refused by an enforcement
-        order, account for the others."""
+        order, account for the others. An item whose bytes are a video's (named otherwise) joins `videos`."""
         with self.db.read() as session:
             known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
             bans = collection_bans(session)
@@ -152,6 +173,9 @@ class IngestService:
             if not data:
                 report.errors.append(ItemError(item.name, "empty file (0 bytes)"))
                 advance()
+                continue
+            if looks_like_video(data):
+                videos.append(InputItem(item.name, partial(_same, data), origin=item.origin))
                 continue
             digest = hashlib.sha256(data).hexdigest()
             if digest in known:
@@ -284,6 +308,10 @@ def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: st
         detector_score=round(det.score, 4), size_px=face.quality.size_px, sharpness=face.quality.sharpness,
         yaw=face.quality.yaw, model_id=model_id, template=template, crop_key=crop_key, key_id=key_id,
     )
+
+
+def _same(data: bytes) -> bytes:
+    return data
 
 
 def _attempt(call: Callable[[], ImageAnalysis]) -> ImageAnalysis | BaseException:

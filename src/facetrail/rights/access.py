@@ -27,6 +27,7 @@ from facetrail.media.image import decode_image
 from facetrail.media.redact import encode, hide_regions
 from facetrail.policy.legal import ART9_DESCRIPTIONS, Art9Condition
 from facetrail.rights.disclosure import withheld_purposes
+from facetrail.rights.tracks import appearances
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import (
@@ -118,7 +119,11 @@ def collect(db: Database, face_ids: Sequence[int]) -> Collected:
             entry["case_ref"] = None
             entry["case_ref_withheld"] = withheld[record.purpose]
         entry["your_faces_shown"].append(face_id)
-    return Collected({"faces": faces, "recipients": list(shown.values()), "rights": RIGHTS}, others)
+    with db.read() as session:
+        # Faces from videos: which videos, when the person is seen in them, and the key frames kept.
+        videos = appearances(session, list(face_ids))
+    return Collected({"faces": faces, "videos": videos, "recipients": list(shown.values()), "rights": RIGHTS},
+                     others)
 
 
 def build_package(db: Database, blobs: BlobStore, request: RightsRequest, face_ids: Sequence[int],
@@ -170,12 +175,23 @@ def render_html(data: dict[str, Any]) -> str:
         f"{_case(r)}, showed {len(r['your_faces_shown'])} of your faces</li>"
         for r in data["recipients"]) or "<li>No search has shown your faces.</li>"
     rights = "".join(f"<li>{e(text)}</li>" for text in data["rights"])
+    seen = "".join(
+        f"<li>{e(v['video'])}: seen at {e(_ranges(v['seen']))}. Kept: "
+        + ", ".join(f'<a href="{e(k["image_file"])}">frame at {k["time"]:.2f} s</a> '
+                    f'(<a href="{e(k["crop_file"])}">your face</a>)' for k in v["key_frames"]) + "</li>"
+        for v in data.get("videos", []))
+    videos = (f"<h2>Videos you appear in</h2><p>facetrail keeps frames and face crops from videos, not the "
+              f"videos themselves.</p><ul>{seen}</ul>") if seen else ""
     return (
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Your data</title>"
         f"<h1>Your data (request {e(data['request']['id'])})</h1>"
         f"<p>{len(data['faces'])} faces in {data['images']} images. Other people's faces are hidden.</p>"
-        f"<table border=\"1\" cellpadding=\"6\">{''.join(rows)}</table>"
+        f"<table border=\"1\" cellpadding=\"6\">{''.join(rows)}</table>{videos}"
         f"<h2>Who was shown your faces</h2><ul>{recipients}</ul><h2>Your rights</h2><ul>{rights}</ul></html>")
+
+
+def _ranges(ranges: list[list[float]]) -> str:
+    return ", ".join(f"{start:.1f}-{end:.1f} s" for start, end in ranges)
 
 
 def _case(recipient: dict[str, Any]) -> str:

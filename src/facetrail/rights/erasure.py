@@ -47,6 +47,7 @@ from facetrail.fsutil import private_opener
 from facetrail.index.gallery import Gallery
 from facetrail.media.geometry import Box
 from facetrail.media.redact import redact_image_bytes
+from facetrail.rights.tracks import drop_empty, tracks_of, whole_tracks
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Erasure, Face, ImageJurisdiction, Person, RightsRequest, StoredImage, utcnow
@@ -146,6 +147,7 @@ class ErasureService:
               image_ids: Sequence[int] = (), cause: str | None = None) -> int:
         with self.db.write() as session, session.begin():
             faces: list[Any] = []
+            wanted = whole_tracks(session, wanted)  # a video track is erased whole: every template and crop
             columns = (Face.id, Face.image_id, Face.crop_key, Face.model_id, Face.restricted, Face.key_id,
                        Face.box_left, Face.box_top, Face.box_right, Face.box_bottom)
             for chunk in _chunks(wanted):
@@ -247,11 +249,13 @@ class ErasureService:
                 return  # another process took this step
             plan = dict(erasure.plan)
             people: set[int] = set()
+            tracks = tracks_of(session, plan["faces"])
             for chunk in _chunks(plan["faces"]):
                 people.update(person for person in session.scalars(select(Face.person_id).where(
                     Face.id.in_(chunk), Face.person_id.is_not(None))) if person is not None)
                 session.execute(delete(Face).where(Face.id.in_(chunk)))
             plan["images"] = _settle_images(session, plan["images"])
+            drop_empty(session, tracks)  # tracks left without a face, videos left without a track
             if people:
                 # A person (a cluster, maybe named by the operator) left with no face is personal data
                 # about nobody else: it goes too. One keeping other faces stays.

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from facetrail.config import Settings
 from facetrail.errors import ConflictError
 from facetrail.rights.access import build_package
+from facetrail.rights.tracks import whole_tracks
 from facetrail.rights.workflow import RequestKind
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
@@ -120,7 +121,8 @@ class Fulfilment:
         if not face_ids:
             return []
         with self.db.read() as session:
-            return sorted(session.scalars(select(Face.id).where(Face.id.in_(face_ids))))
+            # A face of a video track stands for the whole track (rights/tracks.py).
+            return whole_tracks(session, list(session.scalars(select(Face.id).where(Face.id.in_(face_ids)))))
 
     def _image_count(self, faces: list[int]) -> int:
         if not faces:

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from facetrail.audit.log import AuditLog
 from facetrail.index.gallery import Gallery
 from facetrail.rights.erasure import clean_face_ids
+from facetrail.rights.tracks import whole_tracks
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Face
 
@@ -40,6 +41,7 @@ class RestrictionService:
              restricted: bool) -> dict[str, Any]:
         wanted = clean_face_ids(face_ids)
         with self.db.write() as session, session.begin():
+            wanted = whole_tracks(session, wanted)  # a face of a video track stands for the whole track
             found: list[int] = []
             changed: list[int] = []
             for start in range(0, len(wanted), CHUNK):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from facetrail.accounts.roles import Action, Actor, require, require_purpose
 from facetrail.audit.log import AuditLog
@@ -31,12 +32,13 @@ from facetrail.search.scoring import Scorer
 from facetrail.sources.registry import SourceRegistry
 from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
-from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage
+from facetrail.store.models import Face, SearchRecord, SearchResultRecord, Source, StoredImage, Track, Video
 from facetrail.timestamps import iso_z
 from facetrail.vision.calibration import Band, fpir_of
 from facetrail.vision.pipeline import analyze_faces
 
 MAX_TOP_K = 100
+VIDEO_HEADROOM = 4  # index hits asked for per result wanted: the extra templates of a track collapse into one
 
 
 MIN_FACE_PX = 50
@@ -66,6 +68,23 @@ class QueryFace:
 
 
 @dataclass(frozen=True)
+class VideoHit:
+    """Where a result from a video comes from: the video, the track (one person in one shot) and the time
+    ranges (seconds) the person is seen in, and the time of the key frame the matching face is in."""
+
+    video_id: int
+    name: str
+    duration_s: float
+    track_id: int
+    ranges: list[list[float]]
+    frame_time: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "name": self.name, "duration_s": round(self.duration_s, 3),
+                "track_id": self.track_id, "ranges": self.ranges, "frame_time": self.frame_time}
+
+
+@dataclass(frozen=True)
 class SearchHit:
     rank: int
     face_id: int
@@ -80,6 +99,7 @@ class SearchHit:
     ingested_at: datetime
     fmr: float | None = None  # the per-comparison false-match rate at this distance
     fpir: float | None = None  # the share of searches of this size in which a stranger comes this close
+    video: VideoHit | None = None
 
 
 @dataclass
@@ -117,7 +137,10 @@ class SearchOutcome:
                          "distance": round(h.distance, 4), "fmr": h.fmr, "fpir": h.fpir,
                          "box": h.box.as_dict(),
                          "ingested_at": iso_z(h.ingested_at),
-                         "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop"}
+                         "crop": f"/v1/searches/{self.search_id}/faces/{h.face_id}/crop",
+                         "video": None if h.video is None else {
+                             **h.video.as_dict(),
+                             "key_frame": f"/v1/searches/{self.search_id}/faces/{h.face_id}/frame"}}
                         for h in self.results],
         }
 
@@ -168,9 +191,11 @@ class SearchService:
         if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < len(analysed):
             raise InvalidValueError("face", f"the photo holds {len(analysed)} face(s); choose 0-{len(analysed) - 1}")
         outcome.used_face = chosen
-        hits = [h for h in self.gallery.search(analysed[chosen].template, top_k, allowed)
+        # A video's track holds a few templates of one person: ask for more, then keep one result per track.
+        wanted = min(top_k * VIDEO_HEADROOM, MAX_TOP_K * VIDEO_HEADROOM)
+        hits = [h for h in self.gallery.search(analysed[chosen].template, wanted, allowed)
                 if h.distance <= limits.max_distance]
-        outcome.results = self._resolve(hits, allowed, limits.gallery_size)
+        outcome.results = self._resolve(hits, allowed, limits.gallery_size)[:top_k]
         self._record(actor, outcome)
         return outcome
 
@@ -183,8 +208,10 @@ class SearchService:
                 .join(Source, Face.source_id == Source.id)
                 .where(Face.id.in_(list(by_id)))
             ).all()
+            videos = _videos(session, {face.track_id for face, _image, _source in rows if face.track_id})
         found = {face.id: (face, image, source) for face, image, source in rows}
         results: list[SearchHit] = []
+        tracks_shown: set[int] = set()
         for hit in hits:
             if hit.face_id not in found:
                 continue  # erased since the index was read
@@ -192,12 +219,20 @@ class SearchService:
             fmr = None if self.scorer.calibration is None else self.scorer.calibration.fmr(hit.distance)
             if source.id not in allowed or face.restricted:
                 continue  # defence in depth: the index already excludes both
+            video = None
+            if face.track_id is not None:
+                if face.track_id in tracks_shown or face.track_id not in videos:
+                    continue  # one result per track: its best template (hits come best first)
+                tracks_shown.add(face.track_id)
+                track, row = videos[face.track_id]
+                video = VideoHit(row.id, row.original_name, row.duration_s, track.id, track.ranges,
+                                 image.frame_time or 0.0)
             results.append(SearchHit(
                 rank=len(results) + 1, face_id=face.id, image_id=image.id, source_id=source.id,
                 source_name=source.name, original_name=image.original_name,
                 score=self.scorer.score(hit.distance), band=self.scorer.band(hit.distance), distance=hit.distance,
                 box=Box(face.box_left, face.box_top, face.box_right, face.box_bottom),
-                ingested_at=image.ingested_at,
+                ingested_at=image.ingested_at, video=video,
                 fmr=fmr, fpir=None if fmr is None else fpir_of(fmr, gallery_size),
             ))
         return results
@@ -262,6 +297,15 @@ class SearchService:
         if face is None:
             raise _gone()
         return face
+
+
+def _videos(session: Session, track_ids: set[int]) -> dict[int, tuple[Track, Video]]:
+    """Track id -> (track, its video)."""
+    if not track_ids:
+        return {}
+    rows = session.execute(select(Track, Video).join(Video, Track.video_id == Video.id)
+                           .where(Track.id.in_(sorted(track_ids)))).all()
+    return {track.id: (track, video) for track, video in rows}
 
 
 def _gone() -> NotFoundError:

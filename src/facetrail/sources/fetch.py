@@ -94,7 +94,7 @@ class Fetcher:
         for hop in range(self.policy.max_redirects + 1):
             try:
                 self._check(current)
-                with self._open(current, accept="image/*") as response:
+                with self._open(current, accept="image/*, video/*") as response:
                     if response.status in REDIRECTS:
                         current = _location(current, response)
                         continue
@@ -118,8 +118,10 @@ class Fetcher:
             raise FetchError(f"HTTP {response.status} {response.reason}".strip())
         fetched_at = datetime.now(UTC)
         content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type and not (content_type.startswith("image/") or content_type == "application/octet-stream"):
-            raise FetchError(f"not an image (Content-Type {content_type}): not read, and never searched for links")
+        if content_type and not (content_type.startswith(("image/", "video/"))
+                                 or content_type == "application/octet-stream"):
+            raise FetchError(f"not an image or video (Content-Type {content_type}): not read, and never searched "
+                             "for links")
         declared = (response.getheader("Content-Length") or "").strip()
         if declared.isdigit() and int(declared) > self.policy.max_bytes:
             raise FetchError(f"too large: {declared} bytes announced; the limit is {self.policy.max_bytes} "

@@ -45,7 +45,7 @@ class Origin:
 
 @dataclass
 class InputItem:
-    """One candidate image: `name` is its original path (or archive!member, or listed URL), `read` returns its
+    """One candidate image or video: `name` is its original path (or archive!member, or listed URL), `read` returns its
     bytes. `error` says why it cannot be read; `skipped` why it is not an image to ingest (a video, a text file);
     `origin`, set when an item of a URL-list source is read, where and when it was fetched."""
 
@@ -58,9 +58,7 @@ class InputItem:
 
 def skip_reason(suffix: str) -> str:
     """Why a file with this suffix, found in a folder or an archive, is not ingested."""
-    if suffix in VIDEO_SUFFIXES:
-        return f"video ({suffix}): video ingestion is not supported yet"
-    return f"not an image file type ({suffix or 'no suffix'})"
+    return f"not an image or video file type ({suffix or 'no suffix'})"
 
 
 def from_paths(paths: Iterable[Path], limits: Limits) -> Iterator[InputItem]:
@@ -77,7 +75,7 @@ def from_paths(paths: Iterable[Path], limits: Limits) -> Iterator[InputItem]:
                     suffix = child.suffix.lower()
                     if suffix == ".zip":
                         yield from _zip_items(str(child), partial(_open_binary, child), limits)
-                    elif suffix in IMAGE_SUFFIXES:
+                    elif suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
                         yield _file_item(child, limits)
                     else:
                         yield InputItem(str(child), _nothing, skipped=skip_reason(suffix))
@@ -142,7 +140,7 @@ def _zip_items(label: str, opener: Opener, limits: Limits) -> Iterator[InputItem
             # Not expanded (nesting is how zip bombs multiply), but not silently dropped either.
             yield InputItem(name, _nothing, error="nested zip archive not expanded (extract it and ingest it on "
                             "its own)")
-        elif suffix in IMAGE_SUFFIXES:
+        elif suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
             wanted.append(member)
         else:
             yield InputItem(name, _nothing, skipped=skip_reason(suffix))
@@ -189,3 +187,8 @@ class _SharedArchive:
             archive.close()
         if handle is not None:
             handle.close()
+
+
+def is_video_name(name: str) -> bool:
+    """Whether the item's name (a path, archive!member or URL) has a video suffix."""
+    return Path(name.split("?", 1)[0]).suffix.lower() in VIDEO_SUFFIXES

@@ -99,6 +99,9 @@ class StoredImage(Base):
     source_version: Mapped[int] = mapped_column(Integer, default=1)
     origin_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A key frame of a video (the frame a track's kept face is in): derived from the video, which is not kept.
+    video_id: Mapped[int | None] = mapped_column(ForeignKey("videos.id"), nullable=True, index=True)
+    frame_time: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     source: Mapped[Source] = relationship()
     faces: Mapped[list[Face]] = relationship(back_populates="image", order_by="Face.id")
@@ -135,6 +138,8 @@ class Face(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), nullable=True, index=True)
     # Art. 18 restriction: kept, but out of every search (and out of the index) while set.
     restricted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The video track this face is a kept template of; None for a face of a photo.
+    track_id: Mapped[int | None] = mapped_column(ForeignKey("tracks.id"), nullable=True, index=True)
 
     image: Mapped[StoredImage] = relationship(back_populates="faces")
 
@@ -478,3 +483,47 @@ class SourceUrl(Base):
     url: Mapped[str] = mapped_column(String(2000))
     declared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     declared_by: Mapped[str] = mapped_column(String(200))
+
+
+class Video(Base):
+    """An ingested video, identified within its source by the SHA-256 of its bytes. Its bytes are not kept:
+    its key frames (StoredImage.video_id) and its tracks' faces are."""
+
+    __tablename__ = "videos"
+    __table_args__ = (UniqueConstraint("source_id", "sha256", name="uq_videos_source_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    original_name: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    container: Mapped[str] = mapped_column(String(60))
+    codec: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[float] = mapped_column(Float)
+    fps: Mapped[float] = mapped_column(Float)
+    frames_decoded: Mapped[int] = mapped_column(Integer)
+    frames_analysed: Mapped[int] = mapped_column(Integer)
+    faces_detected: Mapped[int] = mapped_column(Integer)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source_version: Mapped[int] = mapped_column(Integer, default=1)
+    origin_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Track(Base):
+    """One person in one shot of a video: when they are seen (`ranges`, [start, end] seconds) and the faces
+    kept for them (Face.track_id): the best-quality one (`best_face_id`) and a few of varied pose."""
+
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    shot: Mapped[int] = mapped_column(Integer)
+    ranges: Mapped[list[list[float]]] = mapped_column(JSON)
+    sightings: Mapped[int] = mapped_column(Integer)
+    best_face_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    templates: Mapped[int] = mapped_column(Integer)

@@ -45,3 +45,12 @@ def result_crop(search_id: str, face_id: int, ft: FacetrailDep, actor: Searcher)
     """The face crop of a result, only for the account whose search returned it."""
     return Response(ft.search.result_crop(actor, search_id, face_id), media_type="image/jpeg",
                     headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/searches/{search_id}/faces/{face_id}/frame", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def result_frame(search_id: str, face_id: int, ft: FacetrailDep, actor: Searcher) -> Response:
+    """The stored image of a result (for a video, its key frame) with the face outlined, only for the account
+    whose search returned it (audited)."""
+    return Response(ft.search.result_image(actor, search_id, face_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})

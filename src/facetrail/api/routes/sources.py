@@ -60,9 +60,10 @@ def source_versions(source_id: int, ft: FacetrailDep, actor: SourceReader) -> li
 
 
 @router.post("/{source_id}/images", response_model=IngestReportPublic)
-def upload_images(source_id: int, files: Annotated[list[UploadFile], File(description="images or zip archives")],
+def upload_images(source_id: int, files: Annotated[list[UploadFile], File(description="images, videos or zip "
+                                                                          "archives")],
                   ft: FacetrailDep, actor: Ingester) -> IngestReportPublic:
-    """Ingest uploaded images (or zip archives of images) into a source. Per-file errors are reported."""
+    """Ingest uploaded images and videos (or zip archives of them) into a source. Per-file errors are reported."""
     items = upload_items(files, ft.input_limits)
     return _ingested(ft, actor, source_id, items, retry="upload the same files again")
 

@@ -422,7 +422,7 @@ class FaissIndex:
         old log, which names the old epoch and is ignored. Returns the log's size."""
         sealed = self._seal(plain)
         del plain
-        atomic_write(self.path, sealed, before_rename=lambda: crash_point("index_save"))
+        atomic_write(self.path, sealed, before_rename=_before_snapshot_rename)
         self._snapshot_bytes = len(sealed)
         self._loaded_stat = self._snapshot_stat()
         del sealed
@@ -649,6 +649,11 @@ class FaissIndex:
         error, self._compact_error = self._compact_error, None
         if error is not None:
             raise FacetrailError(f"index compaction failed: {error}") from error
+
+
+def _before_snapshot_rename() -> None:
+    crash_point("index_save")  # any write of the index's files
+    crash_point("index_compact")  # the snapshot's only
 
 
 def _hits(labels: NDArray[np.int64], squared: NDArray[np.float32]) -> list[Hit]:

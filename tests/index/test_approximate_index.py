@@ -93,7 +93,7 @@ def test_removal_survives_a_retrain_and_a_round_trip(tmp_path: Path, data: Synth
     index.add(data.ids[:2000], data.vectors[:2000], np.ones(2000, dtype=np.int64))
     trained_at = nlist_for(2000)
     index.remove([5, 6, 7])
-    index.add(data.ids[2000:], data.vectors[2000:], np.ones(N - 2000, dtype=np.int64))  # > 4x 2000 - 3: retrain
+    index.add(data.ids[2000:], data.vectors[2000:], np.ones(N - 2000, dtype=np.int64))  # > 2x 2000 - 3: retrain
     assert index.approximate and len(index) == N - 3
     index.set_generation(3)
     index.persist()

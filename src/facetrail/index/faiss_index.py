@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -44,6 +45,7 @@ from facetrail.errors import FacetrailError, IndexCorruptError
 from facetrail.fsutil import atomic_write, private_dir, private_opener
 from facetrail.index.base import Hit
 
+log = logging.getLogger(__name__)
 MAGIC = b"FTINDEX2"
 LOG_MAGIC = b"FTIXLOG1"
 RECORD_MAGIC = b"FTIXREC1"
@@ -60,10 +62,10 @@ class IndexTuning:
     another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
     approximate_above: int = 300_000
-    nprobe: int = 256
+    nprobe: int = 512
     shortlist: int = 2000
     pq: int = 64
-    cells_per_sqrt: float = 1.0
+    cells_per_sqrt: float = 1.3
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -253,8 +255,7 @@ class FaissIndex:
     # -- exact or approximate ----------------------------------------------------------------
     def _reshape(self) -> None:
         """Switch to the inverted file when the gallery grows past the threshold, retrain it when it has
-        grown fourfold since training (its cells would be too long), go back to exact below half the
-        threshold."""
+        doubled since training (its cells would be too long), go back to exact below half the threshold."""
         n = len(self)
         threshold = self.tuning.approximate_above
         if not self.approximate:
@@ -262,7 +263,7 @@ class FaissIndex:
                 self._rebuild(approximate=True)
         elif n < threshold // 2:
             self._rebuild(approximate=False)
-        elif n > 4 * self._trained_for:
+        elif n > 2 * self._trained_for:
             self._rebuild(approximate=True)
 
     def _rebuild(self, *, approximate: bool) -> None:
@@ -451,7 +452,9 @@ class FaissIndex:
         fsynced record (O(change)); the whole snapshot when there is none yet. After a crash the index is found
         as persisted before or as now, never half of either. The caller holds the writers' lock."""
         with self._lock:
-            self._raise_compaction_error()
+            if self._compact_error is not None:  # retried by the next compaction; an erasure's settle raises it
+                log.warning("index compaction failed: %s", self._compact_error)
+                self._compact_error = None
             if self._epoch is None or not self.path.exists():
                 self.compact()
                 return
@@ -628,12 +631,13 @@ class FaissIndex:
                 self._sealing.destroy_retired()
 
     def _compact_in_background(self, *, purge: bool) -> None:
-        if self._compactor is not None and self._compactor.is_alive():
-            if not purge:
-                return
-            self._compactor.join()  # an earlier compaction is still running: this purge runs after it
+        earlier = self._compactor
+        if earlier is not None and earlier.is_alive() and not purge:
+            return  # the running one will do
 
         def run() -> None:
+            if earlier is not None:
+                earlier.join()  # a purge runs after the compaction already under way (no lock held meanwhile)
             try:
                 with file_lock(self.lock_path):
                     self.compact()
@@ -689,8 +693,8 @@ def _exact(dim: int) -> Any:
 
 
 def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
-    """Cells of the inverted file for n faces: about sqrt(n) (1,000 at 1M), never more than the faces that
-    train them."""
+    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 1.3, so 1,000 at 600,000 faces),
+    never more than the faces that train them."""
     return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 

@@ -204,8 +204,9 @@ def facetrail_row(size: int, data: Synthetic, n_real: int, exact_top: list[list[
         index.add(chunk, data.vectors[chunk - 1], chunk % PARTITIONS)
     build_s = time.perf_counter() - start
     engine_bytes = len(faiss.serialize_index(index._engine)) if index.approximate else 0
-    per_face = (index._vec[:size + 1].nbytes + index._part[:size + 1].nbytes + index._alive.nbytes
-                + (engine_bytes or index._vec[:size + 1].nbytes)) / size
+    # Templates (blocks of 65,536 ids), partitions, live bitmap, and the engine (the exact one copies templates).
+    per_face = (index._vec.nbytes() + index._part.nbytes + index._alive.nbytes
+                + (engine_bytes or index._vec.nbytes())) / size
     index.set_generation(1)
     console.print("  facetrail: saving (sealed) and loading")
     with store.writing():

@@ -1,9 +1,9 @@
 """The embedded index: exact FAISS search for small galleries, an inverted file with a 4-bit PQ fast scan and
 exact re-ranking above; persisted as a sealed snapshot plus a sealed change log beside it.
 
-Memory: every template sits in a dense array indexed by face id (`_vec`, face ids are the store's dense row ids),
-with its partition (`_part`) and a bitmap of the live ids (`_alive`). The search engine is either an exact
-IndexFlatL2 (under IndexIDMap2) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `_vec`.
+Memory: every template sits in arrays indexed by face id (`Rows`: blocks of 65,536 ids; face ids are the store's
+dense row ids), with its partition (`_part`) and a bitmap of the live ids (`_alive`). The search engine is either an
+exact IndexFlatL2 (under IndexIDMap2) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows`.
 
 On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's index key by `Sealing`):
 
@@ -119,7 +119,7 @@ class FaissIndex:
         self.tuning = tuning or IndexTuning()
         self._sealing = sealing
         self._lock = threading.RLock()
-        self._vec: NDArray[np.float32] = np.zeros((0, dim), dtype=np.float32)
+        self._vec = Rows(dim)
         self._part: NDArray[np.int64] = np.full(0, ABSENT, dtype=np.int64)
         self._alive: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)  # packed bitmap over ids
         self._count = 0
@@ -136,6 +136,7 @@ class FaissIndex:
         self._dirty: list[NDArray[np.int64]] = []
         self._snapshot_bytes = 0
         self._loaded_stat: tuple[int, int, int] | None = None  # the snapshot file this index was read from
+        self._log_seen: tuple[int, int] | None = None  # the log file (inode, size) when last read
         self._reshaped = False
         self._compactor: threading.Thread | None = None
         self._compact_error: BaseException | None = None
@@ -188,8 +189,7 @@ class FaissIndex:
             self._engine.remove_ids(faiss.IDSelectorBatch(np.array(stale, dtype=np.int64)))
             self._stale.difference_update(stale)
         self._grow(int(ids.max()) + 1)
-        self._writable()
-        self._vec[ids] = vectors
+        self._vec.set(ids, vectors)
         self._part[ids] = partitions
         _set_bits(self._alive, ids, True)
         for partition, (bitmap, _count) in self._filters.items():
@@ -238,19 +238,13 @@ class FaissIndex:
             return
         size = max(top, 2 * len(self._part), 1024)
         size = (size + 7) // 8 * 8
-        vec = np.zeros((size, self.dim), dtype=np.float32)
-        vec[:len(self._vec)] = self._vec
+        self._vec.grow(top)
         part = np.full(size, ABSENT, dtype=np.int64)
         part[:len(self._part)] = self._part
-        self._vec, self._part = vec, part
+        self._part = part
         self._alive = _grown(self._alive, size // 8)
         for entry in self._filters.values():
             entry[0] = _grown(entry[0], size // 8)
-
-    def _writable(self) -> None:
-        """A loaded index's vectors are a view of the file's plaintext (no copy); the first change copies them."""
-        if not self._vec.flags.writeable:
-            self._vec = self._vec.copy()
 
     # -- exact or approximate ----------------------------------------------------------------
     def _reshape(self) -> None:
@@ -268,7 +262,7 @@ class FaissIndex:
 
     def _rebuild(self, *, approximate: bool) -> None:
         ids = self.ids()
-        vectors = self._vec[ids]
+        vectors = self._vec.get(ids)
         with _threads(self.tuning.build_threads):
             if approximate:
                 engine = _trained_ivf(vectors, self.dim, self.tuning)
@@ -313,7 +307,7 @@ class FaissIndex:
                 _, labels = self._engine.search(query, depth, params=params)
             candidates = np.unique(labels[0][labels[0] >= 0])
             candidates = candidates[_get_bits(bitmap, candidates)]  # removed meanwhile: never returned
-            distances = ((self._vec[candidates] - query) ** 2).sum(axis=1)
+            distances = ((self._vec.get(candidates) - query) ** 2).sum(axis=1)
             if len(candidates) > k:
                 top = np.argpartition(distances, k - 1)[:k]
                 candidates, distances = candidates[top], distances[top]
@@ -374,10 +368,9 @@ class FaissIndex:
             size, faiss_len = int(header["size"]), int(header["faiss_bytes"])
             if len(raw) != start + size * 8 + size * self.dim * 4 + faiss_len:
                 raise IndexCorruptError("index file is truncated")
-            # The vectors are a view of the plaintext, not a copy: the first add copies them (_writable).
+            # The vectors are views of the plaintext, not a copy (Rows.view).
             part = np.frombuffer(raw, dtype=np.int64, count=size, offset=start).copy()  # 8 B a face
-            vec = np.frombuffer(raw, dtype=np.float32, count=size * self.dim,
-                                offset=start + size * 8).reshape(size, self.dim)
+            vec = Rows.view(raw, start + size * 8, size, self.dim)
             engine = None
             if faiss_len:
                 engine = faiss.deserialize_index(
@@ -401,7 +394,7 @@ class FaissIndex:
         else:
             live = np.flatnonzero(part != ABSENT).astype(np.int64)
             self._engine = _exact(self.dim)
-            self._engine.add_with_ids(np.ascontiguousarray(vec[live]), live)
+            self._engine.add_with_ids(vec.get(live), live)
 
     def _snapshot(self) -> tuple[bytes, str, int]:
         """The whole index as the snapshot's plaintext (under the lock), with its epoch and generation."""
@@ -410,7 +403,7 @@ class FaissIndex:
             self._stale.clear()
         size = (int(self.ids().max()) + 1 if self._count else 0)
         faiss_bytes = faiss.serialize_index(self._engine).tobytes() if self.approximate else b""
-        body = [self._part[:size].tobytes(), self._vec[:size].tobytes(), faiss_bytes]
+        body = [self._part[:size].tobytes(), *self._vec.tobytes(size), faiss_bytes]
         epoch = secrets.token_hex(16)
         header = json.dumps({
             "dim": self.dim, "count": self._count, "size": size, "generation": self._generation, "epoch": epoch,
@@ -471,7 +464,7 @@ class FaissIndex:
             header = json.dumps({"epoch": self._epoch, "from": self._file_gen, "to": self._generation,
                                  "added": len(live), "removed": len(gone)}).encode()
             plain = b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header, live.tobytes(),
-                              self._part[live].tobytes(), self._vec[live].tobytes(), gone.tobytes()])
+                              self._part[live].tobytes(), self._vec.get(live).tobytes(), gone.tobytes()])
             record = self._seal(plain)
             with open(self.log_path, "r+b") as fh:
                 fh.truncate(self._log_offset)  # a torn record left by a crashed writer goes
@@ -498,6 +491,11 @@ class FaissIndex:
         except FileNotFoundError:
             return 0
         with fh:
+            st = os.fstat(fh.fileno())
+            seen = (st.st_ino, st.st_size)
+            if seen == self._log_seen and self._log_offset:
+                return 0  # nothing appended since the last read: no decryption on a search's path
+            self._log_seen = seen
             epoch = self._log_epoch(fh)
             if epoch != self._epoch:
                 if self._epoch is not None and self._snapshot_stat() != self._loaded_stat:
@@ -653,6 +651,71 @@ class FaissIndex:
         error, self._compact_error = self._compact_error, None
         if error is not None:
             raise FacetrailError(f"index compaction failed: {error}") from error
+
+
+BLOCK_BITS = 16
+BLOCK = 1 << BLOCK_BITS
+
+
+class Rows:
+    """Vectors by id, in blocks of BLOCK ids: growing appends blocks (no copy of the others), and a block read
+    from a file stays a view of the file's plaintext until it is first written, when that block alone is copied.
+    So opening the index does not copy the vectors, and a change costs O(change) plus at most a block."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.blocks: list[NDArray[np.float32]] = []
+
+    @classmethod
+    def view(cls, raw: bytes, offset: int, size: int, dim: int) -> Rows:
+        rows = cls(dim)
+        for start in range(0, size, BLOCK):
+            count = min(BLOCK, size - start)
+            block = np.frombuffer(raw, dtype=np.float32, count=count * dim,
+                                  offset=offset + start * dim * 4).reshape(count, dim)
+            if count < BLOCK:  # the last, partial block: a full writable one
+                full = np.zeros((BLOCK, dim), dtype=np.float32)
+                full[:count] = block
+                block = full
+            rows.blocks.append(block)
+        return rows
+
+    @property
+    def capacity(self) -> int:
+        return len(self.blocks) * BLOCK
+
+    def nbytes(self) -> int:
+        return sum(block.nbytes for block in self.blocks)
+
+    def grow(self, top: int) -> None:
+        while self.capacity < top:
+            self.blocks.append(np.zeros((BLOCK, self.dim), dtype=np.float32))
+
+    def get(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        if len(ids) == 0:
+            return out
+        which = ids >> BLOCK_BITS
+        if which.min() == which.max():
+            out[:] = self.blocks[int(which[0])][ids & (BLOCK - 1)]
+            return out
+        for b in np.unique(which):
+            chosen = which == b
+            out[chosen] = self.blocks[int(b)][ids[chosen] & (BLOCK - 1)]
+        return out
+
+    def set(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        which = ids >> BLOCK_BITS
+        for b in np.unique(which):
+            block = self.blocks[int(b)]
+            if not block.flags.writeable:
+                block = self.blocks[int(b)] = block.copy()
+            chosen = which == b
+            block[ids[chosen] & (BLOCK - 1)] = vectors[chosen]
+
+    def tobytes(self, size: int) -> list[bytes]:
+        return [block[:max(0, min(BLOCK, size - i * BLOCK))].tobytes() for i, block in enumerate(self.blocks)
+                if i * BLOCK < size]
 
 
 def _before_snapshot_rename() -> None:

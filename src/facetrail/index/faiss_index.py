@@ -234,11 +234,11 @@ class FaissIndex:
         return present
 
     def _grow(self, top: int) -> None:
+        self._vec.grow(top)
         if top <= len(self._part):
             return
         size = max(top, 2 * len(self._part), 1024)
         size = (size + 7) // 8 * 8
-        self._vec.grow(top)
         part = np.full(size, ABSENT, dtype=np.int64)
         part[:len(self._part)] = self._part
         self._part = part

@@ -696,8 +696,15 @@ class Rows:
         if len(ids) == 0:
             return out
         which = ids >> BLOCK_BITS
-        if which.min() == which.max():
-            out[:] = self.blocks[int(which[0])][ids & (BLOCK - 1)]
+        first, last = int(which.min()), int(which.max())
+        if first == last:
+            out[:] = self.blocks[first][ids & (BLOCK - 1)]
+            return out
+        if np.all(which[:-1] <= which[1:]):  # sorted ids (a shortlist, a rebuild): one slice per block
+            bounds = np.searchsorted(which, np.arange(first, last + 2))
+            for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True), start=first):
+                if hi > lo:
+                    out[lo:hi] = self.blocks[b][ids[lo:hi] & (BLOCK - 1)]
             return out
         for b in np.unique(which):
             chosen = which == b

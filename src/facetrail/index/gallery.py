@@ -198,9 +198,17 @@ class Gallery:
             return removed
 
     def settle(self) -> None:
-        """Wait for the index's work in the background (VectorIndex.settle)."""
+        """Wait for the index's work in the background (VectorIndex.settle), loading the index if need be (a
+        purge that a dead process left unfinished is finished here)."""
         with self._lock:
             self.index().settle()
+
+    def close(self) -> None:
+        """Persist, and let work in the background (a compaction) finish: the process may exit after this."""
+        with self._lock:
+            self.persist()
+            if self._index is not None:
+                self._index.settle()
 
     def writing(self) -> AbstractContextManager[None]:
         """Held while reading the persisted index whole (a backup): no process persists it meanwhile."""

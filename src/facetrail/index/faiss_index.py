@@ -105,10 +105,10 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 class FaissIndex:
-    """Thread-safe (one lock around every operation). Removal is immediate: the id leaves the live bitmap that
-    every search passes to FAISS as its selector, and re-ranking checks it again; the exact engine drops the
-    vector at once, the inverted file keeps its code until the next compaction rewrites it (a purge always does,
-    before the snapshot is written)."""
+    """Thread-safe (one lock around every operation). Removal is immediate and O(removed): the id leaves the live
+    bitmap that every search passes to FAISS as its selector (and re-ranking checks it again); the engine keeps
+    its vector or code until the next compaction, which drops it before the snapshot is written (a purge always
+    compacts)."""
 
     def __init__(self, path: Path, dim: int, *, sealing: Sealing | None = None,
                  tuning: IndexTuning | None = None) -> None:
@@ -124,7 +124,7 @@ class FaissIndex:
         self._alive: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)  # packed bitmap over ids
         self._count = 0
         self._engine: Any = _exact(dim)
-        self._stale: set[int] = set()  # removed ids whose codes the inverted file still holds
+        self._stale: set[int] = set()  # removed ids whose vectors or codes the engine still holds
         self._trained_for = 0
         self._generation = 0
         self._filters: dict[int, list[Any]] = {}  # partition -> [bitmap, count], kept up to date once built
@@ -184,7 +184,7 @@ class FaissIndex:
         present = ids[self._present(ids)]
         if len(present):
             self._remove_locked(present)
-        stale = [int(i) for i in ids if int(i) in self._stale]
+        stale = [int(i) for i in ids if int(i) in self._stale] if self._stale else []
         if stale:  # the inverted file must not hold two codes under one id: drop the old one now (rare)
             self._engine.remove_ids(faiss.IDSelectorBatch(np.array(stale, dtype=np.int64)))
             self._stale.difference_update(stale)
@@ -221,10 +221,7 @@ class FaissIndex:
             entry[1] -= len(mine)
         self._part[wanted] = ABSENT
         self._count -= len(wanted)
-        if self.approximate:
-            self._stale.update(int(i) for i in wanted)  # O(removed): the code goes at the next compaction
-        else:
-            self._engine.remove_ids(faiss.IDSelectorBatch(wanted))
+        self._stale.update(int(i) for i in wanted)  # O(removed): the engine drops them at the next compaction
         return len(wanted)
 
     def _present(self, ids: NDArray[np.int64]) -> NDArray[np.bool_]:
@@ -291,8 +288,7 @@ class FaissIndex:
             k = min(k, selected)
             approximate = self.approximate
             params: Any = faiss.SearchParametersIVF() if approximate else faiss.SearchParameters()
-            if approximate or partitions is not None:
-                params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # live ids only
             if not approximate:
                 with _threads(self.tuning.search_threads):
                     distances, labels = self._engine.search(query, k, params=params)

@@ -59,6 +59,17 @@ def prepare(data: Path, faces: int) -> None:
         ft.close()
 
 
+def check(data: Path, faces: int) -> None:
+    """The servers opened the index as written: no catch-up with the (empty) store removed its faces."""
+    ft = Facetrail.open(data, workers=1)
+    try:
+        held = len(ft.gallery.persisted_ids())
+    finally:
+        ft.close()
+    if held != faces:
+        raise AssertionError(f"the index holds {held:,} faces after serving, not {faces:,}")
+
+
 def start_once(data: Path) -> float:
     env = {**os.environ, "FACETRAIL_DATA": str(data)}
     started = time.perf_counter()
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"{faces:,} faces: preparing")
             prepare(data, faces)
             results[faces] = [start_once(data) for _ in range(args.runs)]
+            check(data, faces)
             console.print(f"  start-up: {', '.join(f'{s:.2f}' for s in results[faces])} s")
     info = machine()
     body = "\n".join([

@@ -62,8 +62,9 @@ bench-fpir: install
 bench-load: install
 	$(BIN)/python -m bench.load --output BENCHMARKS.md $(LOAD_ARGS)
 
-# The index at 10k and 100k faces beside FAISS flat (a few minutes); 1M with
-# make bench-scale SCALE_ARGS='--sizes 10000,100000,1000000' (about 3 GB of memory).
+# The index at 10k and 100k faces beside FAISS flat, real LFW templates among synthetic ones (a few minutes; the LFW
+# templates are cached in .bench-cache); 1M with make bench-scale SCALE_ARGS='--sizes 10000,100000,1000000'
+# (about 5 minutes and 4 GB of memory).
 bench-scale: install
 	$(BIN)/python -m bench.scale --output BENCHMARKS.md $(SCALE_ARGS)
 

@@ -1,43 +1,67 @@
-"""The index at scale: galleries of 10k, 100k and 1M synthetic faces, facetrail's index beside FAISS flat.
+"""The index at scale: galleries of 10k, 100k and 1M faces, facetrail's index beside FAISS flat in the same run.
 
-    .venv/bin/python -m bench.scale [--sizes 10000,100000,1000000] [--probes 200] [--output BENCHMARKS.md]
+    .venv/bin/python -m bench.scale [--sizes 10000,100000,1000000] [--probes 200] [--lfw-people 200]
 
-For each size, in the same process on the same vectors (bench/synthetic.py: identities clustered like dlib's
-templates, one planted mate per probe): facetrail's index as the product configures it (`FaissIndex` with the
-default `IndexTuning`: exact up to 100,000 faces, an inverted file above) and FAISS exact search (the same class
-kept exact, IndexFlatL2 under IndexIDMap2). Each is built the way the gallery builds it, in batches of 5,000,
-and measured for build time, resident memory per face, save and load time, single-query latency (p50/p99,
-one FAISS thread, and exact search on every core for comparison), the same latency with a partition filter,
-the first filtered search after a change (the filter is rebuilt), recall@10 against exact search, the
-planted mate's rank, and the removal of 1,000 faces (checked never to come back).
+The gallery: real templates of LFW photos (one photo of each of `--lfw-people` people with two or more, the other
+photo kept as a probe: real planted mates) among synthetic identities clustered like those real templates
+(bench/synthetic.py: centred on their mean, along their principal axes, with their variance spectrum and their
+median distances between two faces of one person and of two people), plus synthetic planted mates.
+
+For each size, on the same vectors: FAISS exact search (IndexFlatL2, one thread per query; a batch on every
+core) and facetrail's index as the product configures it (`FaissIndex` with the default `IndexTuning`, sealed
+files through `FaissStore`), built in batches of 5,000 as the gallery adds them. Measured: build time, bytes per
+face, save and load time, p50/p99 of one query (with and without a source filter), throughput, recall@10
+against exact search, the planted mates' ranks; then the time from another process's commit (a subprocess adds
+and removes faces and persists) to this process's next search, and the erasure of 1,000 faces (removal and
+purge until no process can search them, then the background rewrite under a new key).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from math import nan
 from pathlib import Path
 
 import faiss
 import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 
 from bench.load import ROOT, machine, write_section
-from bench.synthetic import MATE_DISTANCE, SPECTRUM, STRANGER_DISTANCE, Synthetic, synthetic
+from bench.synthetic import Synthetic, synthetic
+from facetrail.crypto.keyring import Keyring
+from facetrail.crypto.master import LocalMasterKey, new_key_bytes
+from facetrail.crypto.vault import Vault
 from facetrail.index.faiss_index import FaissIndex, IndexTuning
+from facetrail.index.faiss_store import FaissStore
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 BATCH = 5000  # as the gallery adds from the store (index/gallery.py)
 PARTITIONS = 5  # sources the faces are spread over; a filtered search keeps one of them
 K = 10
+ERASED = 1000
 console = Console(stderr=True)
+
+
+@dataclass
+class Real:
+    """Real templates: `gallery[i]` and `probes[i]` are two photos of one person."""
+
+    gallery: NDArray[np.float32]
+    probes: NDArray[np.float32]
+    mate_distance: float
+    stranger_distance: float
+    spectrum: float
+    model_id: str
 
 
 @dataclass
@@ -53,19 +77,63 @@ class Row:
     p99_ms: float
     filtered_p50_ms: float
     filtered_p99_ms: float
-    first_filtered_ms: float
-    all_cores_p50_ms: float | None
+    qps_one_thread: float
+    qps_batch: float
     recall_at_10: float
     mate_in_10: float
+    real_mate_in_10: float
     mate_rank_median: float
-    remove_1000_ms: float
-    extra: dict[str, str] = field(default_factory=dict)
+    commit_to_search_ms: float = float("nan")
+    erase_unsearchable_ms: float = float("nan")
+    erase_settled_s: float = float("nan")
 
 
-def index_bytes(index: FaissIndex) -> int:
-    """What the index holds in memory, as FAISS serialises it (vectors, ids, cells), plus the partition of each
-    id; the IVF's hash table from id to list position (about 16 B a face) is not counted."""
-    return len(faiss.serialize_index(index._index)) + index._part.nbytes
+def real_templates(args: argparse.Namespace) -> Real | None:
+    """Templates of two photos each of the first `--lfw-people` LFW people who have two (cached in
+    .bench-cache), with the statistics the synthetic identities copy."""
+    if args.lfw_people <= 0 or not (args.lfw / "images").is_dir():
+        return None
+    from facetrail.evaluation import lfw
+    from facetrail.evaluation.pipelines import extract_templates
+    from facetrail.vision.backend import VisionConfig, load_backend
+
+    people: dict[str, list[str]] = {}
+    for key in lfw.all_images(args.lfw):
+        people.setdefault(lfw.identity(key), []).append(key)
+    pairs = [keys[:2] for _, keys in sorted(people.items()) if len(keys) >= 2][:args.lfw_people]
+    keys = [k for pair in pairs for k in pair]
+    config = VisionConfig()
+    model_id = load_backend(config).model_id
+    console.print(f"LFW: templates of {len(keys)} photos ({model_id}; cached after the first run)")
+    templates = extract_templates("facetrail", [lfw.image_path(args.lfw, k) for k in keys], keys, config=config,
+                                  model_id=model_id, workers=args.workers, cache=ROOT / ".bench-cache")
+    vectors = templates.vectors.reshape(len(pairs), 2, -1)
+    ok = ~np.isnan(vectors).any(axis=(1, 2))
+    gallery, probes = vectors[ok, 0].astype(np.float32), vectors[ok, 1].astype(np.float32)
+    mates = np.linalg.norm(gallery - probes, axis=1)
+    strangers = np.linalg.norm(gallery - np.roll(probes, 1, axis=0), axis=1)
+    centred = np.concatenate([gallery, probes]) - np.concatenate([gallery, probes]).mean(axis=0)
+    variances = np.linalg.svd(centred, compute_uv=False) ** 2
+    top = variances[: min(len(variances), gallery.shape[1]) // 2]
+    slope = -np.polyfit(np.log(np.arange(1, len(top) + 1)), np.log(top), 1)[0]
+    return Real(gallery=gallery, probes=probes, mate_distance=float(np.median(mates)),
+                stranger_distance=float(np.median(strangers)), spectrum=float(slope), model_id=model_id)
+
+
+def gallery_of(size: int, args: argparse.Namespace, real: Real | None) -> tuple[Synthetic, int]:
+    """`size` faces: synthetic ones (ids 1..), then the real ones last; probes: synthetic, then real."""
+    n_real = 0 if real is None else min(len(real.gallery), size // 10)
+    if real is None:
+        return synthetic(size, dim=args.dim, probes=args.probes, seed=size, spectrum=args.spectrum), 0
+    like = np.concatenate([real.gallery, real.probes])
+    data = synthetic(size - n_real, dim=real.gallery.shape[1], probes=args.probes, seed=size,
+                     spectrum=real.spectrum, mate_distance=real.mate_distance,
+                     stranger_distance=real.stranger_distance, like=like)
+    vectors = np.concatenate([data.vectors, real.gallery[:n_real]])
+    mates = np.concatenate([data.mates, np.arange(size - n_real + 1, size + 1, dtype=np.int64)])
+    probes = np.concatenate([data.probes, real.probes[:n_real]])
+    identity = np.concatenate([data.identity, -1 - np.arange(n_real)])
+    return Synthetic(vectors=vectors, identity=identity, probes=probes, mates=mates), n_real
 
 
 def peak_rss_gib() -> float:
@@ -78,136 +146,210 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def latencies(index: FaissIndex, probes: np.ndarray, partitions: set[int] | None = None) -> np.ndarray:
-    index.search(probes[0], K, partitions)  # warm (a filter's bitmap is built on first use)
+def latencies(search: Callable[[NDArray[np.float32]], object], probes: NDArray[np.float32]) -> NDArray[np.float64]:
+    search(probes[0])  # warm
     out = np.empty(len(probes))
     for i, probe in enumerate(probes):
         start = time.perf_counter()
-        index.search(probe, K, partitions)
+        search(probe)
         out[i] = (time.perf_counter() - start) * 1000
     return out
 
 
-def build(path: Path, data: Synthetic, tuning: IndexTuning) -> tuple[FaissIndex, float, float]:
-    index = FaissIndex(path, data.vectors.shape[1], tuning=tuning)
+def ranks(found: list[list[int]], mates: NDArray[np.int64]) -> NDArray[np.int64]:
+    return np.array([got.index(int(m)) + 1 if int(m) in got else K + 1 for got, m in zip(found, mates, strict=True)])
+
+
+def new_store(work: Path, dim: int, tuning: IndexTuning) -> tuple[FaissStore, bytes]:
+    master = new_key_bytes()
+    vault = Vault(Keyring(work / "keys" / "keyring.db", LocalMasterKey(master, "bench")))
+    return FaissStore(work / "index" / "bench.ftindex", dim, vault, tuning), master
+
+
+COMMIT = """
+import json, sys, time
+import numpy as np
+from pathlib import Path
+from facetrail.crypto.keyring import Keyring
+from facetrail.crypto.master import LocalMasterKey
+from facetrail.crypto.vault import Vault
+from facetrail.index.faiss_index import IndexTuning
+from facetrail.index.faiss_store import FaissStore
+work, dim, tuning = Path(sys.argv[1]), int(sys.argv[2]), IndexTuning(**json.loads(sys.argv[4]))
+vault = Vault(Keyring(work / "keys" / "keyring.db", LocalMasterKey(bytes.fromhex(sys.argv[3]), "bench")))
+store = FaissStore(work / "index" / "bench.ftindex", dim, vault, tuning)
+index = store.open()
+top = int(index.ids().max()) + 1
+rng = np.random.default_rng(0)
+index.add(np.arange(top, top + 100, dtype=np.int64), rng.normal(size=(100, dim)).astype(np.float32) * 0.05,
+          np.ones(100, dtype=np.int64))
+index.remove(list(range(1, 11)))
+index.set_generation(index.generation + 1)
+with store.writing():
+    index.persist()
+print(json.dumps({"top": top}))
+"""
+
+
+def facetrail_row(size: int, data: Synthetic, n_real: int, exact_top: list[list[int]], tuning: IndexTuning,
+                  work: Path) -> Row:
+    dim = data.vectors.shape[1]
+    store, master = new_store(work, dim, tuning)
+    index = store.create()
     ids = data.ids
+    console.print("  facetrail: building")
     start = time.perf_counter()
     for lo in range(0, len(ids), BATCH):
         chunk = ids[lo:lo + BATCH]
         index.add(chunk, data.vectors[chunk - 1], chunk % PARTITIONS)
-    elapsed = time.perf_counter() - start
-    return index, elapsed, index_bytes(index) / len(ids)
-
-
-def measure(size: int, engine: str, index: FaissIndex, build_s: float, per_face: float, data: Synthetic,
-            exact_top: list[list[int]], *, destructive: bool = True) -> Row:
-    """Search figures; with `destructive`, also save, load and removal (the last measurement of an index)."""
-    console.print(f"  {engine}: searching")
-    plain = latencies(index, data.probes)
-    filtered = latencies(index, data.probes, {1})
-    all_cores = None
-    if engine == "FAISS flat":
-        index.tuning = replace(index.tuning, search_threads=0)
-        all_cores = float(np.percentile(latencies(index, data.probes), 50))
-        index.tuning = replace(index.tuning, search_threads=1)
-    recall, ranks = [], []
-    for probe, mate, exact in zip(data.probes, data.mates, exact_top, strict=True):
-        got = [h.face_id for h in index.search(probe, K)]
-        recall.append(len(set(got) & set(exact)) / len(exact))
-        ranks.append(got.index(int(mate)) + 1 if mate in got else K + 1)
-    row = Row(size=size, engine=engine, mode="IVFFlat" if index.approximate else "exact", build_s=build_s,
-              bytes_per_face=per_face, save_s=nan, load_s=nan,
-              p50_ms=float(np.percentile(plain, 50)), p99_ms=float(np.percentile(plain, 99)),
-              filtered_p50_ms=float(np.percentile(filtered, 50)),
-              filtered_p99_ms=float(np.percentile(filtered, 99)), first_filtered_ms=nan,
-              all_cores_p50_ms=all_cores, recall_at_10=float(np.mean(recall)),
-              mate_in_10=float(np.mean([r <= K for r in ranks])), mate_rank_median=float(np.median(ranks)),
-              remove_1000_ms=nan)
-    if not destructive:
-        return row
-    console.print(f"  {engine}: saving and loading")
-    save_s = timed(index.persist)
-    load_s = timed(lambda: FaissIndex.load(index.path, index.dim, tuning=index.tuning))
-    index.path.unlink()
-    gone = data.mates[: min(1000, len(data.mates))]
-    gone = np.unique(np.concatenate([gone, data.ids[:: max(1, size // 1000)][: 1000 - len(gone)]]))
-    remove_ms = timed(lambda: index.remove(gone.tolist())) * 1000
-    first_filtered_ms = timed(lambda: index.search(data.probes[0], K, {1})) * 1000
-    for probe in data.probes:
-        returned = {h.face_id for h in index.search(probe, 50)}
-        if returned & set(gone.tolist()):
-            raise AssertionError(f"{engine} at {size}: a removed face was returned")
-    return replace(row, save_s=save_s, load_s=load_s, first_filtered_ms=first_filtered_ms,
-                   remove_1000_ms=remove_ms)
-
-
-def run_size(size: int, args: argparse.Namespace, tuning: IndexTuning, work: Path) -> list[Row]:
-    console.print(f"[bold]{size:,} faces[/bold]: generating")
-    data = synthetic(size, dim=args.dim, probes=args.probes, seed=size, spectrum=args.spectrum)
-    rows = []
-    console.print("  FAISS flat: building")
-    flat, flat_s, flat_mem = build(work / "flat.ftindex", data, IndexTuning(approximate_above=2 ** 62))
-    exact_top = [[h.face_id for h in flat.search(p, K)] for p in data.probes]
-    rows.append(measure(size, "FAISS flat", flat, flat_s, flat_mem, data, exact_top))
-    del flat
-    console.print("  facetrail: building")
-    ours, ours_s, ours_mem = build(work / "facetrail.ftindex", data, tuning)
-    ivf = ours._index if ours.approximate else None
-    for i, nprobe in enumerate(args.nprobe if ivf is not None else args.nprobe[:1]):
-        ours.tuning = replace(tuning, nprobe=nprobe)
-        row = measure(size, "facetrail", ours, ours_s, ours_mem, data, exact_top,
-                      destructive=i == len(args.nprobe) - 1 or ivf is None)
-        if ivf is not None:
-            row.extra["cells"] = f"{ivf.nlist} cells, nprobe {nprobe}"
-        rows.append(row)
-    del ours, data
+    build_s = time.perf_counter() - start
+    engine_bytes = len(faiss.serialize_index(index._engine)) if index.approximate else 0
+    # Templates (blocks of 65,536 ids), partitions, live bitmap, and the engine (the exact one copies templates).
+    per_face = (index._vec.nbytes() + index._part.nbytes + index._alive.nbytes
+                + (engine_bytes or index._vec.nbytes())) / size
+    index.set_generation(1)
+    console.print("  facetrail: saving (sealed) and loading")
+    with store.writing():
+        save_s = timed(index.persist)
+    del index
     gc.collect()
-    return rows
+    loaded: list[FaissIndex] = []
+    load_s = timed(lambda: loaded.append(store.open()))  # type: ignore[arg-type]
+    index = loaded[0]
+    console.print("  facetrail: searching")
+    plain = latencies(lambda p: index.search(p, K), data.probes)
+    filtered = latencies(lambda p: index.search(p, K, {1}), data.probes)
+    found = [[h.face_id for h in index.search(p, K)] for p in data.probes]
+    recall = np.mean([len(set(g) & set(e)) / len(e) for g, e in zip(found, exact_top, strict=True)])
+    r = ranks(found, data.mates)
+    real_r = r[len(r) - n_real:] if n_real else np.array([np.nan])
+    qps = len(data.probes) / (plain.sum() / 1000)
+    row = Row(size=size, engine="facetrail", mode=describe(index), build_s=build_s, bytes_per_face=per_face,
+              save_s=save_s, load_s=load_s, p50_ms=float(np.percentile(plain, 50)),
+              p99_ms=float(np.percentile(plain, 99)), filtered_p50_ms=float(np.percentile(filtered, 50)),
+              filtered_p99_ms=float(np.percentile(filtered, 99)), qps_one_thread=qps, qps_batch=float("nan"),
+              recall_at_10=float(recall), mate_in_10=float(np.mean(r <= K)),
+              real_mate_in_10=float(np.mean(real_r <= K)), mate_rank_median=float(np.median(r)))
+
+    console.print("  facetrail: another process commits; this one searches next")
+    fields = {"approximate_above": tuning.approximate_above, "nprobe": tuning.nprobe,
+              "shortlist": tuning.shortlist, "pq": tuning.pq, "cells_per_sqrt": tuning.cells_per_sqrt}
+    done = subprocess.run([sys.executable, "-c", COMMIT, str(work), str(dim), master.hex(), json.dumps(fields)],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    top = json.loads(done.stdout)["top"]
+    start = time.perf_counter()
+    changed = index.refresh()
+    hits = index.search(data.probes[0], K)
+    row.commit_to_search_ms = (time.perf_counter() - start) * 1000
+    if changed != 110 or {h.face_id for h in hits} & set(range(1, 11)) or top not in index.ids():
+        raise AssertionError(f"the other process's commit was not seen whole ({changed} ids changed)")
+
+    console.print(f"  facetrail: erasing {ERASED:,} faces")
+    gone = np.unique(np.concatenate([data.mates, data.ids[11::max(1, size // ERASED)]]))[:ERASED]
+    start = time.perf_counter()
+    index.remove(gone.tolist())
+    index.set_generation(index.generation + 1)
+    with store.writing():
+        index.purge()
+    row.erase_unsearchable_ms = (time.perf_counter() - start) * 1000
+    row.erase_settled_s = timed(index.settle)
+    for probe in data.probes:
+        if {h.face_id for h in index.search(probe, 50)} & set(gone.tolist()):
+            raise AssertionError("an erased face was returned")
+    if set(gone.tolist()) & store.persisted_ids() or store.sealing.retired():
+        raise AssertionError("the persisted index still holds an erased face, or an old key is left")
+    return row
 
 
-def markdown(rows: list[Row], args: argparse.Namespace, started: datetime) -> str:
+def describe(index: FaissIndex) -> str:
+    if not index.approximate:
+        return "exact"
+    engine = index._engine
+    kind = "PQ fast scan" if isinstance(engine, faiss.IndexIVFPQFastScan) else "IVFFlat"
+    return (f"IVF {kind} ({engine.nlist} cells, nprobe {index.tuning.nprobe}, "
+            f"{index.tuning.shortlist} re-ranked)")
+
+
+def flat_row(size: int, data: Synthetic, n_real: int) -> tuple[Row, list[list[int]]]:
+    dim = data.vectors.shape[1]
+    console.print("  FAISS flat: building")
+    flat = faiss.IndexFlatL2(dim)
+    build_s = timed(lambda: flat.add(data.vectors))
+    faiss.omp_set_num_threads(1)
+    plain = latencies(lambda p: flat.search(p[None], K), data.probes)
+    faiss.omp_set_num_threads(0 or 2)
+    start = time.perf_counter()
+    _, labels = flat.search(data.probes, K)
+    batch_qps = len(data.probes) / (time.perf_counter() - start)
+    faiss.omp_set_num_threads(1)
+    exact_top = [[int(i) + 1 for i in row] for row in labels]
+    r = ranks(exact_top, data.mates)
+    real_r = r[len(r) - n_real:] if n_real else np.array([np.nan])
+    nan = float("nan")
+    row = Row(size=size, engine="FAISS flat", mode="exact", build_s=build_s, bytes_per_face=dim * 4.0,
+              save_s=nan, load_s=nan, p50_ms=float(np.percentile(plain, 50)),
+              p99_ms=float(np.percentile(plain, 99)), filtered_p50_ms=nan, filtered_p99_ms=nan,
+              qps_one_thread=len(data.probes) / (plain.sum() / 1000), qps_batch=batch_qps, recall_at_10=1.0,
+              mate_in_10=float(np.mean(r <= K)), real_mate_in_10=float(np.mean(real_r <= K)),
+              mate_rank_median=float(np.median(r)))
+    return row, exact_top
+
+
+def run_size(size: int, args: argparse.Namespace, real: Real | None, tuning: IndexTuning) -> list[Row]:
+    console.print(f"[bold]{size:,} faces[/bold]: generating")
+    data, n_real = gallery_of(size, args, real)
+    flat, exact_top = flat_row(size, data, n_real)
+    with tempfile.TemporaryDirectory(prefix="facetrail-scale-") as tmp:
+        ours = facetrail_row(size, data, n_real, exact_top, tuning, Path(tmp))
+    del data
+    gc.collect()
+    return [flat, ours]
+
+
+def markdown(rows: list[Row], args: argparse.Namespace, real: Real | None, started: datetime) -> str:
     info = machine()
+    if real is not None:
+        how = (f"{len(real.gallery)} real LFW templates ({real.model_id}: one photo of each of {len(real.gallery)} "
+               f"people in the gallery, their other photo a probe; at most a tenth of the gallery) among synthetic "
+               f"identities clustered like them (bench/synthetic.py: centred on their mean, along their principal "
+               f"axes, variance of the i-th axis ~ i^-{real.spectrum:.2f} as fitted on them, two photos of one "
+               f"person {real.mate_distance:.3f} apart and of two people {real.stranger_distance:.3f}, their "
+               "medians), 4 faces per synthetic identity on average")
+    else:
+        how = f"synthetic templates only (bench/synthetic.py, {args.dim}-d; no LFW templates)"
     lines = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {info['cpu']} ({info['cores']} cores, {info['memory']}; shared with "
         f"other work), Python {info['python']}, faiss-cpu {faiss.__version__}, revision {info['revision']}.",
         "",
         f"Reproduce: `make bench-scale SCALE_ARGS='--sizes {','.join(str(s) for s in args.sizes)} "
-        f"--probes {args.probes} --nprobe {','.join(str(n) for n in args.nprobe)} --spectrum {args.spectrum}'`",
+        f"--probes {args.probes} --lfw-people {args.lfw_people}'`",
         "",
-        f"Synthetic templates (bench/synthetic.py), {args.dim}-d: identities drawn from a Gaussian whose "
-        f"i-th axis has variance ~ i^-{args.spectrum} (the spectrum measured on real dlib templates of LFW; 0 = "
-        f"isotropic), 4 faces each on average, faces of one identity about "
-        f"{MATE_DISTANCE} apart and of two identities about {STRANGER_DISTANCE} (dlib's distances on LFW); "
-        f"{args.probes} probes, each a new face of a gallery face's identity (its planted mate). Faces spread "
-        "over 5 sources; the filtered search keeps one. Latencies are one query at a time, one FAISS thread "
-        "unless said; recall@10 is against exact search on the same vectors; a mate outside the top 10 counts "
-        "as rank 11.",
+        f"Gallery: {how}. Probes: {args.probes} synthetic planted mates and the real ones. Faces spread over "
+        f"{PARTITIONS} sources; the filtered search keeps one. Latencies are one query at a time on one FAISS "
+        "thread; recall@10 is against exact search on the same vectors; a mate outside the top 10 counts as rank "
+        "11. facetrail's files are sealed (AES-GCM) as in the product; load is opening them.",
         "",
-        "| faces | engine | mode | build (s) | index bytes/face | save (s) | load (s) | p50 (ms) | p99 (ms) | "
-        "filtered p50 / p99 (ms) | first filtered after a change (ms) | exact p50 on every core (ms) | "
-        "recall@10 | mate in top 10 | mate rank (median) | remove 1,000 (ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| faces | engine | mode | build (s) | bytes/face | save (s) | load (s) | p50 (ms) | p99 (ms) | "
+        "filtered p50 / p99 (ms) | queries/s (1 thread) | queries/s (batch, 2 threads) | recall@10 | "
+        "mate in top 10 | real mate in top 10 | mate rank (median) | other process's commit -> search (ms) | "
+        f"erase {ERASED:,}: unsearchable (ms) | erase: files rewritten (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        mode = r.mode + (f" ({r.extra['cells']})" if "cells" in r.extra else "")
-        cores = f"{r.all_cores_p50_ms:.2f}" if r.all_cores_p50_ms is not None else ""
         lines.append(
-            f"| {r.size:,} | {r.engine} | {mode} | {r.build_s:.1f} | {r.bytes_per_face:.0f} | {_f(r.save_s, 2)} | "
-            f"{_f(r.load_s, 2)} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.filtered_p50_ms:.2f} / "
-            f"{r.filtered_p99_ms:.2f} | {_f(r.first_filtered_ms, 1)} | {cores} | {r.recall_at_10:.4f} | "
-            f"{r.mate_in_10:.1%} | {r.mate_rank_median:.0f} | {_f(r.remove_1000_ms, 1)} |")
-    lines.append("")
-    lines.append(f"Peak resident memory of the whole run: {peak_rss_gib():.2f} GiB.")
-    lines.append("")
-    by_size: dict[int, dict[str, Row]] = {}
+            f"| {r.size:,} | {r.engine} | {r.mode} | {r.build_s:.1f} | {r.bytes_per_face:.0f} | {_f(r.save_s, 2)} | "
+            f"{_f(r.load_s, 2)} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_f(r.filtered_p50_ms, 2)} / "
+            f"{_f(r.filtered_p99_ms, 2)} | {r.qps_one_thread:.0f} | {_f(r.qps_batch, 0)} | {r.recall_at_10:.4f} | "
+            f"{r.mate_in_10:.1%} | {_p(r.real_mate_in_10)} | {r.mate_rank_median:.0f} | "
+            f"{_f(r.commit_to_search_ms, 1)} | {_f(r.erase_unsearchable_ms, 1)} | {_f(r.erase_settled_s, 2)} |")
+    lines += ["", f"Peak resident memory of the whole run: {peak_rss_gib():.2f} GiB.", ""]
     for r in rows:
-        by_size.setdefault(r.size, {})[r.engine] = r
-    for r in rows:
+        if r.engine != "facetrail":
+            continue
         flat = next(f for f in rows if f.size == r.size and f.engine == "FAISS flat")
-        if r.engine == "facetrail":
-            lines.append(f"- {r.size:,} faces, {r.extra.get('cells', 'exact')}: p99 {r.p99_ms:.2f} ms against "
-                         f"flat's {flat.p99_ms:.2f} (ratio {flat.p99_ms / r.p99_ms:.1f}), p50 ratio "
-                         f"{flat.p50_ms / r.p50_ms:.1f}, recall@10 {r.recall_at_10:.4f}.")
+        lines.append(f"- {r.size:,} faces, {r.mode}: p99 {r.p99_ms:.2f} ms against flat's {flat.p99_ms:.2f} "
+                     f"(ratio {flat.p99_ms / r.p99_ms:.1f}), p50 ratio {flat.p50_ms / r.p50_ms:.1f}, recall@10 "
+                     f"{r.recall_at_10:.4f}.")
     lines.append("")
     return "\n".join(lines)
 
@@ -216,29 +358,36 @@ def _f(value: float, digits: int) -> str:
     return "-" if value != value else f"{value:.{digits}f}"
 
 
+def _p(value: float) -> str:
+    return "-" if value != value else f"{value:.1%}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.scale", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000],
-                        help="gallery sizes, comma-separated (10000,100000; add 1000000 with ~4 GB free)")
-    parser.add_argument("--probes", type=int, default=200, help="mated probes per size (200)")
-    parser.add_argument("--dim", type=int, default=128, help="template dimension (128, dlib's)")
-    parser.add_argument("--spectrum", type=float, default=SPECTRUM, help="variance decay of the synthetic "
-                        "templates' axes (0.9, as measured on dlib's; 0 = isotropic)")
-    parser.add_argument("--nprobe", type=lambda s: [int(x) for x in s.split(",")], default=[IndexTuning.nprobe],
-                        help="IVF cells visited per query, comma-separated: one facetrail row each (16)")
+                        help="gallery sizes, comma-separated (10000,100000; add 1000000 with ~5 GB free)")
+    parser.add_argument("--probes", type=int, default=200, help="synthetic mated probes per size (200)")
+    parser.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw", help="LFW root")
+    parser.add_argument("--lfw-people", type=int, default=200,
+                        help="LFW people whose two photos give real templates (0: synthetic only)")
+    parser.add_argument("--workers", type=int, default=2, help="processes extracting LFW templates")
+    parser.add_argument("--dim", type=int, default=128, help="template dimension without LFW templates")
+    parser.add_argument("--spectrum", type=float, default=0.9, help="variance decay without LFW templates")
+    parser.add_argument("--nprobe", type=int, default=IndexTuning.nprobe, help="IVF cells visited per query")
+    parser.add_argument("--shortlist", type=int, default=IndexTuning.shortlist, help="candidates re-ranked")
     parser.add_argument("--approximate-above", type=int, default=IndexTuning.approximate_above,
                         help="faces above which facetrail's index is an inverted file")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="markdown file to write")
     parser.add_argument("--no-output", action="store_true", help="write no markdown")
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
-    tuning = IndexTuning(approximate_above=args.approximate_above, nprobe=args.nprobe[0])
+    tuning = IndexTuning(approximate_above=args.approximate_above, nprobe=args.nprobe, shortlist=args.shortlist)
+    real = real_templates(args)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="facetrail-scale-") as tmp:
-        for size in args.sizes:
-            rows.extend(run_size(size, args, tuning, Path(tmp)))
-            console.print(markdown(rows, args, started))
-    body = markdown(rows, args, started)
+    for size in args.sizes:
+        rows.extend(run_size(size, args, real, tuning))
+        console.print(markdown(rows, args, real, started))
+    body = markdown(rows, args, real, started)
     if not args.no_output:
         write_section(args.output, body, start=START, end=END)
     print(body)

@@ -36,24 +36,34 @@ class Synthetic:
 
 
 def synthetic(n: int, *, dim: int = 128, faces_per_identity: int = 4, probes: int = 100,
-              seed: int = 0, spectrum: float = SPECTRUM, chunk: int = 100_000) -> Synthetic:
+              seed: int = 0, spectrum: float = SPECTRUM, chunk: int = 100_000,
+              mate_distance: float = MATE_DISTANCE, stranger_distance: float = STRANGER_DISTANCE,
+              like: NDArray[np.float32] | None = None) -> Synthetic:
     """n gallery faces of n / faces_per_identity identities, and `probes` mated probes (built in chunks so
-    that 1M faces need no more than their own 0.5 GB)."""
+    that 1M faces need no more than their own 0.5 GB). With `like` (real templates, more of them than `dim`),
+    the identities are placed as those are: centred on their mean, the i-th synthetic axis along their i-th
+    principal axis."""
     rng = np.random.default_rng(seed)
     # |a - b| of two draws of N(0, s^2 I) in d dimensions is about s sqrt(2d); the face of an identity at
     # distance m from another face of it needs noise t sqrt(2d) = m, and the centres the rest.
     axes = np.arange(1, dim + 1, dtype=np.float64) ** -spectrum
     shape = np.sqrt(axes * dim / axes.sum())  # per-axis scale; the mean variance stays 1
-    noise = MATE_DISTANCE / np.sqrt(2 * dim) * shape
-    spread = np.sqrt(STRANGER_DISTANCE ** 2 - MATE_DISTANCE ** 2) / np.sqrt(2 * dim) * shape
+    noise = mate_distance / np.sqrt(2 * dim) * shape
+    spread = np.sqrt(max(stranger_distance ** 2 - mate_distance ** 2, 1e-6)) / np.sqrt(2 * dim) * shape
     identities = max(1, n // faces_per_identity)
-    centres = (rng.normal(scale=spread, size=(identities, dim)) + 0.5 / np.sqrt(dim)).astype(np.float32)
+    if like is None or len(like) <= dim:
+        offset: NDArray[np.float64] = np.full(dim, 0.5 / np.sqrt(dim))
+        basis: NDArray[np.float64] = np.eye(dim)
+    else:
+        offset = like.mean(axis=0).astype(np.float64)
+        basis = np.linalg.svd(like - offset, full_matrices=False)[2]  # rows: principal axes, largest first
+    centres = ((rng.normal(scale=spread, size=(identities, dim)) @ basis) + offset).astype(np.float32)
     identity = rng.integers(0, identities, size=n).astype(np.int64)
     vectors = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         end = min(n, start + chunk)
-        vectors[start:end] = centres[identity[start:end]] + rng.normal(scale=noise, size=(end - start, dim))
+        vectors[start:end] = centres[identity[start:end]] + rng.normal(scale=noise, size=(end - start, dim)) @ basis
     mates = np.sort(rng.choice(n, size=min(probes, n), replace=False)).astype(np.int64) + 1
     probe_vectors = (centres[identity[mates - 1]]
-                     + rng.normal(scale=noise, size=(len(mates), dim))).astype(np.float32)
+                     + rng.normal(scale=noise, size=(len(mates), dim)) @ basis).astype(np.float32)
     return Synthetic(vectors=vectors, identity=identity, probes=probe_vectors, mates=mates)

@@ -313,7 +313,7 @@ class Facetrail:
 
     def close(self) -> None:
         try:
-            self.gallery.persist()
+            self.gallery.close()
         finally:
             self.db.dispose()
             self._open_files.close()

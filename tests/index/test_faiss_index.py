@@ -96,3 +96,20 @@ def test_search_threads_are_set_for_the_call_and_restored(tmp_path: Path) -> Non
         assert faiss.omp_get_max_threads() == 3, "the caller's setting is left as it was"
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def test_ids_across_template_blocks_round_trip(tmp_path: Path) -> None:
+    """Templates are kept in blocks of 65,536 ids: ids on both sides of a block's edge, far apart, added out of
+    order, are found, saved and loaded (the loaded blocks are views of the file until written)."""
+    ids = np.array([200_001, 65_536, 65_535, 3, 131_072], dtype=np.int64)
+    vs = vectors(5, seed=4)
+    ix = FaissIndex(tmp_path / "b.ftindex", DIM)
+    ix.add(ids, vs, np.array([1, 2, 1, 2, 1]))
+    ix.persist()
+    loaded = FaissIndex.load(tmp_path / "b.ftindex", DIM)
+    for face_id, v in zip(ids, vs, strict=True):
+        assert loaded.search(v, 1)[0].face_id == face_id
+    loaded.add(np.array([65_534], dtype=np.int64), vs[:1] + 10, np.array([2]))  # writes into a loaded block
+    assert loaded.search(vs[0] + 10, 1)[0].face_id == 65_534
+    assert loaded.search(vs[0], 1)[0].face_id == 200_001
+    assert sorted(loaded.ids().tolist()) == sorted([*ids.tolist(), 65_534])

@@ -76,6 +76,8 @@ def test_purge_leaves_no_earlier_copy_readable(store: FaissStore, tmp_path: Path
     index.remove([3])
     with store.writing():
         index.purge()
+    assert store.persisted_ids() == set(range(1, 11)) - {3}, "durable as removed on return"
+    index.settle()  # the rewrite under the new key ran in the background
     assert not an_earlier_copy_opens(store, backup, tmp_path)  # its key is destroyed
     assert store.persisted_ids() == set(range(1, 11)) - {3}
     assert store.sealing.vault.keyring.retired_index_keys() == []
@@ -90,7 +92,28 @@ def test_a_purge_cut_off_after_renewing_the_key_is_finished_by_the_next(store: F
     reopened = store.open()
     assert reopened is not None
     reopened.remove([3])
-    reopened.purge()
+    with store.writing():
+        reopened.purge()
+    reopened.settle()
     assert not an_earlier_copy_opens(store, backup, tmp_path)
     assert store.persisted_ids() == set(range(1, 11)) - {3}
     assert store.sealing.vault.keyring.retired_index_keys() == []
+
+
+def test_a_purge_whose_process_died_before_the_rewrite_is_finished_by_settle(store: FaissStore,
+                                                                            tmp_path: Path) -> None:
+    """The removal reached the log under the new key, then the process died: the snapshot and the log's older
+    records are still under the retired key until the next settle rewrites them and destroys it."""
+    index = filled(store)
+    backup = store.path.read_bytes()
+    index.remove([3])
+    store.sealing.renew()
+    with store.writing():
+        index.persist()  # the removal, durable under the new key; no rewrite yet
+    assert store.persisted_ids() == set(range(1, 11)) - {3}
+    assert an_earlier_copy_opens(store, backup, tmp_path) and store.sealing.retired()
+    survivor = store.open()
+    assert survivor is not None
+    survivor.settle()
+    assert not store.sealing.retired() and not an_earlier_copy_opens(store, backup, tmp_path)
+    assert store.persisted_ids() == set(range(1, 11)) - {3}

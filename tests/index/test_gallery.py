@@ -121,6 +121,12 @@ class ListIndex:
         self.purges += 1
         self.persist()
 
+    def refresh(self) -> int:
+        return 0  # one process: nothing persisted elsewhere
+
+    def settle(self) -> None:
+        pass  # nothing runs in the background
+
 
 class ListStore:
     def __init__(self) -> None:

@@ -78,7 +78,8 @@ class Vault:
         if key is None:
             raise KeyUnavailableError(f"the {label}'s data key {key_id} has been destroyed")
         try:
-            return AESGCM(key).decrypt(sealed[HEADER:HEADER + NONCE_BYTES], sealed[HEADER + NONCE_BYTES:],
+            # A view, not a slice: a large record (the index snapshot) is not copied before decryption.
+            return AESGCM(key).decrypt(sealed[HEADER:HEADER + NONCE_BYTES], memoryview(sealed)[HEADER + NONCE_BYTES:],
                                        sealed[:HEADER] + label.encode())
         except InvalidTag:
             raise KeyUnavailableError(f"{label} data under key {key_id} is damaged, or was sealed as something "

@@ -62,8 +62,20 @@ class VectorIndex(Protocol):
 
     def purge(self) -> None:
         """Persist after removals made for an erasure, so that no earlier persisted copy of the index (a
-        backup's included) can give back a removed template: the embedded index rewrites its file under a new
-        key and destroys the keys of the earlier files; an engine that only marks deletions compacts them."""
+        backup's included) can give back a removed template: the embedded index rewrites its files under a new
+        key and destroys the keys of the earlier files; an engine that only marks deletions compacts them.
+        On return the removals are durable and no process can search the removed ids; the rewrite may go on in
+        the background until `settle`."""
+        ...
+
+    def refresh(self) -> int:
+        """Apply what other processes persisted since this index was loaded or last refreshed, in
+        O(what changed); return how many ids changed (0 for an engine that is always current)."""
+        ...
+
+    def settle(self) -> None:
+        """Wait until work left in the background (a purge's rewrite) is done, and finish a purge that a
+        process which died left unfinished; after it, `purge`'s promise about earlier copies holds."""
         ...
 
 

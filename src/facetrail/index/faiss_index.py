@@ -1,18 +1,33 @@
-"""The embedded index: FAISS exact L2 search with true removal, persisted in one checksummed file.
+"""The embedded index: exact FAISS search for small galleries, an inverted file with a 4-bit PQ fast scan and
+exact re-ranking above; persisted as a sealed snapshot plus a sealed change log beside it.
 
-The file is sealed as a whole (AES-GCM, crypto/) when the owner passes a `Sealing` (faiss_store.py): the
-vectors are usable in memory, as a search needs them, but never in clear on disk; `purge` renews the key.
-Inside: 8-byte magic, 4-byte header length, JSON header (dim, count, generation, sha256 of the body), then
-the body: the serialised FAISS index followed by the partition of each id. The file is written to a
-temporary name, fsynced and renamed, so readers see the old or the new file whole.
+Memory: every template sits in arrays indexed by face id (`Rows`: blocks of 65,536 ids; face ids are the store's
+dense row ids), with its partition (`_part`) and a bitmap of the live ids (`_alive`). The search engine is either an
+exact IndexFlatL2 (under IndexIDMap2) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows`.
+
+On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's index key by `Sealing`):
+
+- the snapshot: one sealed blob; inside, 8-byte magic, 4-byte header length, JSON header (dim, generation,
+  epoch, model, ...), then the partition of every id, the dense vectors (a removed id's row is zeros) and, for
+  the inverted file, FAISS's serialisation of it. Written to a temporary name, fsynced, renamed.
+- the change log: a sealed header naming the snapshot's epoch, then records, each a 4-byte length and a sealed
+  record of the ids added (with vector and partition) and removed between two store generations. A record is
+  appended and fsynced under the writers' lock; a torn last record is ignored, then cut off by the next writer.
+
+`persist` appends the changes since the last one (O(change)); `refresh` applies the records other processes
+appended (O(change)); the snapshot is rewritten (compaction) in a background thread when the log has grown to
+half the snapshot, and by `purge`, under a new key, after which the old keys are destroyed (erasure).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
+import secrets
 import struct
 import threading
 from collections.abc import Collection, Iterator
@@ -27,26 +42,30 @@ from numpy.typing import NDArray
 
 from facetrail.crashpoints import crash_point
 from facetrail.errors import FacetrailError, IndexCorruptError
-from facetrail.fsutil import atomic_write
+from facetrail.fsutil import atomic_write, private_dir, private_opener
 from facetrail.index.base import Hit
 
-MAGIC = b"FTINDEX1"
+log = logging.getLogger(__name__)
+MAGIC = b"FTINDEX2"
+LOG_MAGIC = b"FTIXLOG1"
+RECORD_MAGIC = b"FTIXREC1"
 ABSENT = np.iinfo(np.int64).min  # no face under this id
-HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # id -> list position (faiss stubs lack it)
-MIN_CANDIDATES = 1000  # a filtered IVF search visits enough cells to meet about this many allowed faces
 TRAIN_POINTS_PER_CELL = 64  # k-means sample for the inverted file: this many faces per cell at most
+COMPACT_MIN_BYTES = 8 << 20  # the log is folded into the snapshot once it passes this and half the snapshot
 
 
 @dataclass(frozen=True)
 class IndexTuning:
-    """How the embedded index searches: exact up to `approximate_above` faces, an inverted file above (`nprobe`
-    cells visited per query); FAISS threads for one search and for building; the model whose templates it holds
-    (a file made for another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md): below
-    about 300,000 faces exact search takes a few ms on one thread and misses nothing; above, 512 cells (about a
-    fifth of them at 1M faces) keep recall@10 near 0.985 at a quarter of exact search's time."""
+    """How the embedded index searches: exact up to `approximate_above` faces, an inverted file above with a
+    4-bit PQ fast scan (`pq` sub-quantisers) whose `shortlist` nearest codes in `nprobe` cells are re-ranked
+    exactly; FAISS threads for one search and for building; the model whose templates it holds (a file made for
+    another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
     approximate_above: int = 300_000
     nprobe: int = 512
+    shortlist: int = 2000
+    pq: int = 64
+    cells_per_sqrt: float = 1.3
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -54,7 +73,7 @@ class IndexTuning:
 
 
 class Sealing(Protocol):
-    """How the index file is encrypted at rest: under one key at a time."""
+    """How the index files are encrypted at rest: under one key at a time."""
 
     def seal(self, raw: bytes) -> bytes: ...
 
@@ -68,106 +87,59 @@ class Sealing(Protocol):
         """Destroy the keys that files were sealed under before the last `renew`."""
         ...
 
+    def retired(self) -> bool:
+        """Whether keys retired by `renew` still exist (a purge to finish)."""
+        ...
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` (the writers' lock of one index, across processes and threads)."""
+    private_dir(path.parent)
+    with open(path, "a+", opener=private_opener) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
 
 class FaissIndex:
-    """Exact search (IndexFlatL2 in an IndexIDMap2) up to `tuning.approximate_above` faces, an inverted file
-    (IndexIVFFlat, trained on the gallery's own vectors) above. Thread-safe: one lock around every operation.
-
-    The IVF index keeps every vector whole (flat codes), so the distances it returns are exact: the shortlist
-    it ranks is every face in the `nprobe` cells nearest the query, and only which cells are visited is
-    approximate. Removal is real in both (remove_ids; the IVF one through a hash table from id to list
-    position, so it costs O(removed)): a removed id is never returned, from the moment `remove` returns.
-    Each id's partition sits in a numpy array indexed by id, so a partition filter is built vectorised
-    (a bitmap over ids) whatever the gallery size; it takes 8 bytes per id up to the largest (face ids are the
-    store's dense row ids).
-    """
+    """Thread-safe (one lock around every operation). Removal is immediate and O(removed): the id leaves the live
+    bitmap that every search passes to FAISS as its selector (and re-ranking checks it again); the engine keeps
+    its vector or code until the next compaction, which drops it before the snapshot is written (a purge always
+    compacts)."""
 
     def __init__(self, path: Path, dim: int, *, sealing: Sealing | None = None,
                  tuning: IndexTuning | None = None) -> None:
         self.path = path
+        self.log_path = path.with_suffix(".ftlog")
+        self.lock_path = path.with_suffix(".lock")
         self.dim = dim
         self.tuning = tuning or IndexTuning()
         self._sealing = sealing
         self._lock = threading.RLock()
-        self._index: Any = _exact(dim)
-        self._part = np.full(0, ABSENT, dtype=np.int64)  # partition of each id, by id; ABSENT where none
+        self._vec = Rows(dim)
+        self._part: NDArray[np.int64] = np.full(0, ABSENT, dtype=np.int64)
+        self._alive: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)  # packed bitmap over ids
+        self._count = 0
+        self._engine: Any = _exact(dim)
+        self._stale: set[int] = set()  # removed ids whose vectors or codes the engine still holds
+        self._trained_for = 0
         self._generation = 0
-        self._trained_for = 0  # gallery size the IVF index was trained at; 0 while exact
-        self._selector_cache: dict[frozenset[int], tuple[Any, NDArray[np.uint8], int]] = {}
-
-    # -- persistence -------------------------------------------------------------------------
-    @classmethod
-    def load(cls, path: Path, dim: int, *, sealing: Sealing | None = None,
-             tuning: IndexTuning | None = None) -> FaissIndex:
-        """Read an index file; raise IndexCorruptError if it is unreadable, truncated, altered, sealed
-        under a key that is gone, or made for another model (its dimension or model id differ)."""
-        index = cls(path, dim, sealing=sealing, tuning=tuning)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise IndexCorruptError(f"cannot read index file: {exc}") from exc
-        if sealing is not None:
-            try:
-                raw = sealing.unseal(raw)
-            except FacetrailError as exc:
-                raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
-        if len(raw) < 12 or raw[:8] != MAGIC:
-            raise IndexCorruptError("index file has no valid header")
-        (header_len,) = struct.unpack("<I", raw[8:12])
-        try:
-            header = json.loads(raw[12:12 + header_len])
-            body = raw[12 + header_len:]
-            if hashlib.sha256(body).hexdigest() != header["sha256"]:
-                raise IndexCorruptError("index file checksum mismatch")
-            if header["dim"] != dim:
-                raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {dim}-d")
-            made_for = header.get("model")
-            if index.tuning.model_id is not None and made_for is not None and made_for != index.tuning.model_id:
-                raise IndexCorruptError(f"index holds templates of model {made_for!r}, "
-                                        f"not of {index.tuning.model_id!r}")
-            faiss_len = header["faiss_bytes"]
-            loaded = faiss.deserialize_index(np.frombuffer(body[:faiss_len], dtype=np.uint8))
-            parts = np.frombuffer(body[faiss_len:], dtype=np.int64).reshape(-1, 2)
-        except IndexCorruptError:
-            raise
-        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise IndexCorruptError(f"index file unreadable: {exc}") from exc
-        index._index = loaded
-        index._trained_for = int(header.get("trained_for", 0))
-        index._generation = int(header["generation"])
-        index._set_parts(parts[:, 0], parts[:, 1])
-        if len(parts) != index._index.ntotal or len(np.unique(parts[:, 0])) != len(parts):
-            raise IndexCorruptError("index file is inconsistent (ids and partitions differ)")
-        ivf = _ivf(loaded)
-        if ivf is not None and ivf.direct_map.type != HASHTABLE:
-            ivf.set_direct_map_type(HASHTABLE)
-        return index
-
-    def persist(self) -> None:
-        """Write the file atomically: a crash leaves the previous file or the new one, never half of one."""
-        with self._lock:
-            faiss_bytes = faiss.serialize_index(self._index).tobytes()
-            ids = self.ids()
-            body = faiss_bytes + np.stack([ids, self._part[ids]], axis=1).astype(np.int64).tobytes()
-            header = json.dumps({
-                "dim": self.dim, "count": len(ids), "generation": self._generation, "model": self.tuning.model_id,
-                "trained_for": self._trained_for, "faiss_bytes": len(faiss_bytes),
-                "sha256": hashlib.sha256(body).hexdigest(),
-            }).encode()
-            raw = MAGIC + struct.pack("<I", len(header)) + header + body
-            atomic_write(self.path, self._sealing.seal(raw) if self._sealing is not None else raw,
-                         before_rename=lambda: crash_point("index_save"))
-
-    def purge(self) -> None:
-        """persist() under a new key, then destroy the keys of the earlier files: no copy of one (a backup's)
-        can be opened any more. A crash in between leaves the old keys retired, destroyed by the next purge.
-        Unsealed (tests only), the new file just replaces the old one."""
-        with self._lock:
-            if self._sealing is not None:
-                self._sealing.renew()
-            self.persist()
-            if self._sealing is not None:
-                self._sealing.destroy_retired()
+        self._filters: dict[int, list[Any]] = {}  # partition -> [bitmap, count], kept up to date once built
+        # Persistence: the snapshot this index descends from, how far into its log it has read, the generation
+        # the files reach, and the ids changed in memory since.
+        self._epoch: str | None = None
+        self._log_offset = 0
+        self._file_gen = 0
+        self._dirty: list[NDArray[np.int64]] = []
+        self._snapshot_bytes = 0
+        self._loaded_stat: tuple[int, int, int] | None = None  # the snapshot file this index was read from
+        self._log_seen: tuple[int, int] | None = None  # the log file (inode, size) when last read
+        self._reshaped = False
+        self._compactor: threading.Thread | None = None
+        self._compact_error: BaseException | None = None
 
     # -- contents ----------------------------------------------------------------------------
     @property
@@ -177,14 +149,14 @@ class FaissIndex:
     @property
     def approximate(self) -> bool:
         """Whether the inverted file serves searches (above `tuning.approximate_above` faces)."""
-        return _ivf(self._index) is not None
+        return isinstance(self._engine, faiss.IndexIVF)
 
     def set_generation(self, generation: int) -> None:
         with self._lock:
             self._generation = generation
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return self._count
 
     def ids(self) -> NDArray[np.int64]:
         with self._lock:
@@ -195,23 +167,44 @@ class FaissIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        partitions = np.asarray(partitions, dtype=np.int64)
         if len(ids) != len(vectors) or len(ids) != len(partitions):
             raise ValueError(f"{len(ids)} ids, {len(vectors)} vectors and {len(partitions)} partitions differ")
         if ids.min() < 0:
             raise ValueError("face ids must not be negative")
         with self._lock:
-            present = ids[self._present(ids)]
-            if len(present):
-                self._remove_locked(present)
-            self._index.add_with_ids(vectors, ids)
-            self._set_parts(ids, np.asarray(partitions, dtype=np.int64))
-            self._changed()
+            self._add_locked(ids, vectors, partitions)
+            self._dirty.append(ids.copy())
             self._reshape()
+
+    def _add_locked(self, ids: NDArray[np.int64], vectors: NDArray[np.float32],
+                    partitions: NDArray[np.int64]) -> None:
+        ids, first = np.unique(ids[::-1], return_index=True)  # the last of repeated ids wins
+        vectors, partitions = vectors[::-1][first], partitions[::-1][first]
+        present = ids[self._present(ids)]
+        if len(present):
+            self._remove_locked(present)
+        stale = [int(i) for i in ids if int(i) in self._stale] if self._stale else []
+        if stale:  # the inverted file must not hold two codes under one id: drop the old one now (rare)
+            self._engine.remove_ids(faiss.IDSelectorBatch(np.array(stale, dtype=np.int64)))
+            self._stale.difference_update(stale)
+        self._grow(int(ids.max()) + 1)
+        self._vec.set(ids, vectors)
+        self._part[ids] = partitions
+        _set_bits(self._alive, ids, True)
+        for partition, (bitmap, _count) in self._filters.items():
+            mine = ids[partitions == partition]
+            _set_bits(bitmap, mine, True)
+            self._filters[partition][1] += len(mine)
+        self._count += len(ids)
+        self._engine.add_with_ids(vectors, ids)
 
     def remove(self, ids: Collection[int]) -> int:
         with self._lock:
-            removed = self._remove_locked(np.fromiter((int(i) for i in ids), dtype=np.int64))
+            wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+            removed = self._remove_locked(wanted)
             if removed:
+                self._dirty.append(wanted)
                 self._reshape()
             return removed
 
@@ -220,13 +213,16 @@ class FaissIndex:
         wanted = wanted[self._present(wanted)]
         if len(wanted) == 0:
             return 0
-        if self.approximate:  # the hash table direct map finds each id: O(removed)
-            removed = int(self._index.remove_ids(faiss.IDSelectorArray(wanted)))
-        else:
-            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(wanted)))
+        _set_bits(self._alive, wanted, False)
+        parts = self._part[wanted]
+        for partition, entry in self._filters.items():
+            mine = wanted[parts == partition]
+            _set_bits(entry[0], mine, False)
+            entry[1] -= len(mine)
         self._part[wanted] = ABSENT
-        self._changed()
-        return removed
+        self._count -= len(wanted)
+        self._stale.update(int(i) for i in wanted)  # O(removed): the engine drops them at the next compaction
+        return len(wanted)
 
     def _present(self, ids: NDArray[np.int64]) -> NDArray[np.bool_]:
         inside = (ids >= 0) & (ids < len(self._part))
@@ -234,24 +230,23 @@ class FaissIndex:
         present[inside] = self._part[ids[inside]] != ABSENT
         return present
 
-    def _set_parts(self, ids: NDArray[np.int64], parts: NDArray[np.int64]) -> None:
-        if len(ids) == 0:
+    def _grow(self, top: int) -> None:
+        self._vec.grow(top)
+        if top <= len(self._part):
             return
-        top = int(ids.max()) + 1
-        if top > len(self._part):
-            grown = np.full(max(top, 2 * len(self._part)), ABSENT, dtype=np.int64)
-            grown[:len(self._part)] = self._part
-            self._part = grown
-        self._part[ids] = parts
-
-    def _changed(self) -> None:
-        self._selector_cache.clear()
+        size = max(top, 2 * len(self._part), 1024)
+        size = (size + 7) // 8 * 8
+        part = np.full(size, ABSENT, dtype=np.int64)
+        part[:len(self._part)] = self._part
+        self._part = part
+        self._alive = _grown(self._alive, size // 8)
+        for entry in self._filters.values():
+            entry[0] = _grown(entry[0], size // 8)
 
     # -- exact or approximate ----------------------------------------------------------------
     def _reshape(self) -> None:
         """Switch to the inverted file when the gallery grows past the threshold, retrain it when it has
-        grown fourfold since training (its cells would be too long), go back to exact below half the
-        threshold."""
+        doubled since training (its cells would be too long), go back to exact below half the threshold."""
         n = len(self)
         threshold = self.tuning.approximate_above
         if not self.approximate:
@@ -259,123 +254,541 @@ class FaissIndex:
                 self._rebuild(approximate=True)
         elif n < threshold // 2:
             self._rebuild(approximate=False)
-        elif n > 4 * self._trained_for:
+        elif n > 2 * self._trained_for:
             self._rebuild(approximate=True)
 
     def _rebuild(self, *, approximate: bool) -> None:
-        ids, vectors = self._contents()
+        ids = self.ids()
+        vectors = self._vec.get(ids)
         with _threads(self.tuning.build_threads):
             if approximate:
-                index = _trained_ivf(vectors, self.dim, seed=self.tuning.seed)
+                engine = _trained_ivf(vectors, self.dim, self.tuning)
                 self._trained_for = len(ids)
             else:
-                index = _exact(self.dim)
+                engine = _exact(self.dim)
                 self._trained_for = 0
-            index.add_with_ids(vectors, ids)
-        self._index = index
-        self._changed()
-
-    def _contents(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Every id and its vector, in storage order."""
-        ivf = _ivf(self._index)
-        if ivf is None:
-            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
-            return ids, np.ascontiguousarray(vectors, dtype=np.float32)
-        invlists = ivf.invlists
-        id_parts, vector_parts = [], []
-        for cell in range(ivf.nlist):
-            size = invlists.list_size(cell)
-            if size == 0:
-                continue
-            id_parts.append(faiss.rev_swig_ptr(invlists.get_ids(cell), size).copy())
-            codes = faiss.rev_swig_ptr(invlists.get_codes(cell), size * invlists.code_size)
-            vector_parts.append(np.frombuffer(codes.copy(), dtype=np.float32).reshape(size, self.dim))
-        if not id_parts:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
-        return (np.concatenate(id_parts).astype(np.int64),
-                np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32))
+            engine.add_with_ids(vectors, ids)
+        self._engine = engine
+        self._stale.clear()
+        self._reshaped = True
 
     # -- search ------------------------------------------------------------------------------
     def search(self, vector: NDArray[np.float32], k: int,
                partitions: Collection[int] | None = None) -> list[Hit]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         with self._lock:
-            n = int(self._index.ntotal)
-            if n == 0 or k <= 0:
+            if self._count == 0 or k <= 0:
                 return []
-            selected = n
-            ivf = _ivf(self._index)
-            params: Any = faiss.SearchParametersIVF() if ivf is not None else faiss.SearchParameters()
-            if partitions is not None:
-                selector, _bitmap, selected = self._selector(frozenset(int(p) for p in partitions))
-                if selected == 0:
-                    return []
-                params.sel = selector
-            if ivf is not None:
-                # The cells nearest the query hold the filtered neighbours as likely as the others; more cells are
-                # visited only where the filter would leave too few candidates in them (a small partition is then
-                # searched whole).
-                wanted = math.ceil(ivf.nlist * max(MIN_CANDIDATES, 4 * k) / selected)
-                params.nprobe = min(ivf.nlist, max(self.tuning.nprobe, wanted))
+            if partitions is None:
+                bitmap, selected = self._alive, self._count
+            else:
+                bitmap, selected = self._filter(frozenset(int(p) for p in partitions))
+            if selected == 0:
+                return []
             k = min(k, selected)
+            approximate = self.approximate
+            params: Any = faiss.SearchParametersIVF() if approximate else faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # live ids only
+            if not approximate:
+                with _threads(self.tuning.search_threads):
+                    distances, labels = self._engine.search(query, k, params=params)
+                found = labels[0] >= 0
+                return _hits(labels[0][found], distances[0][found])
+            # A filter leaving few faces in the nearest cells: more cells are visited (a small partition whole).
+            nlist = self._engine.nlist
+            wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
+            params.nprobe = min(nlist, max(self.tuning.nprobe, wanted))
+            depth = min(selected, max(self.tuning.shortlist, k))
             with _threads(self.tuning.search_threads):
-                distances, labels = self._index.search(query, k, params=params)
-        return [
-            # IndexFlatL2 and IndexIVFFlat report squared distances.
-            Hit(face_id=int(label), distance=float(np.sqrt(max(0.0, float(dist)))))
-            for dist, label in zip(distances[0], labels[0], strict=True)
-            if label >= 0
-        ]
+                _, labels = self._engine.search(query, depth, params=params)
+            candidates = np.unique(labels[0][labels[0] >= 0])
+            candidates = candidates[_get_bits(bitmap, candidates)]  # removed meanwhile: never returned
+            distances = ((self._vec.get(candidates) - query) ** 2).sum(axis=1)
+            if len(candidates) > k:
+                top = np.argpartition(distances, k - 1)[:k]
+                candidates, distances = candidates[top], distances[top]
+            order = np.lexsort((candidates, distances))
+            return _hits(candidates[order], distances[order])
 
     def count(self, partitions: Collection[int] | None = None) -> int:
-        """Faces a search limited to these partitions reaches (from the search's own cached filter)."""
+        """Faces a search limited to these partitions reaches (from the search's own incremental filters)."""
         with self._lock:
             if partitions is None:
-                return int(self._index.ntotal)
-            return self._selector(frozenset(int(p) for p in partitions))[2]
+                return self._count
+            return self._filter(frozenset(int(p) for p in partitions))[1]
 
-    def _selector(self, allowed: frozenset[int]) -> tuple[Any, NDArray[np.uint8], int]:
-        """A bitmap over ids of the faces in these partitions (vectorised: no loop over faces), cached until
-        the next change. The bitmap is returned beside the selector, which only points at it."""
-        cached = self._selector_cache.get(allowed)
-        if cached is not None:
-            return cached
-        mask = np.isin(self._part, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
-        bitmap = np.packbits(mask, bitorder="little")
-        entry = (faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap)), bitmap, int(mask.sum()))
-        self._selector_cache[allowed] = entry
-        return entry
+    def _filter(self, allowed: frozenset[int]) -> tuple[NDArray[np.uint8], int]:
+        """A bitmap over ids of the live faces in these partitions: each partition's bitmap is built once
+        (vectorised) and then kept up to date by add and remove, so a change costs O(changed ids)."""
+        entries = []
+        for partition in allowed:
+            entry = self._filters.get(partition)
+            if entry is None:
+                mask = np.zeros(len(self._alive) * 8, dtype=bool)
+                mask[:len(self._part)] = self._part == partition
+                entry = self._filters[partition] = [np.packbits(mask, bitorder="little"), int(mask.sum())]
+            entries.append(entry)
+        if len(entries) == 1:
+            return entries[0][0], entries[0][1]
+        bitmap = np.zeros_like(self._alive)
+        for entry in entries:
+            np.bitwise_or(bitmap, entry[0], out=bitmap)
+        return bitmap, sum(entry[1] for entry in entries)
+
+    # -- persistence: snapshot ---------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path, dim: int, *, sealing: Sealing | None = None,
+             tuning: IndexTuning | None = None) -> FaissIndex:
+        """Read the snapshot and apply its log; raise IndexCorruptError if the snapshot is unreadable, truncated,
+        altered, sealed under a key that is gone, or made for another model (its dimension or model id differ)."""
+        index = cls(path, dim, sealing=sealing, tuning=tuning)
+        index._load_snapshot()
+        index._read_log()
+        return index
+
+    def _load_snapshot(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                raw = fh.read()
+        except OSError as exc:
+            raise IndexCorruptError(f"cannot read index file: {exc}") from exc
+        self._snapshot_bytes = len(raw)
+        self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
+        raw = self._unseal(raw)
+        if len(raw) < 12 or raw[:8] != MAGIC:
+            raise IndexCorruptError("index file has no valid header")
+        (header_len,) = struct.unpack("<I", raw[8:12])
+        try:
+            header = json.loads(raw[12:12 + header_len])
+            start = 12 + header_len
+            if header["dim"] != self.dim:
+                raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
+            made_for = header.get("model")
+            if self.tuning.model_id is not None and made_for is not None and made_for != self.tuning.model_id:
+                raise IndexCorruptError(f"index holds templates of model {made_for!r}, "
+                                        f"not of {self.tuning.model_id!r}")
+            size, faiss_len = int(header["size"]), int(header["faiss_bytes"])
+            if len(raw) != start + size * 8 + size * self.dim * 4 + faiss_len:
+                raise IndexCorruptError("index file is truncated")
+            # The vectors are views of the plaintext, not a copy (Rows.view).
+            part = np.frombuffer(raw, dtype=np.int64, count=size, offset=start).copy()  # 8 B a face
+            vec = Rows.view(raw, start + size * 8, size, self.dim)
+            engine = None
+            if faiss_len:
+                engine = faiss.deserialize_index(
+                    np.frombuffer(raw, dtype=np.uint8, count=faiss_len, offset=start + size * 8 + size * self.dim * 4))
+        except IndexCorruptError:
+            raise
+        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+            raise IndexCorruptError(f"index file unreadable: {exc}") from exc
+        self._part, self._vec = part, vec
+        self._alive = np.packbits(part != ABSENT, bitorder="little")
+        self._count = int(np.count_nonzero(part != ABSENT))
+        if int(header["count"]) != self._count:
+            raise IndexCorruptError("index file is inconsistent (its count and its ids differ)")
+        self._generation = self._file_gen = int(header["generation"])
+        self._epoch = str(header["epoch"])
+        self._trained_for = int(header.get("trained_for", 0))
+        if engine is not None:
+            if engine.ntotal != self._count:
+                raise IndexCorruptError("index file is inconsistent (its inverted file and its ids differ)")
+            self._engine = engine
+        else:
+            live = np.flatnonzero(part != ABSENT).astype(np.int64)
+            self._engine = _exact(self.dim)
+            self._engine.add_with_ids(vec.get(live), live)
+
+    def _snapshot(self) -> tuple[bytes, str, int]:
+        """The whole index as the snapshot's plaintext (under the lock), with its epoch and generation."""
+        if self._stale:  # no removed face's code may reach the file
+            self._engine.remove_ids(faiss.IDSelectorBatch(np.array(sorted(self._stale), dtype=np.int64)))
+            self._stale.clear()
+        size = (int(self.ids().max()) + 1 if self._count else 0)
+        faiss_bytes = faiss.serialize_index(self._engine).tobytes() if self.approximate else b""
+        body = [self._part[:size].tobytes(), *self._vec.tobytes(size), faiss_bytes]
+        epoch = secrets.token_hex(16)
+        header = json.dumps({
+            "dim": self.dim, "count": self._count, "size": size, "generation": self._generation, "epoch": epoch,
+            "model": self.tuning.model_id, "trained_for": self._trained_for, "faiss_bytes": len(faiss_bytes),
+        }).encode()
+        return b"".join([MAGIC, struct.pack("<I", len(header)), header, *body]), epoch, self._generation
+
+    def _write_files(self, plain: bytes, epoch: str) -> int:
+        """The snapshot, then an empty log of its epoch; a crash in between leaves the new snapshot beside the
+        old log, which names the old epoch and is ignored. Returns the log's size."""
+        sealed = self._seal(plain)
+        del plain
+        atomic_write(self.path, sealed, before_rename=_before_snapshot_rename)
+        self._snapshot_bytes = len(sealed)
+        self._loaded_stat = self._snapshot_stat()
+        del sealed
+        head = self._seal(LOG_MAGIC + epoch.encode())
+        atomic_write(self.log_path, struct.pack("<I", len(head)) + head)
+        return 4 + len(head)
+
+    def compact(self) -> None:
+        """Rewrite the snapshot with everything and start an empty log (the caller holds the writers' lock)."""
+        with self._lock:
+            self._read_log()
+            plain, epoch, generation = self._snapshot()
+            dirty, self._dirty = self._dirty, []
+        try:
+            offset = self._write_files(plain, epoch)
+        except BaseException:
+            with self._lock:
+                self._dirty = dirty + self._dirty
+            raise
+        with self._lock:
+            self._epoch, self._log_offset, self._file_gen = epoch, offset, generation
+            self._reshaped = False
+
+    def persist(self) -> None:
+        """Make the contents and generation durable: the changes since the last call appended to the log as one
+        fsynced record (O(change)); the whole snapshot when there is none yet. After a crash the index is found
+        as persisted before or as now, never half of either. The caller holds the writers' lock."""
+        with self._lock:
+            if self._compact_error is not None:  # retried by the next compaction; an erasure's settle raises it
+                log.warning("index compaction failed: %s", self._compact_error)
+                self._compact_error = None
+            if self._epoch is None or not self.path.exists():
+                self.compact()
+                return
+            self._read_log()
+            if self._log_offset == 0:  # no log of our snapshot's epoch (a crash between the two writes)
+                head = self._seal(LOG_MAGIC + str(self._epoch).encode())
+                atomic_write(self.log_path, struct.pack("<I", len(head)) + head)
+                self._log_offset = 4 + len(head)
+            ids = np.unique(np.concatenate(self._dirty)) if self._dirty else np.zeros(0, dtype=np.int64)
+            if len(ids) == 0 and self._generation == self._file_gen:
+                return
+            live = ids[self._present(ids)]
+            gone = ids[~self._present(ids)]
+            header = json.dumps({"epoch": self._epoch, "from": self._file_gen, "to": self._generation,
+                                 "added": len(live), "removed": len(gone)}).encode()
+            plain = b"".join([RECORD_MAGIC, struct.pack("<I", len(header)), header, live.tobytes(),
+                              self._part[live].tobytes(), self._vec.get(live).tobytes(), gone.tobytes()])
+            record = self._seal(plain)
+            with open(self.log_path, "r+b") as fh:
+                fh.truncate(self._log_offset)  # a torn record left by a crashed writer goes
+                fh.seek(self._log_offset)
+                fh.write(struct.pack("<I", len(record)) + record)
+                fh.flush()
+                crash_point("index_save")
+                os.fsync(fh.fileno())
+            self._log_offset += 4 + len(record)
+            self._file_gen = self._generation
+            self._dirty = []
+            if self._reshaped or self._log_offset > max(COMPACT_MIN_BYTES, self._snapshot_bytes // 2):
+                self._compact_in_background(purge=False)
+
+    def refresh(self) -> int:
+        """Apply the records other processes appended to the log since this index last read it; returns the
+        number of ids they changed. A snapshot replaced by another process is reloaded whole."""
+        with self._lock:
+            return self._read_log()
+
+    def _read_log(self) -> int:
+        try:
+            fh = open(self.log_path, "rb")
+        except FileNotFoundError:
+            return 0
+        with fh:
+            st = os.fstat(fh.fileno())
+            seen = (st.st_ino, st.st_size)
+            if seen == self._log_seen and self._log_offset:
+                return 0  # nothing appended since the last read: no decryption on a search's path
+            self._log_seen = seen
+            epoch = self._log_epoch(fh)
+            if epoch != self._epoch:
+                if self._epoch is not None and self._snapshot_stat() != self._loaded_stat:
+                    return self._reload()  # another process rewrote the snapshot (a compaction)
+                self._log_offset = 0  # a log left from before our snapshot (a crash between the two writes)
+                return 0
+            if self._log_offset == 0:
+                self._log_offset = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+            if size <= self._log_offset:
+                return 0
+            fh.seek(self._log_offset)
+            tail = fh.read(size - self._log_offset)
+        changed, position = 0, 0
+        while position + 4 <= len(tail):
+            (length,) = struct.unpack("<I", tail[position:position + 4])
+            if position + 4 + length > len(tail):
+                break  # being written, or torn by a crash
+            try:
+                plain = self._unseal(tail[position + 4:position + 4 + length])
+            except IndexCorruptError:
+                break
+            changed += self._apply(plain)
+            position += 4 + length
+        self._log_offset += position
+        return changed
+
+    def _log_epoch(self, fh: Any) -> str | None:
+        """The epoch the log's header names (the file positioned after it), or None if it is unreadable."""
+        head = fh.read(4)
+        if len(head) < 4:
+            return None
+        (length,) = struct.unpack("<I", head)
+        try:
+            plain = self._unseal(fh.read(length))
+        except IndexCorruptError:
+            return None
+        if not plain.startswith(LOG_MAGIC):
+            return None
+        return plain[len(LOG_MAGIC):].decode()
+
+    def _snapshot_stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _reload(self) -> int:
+        """Another process rewrote the snapshot: read it and its log again, in place of this index's contents.
+        Changes made here and not persisted are left for the caller to catch up (the store has them)."""
+        fresh = FaissIndex(self.path, self.dim, sealing=self._sealing, tuning=self.tuning)
+        try:
+            fresh._load_snapshot()
+        except IndexCorruptError:
+            return 0
+        fresh._read_log()
+        for name in ("_vec", "_part", "_alive", "_count", "_engine", "_stale", "_trained_for", "_generation",
+                     "_epoch", "_log_offset", "_file_gen", "_snapshot_bytes", "_loaded_stat", "_dirty"):
+            setattr(self, name, getattr(fresh, name))
+        self._filters = {}
+        return self._count
+
+    def _apply(self, plain: bytes) -> int:
+        if not plain.startswith(RECORD_MAGIC):
+            raise IndexCorruptError("index log holds a record of another kind")
+        (header_len,) = struct.unpack("<I", plain[8:12])
+        header = json.loads(plain[12:12 + header_len])
+        if header["epoch"] != self._epoch:
+            return 0
+        start, added, removed = 12 + header_len, int(header["added"]), int(header["removed"])
+        ids = np.frombuffer(plain, dtype=np.int64, count=added, offset=start)
+        parts = np.frombuffer(plain, dtype=np.int64, count=added, offset=start + added * 8)
+        vectors = np.frombuffer(plain, dtype=np.float32, count=added * self.dim,
+                                offset=start + added * 16).reshape(added, self.dim)
+        gone = np.frombuffer(plain, dtype=np.int64, count=removed, offset=start + added * (16 + self.dim * 4))
+        touched = np.concatenate([ids, gone])
+        if header["from"] == self._generation:
+            # This index is where the record starts from: the record brings it to the record's generation.
+            self._remove_locked(gone)
+            if added:
+                self._add_locked(ids, np.ascontiguousarray(vectors), parts.copy())
+            self._reshape()
+            self._generation = int(header["to"])
+            if self._dirty:  # changes of our own not persisted yet: these ids are now as the record has them
+                self._dirty.append(touched.copy())
+        else:
+            # Not this index's history: the store catches it up; the ids stay marked so that the next record
+            # written from here sets them as this index holds them.
+            self._dirty.append(touched.copy())
+        self._file_gen = int(header["to"])
+        return len(touched)
+
+    def _seal(self, raw: bytes) -> bytes:
+        if self._sealing is not None:
+            return self._sealing.seal(raw)
+        return raw + hashlib.sha256(raw).digest()
+
+    def _unseal(self, data: bytes) -> bytes:
+        if self._sealing is not None:
+            try:
+                return self._sealing.unseal(data)
+            except FacetrailError as exc:
+                raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
+        if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
+            raise IndexCorruptError("index file checksum mismatch")
+        return data[:-32]
+
+    # -- compaction and purge ----------------------------------------------------------------
+    def purge(self) -> None:
+        """After removals made for an erasure (the caller holds the writers' lock): seal under a new key from
+        now on, append the removals to the log under it (from now on no process can search the removed ids),
+        then rewrite the snapshot and the log under the new key and destroy the keys of the earlier files in
+        the background. `settle` waits for that; a process that dies first leaves the old keys retired, and
+        the next `settle` (an erasure's key-destruction step) or open finishes the purge."""
+        with self._lock:
+            if self._sealing is not None:
+                self._sealing.renew()
+            self.persist()
+            self._compact_in_background(purge=True)
+
+    def settle(self) -> None:
+        """Wait for a compaction in the background; finish a purge a dead process left (old keys retired)."""
+        thread = self._compactor
+        if thread is not None:
+            thread.join()
+        self._raise_compaction_error()
+        if self._sealing is not None and self._sealing.retired():
+            with file_lock(self.lock_path):
+                self.compact()
+                self._sealing.destroy_retired()
+
+    def _compact_in_background(self, *, purge: bool) -> None:
+        earlier = self._compactor
+        if earlier is not None and earlier.is_alive() and not purge:
+            return  # the running one will do
+
+        def run() -> None:
+            if earlier is not None:
+                earlier.join()  # a purge runs after the compaction already under way (no lock held meanwhile)
+            try:
+                with file_lock(self.lock_path):
+                    self.compact()
+                    if purge and self._sealing is not None:
+                        self._sealing.destroy_retired()
+            except BaseException as exc:  # reported by the next persist or settle
+                self._compact_error = exc
+
+        self._compactor = threading.Thread(target=run, name="index-compaction")
+        self._compactor.start()
+
+    def _raise_compaction_error(self) -> None:
+        error, self._compact_error = self._compact_error, None
+        if error is not None:
+            raise FacetrailError(f"index compaction failed: {error}") from error
+
+
+BLOCK_BITS = 16
+BLOCK = 1 << BLOCK_BITS
+
+
+class Rows:
+    """Vectors by id, in blocks of BLOCK ids: growing appends blocks (no copy of the others), and a block read
+    from a file stays a view of the file's plaintext until it is first written, when that block alone is copied.
+    So opening the index does not copy the vectors, and a change costs O(change) plus at most a block."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.blocks: list[NDArray[np.float32]] = []
+
+    @classmethod
+    def view(cls, raw: bytes, offset: int, size: int, dim: int) -> Rows:
+        rows = cls(dim)
+        for start in range(0, size, BLOCK):
+            count = min(BLOCK, size - start)
+            block = np.frombuffer(raw, dtype=np.float32, count=count * dim,
+                                  offset=offset + start * dim * 4).reshape(count, dim)
+            if count < BLOCK:  # the last, partial block: a full writable one
+                full = np.zeros((BLOCK, dim), dtype=np.float32)
+                full[:count] = block
+                block = full
+            rows.blocks.append(block)
+        return rows
+
+    @property
+    def capacity(self) -> int:
+        return len(self.blocks) * BLOCK
+
+    def nbytes(self) -> int:
+        return sum(block.nbytes for block in self.blocks)
+
+    def grow(self, top: int) -> None:
+        while self.capacity < top:
+            self.blocks.append(np.zeros((BLOCK, self.dim), dtype=np.float32))
+
+    def get(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        if len(ids) == 0:
+            return out
+        which = ids >> BLOCK_BITS
+        first, last = int(which.min()), int(which.max())
+        if first == last:
+            out[:] = self.blocks[first][ids & (BLOCK - 1)]
+            return out
+        if np.all(which[:-1] <= which[1:]):  # sorted ids (a shortlist, a rebuild): one slice per block
+            bounds = np.searchsorted(which, np.arange(first, last + 2))
+            for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True), start=first):
+                if hi > lo:
+                    out[lo:hi] = self.blocks[b][ids[lo:hi] & (BLOCK - 1)]
+            return out
+        for b in np.unique(which):
+            chosen = which == b
+            out[chosen] = self.blocks[int(b)][ids[chosen] & (BLOCK - 1)]
+        return out
+
+    def set(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        which = ids >> BLOCK_BITS
+        for b in np.unique(which):
+            block = self.blocks[int(b)]
+            if not block.flags.writeable:
+                block = self.blocks[int(b)] = block.copy()
+            chosen = which == b
+            block[ids[chosen] & (BLOCK - 1)] = vectors[chosen]
+
+    def tobytes(self, size: int) -> list[bytes]:
+        return [block[:max(0, min(BLOCK, size - i * BLOCK))].tobytes() for i, block in enumerate(self.blocks)
+                if i * BLOCK < size]
+
+
+def _before_snapshot_rename() -> None:
+    crash_point("index_save")  # any write of the index's files
+    crash_point("index_compact")  # the snapshot's only
+
+
+def _hits(labels: NDArray[np.int64], squared: NDArray[np.float32]) -> list[Hit]:
+    return [Hit(face_id=int(label), distance=float(np.sqrt(max(0.0, float(dist)))))
+            for label, dist in zip(labels, squared, strict=True)]
+
+
+def _set_bits(bitmap: NDArray[np.uint8], ids: NDArray[np.int64], value: bool) -> None:
+    if len(ids) == 0:
+        return
+    bits = np.left_shift(1, ids & 7).astype(np.uint8)
+    if value:
+        np.bitwise_or.at(bitmap, ids >> 3, bits)
+    else:
+        np.bitwise_and.at(bitmap, ids >> 3, ~bits)
+
+
+def _get_bits(bitmap: NDArray[np.uint8], ids: NDArray[np.int64]) -> NDArray[np.bool_]:
+    inside = (ids >> 3) < len(bitmap)
+    out = np.zeros(len(ids), dtype=bool)
+    out[inside] = (bitmap[ids[inside] >> 3] >> (ids[inside] & 7)) & 1 == 1
+    return out
+
+
+def _grown(bitmap: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
+    out = np.zeros(size, dtype=np.uint8)
+    out[:len(bitmap)] = bitmap
+    return out
 
 
 def _exact(dim: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
 
-def _ivf(index: Any) -> Any:
-    return index if isinstance(index, faiss.IndexIVF) else None
+def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
+    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 1.3, so 1,000 at 600,000 faces),
+    never more than the faces that train them."""
+    return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 
-def nlist_for(n: int) -> int:
-    """Cells of the inverted file for n faces: about 4 sqrt(n) (4,000 at 1M), never more than the faces that
-    train them."""
-    return max(1, min(n, int(4 * math.sqrt(n))))
-
-
-def _trained_ivf(vectors: NDArray[np.float32], dim: int, *, seed: int) -> Any:
-    """An empty IVFFlat index whose cells are k-means centroids of (a sample of) these vectors."""
+def _trained_ivf(vectors: NDArray[np.float32], dim: int, tuning: IndexTuning) -> Any:
+    """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) these
+    vectors. Very small galleries (tests) fall back to a flat-coded IVF: PQ needs enough faces to train."""
     n = len(vectors)
-    nlist = nlist_for(n)
+    nlist = nlist_for(n, tuning.cells_per_sqrt)
     quantizer = faiss.IndexFlatL2(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
-    index.cp.seed = seed
+    if n >= 4096 and dim % tuning.pq == 0:
+        index: Any = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, tuning.pq, 4)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
+    index.cp.seed = tuning.seed
     index.cp.niter = 10
     index.cp.max_points_per_centroid = TRAIN_POINTS_PER_CELL
     index.cp.min_points_per_centroid = 5  # small galleries have few faces per cell: no warning for them
-    sample = min(n, TRAIN_POINTS_PER_CELL * nlist)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+    sample = min(n, max(TRAIN_POINTS_PER_CELL * nlist, 65_536))
+    rows = np.sort(np.random.default_rng(tuning.seed).choice(n, size=sample, replace=False))
     index.train(np.ascontiguousarray(vectors[rows]))
-    index.set_direct_map_type(HASHTABLE)
+    index.quantizer_trains_alone = 0
     return index
 
 
@@ -389,3 +802,5 @@ def _threads(count: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+

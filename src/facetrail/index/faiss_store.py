@@ -1,16 +1,14 @@
-"""Where the embedded index lives: one file per model under the data directory (`index/<model>.ftindex`),
-sealed under the keyring's index key, beside a lock file that lets one process at a time write it."""
+"""Where the embedded index lives: a snapshot and a change log per model under the data directory
+(`index/<model>.ftindex`, `index/<model>.ftlog`), sealed under the keyring's index key, beside a lock file that
+lets one process at a time write them."""
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from facetrail.crypto.vault import Vault, is_sealed
-from facetrail.fsutil import private_dir, private_opener
-from facetrail.index.faiss_index import FaissIndex, IndexTuning
+from facetrail.index.faiss_index import FaissIndex, IndexTuning, file_lock
 
 INDEX_LABEL = "index"
 
@@ -34,6 +32,9 @@ class KeyringSealing:
     def destroy_retired(self) -> None:
         self.vault.keyring.destroy_retired_index_keys()
 
+    def retired(self) -> bool:
+        return bool(self.vault.keyring.retired_index_keys())
+
 
 class FaissStore:
     """The `IndexStore` of the embedded FAISS index."""
@@ -52,16 +53,9 @@ class FaissStore:
     def create(self) -> FaissIndex:
         return FaissIndex(self.path, self.dim, sealing=self.sealing, tuning=self.tuning)
 
-    @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self) -> AbstractContextManager[None]:
         """An exclusive lock (flock) on `<model>.lock`: a command-line ingestion beside a running server."""
-        private_dir(self.path.parent)
-        with open(self.path.with_suffix(".lock"), "a+", opener=private_opener) as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return file_lock(self.path.with_suffix(".lock"))
 
     def persisted_ids(self) -> set[int]:
         return {int(i) for i in FaissIndex.load(self.path, self.dim, sealing=self.sealing, tuning=self.tuning).ids()}

@@ -1,8 +1,9 @@
 """The gallery: the vector index kept in step with the store, which stays the source of truth.
 
 The persisted index records the store generation it reflects. On open, a missing or corrupt one is
-rebuilt from the store's templates; a stale one (a crash after a commit, another process that
-ingested) is brought up to date by comparing face ids. Searches check the generation first, so a
+rebuilt from the store's templates; a stale one is first refreshed with what other processes persisted
+(VectorIndex.refresh, O(change)), and if still behind the store (a crash after a commit, a process that
+committed without persisting yet) brought up to date by comparing face ids. Searches check the generation first, so a
 long-running server sees what a command-line ingestion added. The gallery sees the index through
 `VectorIndex` and `IndexStore` (base.py) only: files, locks and keys are the engine's.
 """
@@ -88,6 +89,7 @@ class Gallery:
         with self._lock:
             index = self._index
             assert index is not None
+            index.refresh()  # what other processes persisted since: O(change)
             with self.db.read() as session:
                 generation = get_generation(session)
                 if generation == index.generation:
@@ -175,6 +177,38 @@ class Gallery:
             with self.store.writing():
                 self._catch_up()
                 index.purge()
+
+    def remove_committed(self, face_ids: Collection[int], generation: int | None = None) -> int:
+        """An erasure deleted these faces from the store, committed as `generation`: they leave the index in
+        O(their number) when it was at the generation before (else it follows the store), and the index is
+        purged (VectorIndex.purge): unsearchable by any process on return, earlier copies unreadable once
+        `settle` returns. Returns how many were removed here."""
+        with self._lock:
+            if self._index is None:
+                self._open()
+            index = self._index
+            assert index is not None
+            removed = 0
+            if generation is not None and index.generation == generation - 1:
+                removed = index.remove(face_ids)
+                index.set_generation(generation)
+            with self.store.writing():
+                self._catch_up()
+                index.purge()
+            return removed
+
+    def settle(self) -> None:
+        """Wait for the index's work in the background (VectorIndex.settle), loading the index if need be (a
+        purge that a dead process left unfinished is finished here)."""
+        with self._lock:
+            self.index().settle()
+
+    def close(self) -> None:
+        """Persist, and let work in the background (a compaction) finish: the process may exit after this."""
+        with self._lock:
+            self.persist()
+            if self._index is not None:
+                self._index.settle()
 
     def writing(self) -> AbstractContextManager[None]:
         """Held while reading the persisted index whole (a backup): no process persists it meanwhile."""

@@ -9,9 +9,11 @@ idempotent steps, each recorded in `state`, so that a crash at any point (even S
     rows_deleted   one transaction deleted the face rows (and people left without a face, whose name is
                    personal data), updated or deleted the images and bumped the index generation: from this
                    commit on no search can return the faces, since search resolves every hit through the store
-    index_updated  the vector index followed the store and was purged (VectorIndex.purge): the embedded
-                   index was rewritten atomically under a new key and the keys of its earlier files destroyed,
-                   so no copy of them (an old backup) can give back the person's vectors
+    index_updated  the vector index followed the store (removing the faces: O(their number)) and was purged
+                   (VectorIndex.purge): the removals are durable under a new index key; the embedded index's
+                   files are rewritten under it in the background, and the keys of its earlier files destroyed
+                   before the keys_destroyed step (Gallery.settle), so no copy of them (an old backup) can give
+                   back the person's vectors
     blobs_removed  crops deleted; stored images redacted (blacked out, re-encoded without metadata, sealed
                    under a new data key) or deleted; the plan is reduced to ids, so that no box or blob key of
                    the person outlives this step
@@ -261,18 +263,17 @@ class ErasureService:
                 # about nobody else: it goes too. One keeping other faces stays.
                 still_used = select(Face.id).where(Face.person_id == Person.id).exists()
                 session.execute(delete(Person).where(Person.id.in_(sorted(people)), ~still_used))
-            bump_generation(session)
+            plan["generation"] = bump_generation(session)
             erasure.plan = plan
             erasure.state = ErasureState.ROWS_DELETED.value
 
     def _update_index(self, plan: dict[str, Any]) -> None:
         """Step (b): the index follows the store (its generation moved) and is purged: no earlier persisted
         copy of it can give back the person's vectors (VectorIndex.purge)."""
-        index = self.gallery.index()
-        left = np.intersect1d(index.ids(), np.asarray(plan["indexed"], dtype=np.int64))
+        self.gallery.remove_committed(plan["indexed"], plan.get("generation"))  # O(their faces)
+        left = np.intersect1d(self.gallery.index().ids(), np.asarray(plan["indexed"], dtype=np.int64))
         if len(left):
             raise FacetrailError(f"the index still holds {len(left)} erased face(s) after following the store")
-        self.gallery.purge()
 
     def _remove_blobs(self, erasure_id: int, plan: dict[str, Any]) -> None:
         """Step (c): crops go; images keeping other faces are redacted, the others deleted; access packages
@@ -355,6 +356,7 @@ class ErasureService:
         with self.db.read() as session:
             erasure = session.get(Erasure, erasure_id)
             request_id = erasure.request_id if erasure is not None else None
+        self.gallery.settle()  # the index's purge, rewriting its files in the background, is finished first
         keys = list(plan.get("keys", []))
         ledger = {"uid": plan.get("uid") or f"erasure-{erasure_id}", "kind": "erasure", "erasure_id": erasure_id,
                   "request_id": request_id, "face_ids": plan["faces"], "images": plan["images"], "key_ids": keys}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import shutil
 import signal
@@ -21,7 +22,10 @@ from facetrail.accounts.roles import Actor
 from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
+from facetrail.store.db import Database
 from facetrail.store.templates import open_templates
+
+from tests.pg import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -68,10 +72,12 @@ def ft(tmp_path: Path) -> Iterator[Facetrail]:
 
 
 @pytest.fixture(scope="session")
-def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it."""
+def samples_store(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster | None) -> Path:
+    """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it (on
+    PostgreSQL its database is PG_SAMPLES: copy that too, store_db.copy_from)."""
     data = tmp_path_factory.mktemp("samples-store") / "data"
-    instance = Facetrail.open(data, create=True, workers=1)
+    url = None if pg_cluster is None else pg_cluster.create(PG_SAMPLES, PG_TEMPLATE)
+    instance = Facetrail.open(data, create=True, workers=1, db_url=url)
     source_id = add_source(instance)
     report = instance.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], instance.input_limits))
     assert not report.errors, report.errors
@@ -80,10 +86,11 @@ def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def samples_ft(samples_store: Path, tmp_path: Path) -> Iterator[Facetrail]:
+def samples_ft(samples_store: Path, tmp_path: Path, store_db: StoreDb) -> Iterator[Facetrail]:
     """A private copy of the samples store, opened."""
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
+    store_db.copy_from(PG_SAMPLES)
     instance = Facetrail.open(data, workers=1)
     yield instance
     instance.close()
@@ -149,3 +156,75 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if reporter is not None:
         reporter.write_line("\n".join(lines), red=True, bold=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- the metadata store under test: SQLite (default) or PostgreSQL (--db postgres, or FACETRAIL_TEST_DB) ---------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgres"), default=os.environ.get("FACETRAIL_TEST_DB", "sqlite"),
+                     help="metadata store the tests run against (postgres: a throwaway local server, tests/pg.py)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: reads or tampers with the SQLite file itself (skipped on "
+                            "PostgreSQL, where a counterpart test checks the same property)")
+    config.addinivalue_line("markers", "postgres_only: checks PostgreSQL's own storage (skipped on SQLite)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = config.getoption("--db")
+    skip = "sqlite_only" if backend == "postgres" else "postgres_only"
+    marker = pytest.mark.skip(reason=f"{skip.replace('_only', '')} only; this run uses {backend}")
+    for item in items:
+        if skip in item.keywords:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | None]:
+    """The PostgreSQL server of a --db postgres run (None on SQLite), with `facetrail_template`: an empty store
+    brought to the newest migration, which each test's database copies."""
+    if request.config.getoption("--db") != "postgres":
+        yield None
+        return
+    with running_cluster() as cluster:
+        database = Database(cluster.create(PG_TEMPLATE))
+        database.migrate()
+        database.dispose()
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def store_db(pg_cluster: Cluster | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreDb]:
+    """Every test's data directories use a database of their own: on PostgreSQL a new one (FACETRAIL_DB_URL,
+    also seen by the commands a test starts), on SQLite the file in the data directory."""
+    if pg_cluster is None:
+        monkeypatch.delenv("FACETRAIL_DB_URL", raising=False)
+        yield StoreDb(None, "")
+        return
+    name = f"test_{os.getpid()}_{next(_DATABASES)}"
+    monkeypatch.setenv("FACETRAIL_DB_URL", pg_cluster.create(name, PG_TEMPLATE))
+    yield StoreDb(pg_cluster, name)
+    pg_cluster.drop(name)
+
+
+class StoreDb:
+    """The test's metadata store: `url` (None on SQLite: each data directory's own file)."""
+
+    def __init__(self, cluster: Cluster | None, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+
+    @property
+    def url(self) -> str | None:
+        return None if self.cluster is None else self.cluster.url(self.name)
+
+    def copy_from(self, template: str | None) -> None:
+        """On PostgreSQL, make the test's database a copy of database `template` (a copied data directory needs
+        its database copied with it); nothing to do on SQLite, where the database is a file in the directory."""
+        if self.cluster is not None and template is not None:
+            self.cluster.create(self.name, template)
+
+
+_DATABASES = itertools.count(1)
+PG_TEMPLATE = "facetrail_template"
+PG_SAMPLES = "facetrail_samples"

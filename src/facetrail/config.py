@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     representative: str | None = Field(default=None, description="the Art. 27 representative in the Union, "
                                        "name and contact (controllers established outside it)")
     dpo_contact: str | None = Field(default=None, description="the data protection officer's contact")
+    # Metadata store (store/db.py): SQLite in the data directory by default, or a PostgreSQL server. The data
+    # directory still holds the keys, the blobs and the index whichever database holds the metadata.
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL of the metadata store, e.g. "
+                               "postgresql://user@host/facetrail (default: <data>/facetrail.db, SQLite)")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
@@ -117,7 +121,7 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data / 'facetrail.db'}"
+        return self.db_url or f"sqlite:///{self.data / 'facetrail.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -218,6 +218,15 @@ class StoreDb:
     def url(self) -> str | None:
         return None if self.cluster is None else self.cluster.url(self.name)
 
+    def save(self) -> str | None:
+        """On PostgreSQL, a copy of the test's database as it is now (the database half of copying a data
+        directory: give it to copy_from to go back to it); None on SQLite, where copying the directory is all."""
+        if self.cluster is None:
+            return None
+        copy = f"{self.name}_copy{next(_DATABASES)}"
+        self.cluster.create(copy, self.name)
+        return copy
+
     def copy_from(self, template: str | None) -> None:
         """On PostgreSQL, make the test's database a copy of database `template` (a copied data directory needs
         its database copied with it); nothing to do on SQLite, where the database is a file in the directory."""

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facetrail.audit.checkpoints import set_aside
-from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
+from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST, refuse_server_database
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
@@ -39,6 +39,7 @@ MAX_MEMBERS = 50_000_000
 def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[str, Any]:
     """Restore `archive` into the data directory; returns the report the restore's audit entry holds."""
     data = settings.data
+    refuse_server_database(settings.database_url)
     if not archive.is_file():
         raise InvalidValueError("path", f"{archive} is not a file")
     require_data_dir(data)  # a backup holds no keys: it restores into the data directory it was made from

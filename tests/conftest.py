@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from bench.load import labelled_people as labelled_people  # shared with the load test: file -> people in it
 from numpy.typing import NDArray
+from sqlalchemy import create_engine
 
 from facetrail.accounts.roles import Actor
 from facetrail.cli import output
@@ -24,7 +26,6 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import Database
 from facetrail.store.templates import open_templates
-
 from tests.pg import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,6 +214,44 @@ class StoreDb:
     def __init__(self, cluster: Cluster | None, name: str) -> None:
         self.cluster = cluster
         self.name = name
+        self._by_data: dict[Path, str] = {}
+
+    def url_for(self, data: Path) -> str:
+        """The metadata store of data directory `data` in a test that makes several: on PostgreSQL the first one
+        asked for gets the test's database, each other one a new database of its own; on SQLite, its file."""
+        if self.cluster is None:
+            return f"sqlite:///{data / 'facetrail.db'}"
+        key = data.absolute()
+        if key not in self._by_data:
+            name = self.name if not self._by_data else f"{self.name}_dir{next(_DATABASES)}"
+            if name != self.name:
+                self.cluster.create(name, PG_TEMPLATE)
+            self._by_data[key] = name
+        return self.cluster.url(self._by_data[key])
+
+    def env_for(self, data: Path) -> dict[str, str]:
+        """The environment of a command run on `data` (its FACETRAIL_DB_URL on PostgreSQL)."""
+        env = dict(os.environ)
+        if self.cluster is not None:
+            env["FACETRAIL_DB_URL"] = self.url_for(data)
+        return env
+
+    def scalar(self, data: Path, query: str) -> Any:
+        """One value from `data`'s metadata store, read behind facetrail's back (SQL, no facetrail code)."""
+        engine = create_engine(self.url_for(data))
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(query).scalar()
+        finally:
+            engine.dispose()
+
+    def rows(self, data: Path, query: str) -> list[tuple[Any, ...]]:
+        engine = create_engine(self.url_for(data))
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.exec_driver_sql(query)]
+        finally:
+            engine.dispose()
 
     @property
     def url(self) -> str | None:

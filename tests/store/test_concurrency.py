@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Actor
@@ -104,7 +103,6 @@ def test_audit_appends_from_several_processes_form_one_chain(ft: Facetrail, acto
     ft.close()
 
 
-@pytest.mark.slow
 def test_the_same_files_ingested_by_two_processes_at_once_are_stored_once(ft: Facetrail, actor: Actor) -> None:
     source = add_source(ft)
     assert source == 1

@@ -32,6 +32,7 @@ from facetrail.datadir import require_data_dir, swap
 from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail
+from facetrail.store.blobs import DirectoryStorage
 
 MAX_MEMBERS = 50_000_000
 
@@ -138,8 +139,8 @@ def _target(into: Path, name: str) -> Path:
         raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
     if any(p in ("", ".", "..") or "\\" in p for p in parts):
         raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
-    if parts[0] == "blobs":  # blobs/<kind>/<name> -> blobs/<kind>/<2 chars>/<name>, the blob store's layout
-        return into / "blobs" / parts[1] / parts[2][:2] / parts[2]
+    if parts[0] == "blobs":  # blobs/<kind>/<name>: where the data directory's blob storage keeps that key
+        return DirectoryStorage.layout(into / "blobs", f"{parts[1]}/{parts[2]}")
     return into.joinpath(*parts)
 
 

@@ -169,6 +169,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: reads or tampers with the SQLite file itself (skipped on "
                             "PostgreSQL, where a counterpart test checks the same property)")
     config.addinivalue_line("markers", "postgres_only: checks PostgreSQL's own storage (skipped on SQLite)")
+    os.environ.pop("FACETRAIL_DB_URL", None)  # the tests choose each store's database (store_db), not the shell
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,8 +13,8 @@ from facetrail.accounts.roles import Actor
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
 from facetrail.config import get_settings
-from facetrail.errors import ConflictError
-from facetrail.runtime import Facetrail
+from facetrail.errors import ConflictError, KeyUnavailableError
+from facetrail.runtime import Facetrail, local_actor
 from facetrail.store.db import Database
 from tests.conftest import StoreDb, add_source
 
@@ -58,3 +58,12 @@ def test_backups_of_a_postgresql_store_are_refused_with_the_way_to_make_them(ft:
     (tmp_path / "old.tar").write_bytes(b"")
     with pytest.raises(ConflictError, match="pg_dump"):
         restore_backup(ft.settings, tmp_path / "old.tar", actor.name)
+
+
+def test_a_second_data_directory_on_the_same_database_is_refused(ft: Facetrail, store_db: StoreDb,
+                                                                 tmp_path: Path) -> None:
+    """Its keyring could open none of the store's records: every face would look erased."""
+    add_source(ft)
+    with pytest.raises(KeyUnavailableError, match="belongs to the data directory of keyring .* database of its own"):
+        Facetrail.open(tmp_path / "other", create=True, workers=1, db_url=store_db.url_for(ft.data))
+    assert [s.name for s in ft.sources.list(local_actor())] == ["samples"]  # the store is as it was

@@ -258,6 +258,11 @@ class StoreDb:
     def url(self) -> str | None:
         return None if self.cluster is None else self.cluster.url(self.name)
 
+    def named(self, database: str) -> str | None:
+        """The URL of one of the session's databases (e.g. PG_SAMPLES, to open the samples store itself); None on
+        SQLite, where a data directory's database is its file."""
+        return None if self.cluster is None else self.cluster.url(database)
+
     def save(self) -> str | None:
         """On PostgreSQL, a copy of the test's database as it is now (the database half of copying a data
         directory: give it to copy_from to go back to it); None on SQLite, where copying the directory is all."""

@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale bench-fpir screenshots \
-	unit-milvus bench-scale-milvus bench-video
+.PHONY: install run test lint unit test-postgres clean bench-accuracy bench-load bench-zip bench-scale bench-fpir \
+	screenshots unit-milvus bench-scale-milvus bench-video
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +34,23 @@ node_modules/.installed: package-lock.json
 unit: install node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint unit unit-milvus
-
 # The suites whose behaviour depends on the vector index engine, again on Milvus (milvus-lite under each test's
 # data directory, the same client as a cluster): gallery, search, erasure (no bytes left) and restriction.
 # tests/index/test_engines.py and test_milvus_index.py run both engines in `make unit`. About 3 minutes on 2 cores.
 MILVUS_SUITES := tests/index/test_gallery.py tests/search tests/rights/test_erasure.py tests/rights/test_restriction.py
 unit-milvus: install
 	$(BIN)/pytest --index-engine milvus $(MILVUS_SUITES) $(PYTEST_ARGS)
+
+# The store, ingestion, search, rights, audit and compliance (orders, retention) suites again with the metadata
+# on PostgreSQL: a throwaway server (Debian's `postgresql`, started by tests/pg.py on loopback). Tests marked slow
+# run on SQLite only here (all of them: make test-postgres PG_ARGS=). About 8 minutes on 2 cores.
+PG_SUITES := tests/store tests/ingest tests/search tests/rights tests/audit tests/compliance/test_orders.py \
+	tests/compliance/test_retention.py
+PG_ARGS ?= -m "not slow"
+test-postgres: install
+	$(BIN)/pytest --db postgres $(PG_SUITES) $(PG_ARGS)
+
+test: lint unit unit-milvus test-postgres
 
 # Recognition quality on LFW (../shared/data/lfw), beside the face_recognition library's pipeline; writes
 # BENCHMARKS.md and the default model's calibration. About an hour on 2 cores; templates are cached.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import shutil
 import signal
@@ -11,17 +12,21 @@ import time
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from bench.load import labelled_people as labelled_people  # shared with the load test: file -> people in it
 from numpy.typing import NDArray
+from sqlalchemy import create_engine
 
 from facetrail.accounts.roles import Actor
 from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
+from facetrail.store.db import Database
 from facetrail.store.templates import open_templates
+from tests.pg import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -68,10 +73,12 @@ def ft(tmp_path: Path) -> Iterator[Facetrail]:
 
 
 @pytest.fixture(scope="session")
-def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it."""
+def samples_store(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster | None) -> Path:
+    """A data directory holding all sample photos in source 1 (purpose 'demo'); copy it before changing it (on
+    PostgreSQL its database is PG_SAMPLES: copy that too, store_db.copy_from)."""
     data = tmp_path_factory.mktemp("samples-store") / "data"
-    instance = Facetrail.open(data, create=True, workers=1)
+    url = None if pg_cluster is None else pg_cluster.create(PG_SAMPLES, PG_TEMPLATE)
+    instance = Facetrail.open(data, create=True, workers=1, db_url=url)
     source_id = add_source(instance)
     report = instance.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], instance.input_limits))
     assert not report.errors, report.errors
@@ -80,10 +87,11 @@ def samples_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def samples_ft(samples_store: Path, tmp_path: Path) -> Iterator[Facetrail]:
+def samples_ft(samples_store: Path, tmp_path: Path, store_db: StoreDb) -> Iterator[Facetrail]:
     """A private copy of the samples store, opened."""
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
+    store_db.copy_from(PG_SAMPLES)
     instance = Facetrail.open(data, workers=1)
     yield instance
     instance.close()
@@ -151,19 +159,138 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-# -- the vector index engine the suites run on (make unit-milvus) -------------------------------------------------
+# -- the metadata store (--db: SQLite or PostgreSQL) and the vector index engine (--index-engine) under test ----
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgres"), default=os.environ.get("FACETRAIL_TEST_DB", "sqlite"),
+                     help="metadata store the tests run against (postgres: a throwaway local server, tests/pg.py)")
     parser.addoption("--index-engine", choices=["faiss", "milvus"], default=None,
                      help="vector index engine of every data directory the tests open (default: the "
                           "FACETRAIL_INDEX_ENGINE setting, else faiss); milvus runs on milvus-lite")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: reads or tampers with the SQLite file itself (skipped on "
+                            "PostgreSQL, where a counterpart test checks the same property)")
+    config.addinivalue_line("markers", "postgres_only: checks PostgreSQL's own storage (skipped on SQLite)")
+    os.environ.pop("FACETRAIL_DB_URL", None)  # the tests choose each store's database (store_db), not the shell
     engine = config.getoption("--index-engine")
     if engine is not None:  # before any Settings is read, and inherited by the processes tests start
         os.environ["FACETRAIL_INDEX_ENGINE"] = engine
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = config.getoption("--db")
+    skip = "sqlite_only" if backend == "postgres" else "postgres_only"
+    marker = pytest.mark.skip(reason=f"{skip.replace('_only', '')} only; this run uses {backend}")
+    for item in items:
+        if skip in item.keywords:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | None]:
+    """The PostgreSQL server of a --db postgres run (None on SQLite), with `facetrail_template`: an empty store
+    brought to the newest migration, which each test's database copies."""
+    if request.config.getoption("--db") != "postgres":
+        yield None
+        return
+    with running_cluster() as cluster:
+        database = Database(cluster.create(PG_TEMPLATE))
+        database.migrate()
+        database.dispose()
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def store_db(pg_cluster: Cluster | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreDb]:
+    """Every test's data directories use a database of their own: on PostgreSQL a new one (FACETRAIL_DB_URL,
+    also seen by the commands a test starts), on SQLite the file in the data directory."""
+    if pg_cluster is None:
+        monkeypatch.delenv("FACETRAIL_DB_URL", raising=False)
+        yield StoreDb(None, "")
+        return
+    name = f"test_{os.getpid()}_{next(_DATABASES)}"
+    monkeypatch.setenv("FACETRAIL_DB_URL", pg_cluster.create(name, PG_TEMPLATE))
+    yield StoreDb(pg_cluster, name)
+    pg_cluster.drop(name)
+
+
+class StoreDb:
+    """The test's metadata store: `url` (None on SQLite: each data directory's own file)."""
+
+    def __init__(self, cluster: Cluster | None, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+        self._by_data: dict[Path, str] = {}
+
+    def url_for(self, data: Path) -> str:
+        """The metadata store of data directory `data` in a test that makes several: on PostgreSQL the first one
+        asked for gets the test's database, each other one a new database of its own; on SQLite, its file."""
+        if self.cluster is None:
+            return f"sqlite:///{data / 'facetrail.db'}"
+        key = data.absolute()
+        if key not in self._by_data:
+            name = self.name if not self._by_data else f"{self.name}_dir{next(_DATABASES)}"
+            if name != self.name:
+                self.cluster.create(name, PG_TEMPLATE)
+            self._by_data[key] = name
+        return self.cluster.url(self._by_data[key])
+
+    def env_for(self, data: Path) -> dict[str, str]:
+        """The environment of a command run on `data` (its FACETRAIL_DB_URL on PostgreSQL)."""
+        env = dict(os.environ)
+        if self.cluster is not None:
+            env["FACETRAIL_DB_URL"] = self.url_for(data)
+        return env
+
+    def scalar(self, data: Path, query: str) -> Any:
+        """One value from `data`'s metadata store, read behind facetrail's back (SQL, no facetrail code)."""
+        engine = create_engine(self.url_for(data))
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(query).scalar()
+        finally:
+            engine.dispose()
+
+    def rows(self, data: Path, query: str) -> list[tuple[Any, ...]]:
+        engine = create_engine(self.url_for(data))
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.exec_driver_sql(query)]
+        finally:
+            engine.dispose()
+
+    @property
+    def url(self) -> str | None:
+        return None if self.cluster is None else self.cluster.url(self.name)
+
+    def named(self, database: str) -> str | None:
+        """The URL of one of the session's databases (e.g. PG_SAMPLES, to open the samples store itself); None on
+        SQLite, where a data directory's database is its file."""
+        return None if self.cluster is None else self.cluster.url(database)
+
+    def save(self) -> str | None:
+        """On PostgreSQL, a copy of the test's database as it is now (the database half of copying a data
+        directory: give it to copy_from to go back to it); None on SQLite, where copying the directory is all."""
+        if self.cluster is None:
+            return None
+        copy = f"{self.name}_copy{next(_DATABASES)}"
+        self.cluster.create(copy, self.name)
+        return copy
+
+    def copy_from(self, template: str | None) -> None:
+        """On PostgreSQL, make the test's database a copy of database `template` (a copied data directory needs
+        its database copied with it); nothing to do on SQLite, where the database is a file in the directory."""
+        if self.cluster is not None and template is not None:
+            self.cluster.create(self.name, template)
+
+
+_DATABASES = itertools.count(1)
+PG_TEMPLATE = "facetrail_template"
+PG_SAMPLES = "facetrail_samples"
+
+
+# -- the vector index engine the suites run on (make unit-milvus) -------------------------------------------------
 @pytest.fixture(scope="session")
 def index_engine() -> str:
     """The engine under test: 'faiss' or 'milvus'."""

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     video_track_distance: float = Field(default=0.5, gt=0, description="template distance under which two "
                                         "faces of consecutive sampled frames continue one track")
 
+    # Metadata store (store/db.py): SQLite in the data directory by default, or a PostgreSQL server. The data
+    # directory still holds the keys, the blobs and the index whichever database holds the metadata.
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL of the metadata store, e.g. "
+                               "postgresql://user@host/facetrail (default: <data>/facetrail.db, SQLite)")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
@@ -148,7 +153,7 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data / 'facetrail.db'}"
+        return self.db_url or f"sqlite:///{self.data / 'facetrail.db'}"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 from facetrail.cli.main import app
 from facetrail.runtime import Facetrail, local_actor
 from tests.audit import insider
-from tests.conftest import add_source
+from tests.conftest import StoreDb, add_source
 
 
 def open_data(data: Path, **overrides: object) -> Facetrail:
@@ -130,13 +130,15 @@ def test_a_row_removed_from_the_middle_then_the_log_regrown_is_caught(env: Env) 
     assert result.exit_code == 1 and "do not hash" in result.output
 
 
-def test_the_database_replaced_by_an_older_copy_is_caught(env: Env, tmp_path: Path) -> None:
+def test_the_database_replaced_by_an_older_copy_is_caught(env: Env, tmp_path: Path, store_db: StoreDb) -> None:
     older = tmp_path / "older"
     shutil.copytree(env.data, older)  # a copy taken before the next checkpoint
+    older_db = store_db.save()
     env.grow(4, start=10)
     second = env.checkpoint()
     shutil.rmtree(env.data)
     shutil.copytree(older, env.data)
+    store_db.copy_from(older_db)
     assert env.cli("audit", "verify").exit_code == 0
     result = env.verify_against()
     assert result.exit_code == 1 and f"fewer than the {second} the checkpoint covers" in result.output
@@ -279,6 +281,7 @@ def test_a_kms_hook_that_signs_keeps_the_key_out_of_the_process(tmp_path: Path,
     assert result.exit_code == 0 and "the log extends it" in result.output
 
 
+@pytest.mark.sqlite_only  # `facetrail backup` copies a SQLite store (a PostgreSQL store: pg_dump)
 def test_a_restore_sets_later_checkpoints_aside_and_they_hold_for_its_archive(env: Env, tmp_path: Path) -> None:
     from facetrail.backup.archive import create_backup
     from facetrail.backup.restore import restore_backup

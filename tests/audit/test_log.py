@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from facetrail.cli.main import app
 from facetrail.runtime import Facetrail, local_actor
+from tests.audit.insider import store_url, unguarded
 from tests.cli.test_cli import init
 from tests.conftest import add_source
 
@@ -28,13 +30,9 @@ def logged(tmp_path: Path) -> Path:
 
 def tamper(data: Path, *statements: str) -> None:
     """Change the database behind facetrail's back, as an attacker with file access could."""
-    conn = sqlite3.connect(data / "facetrail.db")
-    conn.execute("DROP TRIGGER audit_log_no_update")
-    conn.execute("DROP TRIGGER audit_log_no_delete")
-    for statement in statements:
-        conn.execute(statement)
-    conn.commit()
-    conn.close()
+    with unguarded(data) as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
 
 
 def verify(data: Path) -> tuple[int, str]:
@@ -63,13 +61,17 @@ def test_intact_log_verifies_and_verification_is_logged(logged: Path) -> None:
     ft.close()
 
 
-def test_the_database_refuses_edits(logged: Path) -> None:
-    conn = sqlite3.connect(logged / "facetrail.db")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = 1")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM audit_log WHERE seq = 2")
-    conn.close()
+@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'someone else' WHERE seq = 1",
+                                       "DELETE FROM audit_log WHERE seq = 2"])
+def test_the_database_refuses_edits(logged: Path, statement: str) -> None:
+    engine = create_engine(store_url(logged))
+    try:
+        with engine.begin() as conn, pytest.raises(DBAPIError, match="append-only"):
+            conn.exec_driver_sql(statement)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM audit_log").scalar() == 5
+    finally:
+        engine.dispose()
 
 
 def test_edited_row_is_named(logged: Path) -> None:

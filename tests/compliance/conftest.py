@@ -15,12 +15,14 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
 from tests.compliance.gps import BERLIN, PARIS, with_gps
-from tests.conftest import SAMPLES
+from tests.conftest import PG_TEMPLATE, SAMPLES, StoreDb
+from tests.pg import Cluster
 
 FR_PHOTOS = ("obama.jpg", "biden.jpg", "kit_harington1.jpeg")
 DE_PHOTOS = ("two_people.jpg", "rose_leslie1.jpg", "alex_lacamoire1.jpg")
 TAKEN_IN_PARIS = "paris.jpg"  # obama3.jpg with French GPS tags, in the German source
 TAKEN_IN_BERLIN = "berlin.jpg"  # kit_harington3.jpg with German GPS tags, in the German source
+PG_JURISDICTIONS = "facetrail_jurisdictions"  # the store's database on PostgreSQL (copied with its directory)
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,12 @@ def face_ids(ft: Facetrail, *names: str) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def jurisdiction_store(tmp_path_factory: pytest.TempPathFactory) -> JurisdictionStore:
+def jurisdiction_store(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster | None) -> JurisdictionStore:
     root = tmp_path_factory.mktemp("jurisdictions")
     (root / TAKEN_IN_PARIS).write_bytes(with_gps("obama3.jpg", PARIS))
     (root / TAKEN_IN_BERLIN).write_bytes(with_gps("kit_harington3.jpg", BERLIN))
-    ft = Facetrail.open(root / "data", create=True, workers=1)
+    url = None if pg_cluster is None else pg_cluster.create(PG_JURISDICTIONS, PG_TEMPLATE)
+    ft = Facetrail.open(root / "data", create=True, workers=1, db_url=url)
     actor = local_actor()
     fr = add_declared_source(ft, "fr-club", ["FR"])
     de = add_declared_source(ft, "de-archive", ["DE"])
@@ -67,10 +70,11 @@ def jurisdiction_store(tmp_path_factory: pytest.TempPathFactory) -> Jurisdiction
 
 
 @pytest.fixture
-def jft(jurisdiction_store: JurisdictionStore, tmp_path: Path) -> Iterator[Facetrail]:
+def jft(jurisdiction_store: JurisdictionStore, tmp_path: Path, store_db: StoreDb) -> Iterator[Facetrail]:
     """A private copy of the jurisdiction store, opened (workers=1, erasure jobs in batches of 2 images)."""
     data = tmp_path / "data"
     shutil.copytree(jurisdiction_store.data, data)
+    store_db.copy_from(PG_JURISDICTIONS)
     instance = Facetrail.open(data, workers=1, erasure_batch=2)
     yield instance
     instance.close()

@@ -102,6 +102,7 @@ def test_not_notifying_needs_a_reason(register: BreachService) -> None:
     assert updated.subjects_status == "not_required"
 
 
+@pytest.mark.sqlite_only  # tampers with the SQLite file itself
 def test_phases_are_kept_in_an_append_only_history(ft: Facetrail, register: BreachService) -> None:
     breach = register.add(DPO, **breach_fields())
     register.update(DPO, breach.id, note="more people than thought", approx_subjects=900)

@@ -59,6 +59,7 @@ def test_recipients_are_the_accounts_that_may_search_each_purpose(ft: Facetrail)
     assert measure(record, "search keys limited to purposes") == "1 of 2 active search keys"
 
 
+@pytest.mark.sqlite_only  # reads SQLite's secure_delete among the measures
 def test_settings_in_force_are_what_the_record_says(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = Facetrail.open(data, create=True, workers=1)

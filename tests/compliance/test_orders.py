@@ -251,6 +251,7 @@ def test_an_image_without_a_face_in_scope_is_erased_too(jft: Facetrail, actor: A
     assert image_ids(jft, "corner.jpg") == [] and not jft.blobs.exists(blob_key)
 
 
+@pytest.mark.sqlite_only  # `facetrail backup` copies a SQLite store (a PostgreSQL store: pg_dump)
 def test_a_backup_taken_before_the_job_does_not_bring_the_french_data_back(
         actor: Actor, tmp_path: Path, jurisdiction_store: JurisdictionStore) -> None:
     data = tmp_path / "data"

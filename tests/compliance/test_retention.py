@@ -19,8 +19,15 @@ from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import StoredImage, utcnow
-from tests.compliance.conftest import DE_PHOTOS, FR_PHOTOS, JurisdictionStore, face_ids, image_ids
-from tests.conftest import SAMPLES
+from tests.compliance.conftest import (
+    DE_PHOTOS,
+    FR_PHOTOS,
+    PG_JURISDICTIONS,
+    JurisdictionStore,
+    face_ids,
+    image_ids,
+)
+from tests.conftest import SAMPLES, StoreDb
 from tests.rights.biden import files_holding, stored_faces
 
 EXPIRED = ("rose_leslie1.jpg", "obama.jpg")  # backdated 400 days: past the sources' 365
@@ -66,11 +73,12 @@ def test_the_clock_is_injectable_and_every_image_expires_in_time(jft: Facetrail)
 
 
 def test_the_servers_scheduled_run_erases_the_same(jurisdiction_store: JurisdictionStore, tmp_path_factory:
-                                                   pytest.TempPathFactory) -> None:
+                                                   pytest.TempPathFactory, store_db: StoreDb) -> None:
     import shutil
 
     data = tmp_path_factory.mktemp("scheduled") / "data"
     shutil.copytree(jurisdiction_store.data, data)
+    store_db.copy_from(PG_JURISDICTIONS)
     ft = Facetrail.open(data, workers=1, retention_interval_s=0.2)
     try:
         expected = [i.image_id for i in ft.retention.run(local_actor(), dry_run=True).images]

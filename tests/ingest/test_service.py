@@ -16,7 +16,15 @@ from facetrail.errors import NotFoundError, PermissionDeniedError, ShuttingDownE
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
-from tests.conftest import SAMPLES, add_source, labelled_people, sample_bytes, template_of
+from tests.conftest import (
+    PG_SAMPLES,
+    SAMPLES,
+    StoreDb,
+    add_source,
+    labelled_people,
+    sample_bytes,
+    template_of,
+)
 from tests.media.test_image import png_bomb
 
 
@@ -161,12 +169,13 @@ def test_only_operators_ingest(ft: Facetrail) -> None:
         ingest(ft, Actor("ivy", Role.INVESTIGATOR), source, SAMPLES / "obama.jpg")
 
 
-def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, actor: Actor) -> None:
+def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, actor: Actor,
+                                           store_db: StoreDb) -> None:
     ft = Facetrail.open(tmp_path / "data", create=True)
     source = add_source(ft)
     report = ingest(ft, actor, source, SAMPLES, workers=2)
     assert not report.errors
-    reference = Facetrail.open(samples_store)
+    reference = Facetrail.open(samples_store, db_url=store_db.named(PG_SAMPLES))
     assert counts(ft) == counts(reference)
     assert len(ft.gallery.index()) == counts(ft)[1]
     ft.close()

@@ -7,11 +7,13 @@ import shutil
 from pathlib import Path
 
 from tests.cli.test_cli import run, run_json
+from tests.conftest import PG_SAMPLES, StoreDb
 
 
-def test_people_commands(samples_store: Path, tmp_path: Path) -> None:
+def test_people_commands(samples_store: Path, tmp_path: Path, store_db: StoreDb) -> None:
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
+    store_db.copy_from(PG_SAMPLES)
     code, output = run(data, "people", "cluster")
     assert code == 0 and "26 face(s) placed" in output
     again = run_json(data, "people", "cluster")
@@ -40,9 +42,11 @@ def test_people_commands(samples_store: Path, tmp_path: Path) -> None:
                        "people.merge"]  # the second clustering run placed nothing, so wrote nothing
 
 
-def test_people_errors_exit_non_zero_and_name_the_field(samples_store: Path, tmp_path: Path) -> None:
+def test_people_errors_exit_non_zero_and_name_the_field(samples_store: Path, tmp_path: Path,
+                                                         store_db: StoreDb) -> None:
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
+    store_db.copy_from(PG_SAMPLES)
     run_json(data, "people", "cluster")
     code, output = run(data, "people", "show", "999")
     assert code == 1 and "person 999 does not exist" in output

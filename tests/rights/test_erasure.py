@@ -199,12 +199,14 @@ def engine_files(ft: Facetrail) -> str:
     return "index/milvus-lite.db/" if ft.settings.index_engine == "milvus" else ""
 
 
+@pytest.mark.sqlite_only  # PostgreSQL: tests/rights/test_erasure_postgres.py
 def test_no_byte_of_his_templates_or_crops_remains_in_any_file(samples_ft: Facetrail, actor: Actor) -> None:
     """Templates in the database file itself: secure_delete zeroes the deleted rows there."""
     assert_erasure_leaves_no_bytes(samples_ft, actor, database_file="facetrail.db")
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_no_byte_remains_when_the_templates_are_still_in_the_write_ahead_log(ft: Facetrail, actor: Actor) -> None:
     """Just ingested, the templates sit in the -wal file: the erasure's checkpoint must fold and truncate it."""
     source = add_source(ft)

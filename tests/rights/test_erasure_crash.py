@@ -105,6 +105,7 @@ def reference(samples_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # reads the end state from the SQLite file; the steps are the same code on PostgreSQL
 @pytest.mark.parametrize("point", [*CRASH_POINTS, "index_save"])  # index_save: the index file half-replaced
 def test_sigkill_at_each_step_then_open_equals_uninterrupted(
         point: str, reference: tuple[list[int], dict[str, Any]], samples_store: Path, tmp_path: Path) -> None:

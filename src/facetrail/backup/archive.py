@@ -32,7 +32,7 @@ from facetrail import __version__
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.vault import is_sealed
-from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.errors import ConflictError, FacetrailError, InvalidValueError
 from facetrail.fsutil import PRIVATE_FILE, fsync_dir, private_dir, private_opener
 from facetrail.runtime import Facetrail
 from facetrail.timestamps import now_iso
@@ -62,6 +62,7 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
                   progress: Callable[[int, int], None] | None = None) -> BackupReport:
     """Write a backup archive to `dest` (a new file) and record it in the audit log."""
     require(actor, Action.BACKUP)
+    refuse_server_database(ft.settings.database_url)
     if dest.exists():
         raise InvalidValueError("path", f"{dest} exists already; a backup never overwrites a file")
     if not dest.parent.is_dir():
@@ -118,6 +119,17 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
     with ft.db.write() as session, session.begin():
         ft.audit.record(session, actor=actor.name, action="backup.create", details=asdict(report))
     return report
+
+
+PG_DUMP_ADVICE = ("this data directory's metadata store is a PostgreSQL server: back the database up with its "
+                  "own tools (pg_dump, or the server's base backups and WAL archive); `facetrail backup` copies a "
+                  "SQLite store only")
+
+
+def refuse_server_database(url: str) -> None:
+    """Backups hold a SQLite store; a PostgreSQL store is backed up with pg_dump (README, PostgreSQL)."""
+    if not url.startswith("sqlite"):
+        raise ConflictError(PG_DUMP_ADVICE)
 
 
 def _clean_leftovers(folder: Path, pattern: str, pid_at: int) -> None:

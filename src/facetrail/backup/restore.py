@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facetrail.audit.checkpoints import set_aside
-from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST
+from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST, refuse_server_database
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
@@ -32,6 +32,7 @@ from facetrail.datadir import require_data_dir, swap
 from facetrail.errors import ConflictError, InvalidValueError
 from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail
+from facetrail.store.blobs import DirectoryStorage
 
 MAX_MEMBERS = 50_000_000
 
@@ -39,6 +40,7 @@ MAX_MEMBERS = 50_000_000
 def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[str, Any]:
     """Restore `archive` into the data directory; returns the report the restore's audit entry holds."""
     data = settings.data
+    refuse_server_database(settings.database_url)
     if not archive.is_file():
         raise InvalidValueError("path", f"{archive} is not a file")
     require_data_dir(data)  # a backup holds no keys: it restores into the data directory it was made from
@@ -137,8 +139,8 @@ def _target(into: Path, name: str) -> Path:
         raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
     if any(p in ("", ".", "..") or "\\" in p for p in parts):
         raise InvalidValueError("path", f"unexpected entry {name!r} in the backup")
-    if parts[0] == "blobs":  # blobs/<kind>/<name> -> blobs/<kind>/<2 chars>/<name>, the blob store's layout
-        return into / "blobs" / parts[1] / parts[2][:2] / parts[2]
+    if parts[0] == "blobs":  # blobs/<kind>/<name>: where the data directory's blob storage keeps that key
+        return DirectoryStorage.layout(into / "blobs", f"{parts[1]}/{parts[2]}")
     return into.joinpath(*parts)
 
 

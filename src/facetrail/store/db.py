@@ -17,17 +17,28 @@ from facetrail.store.models import Meta
 MIGRATIONS = Path(__file__).with_name("migrations")
 INDEX_GENERATION = "index_generation"
 WRITE_OPTION = "facetrail_write"
+WRITERS_LOCK = 0x66616365  # PostgreSQL advisory lock key of the store's writers ("face")
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the pragmas facetrail relies on for SQLite (WAL, secure_delete, FKs)."""
+    """An engine with the pragmas facetrail relies on for SQLite (WAL, secure_delete, FKs), or a PostgreSQL
+    engine whose writers serialise on an advisory lock (what SQLite's BEGIN IMMEDIATE does with its file lock)."""
     if url.startswith("sqlite"):
         _create_private(url)
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+                         "facetrail's metadata store is SQLite or PostgreSQL")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, the driver facetrail ships with
+    # Times are stored as UTC without a zone; the session's zone must not shift them.
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+    event.listen(engine, "begin", _postgres_begin)
+    return engine
 
 
 def _create_private(url: str) -> None:
@@ -57,10 +68,21 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
+def _postgres_begin(conn: Any) -> None:
+    # Writers hold the writers' lock until their transaction ends, so a read-then-write transaction (the audit
+    # chain, idempotent ingestion) runs alone among writers; at READ COMMITTED each statement after the lock sees
+    # every earlier writer's commit. Readers run at REPEATABLE READ: one snapshot for the whole transaction, like
+    # a SQLite read transaction, and they never wait for writers.
+    if conn.get_execution_options().get(WRITE_OPTION, False):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITERS_LOCK})")
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (creates it on an empty database)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    if engine.dialect.name == "postgresql":  # two processes opening a new store at once: one migrates
+        engine = engine.execution_options(**{WRITE_OPTION: True})
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -72,9 +94,15 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self.read = sessionmaker(self.engine, expire_on_commit=False)
+        reading = (self.engine.execution_options(isolation_level="REPEATABLE READ")
+                   if self.engine.dialect.name == "postgresql" else self.engine)
+        self.read = sessionmaker(reading, expire_on_commit=False)
         self.write = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}),
                                   expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     def migrate(self) -> None:
         migrate(self.engine)

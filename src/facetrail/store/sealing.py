@@ -23,6 +23,7 @@ from facetrail.store.templates import LABEL
 
 BATCH = 200
 SEALED = "sealed_at_rest"
+KEYRING = "keyring_id"  # the keyring (data directory) the store belongs to
 
 
 def seal_cleartext(db: Database, blobs: BlobStore) -> int:
@@ -78,9 +79,23 @@ def _seal_row(blobs: BlobStore, row: Face | Suppression | StoredImage) -> None:
 
 def check_keyring(db: Database, vault: Vault) -> None:
     """Refuse a store whose records name data keys when the keyring holds none: the keyring file was lost or
-    replaced, and carrying on would make every record look erased."""
-    if not vault.keyring.is_empty():
-        return
+    replaced, and carrying on would make every record look erased. Refuse as well a store that another keyring
+    has claimed (two data directories given one PostgreSQL database): the store records its keyring's id."""
+    if vault.keyring.is_empty():
+        _refuse_sealed_without_keys(db, vault)
+    with db.read() as session:
+        claimed = session.get(Meta, KEYRING)
+    if claimed is None:
+        with db.write() as session, session.begin():
+            claimed = session.get(Meta, KEYRING) or Meta(key=KEYRING, value=vault.keyring.keyring_id)
+            session.merge(claimed)
+    if claimed.value != vault.keyring.keyring_id:
+        raise KeyUnavailableError(f"this metadata store belongs to the data directory of keyring {claimed.value}, "
+                                  f"not to this one's ({vault.keyring.keyring_id}, {vault.keyring.path}): give "
+                                  "each data directory a database of its own")
+
+
+def _refuse_sealed_without_keys(db: Database, vault: Vault) -> None:
     with db.read() as session:
         sealed = session.scalar(select(Face.id).where(Face.key_id.is_not(None)).limit(1))
     if sealed is not None:

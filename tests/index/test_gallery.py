@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine
 
 from facetrail.accounts.roles import Actor
 from facetrail.index.base import Hit
@@ -30,11 +30,14 @@ def result_ids(ft: Facetrail, actor: Actor, photo: str = "obama2.jpg") -> list[t
 
 def delete_behind_the_index(ft: Facetrail, face_id: int) -> None:
     """Delete a face from the store as another process would: the row goes and the generation moves on."""
-    conn = sqlite3.connect(ft.data / "facetrail.db")
-    conn.execute("DELETE FROM faces WHERE id = ?", (face_id,))
-    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'index_generation'")
-    conn.commit()
-    conn.close()
+    engine = create_engine(ft.db.url)  # a connection of its own, on SQLite or PostgreSQL
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM faces WHERE id = {int(face_id)}")
+            conn.exec_driver_sql("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                                 "WHERE key = 'index_generation'")
+    finally:
+        engine.dispose()
 
 
 def test_rebuilt_index_returns_the_same_results(samples_ft: Facetrail, actor: Actor) -> None:

@@ -123,7 +123,7 @@ class Facetrail:
             detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
             max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
             jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels,
-            crop_size=settings.crop_size,
+            crop_size=settings.crop_size, vision_model=settings.vision_model,
         ))
         backend = self.analyzer.backend  # cheap: weights load on first use
         index_store = FaissStore(self.data / "index" / f"{backend.model_id}.ftindex", backend.template_dim,

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import asdict
 from functools import cached_property
@@ -42,6 +42,7 @@ from facetrail.index.faiss_index import IndexTuning
 from facetrail.index.faiss_store import FaissStore
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer
+from facetrail.ingest.reembed import Reembedder, ReembedReport
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
@@ -312,6 +313,25 @@ class Facetrail:
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="index.rebuild",
                               details={"faces": report.added, "model_id": self.gallery.model_id})
+        return report
+
+    def reembed(self, actor: Actor, progress: Callable[[int, int], None] | None = None) -> ReembedReport:
+        """Give every stored face a template of the configured vision model (ingest/reembed.py), then rebuild
+        the index; once no face of another model is left, the other models' index files are deleted."""
+        require(actor, Action.INDEX_ADMIN)
+        job = Reembedder(self.db, self.blobs, self.vault, self.analyzer.backend,
+                         max_image_pixels=self.settings.max_image_pixels)
+        report = job.run(progress)
+        self.gallery.rebuild(reason="re-embedded")
+        if job.pending()[1] == 0:
+            for stale in (self.data / "index").glob("*.ftindex"):
+                if stale.stem != self.gallery.model_id:
+                    stale.unlink()
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="index.reembed", details={
+                "model_id": report.model_id, "images": report.images, "faces": report.faces,
+                "not_found": len(report.not_found), "unavailable": len(report.unavailable),
+                "failed_images": len(report.failed_images)})
         return report
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import func, select, update
 
+from facetrail.crashpoints import crash_point
 from facetrail.crypto.vault import Vault
 from facetrail.errors import ConflictError, FacetrailError
 from facetrail.media.geometry import Box
@@ -144,6 +145,8 @@ class Reembedder:
             if changed:
                 bump_generation(session)
         report.faces += changed
+        if changed:
+            crash_point("reembed.image-committed")
 
     def _around(self, pixels: np.ndarray, box: Box) -> Detection | None:
         """The face in a crop around `box` (half its size added on each side), in image coordinates."""

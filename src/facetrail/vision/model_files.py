@@ -26,11 +26,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified(name: str, folder: Path = MODELS) -> Path:
-    """The path of shipped model file `name` in `folder`, after checking its SHA-256 against the manifest."""
+def verified(name: str, folder: Path | None = None) -> Path:
+    """The path of shipped model file `name` in `folder` (default MODELS), after checking its SHA-256 against
+    the manifest."""
     if name not in SHA256:
         raise InvalidValueError("model", f"{name} is not a model file facetrail ships")
-    path = folder / name
+    path = (folder or MODELS) / name
     if not path.is_file():
         raise InvalidValueError("model", f"model file {path} is missing; reinstall facetrail")
     found = sha256_of(path)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit clean bench-accuracy bench-load bench-zip bench-scale screenshots
+.PHONY: install run test lint unit clean bench-vision bench-accuracy bench-load bench-zip bench-scale screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench-accuracy: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
 	$(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md \
 		--calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
+
+# Vision pipelines (detector + recogniser) on LFW and the sample photos; writes the "Vision pipelines" section of
+# BENCHMARKS.md and each pipeline's calibration. dlib's LFW figures are cited from the accuracy section above
+# (--measure-dlib runs it again: about an hour). The YuNet + Intel pipelines take minutes each on 2 cores.
+bench-vision: install
+	nice $(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --samples ../shared/data/samples \
+		--pipeline dlib --pipeline yunet-intel --pipeline yunet-n-intel --pipeline yunet-dlib \
+		--cache .bench-cache --output BENCHMARKS.md --calibrations src/facetrail/vision/calibrations $(VISION_ARGS)
 
 # Concurrency on loopback: searchers through `facetrail serve`, alone and while a command-line ingestion of LFW
 # photos and an erasure (portal + DPO API) run; writes the load section of BENCHMARKS.md, exits 1 on any error.

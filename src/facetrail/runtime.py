@@ -315,6 +315,12 @@ class Facetrail:
                               details={"faces": report.added, "model_id": self.gallery.model_id})
         return report
 
+    def faces_of_other_models(self) -> int:
+        """Stored faces whose template is not of the configured vision model: out of every search until
+        `facetrail index reembed` gives them one."""
+        return Reembedder(self.db, self.blobs, self.vault, self.analyzer.backend,
+                          max_image_pixels=self.settings.max_image_pixels).pending()[1]
+
     def reembed(self, actor: Actor, progress: Callable[[int, int], None] | None = None) -> ReembedReport:
         """Give every stored face a template of the configured vision model (ingest/reembed.py), then rebuild
         the index; once no face of another model is left, the other models' index files are deleted."""

@@ -81,6 +81,8 @@ def test_reembed_resumes_after_a_kill_and_then_searches_with_the_new_model(data:
     try:
         counts = model_counts(midway)
         assert 1 <= counts[INTEL] < faces and counts[INTEL] + counts[DLIB] == faces
+        assert midway.faces_of_other_models() == counts[DLIB]  # told by `index status`
+        assert len(midway.gallery.index()) == counts[INTEL]  # only this model's templates are searched
     finally:
         midway.close()
 

@@ -226,6 +226,7 @@ def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         index = ft.gallery.index()
         last = ft.gallery.last_sync
         body = {"faces": len(index), "generation": index.generation, "model_id": ft.gallery.model_id,
+                "faces_of_other_models": ft.faces_of_other_models(),
                 "repaired": bool(last and (last.rebuilt or last.added or last.removed)),
                 "reason": last.reason if last else ""}
         if as_json:

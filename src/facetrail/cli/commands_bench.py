@@ -50,6 +50,8 @@ def accuracy(
                                                            "calibration in, as <model id>.json")] = None,
     reuse_dlib: Annotated[bool, typer.Option("--reuse-dlib/--measure-dlib", help="with --pipeline: cite dlib's "
                                              "LFW figures from the output's accuracy section")] = True,
+    samples_only: Annotated[list[str] | None, typer.Option(
+        "--samples-only", help="with --pipeline: measure this pipeline on the sample photos only, not on LFW")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """LFW verification (10-fold), open-set identification, score-band calibration and clustering."""
@@ -60,7 +62,8 @@ def accuracy(
 
     if pipeline:
         _compare_pipelines(lfw_root, pipeline, samples=samples, stride=stride, workers=workers, cache=cache,
-                           output=output, calibrations=calibrations, reuse_dlib=reuse_dlib, as_json=as_json)
+                           output=output, calibrations=calibrations, reuse_dlib=reuse_dlib,
+                           samples_only=samples_only or [], as_json=as_json)
         return
     with reported_errors(as_json):
         settings = get_settings(model=model)
@@ -94,7 +97,7 @@ def accuracy(
 
 def _compare_pipelines(lfw_root: Path, names: list[str], *, samples: Path | None, stride: int, workers: int,
                        cache: Path | None, output: Path | None, calibrations: Path | None, reuse_dlib: bool,
-                       as_json: bool) -> None:
+                       samples_only: list[str], as_json: bool) -> None:
     """Each vision pipeline on LFW and on the sample photos; the "Vision pipelines" section of BENCHMARKS.md."""
     from dataclasses import asdict
 
@@ -113,7 +116,8 @@ def _compare_pipelines(lfw_root: Path, names: list[str], *, samples: Path | None
                                    jitters=settings.jitters, max_image_pixels=settings.max_image_pixels,
                                    vision_model=n) for n in chosen}
         reference = reference_row(output) if output is not None and reuse_dlib else None
-        on_lfw = [n for n in chosen if not (n == VisionModel.DLIB.value and reference is not None)]
+        skipped = {VisionModel(n).value for n in samples_only}
+        on_lfw = [n for n in chosen if n not in skipped and not (n == VisionModel.DLIB.value and reference is not None)]
         keys = select_keys(lfw_root, stride)
         results = []
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

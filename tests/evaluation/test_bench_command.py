@@ -68,7 +68,7 @@ def test_bench_compares_vision_pipelines(tmp_path: Path) -> None:
     body = json.loads(result.output)
     (intel,) = body["lfw"]
     assert intel["name"] == "yunet-intel" and intel["model_id"] == "yunet-s.intel-reid-0095"
-    assert intel["failed_to_enrol"] == 0 and intel["verification"]["accuracy_mean"] > 0.9
+    assert intel["failed_to_enrol"] <= intel["images"] // 100 and intel["verification"]["accuracy_mean"] > 0.9
     assert set(body["samples"]) == {"dlib", "yunet-intel", "yunet-dlib"}
     for name, measured in body["samples"].items():
         assert measured["photos"] == 22 and measured["photos_missing_faces"] == 0, name

@@ -140,3 +140,13 @@ def test_a_changed_model_file_is_refused(name: str, tmp_path: Path, monkeypatch:
         model_files.verified(name)
     with pytest.raises(InvalidValueError, match="not a model file facetrail ships"):
         model_files.verified("other.onnx")
+
+
+def test_pose_from_yunet_points_agrees_with_dlib() -> None:
+    """The live check reads the head's turn (yaw) from the landmarks: YuNet's points (eye centres, nose tip)
+    must give the same reading as dlib's (eye corners, nose base) on the same faces."""
+    for name in ("obama.jpg", "kit_harington1.jpeg", "rose_leslie2.jpg", "alex_lacamoire1.jpg"):
+        img = pixels(name)
+        dlib_yaw = analyze_faces(load_backend(), img, with_crops=False)[0].quality.yaw
+        yunet_yaw = analyze_faces(backend("yunet-intel"), img, with_crops=False)[0].quality.yaw
+        assert abs(dlib_yaw - yunet_yaw) < 0.25, f"{name}: dlib {dlib_yaw}, YuNet {yunet_yaw}"

@@ -39,7 +39,7 @@ def cli(data: Path, *args: str, model: str, crash_at: str | None = None) -> subp
 
 def model_counts(ft: Facetrail) -> dict[str, int]:
     with ft.db.read() as session:
-        return dict(session.execute(select(Face.model_id, func.count()).group_by(Face.model_id)))
+        return dict(session.execute(select(Face.model_id, func.count()).group_by(Face.model_id)).all())
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_reembed_resumes_after_a_kill_and_then_searches_with_the_new_model(data:
     try:
         faces = sum(model_counts(before).values())
         with before.db.read() as session:
-            people = dict(session.execute(select(Face.id, Face.person_id)))
+            people = dict(session.execute(select(Face.id, Face.person_id)).all())
     finally:
         before.close()
     assert faces >= 20
@@ -104,7 +104,9 @@ def test_reembed_resumes_after_a_kill_and_then_searches_with_the_new_model(data:
         vectors = open_templates(ft.vault, [r.template for r in rows], 256)
         assert all(abs(float(np.linalg.norm(v)) - 1) < 1e-4 for v in vectors)
         outcome = ft.search.search(local_actor(), sample_bytes("obama2.jpg"), purpose="demo", case_ref="case-1")
-        assert outcome.results
+        assert outcome.calibrated and outcome.results  # the new model's own calibration and bands
+        top = outcome.results[0]
+        assert Path(top.original_name).name.startswith("obama") and top.band == "strong", top
     finally:
         ft.close()
     again = cli(data, "index", "reembed", model="yunet-intel")

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit test-postgres clean bench-accuracy bench-load bench-zip bench-scale bench-fpir \
-	screenshots unit-milvus bench-scale-milvus bench-video
+	bench-vision screenshots unit-milvus bench-scale-milvus bench-video
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ bench-accuracy: install
 # the first time (3,400 templates, cached in .bench-cache). Options: make bench-fpir FPIR_ARGS='--sizes 700,10000'
 bench-fpir: install
 	$(BIN)/facetrail bench fpir --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md $(FPIR_ARGS)
+
+# Vision pipelines (detector + recogniser) on LFW and the sample photos; writes the "Vision pipelines" section of
+# BENCHMARKS.md and each pipeline's calibration. dlib's LFW figures are cited from the accuracy section above
+# (--measure-dlib runs it again: about an hour). The YuNet + Intel pipelines take minutes each on 2 cores.
+bench-vision: install
+	nice $(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --samples ../shared/data/samples \
+		--pipeline dlib --pipeline yunet-intel --pipeline yunet-n-intel --pipeline yunet-dlib \
+		--cache .bench-cache --output BENCHMARKS.md --calibrations src/facetrail/vision/calibrations $(VISION_ARGS)
 
 # Concurrency on loopback: searchers through `facetrail serve`, alone and while a command-line ingestion of LFW
 # photos and an erasure (portal + DPO API) run; writes the load section of BENCHMARKS.md, exits 1 on any error.

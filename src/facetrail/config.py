@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of the metadata store, e.g. "
                                "postgresql://user@host/facetrail (default: <data>/facetrail.db, SQLite)")
 
+    # Vision pipeline (vision/composite.py): the detector and recogniser. Each is its own template space with its
+    # own calibration; after a change, `facetrail index reembed` re-embeds the stored faces with the new one.
+    vision_model: Literal["dlib", "yunet-dlib", "yunet-intel", "yunet-n-intel"] = Field(
+        default="dlib", description="face detector + recogniser: dlib, yunet-dlib, yunet-intel or yunet-n-intel")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import asdict
 from functools import cached_property
@@ -40,7 +40,8 @@ from facetrail.errors import ConflictError
 from facetrail.fsutil import private_dir
 from facetrail.index.engines import open_index_store
 from facetrail.index.gallery import Gallery, SyncReport
-from facetrail.ingest.analysis import Analyzer
+from facetrail.ingest.analysis import Analyzer, vision_config
+from facetrail.ingest.reembed import Reembedder, ReembedReport
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
@@ -68,7 +69,6 @@ from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry, RightsRequest
 from facetrail.store.sealing import check_keyring, seal_cleartext
-from facetrail.vision.backend import VisionConfig
 from facetrail.vision.calibration import Band
 
 RESUME_ACTOR = "system:erasure-resume"
@@ -118,12 +118,7 @@ class Facetrail:
         self.audit = AuditLog(self.data / AUDIT_HEAD)
         self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,
                                              lambda: load_signer(settings), archives=self.data / "audit-archive")
-        self.analyzer = Analyzer(VisionConfig(
-            detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
-            max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
-            jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels,
-            crop_size=settings.crop_size,
-        ))
+        self.analyzer = Analyzer(vision_config(settings))
         backend = self.analyzer.backend  # cheap: weights load on first use
         index_store = open_index_store(settings, self.vault, model_id=backend.model_id, dim=backend.template_dim,
                                        closing=self._open_files)
@@ -309,6 +304,31 @@ class Facetrail:
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="index.rebuild",
                               details={"faces": report.added, "model_id": self.gallery.model_id})
+        return report
+
+    def faces_of_other_models(self) -> int:
+        """Stored faces whose template is not of the configured vision model: out of every search until
+        `facetrail index reembed` gives them one."""
+        return Reembedder(self.db, self.blobs, self.vault, self.analyzer.backend,
+                          max_image_pixels=self.settings.max_image_pixels).pending()[1]
+
+    def reembed(self, actor: Actor, progress: Callable[[int, int], None] | None = None) -> ReembedReport:
+        """Give every stored face a template of the configured vision model (ingest/reembed.py), then rebuild
+        the index; once no face of another model is left, the other models' index files are deleted."""
+        require(actor, Action.INDEX_ADMIN)
+        job = Reembedder(self.db, self.blobs, self.vault, self.analyzer.backend,
+                         max_image_pixels=self.settings.max_image_pixels)
+        report = job.run(progress)
+        self.gallery.rebuild(reason="re-embedded")
+        if job.pending()[1] == 0:
+            for stale in (self.data / "index").glob("*.ftindex"):
+                if stale.stem != self.gallery.model_id:
+                    stale.unlink()
+        with self.db.write() as session, session.begin():
+            self.audit.record(session, actor=actor.name, action="index.reembed", details={
+                "model_id": report.model_id, "images": report.images, "faces": report.faces,
+                "not_found": len(report.not_found), "unavailable": len(report.unavailable),
+                "failed_images": len(report.failed_images)})
         return report
 
     def close(self) -> None:

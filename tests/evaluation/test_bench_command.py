@@ -49,3 +49,37 @@ def test_bench_accuracy_with_an_onnx_model(tmp_path: Path) -> None:
     assert run["model_id"].startswith("onnx-")
     assert load_calibration(run["model_id"], calibration) is not None
     assert f"accuracy-{run['model_id']}" in (tmp_path / "B.md").read_text()
+
+
+def test_bench_compares_vision_pipelines(tmp_path: Path) -> None:
+    """--pipeline: each named pipeline on an LFW slice and the sample photos, dlib's LFW figures cited from the
+    accuracy section already in the file, one calibration per template space, one "Vision pipelines" section."""
+    from facetrail.evaluation.accuracy import reference_row
+    from tests.conftest import SAMPLES
+
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text(Path("BENCHMARKS.md").read_text())
+    calibrations = tmp_path / "calibrations"
+    args = ["bench", "accuracy", "--lfw", str(LFW.parent), "--stride", "60", "--workers", "1", "--samples",
+            str(SAMPLES), "--pipeline", "dlib", "--pipeline", "yunet-intel", "--samples-only", "yunet-dlib",
+            "--pipeline", "yunet-dlib", "--output", str(report), "--calibrations", str(calibrations)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    (intel,) = body["lfw"]
+    assert intel["name"] == "yunet-intel" and intel["model_id"] == "yunet-s.intel-reid-0095"
+    assert intel["failed_to_enrol"] <= intel["images"] // 100 and intel["verification"]["accuracy_mean"] > 0.9
+    assert set(body["samples"]) == {"dlib", "yunet-intel", "yunet-dlib"}
+    for name, measured in body["samples"].items():
+        assert measured["photos"] == 22 and measured["photos_missing_faces"] == 0, name
+        assert measured["separated"], name
+    assert [p.name for p in calibrations.iterdir()] == ["yunet-s.intel-reid-0095.json"]
+    assert load_calibration("yunet-s.intel-reid-0095", calibrations / "yunet-s.intel-reid-0095.json") is not None
+    text = report.read_text()
+    assert text.count("<!-- vision-pipelines:begin -->") == 1 and "<!-- accuracy:begin -->" in text
+    section = text[text.index("<!-- vision-pipelines:begin -->"):text.index("<!-- vision-pipelines:end -->")]
+    cited = reference_row(report)
+    assert cited is not None and cited["accuracy"].endswith("%")
+    assert f"| dlib | dlib-resnet-v1 | {cited['accuracy']} | {cited['tar']} |" in section  # not re-measured
+    assert "| yunet-intel | yunet-s.intel-reid-0095 |" in section
+    assert "| yunet-dlib | yunet-s.dlib-resnet-v1 |" in section

@@ -191,6 +191,33 @@ def index_rebuild(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             console.print(f"index rebuilt: {report.added} face(s)")
 
 
+@index_app.command("reembed")
+def index_reembed(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Give every stored face a template of the configured vision model, then rebuild the index (after a change
+    of FACETRAIL_VISION_MODEL). Each image is committed on its own: a run that is stopped resumes where it was."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with reported_errors(as_json):
+        ft = state(ctx).open()
+        with Progress(TextColumn("[bold]re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, disable=as_json) as bar:
+            task = bar.add_task("images", total=None)
+            report = ft.reembed(local_actor(), lambda done, total: bar.update(task, completed=done, total=total))
+        body = {"model_id": report.model_id, "images": report.images, "faces": report.faces,
+                "already": report.already, "not_found": report.not_found, "unavailable": report.unavailable,
+                "failed_images": report.failed_images}
+        if as_json:
+            emit_json(body)
+        else:
+            console.print(f"{report.faces} face(s) of {report.images} image(s) re-embedded for {report.model_id} "
+                          f"({report.already} already were); index rebuilt")
+            if report.left or report.failed_images:
+                console.print(f"left under their old model (out of searches): {len(report.not_found)} face(s) "
+                              f"not found again, {len(report.unavailable)} without stored image or key, "
+                              f"{len(report.failed_images)} image(s) unreadable: "
+                              + "; ".join(f"image {i}: {c}" for i, c in report.failed_images.items()))
+
+
 @index_app.command("status")
 def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Open the index (repairing it from the store if needed) and show its size."""
@@ -199,6 +226,7 @@ def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         index = ft.gallery.index()
         last = ft.gallery.last_sync
         body = {"faces": len(index), "generation": index.generation, "model_id": ft.gallery.model_id,
+                "faces_of_other_models": ft.faces_of_other_models(),
                 "repaired": bool(last and (last.rebuilt or last.added or last.removed)),
                 "reason": last.reason if last else ""}
         if as_json:

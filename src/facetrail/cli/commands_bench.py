@@ -14,13 +14,14 @@ import typer
 from facetrail.cli.output import console, emit_json, err_console, reported_errors
 from facetrail.cli.state import JsonOpt
 from facetrail.config import get_settings
-from facetrail.vision.backend import VisionConfig
+from facetrail.ingest.analysis import vision_config
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of recognition quality.")
 
 
 def _versions() -> dict[str, str]:
-    names = ("facetrail", "dlib-bin", "face-recognition-models", "face_recognition", "faiss-cpu", "onnxruntime")
+    names = ("facetrail", "dlib-bin", "face-recognition-models", "face_recognition", "faiss-cpu", "onnxruntime",
+             "openvino")
     found = {}
     for name in names:
         try:
@@ -41,6 +42,17 @@ def accuracy(
     cache: Annotated[Path | None, typer.Option(help="folder to cache templates in")] = None,
     output: Annotated[Path | None, typer.Option(help="Markdown file to write the results section into")] = None,
     calibration_out: Annotated[Path | None, typer.Option(help="where to store the measured calibration")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        "--pipeline", help="a vision pipeline to compare (dlib, yunet-dlib, yunet-intel, yunet-n-intel); "
+                           "repeat it; writes the 'Vision pipelines' section instead")] = None,
+    samples: Annotated[Path | None, typer.Option(help="labelled sample photos (labels.tsv) to measure each "
+                                                      "pipeline on, with --pipeline")] = None,
+    calibrations: Annotated[Path | None, typer.Option(help="with --pipeline: folder to store each pipeline's "
+                                                           "calibration in, as <model id>.json")] = None,
+    reuse_dlib: Annotated[bool, typer.Option("--reuse-dlib/--measure-dlib", help="with --pipeline: cite dlib's "
+                                             "LFW figures from the output's accuracy section")] = True,
+    samples_only: Annotated[list[str] | None, typer.Option(
+        "--samples-only", help="with --pipeline: measure this pipeline on the sample photos only, not on LFW")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """LFW verification (10-fold), open-set identification, score-band calibration and clustering."""
@@ -49,12 +61,14 @@ def accuracy(
     from facetrail.evaluation.accuracy import add_clustering, report, run_pipeline, select_keys, write_section
     from facetrail.evaluation.accuracy import as_json as results_json
 
+    if pipeline:
+        _compare_pipelines(lfw_root, pipeline, samples=samples, stride=stride, workers=workers, cache=cache,
+                           output=output, calibrations=calibrations, reuse_dlib=reuse_dlib,
+                           samples_only=samples_only or [], as_json=as_json)
+        return
     with reported_errors(as_json):
         settings = get_settings(model=model)
-        config = VisionConfig(detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
-                              max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
-                              jitters=settings.jitters, model=settings.model,
-                              max_image_pixels=settings.max_image_pixels)
+        config = vision_config(settings)
         keys = select_keys(lfw_root, stride)
         pipelines = ["facetrail", *(["peer"] if peer else [])]
         results = []
@@ -106,7 +120,7 @@ def fpir(
 
     with reported_errors(as_json):
         settings = get_settings(model=model)
-        config = openset.vision_config(settings)
+        config = vision_config(settings)
         backend = load_backend(config)
         calibration = backend.calibration()
         if calibration is None:
@@ -135,5 +149,53 @@ def fpir(
             openset.write_section(output, text)
         if as_json:
             emit_json(asdict(result))
+        else:
+            console.print(text, markup=False, highlight=False)
+
+
+def _compare_pipelines(lfw_root: Path, names: list[str], *, samples: Path | None, stride: int, workers: int,
+                       cache: Path | None, output: Path | None, calibrations: Path | None, reuse_dlib: bool,
+                       samples_only: list[str], as_json: bool) -> None:
+    """Each vision pipeline on LFW and on the sample photos; the "Vision pipelines" section of BENCHMARKS.md."""
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+    from facetrail.evaluation.accuracy import as_json as results_json
+    from facetrail.evaluation.accuracy import pipelines_report, reference_row, run_pipeline, select_keys, write_section
+    from facetrail.evaluation.samples import evaluate_samples
+    from facetrail.vision.composite import VisionModel
+
+    with reported_errors(as_json):
+        settings = get_settings()
+        chosen = [VisionModel(n).value for n in dict.fromkeys(names)]
+        configs = {n: vision_config(settings, vision_model=n, model=None) for n in chosen}
+        reference = reference_row(output) if output is not None and reuse_dlib else None
+        skipped = {VisionModel(n).value for n in samples_only}
+        on_lfw = [n for n in chosen if n not in skipped and not (n == VisionModel.DLIB.value and reference is not None)]
+        keys = select_keys(lfw_root, stride)
+        results = []
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            tasks = {n: bar.add_task(f"LFW templates: {n}", total=len(keys)) for n in on_lfw}
+            for n in on_lfw:
+                def advance(_pipeline: str, done: int, _total: int, task: TaskID = tasks[n]) -> None:
+                    bar.update(task, completed=done)
+
+                results.append(run_pipeline(
+                    "facetrail", lfw_root, keys, configs[n], workers=workers or settings.worker_count(), cache=cache,
+                    progress=advance, stride=stride, label=n))
+        measured = {n: evaluate_samples(samples, n, configs[n]) for n in chosen} if samples is not None else {}
+        if calibrations is not None:
+            for r in results:
+                assert r.calibration is not None
+                r.calibration.save(calibrations / f"{r.model_id}.json")
+        command = "facetrail " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        text = pipelines_report(results, measured, command=command, versions=_versions(), reference=reference,
+                                stride=stride)
+        if output is not None:
+            write_section(output, "vision-pipelines", text)
+        if as_json:
+            emit_json({"lfw": results_json(results), "samples": {n: asdict(s) for n, s in measured.items()}})
         else:
             console.print(text, markup=False, highlight=False)

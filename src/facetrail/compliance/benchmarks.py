@@ -14,6 +14,8 @@ import facetrail
 
 BENCHMARKS = Path(facetrail.__file__).resolve().parents[2] / "BENCHMARKS.md"
 BLOCK = re.compile(r"<!-- accuracy:begin -->(.*?)<!-- accuracy:end -->", re.S)
+PIPELINES_BLOCK = re.compile(r"<!-- vision-pipelines:begin -->(.*?)<!-- vision-pipelines:end -->", re.S)
+"""The other vision pipelines' full tables (`facetrail bench accuracy --pipeline`), each row named by pipeline."""
 
 
 @dataclass(frozen=True)
@@ -39,16 +41,23 @@ class Benchmark:
 
 def read_benchmark(model_id: str, path: Path = BENCHMARKS) -> Benchmark | None:
     try:
-        match = BLOCK.search(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError:
         return None
-    if match is None:
-        return None
-    lines = match.group(1).strip().splitlines()
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("| facetrail")]
-    verification = next((r for r in rows if len(r) == 7 and r[1] == model_id), None)
-    if verification is None:
-        return None
+    for block in (BLOCK, PIPELINES_BLOCK):
+        match = block.search(text)
+        if match is None:
+            continue
+        lines = match.group(1).strip().splitlines()
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("| ")]
+        verification = next((r for r in rows if len(r) == 7 and r[1] == model_id), None)
+        if verification is not None:
+            return _measures(lines, [r for r in rows if r[0] == verification[0]], verification, model_id, path)
+    return None
+
+
+def _measures(lines: list[str], rows: list[list[str]], verification: list[str], model_id: str,
+              path: Path) -> Benchmark:
     identification = next((r for r in rows if len(r) == 7 and r[1] != model_id and r[1].isdigit()), None)
     bands = tuple(BandMeasure(r[1], r[2], r[3], r[4]) for r in rows if len(r) == 6)
     return Benchmark(run=lines[0] if lines else "", verification_accuracy=verification[2],

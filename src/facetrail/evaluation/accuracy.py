@@ -4,6 +4,7 @@ for facetrail and (optionally) the peer pipeline on the same images, written as 
 from __future__ import annotations
 
 import platform
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from facetrail.evaluation.metrics import (
     verification,
 )
 from facetrail.evaluation.pipelines import Templates, extract_templates
+from facetrail.evaluation.samples import SampleResult
 from facetrail.vision.backend import VisionConfig, load_backend
 from facetrail.vision.calibration import Band, Calibration
 
@@ -60,7 +62,8 @@ def select_keys(root: Path, stride: int) -> list[str]:
 
 
 def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *, workers: int, cache: Path | None,
-                 progress: Progress | None, stride: int = 1) -> PipelineResult:
+                 progress: Progress | None, stride: int = 1, label: str | None = None) -> PipelineResult:
+    """One pipeline ('facetrail' with `config`, or 'peer') on `keys`; `label` names it in the report."""
     model_id = load_backend(config).model_id if name == "facetrail" else "face_recognition-1.3.0"
     started = time.perf_counter()
     templates = extract_templates(
@@ -72,7 +75,7 @@ def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *
     same = np.array([p.same for p in view2])
     folds = np.array([p.fold for p in view2])
     result = PipelineResult(
-        name=name, model_id=model_id, images=len(keys), failed_to_enrol=int((~templates.enrolled).sum()),
+        name=label or name, model_id=model_id, images=len(keys), failed_to_enrol=int((~templates.enrolled).sum()),
         detectors=dict(Counter(templates.detectors)), seconds=seconds,
         verification=verification(distances, same, folds), identification=identification(templates))
     train_keys = lfw.pair_images(lfw.read_pairs(root / "pairsDevTrain.txt")[::stride])
@@ -80,7 +83,7 @@ def run_pipeline(name: str, root: Path, keys: list[str], config: VisionConfig, *
     calibration = Calibration.from_impostors(
         model_id, impostor_distances(templates, train_keys),
         data=f"LFW View 1 train (pairsDevTrain.txt): all different-person pairs among its {len(train_keys)} images",
-        extra={"pipeline": name})
+        extra={"pipeline": label or name})
     result.calibration = calibration
     result.band_fmr_test = band_fmrs(impostor_distances(templates, test_keys),
                                      {b.value: calibration.threshold(b) for b in (Band.STRONG, Band.PROBABLE,
@@ -182,3 +185,63 @@ def _cpus() -> int:
     import os
 
     return os.cpu_count() or 1
+
+
+def reference_row(benchmarks: Path, model_id: str = "dlib-resnet-v1") -> dict[str, str] | None:
+    """The figures of `model_id` in the last full run of the accuracy section of BENCHMARKS.md (its
+    verification and identification rows, and the run's date), to cite beside pipelines measured later."""
+    if not benchmarks.exists():
+        return None
+    text = benchmarks.read_text()
+    begin, end = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
+    if begin not in text or end not in text:
+        return None
+    section = text[text.index(begin):text.index(end)]
+    run = re.search(r"^Run (.+?) on ", section, re.MULTILINE)
+    verify = re.search(rf"^\| facetrail \| {re.escape(model_id)} \| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|",
+                       section, re.MULTILINE)
+    ident = re.search(r"^\| facetrail \| \d+ \| \d+ \| \d+ \| ([^|]+) \|", section, re.MULTILINE)
+    if not (run and verify):
+        return None
+    return {"run": run.group(1), "accuracy": verify.group(1).strip(), "tar": verify.group(2).strip(),
+            "failed": verify.group(4).strip(), "rank1": ident.group(1).strip() if ident else "-"}
+
+
+def pipelines_report(results: list[PipelineResult], samples: dict[str, SampleResult], *, command: str,
+                     versions: dict[str, str], reference: dict[str, str] | None, stride: int = 1) -> str:
+    """The "Vision pipelines" section: one summary row per detector + recogniser combination, then the full
+    tables of the pipelines measured in this run."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Run {when} on {platform.node() or 'unknown host'} ({platform.machine()}, {_cpus()} CPUs, "
+        f"Python {platform.python_version()}). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "", f"Reproduce: `{command}`", "",
+        *([f"**A slice: every {stride}th pair only; the figures are not comparable with full runs.**", ""]
+          if stride > 1 else []),
+        "| pipeline | template space | LFW View 2 accuracy | TAR @ FAR=1e-3 | failed to enrol (LFW) | rank-1 (LFW) "
+        "| sample photos with a face missed | false detections (samples) | detect ms / photo | embed ms / face "
+        "| same person nearer than others (samples) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_name = {r.name: r for r in results}
+    for name in sorted(set(by_name) | set(samples), key=lambda n: (n != "dlib", n)):
+        r, s = by_name.get(name), samples.get(name)
+        sample_cells = (f"{s.photos_missing_faces} of {s.photos} | {s.false_detections} | {s.detect_ms:.0f} | "
+                        f"{s.embed_ms:.1f} | {'yes' if s.separated else 'no'} (margin {s.margin:.3f})"
+                        if s else "- | - | - | - | -")
+        model_id = r.model_id if r else (s.model_id if s else "-")
+        if r is not None:
+            v, i = r.verification, r.identification
+            lfw_cells = (f"{v.accuracy_mean:.2%} ± {v.accuracy_std:.2%} | {v.tar_at_far_1e3:.2%} | "
+                         f"{r.failed_to_enrol} of {r.images} | {i.rank1:.2%}")
+        elif name == "dlib" and reference is not None:
+            lfw_cells = (f"{reference['accuracy']} | {reference['tar']} | {reference['failed']} | "
+                         f"{reference['rank1']} (LFW figures: the {reference['run']} run of \"Recognition "
+                         "quality on LFW\")")
+        else:
+            lfw_cells = "- | - | - | -"
+        lines.append(f"| {name} | {model_id} | {lfw_cells} | {sample_cells} |")
+    if results:
+        lines += ["", "#### The pipelines measured on LFW in this run", "",
+                  report(results, command=command, versions=versions, stride=stride).split("\n", 4)[4]]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -29,7 +29,6 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from facetrail.config import Settings
 from facetrail.evaluation import lfw
 from facetrail.evaluation.distractors import FaceModel, comparison_fmr
 from facetrail.evaluation.pipelines import Templates, extract_templates
@@ -135,13 +134,6 @@ def expected_fpir(distances: NDArray[np.float64], threshold: float, gallery_size
     missed = [0.0 if m - k < gallery_size else float(np.exp(log_choose(m - k, gallery_size)
                                                             - log_choose(m, gallery_size))) for k in close]
     return float(1.0 - np.mean(missed))
-
-
-def vision_config(settings: Settings) -> VisionConfig:
-    """The vision settings the product searches with (as `facetrail bench accuracy` builds them)."""
-    return VisionConfig(detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
-                        max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
-                        jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels)
 
 
 # -- the benchmark: FPIR and FNIR at several gallery sizes --------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from facetrail.config import Settings
 from facetrail.ingest.tracking import Track, Tracker
 from facetrail.media.image import decode_image, encode_jpeg
 from facetrail.media.video import VideoInfo, VideoLimits, VideoReader
@@ -58,6 +59,16 @@ class VideoAnalysis:
     # sampled frame position -> that frame (those with a face only)
     frames: dict[int, FrameJpeg] = field(default_factory=dict)
     tracks: list[Track] = field(default_factory=list)
+
+
+def vision_config(settings: Settings, **overrides: object) -> VisionConfig:
+    """The vision settings the product ingests and searches with (`overrides` replace some, e.g. a benchmark's
+    pipeline): one place maps Settings to the VisionConfig the worker processes receive."""
+    config = VisionConfig(detector=settings.detector, upsample_budget_pixels=settings.upsample_budget_pixels,
+                          max_upsample=settings.max_upsample, detector_fallback=settings.detector_fallback,
+                          jitters=settings.jitters, model=settings.model, max_image_pixels=settings.max_image_pixels,
+                          crop_size=settings.crop_size, vision_model=settings.vision_model)
+    return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 class Analyzer:

@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from facetrail.errors import InvalidValueError
 from facetrail.vision.calibration import Calibration
 from facetrail.vision.types import Detection, Template
 
@@ -48,14 +49,25 @@ class VisionConfig:
     model: Path | None = None
     max_image_pixels: int = 64_000_000
     crop_size: int = 160
+    vision_model: str = "dlib"  # composite.VisionModel: the detector + recogniser pipeline
 
 
 def load_backend(config: VisionConfig | None = None) -> VisionBackend:
-    """The backend the config names: dlib by default; with `model`, that ONNX embedder behind dlib's detector.
-    Unknown names are rejected, never silently replaced."""
+    """The backend the config names: dlib by default; with `model`, that ONNX embedder behind dlib's detector;
+    with another `vision_model`, that pipeline (composite.py). Unknown names are rejected, never silently
+    replaced."""
+    from facetrail.vision.composite import VisionModel, YuNetDlibBackend, YuNetIntelBackend
     from facetrail.vision.dlib_backend import DetectorKind, DlibBackend
 
     config = config or VisionConfig()
+    pipeline = VisionModel(config.vision_model)
+    if pipeline is not VisionModel.DLIB and config.model is not None:
+        raise InvalidValueError("model", f"an ONNX embedding model goes with vision_model 'dlib', "
+                                         f"not {pipeline.value!r}")
+    if pipeline is VisionModel.YUNET_DLIB:
+        return YuNetDlibBackend(DlibBackend(fallback=False, jitters=config.jitters))
+    if pipeline in (VisionModel.YUNET_INTEL, VisionModel.YUNET_N_INTEL):
+        return YuNetIntelBackend(pipeline)
     dlib_backend = DlibBackend(
         DetectorKind(config.detector),
         upsample_budget_pixels=config.upsample_budget_pixels,

@@ -134,6 +134,12 @@ class DlibBackend:
                         break
             return self._landmarked(models, pixels, found)
 
+    def landmarked(self, pixels: NDArray[np.uint8], found: Sequence[tuple[Box, float, str]]) -> list[Detection]:
+        """Detections from another detector's (box, score, detector name), with dlib's 5-point landmarks
+        predicted inside each box: what `embed` aligns on."""
+        with self._models() as models:
+            return self._landmarked(models, pixels, [(_rect(box), score, kind) for box, score, kind in found])
+
     @staticmethod
     def _run(models: dict[str, Any], kind: DetectorKind, pixels: NDArray[np.uint8],
              times: int) -> list[tuple[Any, float, str]]:

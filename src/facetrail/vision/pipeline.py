@@ -33,7 +33,7 @@ def analyze_faces(backend: VisionBackend, pixels: NDArray[np.uint8], *, crop_siz
         AnalyzedFace(
             detection=det,
             template=tpl,
-            quality=measure_quality(pixels, det.box, det.landmarks),
+            quality=measure_quality(pixels, det.box, det.landmarks, det.landmark_layout),
             crop_jpeg=face_crop(pixels, det, crop_size) if with_crops else b"",
         )
         for det, tpl in zip(detections, templates, strict=True)

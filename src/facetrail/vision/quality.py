@@ -22,9 +22,10 @@ class Quality:
     yaw: float
 
 
-def measure_quality(pixels: NDArray[np.uint8], box: Box, landmarks: tuple[Point, ...]) -> Quality:
+def measure_quality(pixels: NDArray[np.uint8], box: Box, landmarks: tuple[Point, ...],
+                    layout: str = "dlib5") -> Quality:
     return Quality(size_px=min(box.width, box.height), sharpness=_sharpness(pixels, box),
-                   yaw=_yaw(landmarks))
+                   yaw=_yaw(landmarks, layout))
 
 
 def _sharpness(pixels: NDArray[np.uint8], box: Box) -> float:
@@ -44,14 +45,17 @@ def _resize_nearest(grey: NDArray[np.float32], size: int) -> NDArray[np.float32]
     return grey[np.ix_(rows, cols)]
 
 
-def _yaw(landmarks: tuple[Point, ...]) -> float:
-    # dlib 5-point order: right eye outer, right eye inner, left eye outer, left eye inner, nose base.
+def _yaw(landmarks: tuple[Point, ...], layout: str = "dlib5") -> float:
     if len(landmarks) != 5:
         return 0.0
-    eye_a = Point((landmarks[0].x + landmarks[1].x) / 2, (landmarks[0].y + landmarks[1].y) / 2)
-    eye_b = Point((landmarks[2].x + landmarks[3].x) / 2, (landmarks[2].y + landmarks[3].y) / 2)
+    if layout == "yunet5":  # eye centres, nose tip, mouth corners
+        eye_a, eye_b, nose = landmarks[0], landmarks[1], landmarks[2]
+    else:  # dlib 5-point order: right eye outer, right eye inner, left eye outer, left eye inner, nose base.
+        eye_a = Point((landmarks[0].x + landmarks[1].x) / 2, (landmarks[0].y + landmarks[1].y) / 2)
+        eye_b = Point((landmarks[2].x + landmarks[3].x) / 2, (landmarks[2].y + landmarks[3].y) / 2)
+        nose = landmarks[4]
     span = abs(eye_a.x - eye_b.x)
     if span < 1e-6:
         return 0.0
     mid = (eye_a.x + eye_b.x) / 2
-    return round(float(np.clip((landmarks[4].x - mid) / (span / 2), -1.0, 1.0)), 3)
+    return round(float(np.clip((nose.x - mid) / (span / 2), -1.0, 1.0)), 3)

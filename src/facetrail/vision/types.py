@@ -23,9 +23,12 @@ class Point:
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected face: its box, five landmarks (eye corners and nose base, dlib order) and score."""
+    """One detected face: its box, five landmarks and score. `landmark_layout` says what the landmarks are:
+    "dlib5" (dlib's 5-point shape: eye corners and nose base) or "yunet5" (eye centres, nose tip, mouth
+    corners; see yunet.py)."""
 
     box: Box
     landmarks: tuple[Point, ...]
     score: float
     detector: str
+    landmark_layout: str = "dlib5"

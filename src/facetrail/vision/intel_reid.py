@@ -1,0 +1,88 @@
+"""Intel's face-reidentification-retail-0095 recogniser (Open Model Zoo, Apache-2.0), run with OpenVINO.
+
+Input: one 128x128 BGR face (pixel values 0-255), aligned so that its five points (eye centres, nose tip,
+mouth corners, as YuNet gives them) fall on the model's reference points; output: 256 values, compared by
+cosine. Templates are L2-normalised, so the index's Euclidean distance d relates to cosine similarity c by
+d^2 = 2 - 2c.
+
+The reference points are Open Model Zoo's, given there as fractions of a 96x112 crop (the SphereFace layout)
+and scaled here to the 128x128 input. The fit is a similarity (rotation, uniform scale, shift): the face keeps
+its proportions. This was measured against fitting the ArcFace template scaled to 128 px on LFW View 1
+(BENCHMARKS.md, "Vision pipelines").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.vision.alignment import similarity_transform, warp_affine
+from facetrail.vision.model_files import verified
+from facetrail.vision.types import Detection, Template
+
+SIZE = 128
+MODEL_XML = "face-reidentification-retail-0095.xml"
+MODEL_BIN = "face-reidentification-retail-0095.bin"
+_REFERENCE_96x112 = ((30.2946, 51.6963), (65.5318, 51.5014), (48.0252, 71.7366), (33.5493, 92.3655),
+                     (62.7299, 92.2041))
+REFERENCE_128: tuple[tuple[float, float], ...] = tuple(
+    (x / 96 * SIZE, y / 112 * SIZE) for x, y in _REFERENCE_96x112)
+"""Where the eye on the image's left, the other eye, the nose tip and the mouth corners go in the input."""
+
+
+class IntelReidEmbedder:
+    """256-d templates from YuNet-landmarked faces. One OpenVINO request at a time per instance (a lock);
+    `threads` is OpenVINO's thread count (one by default: ingestion runs one vision process per core)."""
+
+    template_dim = 256
+
+    def __init__(self, *, threads: int = 1, reference: Sequence[tuple[float, float]] = REFERENCE_128) -> None:
+        self.threads = threads
+        self.reference = np.array(reference, dtype=np.float64)
+        self._lock = threading.Lock()
+        self._request: Any = None
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._request is None:
+                import openvino as ov
+
+                xml, weights = verified(MODEL_XML), verified(MODEL_BIN)
+                core = ov.Core()
+                model = core.read_model(str(xml), str(weights))
+                compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
+                                                             "PERFORMANCE_HINT": "LATENCY"})
+                self._request = compiled.create_infer_request()
+            return self._request
+
+    def aligned(self, image: Image.Image, detection: Detection) -> NDArray[np.uint8]:
+        """The face warped onto the reference points: a (128, 128, 3) RGB crop."""
+        if detection.landmark_layout != "yunet5" or len(detection.landmarks) != 5:
+            raise InvalidValueError("landmarks", f"this recogniser aligns on YuNet's five points, not on "
+                                                 f"{detection.landmark_layout!r} landmarks")
+        points = np.array([(p.x, p.y) for p in detection.landmarks], dtype=np.float64)
+        return warp_affine(image, similarity_transform(points, self.reference), (SIZE, SIZE))
+
+    def embed(self, pixels: NDArray[np.uint8], detections: Sequence[Detection]) -> list[Template]:
+        if not detections:
+            return []
+        image = Image.fromarray(np.ascontiguousarray(pixels))
+        crops = [self.aligned(image, det) for det in detections]
+        request = self.load()
+        templates = []
+        for crop in crops:
+            batch = np.ascontiguousarray(crop[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32)  # BGR NCHW
+            with self._lock:
+                request.infer({0: batch})
+                vector = np.array(request.get_output_tensor(0).data, dtype=np.float32).reshape(-1)
+            norm = float(np.linalg.norm(vector))
+            if vector.shape != (self.template_dim,) or not np.isfinite(norm) or norm < 1e-12:
+                raise FacetrailError(f"the recogniser returned an unusable embedding ({vector.shape}, norm {norm})")
+            templates.append((vector / norm).astype(np.float32))
+        return templates

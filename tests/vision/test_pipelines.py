@@ -1,0 +1,152 @@
+"""The YuNet pipelines (YuNet + dlib, YuNet + Intel) on the real sample photos, and the shipped model files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.errors import InvalidValueError
+from facetrail.media.image import decode_image
+from facetrail.vision import VisionBackend, VisionConfig, load_backend, model_files
+from facetrail.vision.composite import MODEL_IDS, VisionModel, YuNetDlibBackend, YuNetIntelBackend
+from facetrail.vision.pipeline import analyze_faces
+from facetrail.vision.yunet import YUNET_S, YuNetDetector
+from tests.conftest import labelled_people, sample_bytes
+
+PIPELINES = ["yunet-dlib", "yunet-intel", "yunet-n-intel"]
+_loaded: dict[str, VisionBackend] = {}
+
+
+def backend(name: str) -> VisionBackend:
+    if name not in _loaded:
+        _loaded[name] = load_backend(VisionConfig(vision_model=name))
+    return _loaded[name]
+
+
+def pixels(name: str) -> np.ndarray:
+    return decode_image(sample_bytes(name), max_pixels=64_000_000).pixels
+
+
+def test_each_name_loads_its_own_pipeline_and_template_space() -> None:
+    assert isinstance(backend("yunet-dlib"), YuNetDlibBackend)
+    assert isinstance(backend("yunet-intel"), YuNetIntelBackend)
+    ids = {backend(n).model_id for n in PIPELINES} | {load_backend().model_id}
+    assert len(ids) == 4 and ids == set(MODEL_IDS.values())
+    assert backend("yunet-dlib").template_dim == 128 and backend("yunet-intel").template_dim == 256
+    with pytest.raises(InvalidValueError, match="unknown vision model 'arcface'"):
+        load_backend(VisionConfig(vision_model="arcface"))
+    with pytest.raises(InvalidValueError, match="ONNX embedding model goes with vision_model 'dlib'"):
+        load_backend(VisionConfig(vision_model="yunet-intel", model=Path("model.onnx")))
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_every_labelled_face_is_found_and_nothing_else(pipeline: str) -> None:
+    for name, people in sorted(labelled_people().items()):
+        found = backend(pipeline).detect(pixels(name))
+        # obama_and_biden.jpg also shows a child bystander, whom labelled_people leaves out.
+        extra = 1 if name == "obama_and_biden.jpg" else 0
+        assert len(found) == len(people) + extra, f"{pipeline} on {name}: {len(found)} faces for {people}"
+        for det in found:
+            assert len(det.landmarks) == 5 and det.box.area > 0
+            inside = [det.box.left - 1 <= p.x <= det.box.right + 1 and det.box.top - 1 <= p.y <= det.box.bottom + 1
+                      for p in det.landmarks]
+            assert sum(inside) >= 4, f"{pipeline} on {name}: landmarks {det.landmarks} far outside {det.box}"
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_same_person_is_closer_than_different_people(pipeline: str) -> None:
+    b = backend(pipeline)
+
+    def template(name: str) -> np.ndarray:
+        img = pixels(name)
+        faces = analyze_faces(b, img, with_crops=False)
+        assert faces, name
+        vector = faces[0].template
+        assert vector.shape == (b.template_dim,) and vector.dtype == np.float32 and np.all(np.isfinite(vector))
+        return vector
+
+    obama = [template(n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")]
+    others = [template(n) for n in ("biden.jpg", "kit_harington1.jpeg", "rose_leslie1.jpg")]
+    same = max(float(np.linalg.norm(a - b)) for i, a in enumerate(obama) for b in obama[i + 1:])
+    different = min(float(np.linalg.norm(a - b)) for a in obama for b in others)
+    assert same < different, f"{pipeline}: same person up to {same:.3f}, different people from {different:.3f}"
+    calibration = b.calibration()
+    if calibration is not None:  # shipped with the benchmark: the same person is in a band, strangers are not
+        assert calibration.model_id == b.model_id
+        assert calibration.band(same).value != "none" and calibration.band(different).value == "none"
+
+
+def test_yunet_points_are_eyes_nose_mouth_in_image_order() -> None:
+    det = YuNetDetector(YUNET_S).detect(pixels("obama.jpg"))[0]
+    left_eye, right_eye, nose, mouth_left, mouth_right = det.landmarks
+    assert det.landmark_layout == "yunet5"
+    assert left_eye.x < nose.x < right_eye.x and mouth_left.x < mouth_right.x
+    assert max(left_eye.y, right_eye.y) < nose.y < min(mouth_left.y, mouth_right.y)
+
+
+def test_detection_maps_back_from_the_640_copy() -> None:
+    """The same face in a photo and in its 4x smaller copy: boxes agree after scaling (both are detected on a
+    640 px copy, one reduced, the other enlarged)."""
+    big = pixels("obama-1080p.jpg")
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(big).resize((big.shape[1] // 4, big.shape[0] // 4)))
+    detector = YuNetDetector(YUNET_S)
+    a, b = detector.detect(big)[0].box, detector.detect(small)[0].box
+    for big_edge, small_edge in ((a.left, b.left), (a.top, b.top), (a.right, b.right), (a.bottom, b.bottom)):
+        assert abs(big_edge - 4 * small_edge) <= 0.05 * a.width
+    assert a.right <= big.shape[1] and a.bottom <= big.shape[0]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_no_face_in_blank_or_tiny_images(pipeline: str) -> None:
+    for image in (np.zeros((480, 640, 3), np.uint8), np.full((1, 1, 3), 255, np.uint8),
+                  np.zeros((3000, 20, 3), np.uint8)):
+        assert backend(pipeline).detect(image) == []
+    assert backend(pipeline).embed(np.zeros((10, 10, 3), np.uint8), []) == []
+
+
+def test_intel_refuses_dlib_landmarks() -> None:
+    img = pixels("obama.jpg")
+    dlib_detection = load_backend().detect(img)[0]
+    with pytest.raises(InvalidValueError, match="aligns on YuNet's five points"):
+        backend("yunet-intel").embed(img, [dlib_detection])
+
+
+def test_shipped_files_match_their_checksums_and_licences_ship_beside_them() -> None:
+    for name, digest in model_files.SHA256.items():
+        assert model_files.sha256_of(model_files.MODELS / name) == digest
+    shipped = {p.name for p in model_files.MODELS.iterdir()}
+    assert {"PROVENANCE.md", "LICENSE.opencv_zoo.yunet.MIT.txt", "LICENSE.libfacedetection.train.txt",
+            "LICENSE.open_model_zoo.Apache-2.0.txt"} <= shipped
+
+
+@pytest.mark.parametrize("name", ["face_detection_yunet_2023mar.onnx", "face-reidentification-retail-0095.bin"])
+def test_a_changed_model_file_is_refused(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "models"
+    shutil.copytree(model_files.MODELS, folder)
+    damaged = bytearray((folder / name).read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    (folder / name).write_bytes(bytes(damaged))
+    monkeypatch.setattr(model_files, "MODELS", folder)
+    fresh = YuNetIntelBackend(VisionModel.YUNET_INTEL)  # nothing loaded yet
+    with pytest.raises(InvalidValueError, match=f"{name} has SHA-256 .* it was changed or damaged"):
+        fresh.embed(pixels("obama.jpg"), fresh.detect(pixels("obama.jpg")))
+    (folder / name).unlink()
+    with pytest.raises(InvalidValueError, match="is missing"):
+        model_files.verified(name)
+    with pytest.raises(InvalidValueError, match="not a model file facetrail ships"):
+        model_files.verified("other.onnx")
+
+
+def test_pose_from_yunet_points_agrees_with_dlib() -> None:
+    """The live check reads the head's turn (yaw) from the landmarks: YuNet's points (eye centres, nose tip)
+    must give the same reading as dlib's (eye corners, nose base) on the same faces."""
+    for name in ("obama.jpg", "kit_harington1.jpeg", "rose_leslie2.jpg", "alex_lacamoire1.jpg"):
+        img = pixels(name)
+        dlib_yaw = analyze_faces(load_backend(), img, with_crops=False)[0].quality.yaw
+        yunet_yaw = analyze_faces(backend("yunet-intel"), img, with_crops=False)[0].quality.yaw
+        assert abs(dlib_yaw - yunet_yaw) < 0.25, f"{name}: dlib {dlib_yaw}, YuNet {yunet_yaw}"

@@ -34,12 +34,16 @@ node_modules/.installed: package-lock.json
 unit: install node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The suites whose behaviour depends on the vector index engine, again on Milvus (milvus-lite under each test's
-# data directory, the same client as a cluster): gallery, search, erasure (no bytes left) and restriction.
-# tests/index/test_engines.py and test_milvus_index.py run both engines in `make unit`. About 3 minutes on 2 cores.
-MILVUS_SUITES := tests/index/test_gallery.py tests/search tests/rights/test_erasure.py tests/rights/test_restriction.py
+# The distributed stack: the gallery, search and rights suites (erasure with its "no bytes left" checks, restriction,
+# suppression, requests) again with the metadata on PostgreSQL (tests/pg.py) and the vectors in Milvus (milvus-lite
+# under each test's data directory, the same client as a cluster). milvus-lite serves one process, so the suites
+# with several processes at once run on PostgreSQL with the embedded index (test-postgres); a Milvus server shared
+# by two processes is tests/index/test_milvus_server.py. tests/index/test_engines.py and test_milvus_index.py run
+# both engines in `make unit`. About 3 minutes on 2 cores.
+MILVUS_SUITES := tests/index/test_gallery.py tests/search tests/rights
+MILVUS_ARGS ?= -m "not slow"
 unit-milvus: install
-	$(BIN)/pytest --index-engine milvus $(MILVUS_SUITES) $(PYTEST_ARGS)
+	$(BIN)/pytest --db postgres --index-engine milvus $(MILVUS_SUITES) $(MILVUS_ARGS) $(PYTEST_ARGS)
 
 # The store, ingestion, search, rights, audit and compliance (orders, retention) suites again with the metadata
 # on PostgreSQL: a throwaway server (Debian's `postgresql`, started by tests/pg.py on loopback). Tests marked slow

@@ -24,6 +24,23 @@ class Hit:
     distance: float
 
 
+Batch = tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]
+
+
+def checked_batch(ids: NDArray[np.int64], vectors: NDArray[np.float32], partitions: NDArray[np.int64],
+                  dim: int) -> Batch:
+    """What `VectorIndex.add` receives, as contiguous arrays of the right types; ValueError when the lengths
+    differ or an id is negative (every engine refuses the same batches)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    partitions = np.asarray(partitions, dtype=np.int64)
+    if len(ids) != len(vectors) or len(ids) != len(partitions):
+        raise ValueError(f"{len(ids)} ids, {len(vectors)} vectors and {len(partitions)} partitions differ")
+    if len(ids) and ids.min() < 0:
+        raise ValueError("face ids must not be negative")
+    return ids, vectors, partitions
+
+
 class VectorIndex(Protocol):
     """Face templates by face id, each tagged with a partition (its source id) for filtering."""
 

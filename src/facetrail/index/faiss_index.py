@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from facetrail.crashpoints import crash_point
 from facetrail.errors import FacetrailError, IndexCorruptError
 from facetrail.fsutil import atomic_write, private_dir, private_opener
-from facetrail.index.base import Hit
+from facetrail.index.base import Hit, checked_batch
 
 log = logging.getLogger(__name__)
 MAGIC = b"FTINDEX2"
@@ -165,13 +165,7 @@ class FaissIndex:
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32], partitions: NDArray[np.int64]) -> None:
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        partitions = np.asarray(partitions, dtype=np.int64)
-        if len(ids) != len(vectors) or len(ids) != len(partitions):
-            raise ValueError(f"{len(ids)} ids, {len(vectors)} vectors and {len(partitions)} partitions differ")
-        if ids.min() < 0:
-            raise ValueError("face ids must not be negative")
+        ids, vectors, partitions = checked_batch(ids, vectors, partitions, self.dim)
         with self._lock:
             self._add_locked(ids, vectors, partitions)
             self._dirty.append(ids.copy())

@@ -39,7 +39,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 
 from facetrail.errors import FacetrailError, IndexCorruptError
 from facetrail.fsutil import private_dir, private_opener
-from facetrail.index.base import Hit
+from facetrail.index.base import Hit, checked_batch
 
 MAX_TOP_K = 16_384  # Milvus answers at most this many hits (and rows per query page)
 PAGE = 4_096  # rows per page when reading ids or vectors back
@@ -110,13 +110,7 @@ class MilvusIndex:
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32], partitions: NDArray[np.int64]) -> None:
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        ids = np.asarray(ids, dtype=np.int64)
-        partitions = np.asarray(partitions, dtype=np.int64)
-        if len(ids) != len(vectors) or len(ids) != len(partitions):
-            raise ValueError(f"{len(ids)} ids, {len(vectors)} vectors and {len(partitions)} partitions differ")
-        if ids.min() < 0:
-            raise ValueError("face ids must not be negative")
+        ids, vectors, partitions = checked_batch(ids, vectors, partitions, self.dim)
         with self._lock:
             self._mark_unpersisted()
             if self.remove(ids.tolist()):  # an id already present is replaced, in whichever partition it was

@@ -845,6 +845,22 @@ def _wrapped(line: str, width: int = 120) -> str:
     return textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
+def run_line(started: datetime, m: dict[str, str]) -> str:
+    """The closing line of a benchmark section: when, which revision, on what machine."""
+    return (f"Run on {started:%Y-%m-%d %H:%M} UTC, revision {m['revision']}, on {m['cpu']}, {m['cores']} cores, "
+            f"{m['memory']}, Python {m['python']}; the machine was shared with other work, so the figures are noisy.")
+
+
+def section(title: str, blocks: list[list[str]]) -> str:
+    """A Markdown section: prose lines wrapped at 120 columns, table rows and blank lines kept as they are."""
+    lines = [f"## {title}", ""]
+    for block in blocks:
+        lines += [line if line.startswith("|") or not line else textwrap.fill(line, 120, break_on_hyphens=False)
+                  for line in block]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_section(path: Path, body: str, *, start: str = START, end: str = END) -> None:
     """Replace the section between the markers (the load test's by default), or append it; the rest of the file
     is left alone."""

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.load import ROOT, machine, write_section
+from bench.load import ROOT, machine, run_line, section, write_section
 from facetrail.media.video import VideoLimits, VideoReader
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
@@ -121,15 +120,9 @@ def markdown(runs: list[Run], baseline: Run, sampled: Run, started: datetime) ->
         f"makes the ingestion of that clip **{baseline.ingest_s / sampled.ingest_s:.1f}x** faster "
         f"({sampled.ingest_s:.1f} s) for {sampled.tracks} track(s) and {sampled.templates} template(s) kept.",
         "",
-        f"Run on {started:%Y-%m-%d %H:%M} UTC, revision {m['revision']}, on {m['cpu']}, {m['cores']} cores, "
-        f"{m['memory']}, Python {m['python']}; the machine was shared with other work, so the figures are noisy.",
+        run_line(started, m),
     ]
-    lines = ["## Video ingestion", ""]
-    for block in (prose, table, after):
-        lines += [line if line.startswith("|") or not line else textwrap.fill(line, 120, break_on_hyphens=False)
-                  for line in block]
-        lines.append("")
-    return "\n".join(lines)
+    return section("Video ingestion", [prose, table, after])
 
 
 def main(argv: list[str] | None = None) -> int:

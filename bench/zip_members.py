@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import textwrap
 import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.load import ROOT, machine, write_section
+from bench.load import ROOT, machine, run_line, section, write_section
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 
@@ -97,15 +96,9 @@ def markdown(runs: list[Run], startup: Run, ratio: float, started: datetime) -> 
         f"**{ratio:.2f}** (1 = linear, above 1 = worse; it was 2.5 from 1,000 to 4,000 members before the fix); with "
         f"the fixed cost in: {runs[-1].per_member_ms / runs[0].per_member_ms:.2f}.",
         "",
-        f"Run on {started:%Y-%m-%d %H:%M} UTC, revision {m['revision']}, on {m['cpu']}, {m['cores']} cores, "
-        f"{m['memory']}, Python {m['python']}; the machine was shared with other work, so the figures are noisy.",
+        run_line(started, m),
     ]
-    lines = ["## Zip archives: ingestion time against the number of members", ""]
-    for block in (prose, table, after):
-        lines += [line if line.startswith("|") or not line else textwrap.fill(line, 120, break_on_hyphens=False)
-                  for line in block]
-        lines.append("")
-    return "\n".join(lines)
+    return section("Zip archives: ingestion time against the number of members", [prose, table, after])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,8 +251,8 @@ def _print_report(report: IngestReport) -> None:
         f"{report.faces_suppressed} face(s) dropped by opt-outs, {len(report.errors)} error(s), "
         f"{len(report.skipped)} file(s) skipped (not images).", highlight=False)
     if report.videos:
-        videos = folding_table("video", "seconds", "frames decoded", "analysed", "faces", "tracks", "templates kept",
-                               "tracks opted out")
+        videos = folding_table("video", "s", "decoded", "analysed", "faces", "tracks", "kept", "opted out",
+                               title="videos: frames decoded and analysed, templates kept, tracks opted out")
         for v in report.videos:
             videos.add_row(v.name, f"{v.duration_s:.1f}", str(v.frames_decoded), str(v.frames_analysed),
                            str(v.faces_detected), str(v.tracks), str(v.templates_kept), str(v.tracks_suppressed))

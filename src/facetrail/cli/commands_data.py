@@ -307,17 +307,17 @@ def search(
             console.print(f"{marker} query face {q.index}: box {q.box.as_dict()} size {q.size_px}px", highlight=False)
         for warning in outcome.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = folding_table("rank", "score", "band", "FMR", f"FPIR at {outcome.reach.gallery_size:,}", "face",
-                              "image", "source", "original", "box", "seen in video",
+        # The band is the per-comparison rate, FPIR what it means at this gallery size; the exact false-match rate,
+        # image id and face box are in --json. A video result names its track and when the person is seen.
+        table = folding_table("rank", "score", "band", f"FPIR at {outcome.reach.gallery_size:,}", "face",
+                              "source", "found in",
                               title=f"search {outcome.search_id} ({threshold_line(outcome.reach)})")
         for h in outcome.results:
-            b = h.box
-            seen = "" if h.video is None else (
+            where = h.original_name if h.video is None else (
                 f"{h.video.name}, track {h.video.track_id}: "
                 + ", ".join(f"{start:.1f}-{end:.1f} s" for start, end in h.video.ranges))
-            table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", rate(h.fmr), rate(h.fpir),
-                          str(h.face_id), str(h.image_id), h.source_name, h.original_name,
-                          f"{b.left},{b.top},{b.right},{b.bottom}", seen)
+            table.add_row(str(h.rank), f"{h.score:.1f}", h.band.value if h.band else "-", rate(h.fpir),
+                          str(h.face_id), h.source_name, where)
         console.print(table)
         if not outcome.calibrated:
             console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")

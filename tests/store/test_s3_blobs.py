@@ -89,6 +89,7 @@ def test_erasure_leaves_no_clear_byte_of_the_person_in_the_bucket(s3_ft: Facetra
     assert len(faces) == 4
     portraits = [f for f in faces if f.image_name in BIDEN_PHOTOS]
     clear_images = [(SAMPLES / f.image_name).read_bytes() for f in portraits]
+    assert [ft.blobs.get(f.image_key or "") for f in portraits] == clear_images  # kept as received, sealed
     before = s3_server.objects(bucket)
     # Every blob is in the bucket, sealed: no crop, template or image in clear in any object.
     assert all(name.startswith(("ft/crops/", "ft/images/")) for name in before) and len(before) >= 26

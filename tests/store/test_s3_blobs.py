@@ -11,6 +11,7 @@ import pytest
 
 from facetrail.accounts.roles import Actor
 from facetrail.backup.archive import create_backup
+from facetrail.backup.restore import restore_backup
 from facetrail.errors import ConflictError, KeyUnavailableError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
@@ -137,6 +138,31 @@ def test_a_bucket_that_disappears_makes_writes_fail_clearly(s3_ft: Facetrail, s3
         s3_ft.blobs.put("crops/ab-1.jpg", b"crop pixels", s3_ft.vault.new_key("face"))
 
 
+def no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_credentials_come_from_the_aws_environment_variables(s3_server: S3Server, bucket: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    no_aws_configuration(monkeypatch, tmp_path)
+    settings = {k: v for k, v in s3_server.settings(bucket).items() if not k.startswith("s3_access") and
+                not k.startswith("s3_secret")}
+    with pytest.raises(BlobStorageError, match="no credentials for bucket .* AWS_ACCESS_KEY_ID"):
+        Facetrail.open(tmp_path / "data", create=True, workers=1, **settings)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-environment-secret")
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1, **settings)
+    try:
+        key = ft.blobs.put("crops/ab-1.jpg", b"crop pixels", ft.vault.new_key("face"))
+        assert ft.blobs.get(key) == b"crop pixels" and list(s3_server.objects(bucket)) == ["ft/crops/ab-1.jpg"]
+    finally:
+        ft.close()
+
+
 def test_blob_urls_are_checked() -> None:
     assert parse_blob_url("s3://my-bucket") == ("my-bucket", "")
     assert parse_blob_url("s3://my.bucket/a/b/") == ("my.bucket", "a/b")
@@ -149,3 +175,6 @@ def test_backup_refuses_blobs_in_a_bucket(s3_ft: Facetrail, actor: Actor, tmp_pa
     with pytest.raises(ConflictError, match="versioning and replication"):
         create_backup(s3_ft, actor, tmp_path / "backup.tar")
     assert not (tmp_path / "backup.tar").exists()
+    (tmp_path / "backup.tar").write_bytes(b"an archive")
+    with pytest.raises(ConflictError, match="S3-compatible bucket"):  # nor restored into it
+        restore_backup(s3_ft.settings, tmp_path / "backup.tar", actor.name)

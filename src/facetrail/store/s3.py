@@ -21,7 +21,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+)
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from facetrail.config import Settings
 from facetrail.errors import FacetrailError
@@ -86,8 +92,13 @@ class S3Storage:
                 return BlobStorageError(f"blob storage: {self._where()} refused the credentials ({code}) "
                                         f"to {action}")
             return BlobStorageError(f"blob storage: {action} in {self._where()} failed: {code or exc}")
-        return BlobStorageError(f"blob storage: {self.endpoint} cannot be reached to {action} in bucket "
-                                f"{self.bucket!r}: {exc}")
+        if isinstance(exc, NoCredentialsError):
+            return BlobStorageError(f"blob storage: no credentials for {self._where()}: set s3_access_key_id and "
+                                    "s3_secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        if isinstance(exc, EndpointUnreachable | HTTPClientError):
+            return BlobStorageError(f"blob storage: {self.endpoint} cannot be reached to {action} in bucket "
+                                    f"{self.bucket!r}: {exc}")
+        return BlobStorageError(f"blob storage: {action} in {self._where()} failed: {exc}")
 
     def _check_bucket(self) -> None:
         try:

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from facetrail.runtime import Facetrail
 from facetrail.store.s3 import S3Storage
 
 REGION = "us-east-1"
@@ -89,3 +90,15 @@ def bucket(s3_server: S3Server) -> str:
     name = f"facetrail-test-{os.getpid()}-{next(_BUCKETS)}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(params=["directory", "s3"])
+def blob_ft(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Facetrail]:
+    """An empty Facetrail with its blobs in the data directory, then one with them in a bucket of the test server."""
+    overrides: dict[str, object] = {}
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        overrides = server.settings(request.getfixturevalue("bucket"))
+    instance = Facetrail.open(tmp_path / "data", create=True, workers=1, **overrides)
+    yield instance
+    instance.close()

@@ -12,7 +12,7 @@ import pytest
 from facetrail.accounts.roles import Actor
 from facetrail.backup.archive import create_backup
 from facetrail.backup.restore import restore_backup
-from facetrail.errors import ConflictError, KeyUnavailableError
+from facetrail.errors import ConflictError, InvalidValueError, KeyUnavailableError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.blobs import BlobStorage, DirectoryStorage
@@ -167,7 +167,7 @@ def test_blob_urls_are_checked() -> None:
     assert parse_blob_url("s3://my-bucket") == ("my-bucket", "")
     assert parse_blob_url("s3://my.bucket/a/b/") == ("my.bucket", "a/b")
     for bad in ("s3://", "s3://UPPER/x", "s3://b/x", "s3://bucket/a/../b", "s3://bucket/a//b", "http://bucket/x"):
-        with pytest.raises(ValueError, match="blob_url"):
+        with pytest.raises(InvalidValueError, match="blob_url"):
             parse_blob_url(bad)
 
 

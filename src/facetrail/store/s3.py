@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from facetrail.config import Settings
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, InvalidValueError
 
 _URL = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[A-Za-z0-9_.\-/]*))?$")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -44,11 +44,11 @@ def parse_blob_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of `s3://bucket/prefix` (the prefix without slashes at either end; may be empty)."""
     match = _URL.match(url)
     if match is None:
-        raise ValueError(f"blob_url {url!r} is not s3://bucket/prefix (a bucket name of 3-63 lower-case letters, "
-                         "digits, dots and hyphens)")
+        raise InvalidValueError("blob_url", f"{url!r} is not s3://bucket/prefix (a bucket name of 3-63 lower-case "
+                                "letters, digits, dots and hyphens)")
     prefix = (match["prefix"] or "").strip("/")
     if ".." in prefix.split("/") or "//" in prefix:
-        raise ValueError(f"blob_url {url!r}: the prefix has an empty or '..' part")
+        raise InvalidValueError("blob_url", f"{url!r}: the prefix has an empty or '..' part")
     return match["bucket"], prefix
 
 
@@ -96,8 +96,8 @@ class S3Storage:
             return BlobStorageError(f"blob storage: no credentials for {self._where()}: set s3_access_key_id and "
                                     "s3_secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         if isinstance(exc, EndpointUnreachable | HTTPClientError):
-            return BlobStorageError(f"blob storage: {self.endpoint} cannot be reached to {action} in bucket "
-                                    f"{self.bucket!r}: {exc}")
+            return BlobStorageError(f"blob storage: {self.endpoint} cannot be reached ({action}, bucket "
+                                    f"{self.bucket!r}): {exc}")
         return BlobStorageError(f"blob storage: {action} in {self._where()} failed: {exc}")
 
     def _check_bucket(self) -> None:

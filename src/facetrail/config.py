@@ -149,6 +149,17 @@ class Settings(BaseSettings):
     vision_model: Literal["dlib", "yunet-dlib", "yunet-intel", "yunet-n-intel"] = Field(
         default="dlib", description="face detector + recogniser: dlib, yunet-dlib, yunet-intel or yunet-n-intel")
 
+    # Blobs on S3-compatible object storage (store/s3.py): crops, images, selfies and packages as sealed objects in
+    # a bucket instead of <data>/blobs. Credentials: these two, else the standard AWS environment variables.
+    blob_url: str | None = Field(default=None, pattern=r"^s3://", description="where blobs are kept: "
+                                 "s3://bucket/prefix (default: the data directory's blobs folder)")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint, e.g. "
+                                        "http://minio:9000 (default: AWS S3)")
+    s3_access_key_id: str | None = Field(default=None, description="S3 access key id (default: AWS_ACCESS_KEY_ID)")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key (default: "
+                                                   "AWS_SECRET_ACCESS_KEY)")
+    s3_region: str | None = Field(default=None, description="S3 region (default: AWS_DEFAULT_REGION)")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

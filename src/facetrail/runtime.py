@@ -65,7 +65,7 @@ from facetrail.sources.fetch import Fetcher, FetchPolicy
 from facetrail.sources.inputs import InputItem, Limits
 from facetrail.sources.registry import SourceRegistry
 from facetrail.sources.urls import url_items
-from facetrail.store.blobs import BlobStore
+from facetrail.store.blobs import BlobStore, blob_storage
 from facetrail.store.db import Database
 from facetrail.store.models import AuditEntry, RightsRequest
 from facetrail.store.sealing import check_keyring, seal_cleartext
@@ -113,7 +113,7 @@ class Facetrail:
         self.db.migrate()
         self.vault = open_vault(settings)
         check_keyring(self.db, self.vault)
-        self.blobs = BlobStore(self.data / "blobs", self.vault)
+        self.blobs = BlobStore(self.data / "blobs", self.vault, blob_storage(settings))
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / AUDIT_HEAD)
         self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,

@@ -23,7 +23,9 @@ def test_blobs_are_sealed_files_under_their_kind(ft: Facetrail) -> None:
     assert not list(path.parent.glob(".*"))  # no temporary file left beside it
 
 
-def test_a_shredded_blob_is_gone_with_its_key(ft: Facetrail) -> None:
+def test_a_shredded_blob_is_gone_with_its_key(blob_ft: Facetrail) -> None:
+    """On either storage (tests/store/conftest.py: the data directory, a bucket)."""
+    ft = blob_ft
     blobs = ft.blobs
     key = blobs.put("packages/p1.zip", b"package", ft.vault.new_key("package"))
     sealed = blobs.raw(key)

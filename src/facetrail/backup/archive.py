@@ -63,6 +63,7 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
     """Write a backup archive to `dest` (a new file) and record it in the audit log."""
     require(actor, Action.BACKUP)
     refuse_server_database(ft.settings.database_url)
+    refuse_bucket_blobs(ft.settings.blob_url)
     if dest.exists():
         raise InvalidValueError("path", f"{dest} exists already; a backup never overwrites a file")
     if not dest.parent.is_dir():
@@ -130,6 +131,18 @@ def refuse_server_database(url: str) -> None:
     """Backups hold a SQLite store; a PostgreSQL store is backed up with pg_dump (README, PostgreSQL)."""
     if not url.startswith("sqlite"):
         raise ConflictError(PG_DUMP_ADVICE)
+
+
+BUCKET_ADVICE = ("this data directory keeps its blobs in an S3-compatible bucket (blob_url): `facetrail backup` "
+                 "copies a data directory's blobs folder only. Protect the bucket with its own versioning and "
+                 "replication; old versions hold sealed bytes only, which erasure's destroyed keys leave unreadable, "
+                 "and lifecycle rules should expire noncurrent versions")
+
+
+def refuse_bucket_blobs(blob_url: str | None) -> None:
+    """Backups hold the blobs folder; blobs in a bucket are the bucket's to keep (README, blobs on S3)."""
+    if blob_url is not None:
+        raise ConflictError(BUCKET_ADVICE)
 
 
 def _clean_leftovers(folder: Path, pattern: str, pid_at: int) -> None:

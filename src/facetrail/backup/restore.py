@@ -23,7 +23,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from facetrail.audit.checkpoints import set_aside
-from facetrail.backup.archive import DATABASE, FORMAT, HEAD, MANIFEST, refuse_server_database
+from facetrail.backup.archive import (
+    DATABASE,
+    FORMAT,
+    HEAD,
+    MANIFEST,
+    refuse_bucket_blobs,
+    refuse_server_database,
+)
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.keyring import keyring_id_of
@@ -41,6 +48,7 @@ def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[s
     """Restore `archive` into the data directory; returns the report the restore's audit entry holds."""
     data = settings.data
     refuse_server_database(settings.database_url)
+    refuse_bucket_blobs(settings.blob_url)
     if not archive.is_file():
         raise InvalidValueError("path", f"{archive} is not a file")
     require_data_dir(data)  # a backup holds no keys: it restores into the data directory it was made from

@@ -8,7 +8,8 @@ authenticated with it.
 Keys are chosen by the caller and are deterministic, so a re-run overwrites rather than orphans. Where the sealed
 bytes are kept is a BlobStorage's business: files under the data directory by default (DirectoryStorage: writes
 are atomic, temporary file, fsync, rename, so a crash never leaves half a blob under a real key; layout
-<root>/<kind>/<2 hex>/<name>). A storage only ever sees ciphertext.
+<root>/<kind>/<2 hex>/<name>), or objects in an S3-compatible bucket when `blob_url` names one (store/s3.py). A
+storage only ever sees ciphertext.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import re
 from pathlib import Path
 from typing import Protocol
 
+from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey, Vault, key_id_of
-from facetrail.errors import KeyUnavailableError
+from facetrail.errors import FacetrailError, KeyUnavailableError
 from facetrail.fsutil import atomic_write, private_dir
 
 _KEY = re.compile(r"^[a-z]+/[A-Za-z0-9_.-]+$")
@@ -137,3 +139,15 @@ class BlobStore:
 
 def _kind(key: str) -> str:
     return key.split("/", 1)[0]
+
+
+def blob_storage(settings: Settings) -> BlobStorage | None:
+    """The storage `blob_url` names (an S3-compatible bucket, store/s3.py), or None for the data directory's blob
+    folder (the default)."""
+    if settings.blob_url is None:
+        return None
+    try:
+        from facetrail.store.s3 import S3Storage
+    except ImportError as exc:
+        raise FacetrailError("blob_url names an S3 bucket, which needs boto3 (pip install 'facetrail[s3]')") from exc
+    return S3Storage.from_settings(settings)

@@ -87,6 +87,8 @@ class Facetrail:
         (otherwise a path that holds no data directory is refused: a typo must not become a new store)."""
         self.settings = settings
         self.data = settings.data
+        # Reached first (a bucket is checked here), so that an unreachable blob storage leaves nothing made.
+        self._storage = blob_storage(settings)
         created = create and not is_data_dir(self.data)
         if created:
             private_dir(self.data)
@@ -113,7 +115,7 @@ class Facetrail:
         self.db.migrate()
         self.vault = open_vault(settings)
         check_keyring(self.db, self.vault)
-        self.blobs = BlobStore(self.data / "blobs", self.vault, blob_storage(settings))
+        self.blobs = BlobStore(self.data / "blobs", self.vault, self._storage)
         seal_cleartext(self.db, self.blobs)  # records an earlier version stored in clear (none, usually)
         self.audit = AuditLog(self.data / AUDIT_HEAD)
         self.checkpoints = CheckpointService(self.db, self.audit, self.data / AUDIT_CHECKPOINTS,

@@ -122,6 +122,7 @@ def test_an_unreachable_server_is_an_error_naming_the_endpoint(bucket: str, tmp_
         Facetrail.open(tmp_path / "data", create=True, workers=1, blob_url=f"s3://{bucket}/ft",
                        s3_endpoint_url=endpoint, s3_access_key_id="x", s3_secret_access_key="y",
                        s3_region="us-east-1")
+    assert not (tmp_path / "data").exists()  # nothing made: `facetrail init` can simply be run again
 
 
 def test_a_missing_bucket_is_an_error_naming_it(s3_server: S3Server, tmp_path: Path) -> None:
@@ -129,6 +130,7 @@ def test_a_missing_bucket_is_an_error_naming_it(s3_server: S3Server, tmp_path: P
         s3_server.storage("no-such-bucket")
     with pytest.raises(BlobStorageError, match="no bucket 'no-such-bucket'"):
         Facetrail.open(tmp_path / "data", create=True, workers=1, **s3_server.settings("no-such-bucket"))
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_bucket_that_disappears_makes_writes_fail_clearly(s3_ft: Facetrail, s3_server: S3Server,

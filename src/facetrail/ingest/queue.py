@@ -1,0 +1,233 @@
+"""Image analysis across machines: a job queue in Redis, read by `facetrail worker` processes.
+
+The ingesting process stays the only writer: it pushes each image's bytes (with the vision settings) to the
+list `facetrail:jobs` and commits the results as they come back, in submission order, exactly as with the local
+pool (`JobQueue.analyse` has WorkerPool's contract). Redis holds plain lists (the reliable-queue pattern):
+
+- a worker moves a job atomically (BLMOVE) from `facetrail:jobs` to its own processing list, and refreshes a
+  heartbeat key with a short expiry while it is alive;
+- it pushes the result (the analysis, or the per-file error) to the batch's result list, then drops the job
+  from its processing list;
+- the writer, while it waits, puts back on the queue the jobs of every processing list whose worker's
+  heartbeat has expired (a worker killed mid-job loses nothing). A job that has taken down workers
+  `MAX_ATTEMPTS` times is reported as that file's error. A result that arrives twice is taken once, and the
+  store's sha256 idempotency keeps the commit exactly-once in any case.
+
+Jobs and results are pickled: whoever can write to this Redis can run code in the writer and the workers, and
+the results hold face templates in clear. Redis must be on a private network, with TLS and an ACL account
+(rediss://user:password@host). Results are held only until the writer takes them (and expire after a day).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from facetrail.errors import FacetrailError, MediaError
+from facetrail.ingest.analysis import Analyzer, ImageAnalysis
+from facetrail.vision.backend import VisionConfig
+
+Job = TypeVar("Job")
+Outcome = ImageAnalysis | BaseException
+
+JOBS = "facetrail:jobs"
+PROCESSING = "facetrail:processing:"  # + worker id: the job a worker holds
+ALIVE = "facetrail:alive:"  # + worker id: its heartbeat, which expires when it stops refreshing it
+RESULTS = "facetrail:results:"  # + batch id
+HEARTBEAT_S = 1.0
+HEARTBEAT_TTL_S = 5
+RESULT_TTL_S = 86_400
+MAX_ATTEMPTS = 3
+
+
+class QueueUnavailableError(FacetrailError):
+    """The Redis server of the job queue cannot be reached."""
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, to name it in messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def connect(url: str) -> Any:
+    """A Redis client for `url`, checked with a PING; QueueUnavailableError names the URL when it fails."""
+    try:
+        import redis
+    except ImportError as exc:  # the optional extra is missing
+        raise QueueUnavailableError("the job queue needs the Redis client: pip install 'facetrail[queue]'") from exc
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise QueueUnavailableError(f"cannot reach the job queue at {redacted(url)}: {exc}") from exc
+    return client
+
+
+@dataclass(frozen=True)
+class _Task:
+    batch: str
+    seq: int
+    config: VisionConfig
+    data: bytes
+
+
+class JobQueue(Generic[Job]):
+    """The analysis step through Redis, with WorkerPool's `analyse` contract."""
+
+    def __init__(self, url: str, config: VisionConfig, data: Callable[[Job], bytes], window: int = 32,
+                 poll_s: float = 1.0) -> None:
+        self.url = url
+        self.config = config
+        self.data = data
+        self.window = window
+        self.poll_s = poll_s
+        self.client = connect(url)
+
+    def analyse(self, jobs: Iterator[Job]) -> Generator[tuple[Job, Outcome], None, None]:
+        """Each job with its analysis (or the error that replaced it), in submission order."""
+        batch = uuid.uuid4().hex
+        results = RESULTS + batch
+        waiting: dict[int, Job] = {}
+        done: dict[int, Outcome] = {}
+        attempts: dict[int, int] = {}
+        next_out = 0
+        seq = 0
+        source = iter(jobs)
+        exhausted = False
+        try:
+            while not exhausted or waiting:
+                while not exhausted and len(waiting) < self.window:
+                    job = next(source, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    task = _Task(batch, seq, self.config, self.data(job))
+                    waiting[seq] = job
+                    attempts[seq] = 1
+                    self.client.lpush(JOBS, pickle.dumps(task))
+                    seq += 1
+                while next_out in done:
+                    yield waiting.pop(next_out), done.pop(next_out)
+                    next_out += 1
+                if not waiting or (not exhausted and len(waiting) < self.window):
+                    continue
+                reply = self.client.brpop([results], timeout=self.poll_s)
+                if reply is None:
+                    self._requeue_dead(batch, attempts, done, waiting)
+                    continue
+                got_seq, outcome = _load_result(reply[1])
+                if got_seq in waiting and got_seq not in done:
+                    done[got_seq] = outcome
+        finally:
+            self.client.delete(results)
+
+    def _requeue_dead(self, batch: str, attempts: dict[int, int], done: dict[int, Outcome],
+                      waiting: dict[Any, Any]) -> None:
+        """Put back on the queue the jobs held by workers whose heartbeat has expired."""
+        for key in self.client.scan_iter(match=PROCESSING + "*"):
+            worker = key.decode()[len(PROCESSING):]
+            if self.client.exists(ALIVE + worker):
+                continue
+            while (raw := self.client.rpop(key)) is not None:
+                task: _Task = pickle.loads(raw)
+                if task.batch != batch:
+                    self.client.rpush(JOBS, raw)  # another writer's: it goes back as it was
+                    continue
+                if task.seq not in waiting or task.seq in done:
+                    continue
+                attempts[task.seq] += 1
+                if attempts[task.seq] > MAX_ATTEMPTS:
+                    done[task.seq] = MediaError(f"the analysis worker died on this file ({MAX_ATTEMPTS} times)")
+                else:
+                    self.client.rpush(JOBS, raw)  # the next job taken (workers take from the right)
+
+
+def _load_result(raw: bytes) -> tuple[int, Outcome]:
+    seq, kind, value = pickle.loads(raw)
+    return seq, (value if kind == "ok" else MediaError(value))
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, FacetrailError | OSError):
+        return str(exc) or type(exc).__name__
+    return f"analysis failed ({type(exc).__name__}: {exc})"
+
+
+class Worker:
+    """`facetrail worker`: takes analysis jobs from the queue until stopped."""
+
+    def __init__(self, url: str, poll_s: float = 1.0) -> None:
+        self.client = connect(url)
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.poll_s = poll_s
+        self._analyzers: dict[VisionConfig, Analyzer] = {}
+        self._stop = threading.Event()
+        self.jobs_done = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, max_jobs: int | None = None) -> None:
+        alive, processing = ALIVE + self.id, PROCESSING + self.id
+        beat = threading.Thread(target=self._beat, args=(alive,), name="heartbeat", daemon=True)
+        self.client.set(alive, "1", ex=HEARTBEAT_TTL_S)
+        beat.start()
+        try:
+            while not self._stop.is_set() and (max_jobs is None or self.jobs_done < max_jobs):
+                raw = self.client.blmove(JOBS, processing, self.poll_s, "RIGHT", "LEFT")
+                if raw is None:
+                    continue
+                task: _Task = pickle.loads(raw)
+                result = self._analyse(task)
+                pipe = self.client.pipeline(transaction=True)
+                pipe.lpush(RESULTS + task.batch, pickle.dumps(result))
+                pipe.expire(RESULTS + task.batch, RESULT_TTL_S)
+                pipe.lrem(processing, 1, raw)
+                pipe.execute()
+                self.jobs_done += 1
+        finally:
+            self._stop.set()
+            with contextlib.suppress(Exception):
+                # Stopped between jobs: anything still held goes back to the queue for another worker.
+                while self.client.lmove(processing, JOBS, "RIGHT", "RIGHT") is not None:
+                    pass
+                self.client.delete(alive)
+
+    def _analyse(self, task: _Task) -> tuple[int, str, Any]:
+        analyzer = self._analyzers.get(task.config)
+        if analyzer is None:
+            analyzer = self._analyzers[task.config] = Analyzer(task.config)
+        try:
+            return task.seq, "ok", analyzer.analyze(task.data)
+        except Exception as exc:  # one bad image must never stop the worker
+            return task.seq, "error", _cause(exc)
+
+    def _beat(self, alive: str) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                self.client.set(alive, "1", ex=HEARTBEAT_TTL_S)
+
+
+def wait_for_workers(url: str, timeout_s: float) -> int:
+    """How many workers are alive on the queue at `url` (waiting up to `timeout_s` for at least one)."""
+    client = connect(url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        count = sum(1 for _ in client.scan_iter(match=ALIVE + "*"))
+        if count or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.2)

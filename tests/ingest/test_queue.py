@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,28 +58,29 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.wait(10)
 
 
-def start_worker(url: str) -> subprocess.Popen[bytes]:
+def start_worker(url: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "facetrail.cli", "worker", "--redis", url], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
 
-def stop(*workers: subprocess.Popen[bytes]) -> None:
+def stop(*workers: subprocess.Popen[str]) -> list[str]:
+    """Stop the workers (SIGTERM), and return what each printed."""
     for worker in workers:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        worker.wait(30)
+    return [worker.communicate(timeout=30)[0] for worker in workers]
 
 
 def faces_of(ft: Facetrail) -> list[tuple[str, int, int, int, int, int]]:
     with ft.db.read() as session:
-        return sorted(session.execute(select(StoredImage.sha256, Face.ordinal, Face.box_left, Face.box_top,
-                                             Face.box_right, Face.box_bottom).join(Face.image)).tuples())
+        return sorted((row[0], row[1], row[2], row[3], row[4], row[5]) for row in session.execute(
+            select(StoredImage.sha256, Face.ordinal, Face.box_left, Face.box_top, Face.box_right, Face.box_bottom)
+            .join(Face.image)))
 
 
 def images_of(ft: Facetrail) -> list[tuple[str, int]]:
     with ft.db.read() as session:
-        return sorted(session.execute(select(StoredImage.sha256, StoredImage.face_count)).tuples())
+        return sorted((row[0], row[1]) for row in session.execute(select(StoredImage.sha256, StoredImage.face_count)))
 
 
 def search_of(ft: Facetrail, actor: Actor) -> list[tuple[str, float]]:
@@ -103,15 +105,17 @@ def test_two_workers_give_the_single_process_result(redis_url: str, samples_ft: 
                                                      actor: Actor) -> None:
     workers = [start_worker(redis_url), start_worker(redis_url)]
     try:
-        assert wait_for_workers(redis_url, 30) >= 1
+        assert wait_for_workers(redis_url, 60, count=2) == 2
         ft = Facetrail.open(tmp_path / "queued", create=True)
         report = ingest(ft, actor, redis_url, SAMPLES)
         assert not report.errors, report.errors
         assert_same_store(ft, samples_ft, actor)
         ft.close()
     finally:
-        stop(*workers)
+        printed = stop(*workers)
     assert all(w.returncode == 0 for w in workers)
+    done = [int(re.search(r"stopped after (\d+) jobs", out).group(1)) for out in printed]  # type: ignore[union-attr]
+    assert all(n > 0 for n in done) and sum(done) == report.images_added  # both took jobs, each job done once
     assert not redis.Redis.from_url(redis_url).keys("facetrail:results:*")  # results are not kept
 
 
@@ -119,7 +123,7 @@ def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facet
                                                actor: Actor) -> None:
     client = redis.Redis.from_url(redis_url)
     doomed = start_worker(redis_url)
-    survivor: subprocess.Popen[bytes] | None = None
+    survivor: subprocess.Popen[str] | None = None
     ft = Facetrail.open(tmp_path / "queued", create=True)
     outcome: list[IngestReport] = []
     writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))

@@ -222,12 +222,12 @@ class Worker:
                 self.client.set(alive, "1", ex=HEARTBEAT_TTL_S)
 
 
-def wait_for_workers(url: str, timeout_s: float) -> int:
-    """How many workers are alive on the queue at `url` (waiting up to `timeout_s` for at least one)."""
+def wait_for_workers(url: str, timeout_s: float, count: int = 1) -> int:
+    """How many workers are alive on the queue at `url` (waiting up to `timeout_s` for at least `count`)."""
     client = connect(url)
     deadline = time.monotonic() + timeout_s
     while True:
-        count = sum(1 for _ in client.scan_iter(match=ALIVE + "*"))
-        if count or time.monotonic() >= deadline:
-            return count
+        alive = sum(1 for _ in client.scan_iter(match=ALIVE + "*"))
+        if alive >= count or time.monotonic() >= deadline:
+            return alive
         time.sleep(0.2)

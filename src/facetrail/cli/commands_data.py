@@ -21,7 +21,7 @@ from facetrail.cli.output import (
     when,
 )
 from facetrail.cli.state import JsonOpt, state
-from facetrail.errors import MediaError
+from facetrail.errors import InvalidValueError, MediaError
 from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail, local_actor
@@ -329,17 +329,22 @@ def search(
 
 
 def worker(
-    redis: Annotated[str, typer.Option("--redis", help="Redis URL of the job queue, e.g. rediss://host:6379/0")],
+    redis: Annotated[str | None, typer.Option("--redis", help="Redis URL of the job queue, e.g. "
+                                              "rediss://host:6379/0 (default: the queue_url setting)")] = None,
 ) -> None:
     """Analyse photos for `facetrail ingest --queue` on this machine (decode, detect, embed) until stopped
     (SIGTERM or Ctrl-C: a job in hand is finished first; a worker killed outright has its job done by another).
     It needs no data directory and no keys: only the job queue."""
+    from facetrail.config import get_settings
     from facetrail.ingest.queue import Worker, redacted
 
     with reported_errors(False):
-        process = Worker(redis)
+        url = redis or get_settings().queue_url
+        if not url:
+            raise InvalidValueError("--redis", "no job queue: give --redis URL or set FACETRAIL_QUEUE_URL")
+        process = Worker(url)
         signal.signal(signal.SIGTERM, lambda _sig, _frame: process.stop())
-        console.print(f"worker {process.id} waiting for jobs at {redacted(redis)}")
+        console.print(f"worker {process.id} waiting for jobs at {redacted(url)}")
         try:
             process.run()
         except KeyboardInterrupt:

@@ -59,7 +59,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def start_worker(url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "facetrail.cli", "worker", "--redis", url], cwd=ROOT,
+    # A short lease, so that a killed worker's job goes back to the queue within seconds.
+    return subprocess.Popen([sys.executable, "-m", "facetrail.cli", "worker", "--redis", url, "--lease", "3"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
 
@@ -146,6 +147,27 @@ def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facet
     assert not report.errors, report.errors
     assert_same_store(ft, samples_ft, actor)
     ft.close()
+
+
+def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_path: Path, actor: Actor) -> None:
+    client = redis.Redis.from_url(redis_url)
+    worker = start_worker(redis_url)
+    try:
+        ft = Facetrail.open(tmp_path / "queued", create=True)
+        source = add_source(ft)
+
+        def first(done: int, _total: int) -> None:
+            if done == 1:
+                ft.ingest.interrupt()
+
+        report = ft.ingest.ingest(actor, source, from_paths([SAMPLES], ft.input_limits), queue_url=redis_url,
+                                  progress=first)
+        ft.close()
+        assert report.interrupted and 0 < report.images_added < 10
+        assert client.llen("facetrail:jobs") == 0  # the batch took back what no worker had started
+    finally:
+        stop(worker)  # it finishes the job it held when the batch ended: that result is dropped
+    assert not client.keys("facetrail:results:*") and not client.keys("facetrail:batch:*")
 
 
 def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_path: Path, actor: Actor) -> None:

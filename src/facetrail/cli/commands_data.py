@@ -331,6 +331,8 @@ def search(
 def worker(
     redis: Annotated[str | None, typer.Option("--redis", help="Redis URL of the job queue, e.g. "
                                               "rediss://host:6379/0 (default: the queue_url setting)")] = None,
+    lease: Annotated[int, typer.Option(min=1, help="seconds this worker may go silent (a crash, a lost machine) "
+                                               "before the job it holds is given to another worker")] = 30,
 ) -> None:
     """Analyse photos for `facetrail ingest --queue` on this machine (decode, detect, embed) until stopped
     (SIGTERM or Ctrl-C: a job in hand is finished first; a worker killed outright has its job done by another).
@@ -342,7 +344,7 @@ def worker(
         url = redis or get_settings().queue_url
         if not url:
             raise InvalidValueError("--redis", "no job queue: give --redis URL or set FACETRAIL_QUEUE_URL")
-        process = Worker(url)
+        process = Worker(url, lease_s=lease)
         signal.signal(signal.SIGTERM, lambda _sig, _frame: process.stop())
         console.print(f"worker {process.id} waiting for jobs at {redacted(url)}")
         try:

@@ -5,17 +5,19 @@ list `facetrail:jobs` and commits the results as they come back, in submission o
 pool (`JobQueue.analyse` has WorkerPool's contract). Redis holds plain lists (the reliable-queue pattern):
 
 - a worker moves a job atomically (BLMOVE) from `facetrail:jobs` to its own processing list, and refreshes a
-  heartbeat key with a short expiry while it is alive;
+  heartbeat key that expires after its lease (`--lease`, 30 s) while it is alive;
 - it pushes the result (the analysis, or the per-file error) to the batch's result list, then drops the job
   from its processing list;
 - the writer, while it waits, puts back on the queue the jobs of every processing list whose worker's
   heartbeat has expired (a worker killed mid-job loses nothing). A job that has taken down workers
   `MAX_ATTEMPTS` times is reported as that file's error. A result that arrives twice is taken once, and the
-  store's sha256 idempotency keeps the commit exactly-once in any case.
+  store's sha256 idempotency keeps the commit exactly-once in any case. A batch abandoned half-way (interrupted)
+  takes its queued jobs back.
 
 Jobs and results are pickled: whoever can write to this Redis can run code in the writer and the workers, and
 the results hold face templates in clear. Redis must be on a private network, with TLS and an ACL account
-(rediss://user:password@host). Results are held only until the writer takes them (and expire after a day).
+(rediss://user:password@host). Results are held only until the writer takes them; those of a batch abandoned
+half-way are dropped (and a writer that died leaves them for a day at most).
 """
 
 from __future__ import annotations
@@ -43,10 +45,20 @@ JOBS = "facetrail:jobs"
 PROCESSING = "facetrail:processing:"  # + worker id: the job a worker holds
 ALIVE = "facetrail:alive:"  # + worker id: its heartbeat, which expires when it stops refreshing it
 RESULTS = "facetrail:results:"  # + batch id
-HEARTBEAT_S = 1.0
-HEARTBEAT_TTL_S = 5
+BATCH = "facetrail:batch:"  # + batch id: exists while its writer waits for results
+LEASE_S = 30  # a worker silent this long is taken for dead (dlib can hold the GIL, and so the heartbeat, seconds)
 RESULT_TTL_S = 86_400
 MAX_ATTEMPTS = 3
+# A worker's answer, in one step: the result is kept only while its batch's writer waits for it (that of a batch
+# abandoned meanwhile is dropped), and the job leaves the worker's processing list.
+ANSWER = """
+if redis.call('exists', KEYS[1]) == 1 then
+  redis.call('lpush', KEYS[2], ARGV[1])
+  redis.call('expire', KEYS[2], ARGV[2])
+end
+redis.call('lrem', KEYS[3], 1, ARGV[3])
+return 1
+"""
 
 
 class QueueUnavailableError(FacetrailError):
@@ -102,12 +114,14 @@ class JobQueue(Generic[Job]):
         batch = uuid.uuid4().hex
         results = RESULTS + batch
         waiting: dict[int, Job] = {}
+        pushed: dict[int, bytes] = {}  # the jobs not answered yet, as queued: taken back if the batch is abandoned
         done: dict[int, Outcome] = {}
         attempts: dict[int, int] = {}
         next_out = 0
         seq = 0
         source = iter(jobs)
         exhausted = False
+        self.client.set(BATCH + batch, "1", ex=RESULT_TTL_S)
         try:
             while not exhausted or waiting:
                 while not exhausted and len(waiting) < self.window:
@@ -115,12 +129,13 @@ class JobQueue(Generic[Job]):
                     if job is None:
                         exhausted = True
                         break
-                    task = _Task(batch, seq, self.config, self.data(job))
+                    pushed[seq] = pickle.dumps(_Task(batch, seq, self.config, self.data(job)))
                     waiting[seq] = job
                     attempts[seq] = 1
-                    self.client.lpush(JOBS, pickle.dumps(task))
+                    self.client.lpush(JOBS, pushed[seq])
                     seq += 1
                 while next_out in done:
+                    pushed.pop(next_out, None)
                     yield waiting.pop(next_out), done.pop(next_out)
                     next_out += 1
                 if not waiting or (not exhausted and len(waiting) < self.window):
@@ -133,7 +148,12 @@ class JobQueue(Generic[Job]):
                 if got_seq in waiting and got_seq not in done:
                     done[got_seq] = outcome
         finally:
-            self.client.delete(results)
+            # Abandoned half-way (interrupted, or the writer failed): no worker should start what is left.
+            pipe = self.client.pipeline(transaction=False)
+            for raw in pushed.values():
+                pipe.lrem(JOBS, 1, raw)
+            pipe.delete(BATCH + batch, results)
+            pipe.execute()
 
     def _requeue_dead(self, batch: str, attempts: dict[int, int], done: dict[int, Outcome],
                       waiting: dict[Any, Any]) -> None:
@@ -170,8 +190,9 @@ def _cause(exc: BaseException) -> str:
 class Worker:
     """`facetrail worker`: takes analysis jobs from the queue until stopped."""
 
-    def __init__(self, url: str, poll_s: float = 1.0) -> None:
+    def __init__(self, url: str, poll_s: float = 1.0, lease_s: int = LEASE_S) -> None:
         self.client = connect(url)
+        self.lease_s = lease_s
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.poll_s = poll_s
         self._analyzers: dict[VisionConfig, Analyzer] = {}
@@ -184,8 +205,9 @@ class Worker:
     def run(self, max_jobs: int | None = None) -> None:
         alive, processing = ALIVE + self.id, PROCESSING + self.id
         beat = threading.Thread(target=self._beat, args=(alive,), name="heartbeat", daemon=True)
-        self.client.set(alive, "1", ex=HEARTBEAT_TTL_S)
+        self.client.set(alive, "1", ex=self.lease_s)
         beat.start()
+        answer = self.client.register_script(ANSWER)
         try:
             while not self._stop.is_set() and (max_jobs is None or self.jobs_done < max_jobs):
                 raw = self.client.blmove(JOBS, processing, self.poll_s, "RIGHT", "LEFT")
@@ -193,11 +215,8 @@ class Worker:
                     continue
                 task: _Task = pickle.loads(raw)
                 result = self._analyse(task)
-                pipe = self.client.pipeline(transaction=True)
-                pipe.lpush(RESULTS + task.batch, pickle.dumps(result))
-                pipe.expire(RESULTS + task.batch, RESULT_TTL_S)
-                pipe.lrem(processing, 1, raw)
-                pipe.execute()
+                answer(keys=[BATCH + task.batch, RESULTS + task.batch, processing],
+                       args=[pickle.dumps(result), RESULT_TTL_S, raw])
                 self.jobs_done += 1
         finally:
             self._stop.set()
@@ -217,9 +236,9 @@ class Worker:
             return task.seq, "error", _cause(exc)
 
     def _beat(self, alive: str) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(min(1.0, self.lease_s / 5)):
             with contextlib.suppress(Exception):
-                self.client.set(alive, "1", ex=HEARTBEAT_TTL_S)
+                self.client.set(alive, "1", ex=self.lease_s)
 
 
 def wait_for_workers(url: str, timeout_s: float, count: int = 1) -> int:

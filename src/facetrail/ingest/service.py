@@ -96,7 +96,8 @@ class IngestService:
             raise ConflictError(f"source {source.id} was retired on {source.retired_at.date().isoformat()}; "
                                 "it takes no new images")
         url = queue_url or self.settings.queue_url
-        queue = JobQueue(url, self.analyzer.config, _data) if url else None  # unreachable: an error before any work
+        # Unreachable: an error before any work.
+        queue = JobQueue(url, self.analyzer.config, _data, stopping=self._stopping.is_set) if url else None
         batch = list(items)
         report = IngestReport(source_id=source.id, items=len(batch))
         with self.db.write() as session, session.begin():
@@ -131,6 +132,7 @@ class IngestService:
                 if self._stopping.is_set():
                     report.interrupted = True
                     break  # closing the analysis stops the worker processes without waiting for them
+        report.interrupted = report.interrupted or self._stopping.is_set()  # also when the queue stopped waiting
         if not report.interrupted:
             self._ingest_videos(source, videos, report, advance)
         self.gallery.persist()

@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,distributed,s3]'
+	$(BIN)/python -m pip install -q -e '.[dev,distributed,s3,queue]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

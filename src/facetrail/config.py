@@ -160,6 +160,11 @@ class Settings(BaseSettings):
                                                    "AWS_SECRET_ACCESS_KEY)")
     s3_region: str | None = Field(default=None, description="S3 region (default: AWS_DEFAULT_REGION)")
 
+    # Ingestion across machines (ingest/queue.py): the photos' analysis through a Redis job queue.
+    queue_url: str | None = Field(default=None, description="Redis URL of the analysis job queue read by "
+                                  "`facetrail worker` processes, e.g. rediss://user:pass@host:6379/0 (default: "
+                                  "none, analysis in local worker processes)")
+
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 

@@ -356,8 +356,9 @@ class IngestThenCluster(IngestService):
         self.people = people
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
-               progress: Progress | None = None, workers: int | None = None) -> IngestReport:
-        report = super().ingest(actor, source_id, items, progress=progress, workers=workers)
+               progress: Progress | None = None, workers: int | None = None,
+               queue_url: str | None = None) -> IngestReport:
+        report = super().ingest(actor, source_id, items, progress=progress, workers=workers, queue_url=queue_url)
         if self.settings.cluster_people and report.faces_added:
             self.people.cluster(actor, source_id=report.source_id)
         return report

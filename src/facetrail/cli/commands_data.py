@@ -21,7 +21,7 @@ from facetrail.cli.output import (
     when,
 )
 from facetrail.cli.state import JsonOpt, state
-from facetrail.errors import MediaError
+from facetrail.errors import InvalidValueError, MediaError
 from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail, local_actor
@@ -192,6 +192,9 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files, folders (recursive) and zip archives")],
     source: Annotated[int, typer.Option("--source", help="id of the registered source")],
     workers: Annotated[int | None, typer.Option(help="vision processes (default: one per core)")] = None,
+    queue: Annotated[str | None, typer.Option(help="Redis URL of a job queue: the photos are analysed by "
+                                                   "`facetrail worker` processes (default: the queue_url setting)")
+                     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest images into a source. Per-file errors are reported; the batch always goes on.
@@ -200,7 +203,7 @@ def ingest(
     among the inputs), 2 an invalid value, 4 stopped by SIGTERM after the image in hand (run it again to finish)."""
     with reported_errors(as_json):
         ft = state(ctx).open()
-        _run_ingest(ft, source, list(from_paths(paths, ft.input_limits)), workers, as_json)
+        _run_ingest(ft, source, list(from_paths(paths, ft.input_limits)), workers, as_json, queue)
 
 
 def ingest_urls(
@@ -216,10 +219,12 @@ def ingest_urls(
         _run_ingest(ft, source, ft.url_items(local_actor(), source), workers, as_json)
 
 
-def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool) -> None:
+def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool,
+                queue: str | None = None) -> None:
     with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest), \
             video_progress(ft.ingest, enabled=not as_json):
-        report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers)
+        report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers,
+                                  queue_url=queue)
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -321,3 +326,29 @@ def search(
         console.print(table)
         if not outcome.calibrated:
             console.print("[yellow]this model has no calibration: scores are not false-match rates[/]")
+
+
+def worker(
+    redis: Annotated[str | None, typer.Option("--redis", help="Redis URL of the job queue, e.g. "
+                                              "rediss://host:6379/0 (default: the queue_url setting)")] = None,
+    lease: Annotated[int, typer.Option(min=1, help="seconds this worker may go silent (a crash, a lost machine) "
+                                               "before the job it holds is given to another worker")] = 30,
+) -> None:
+    """Analyse photos for `facetrail ingest --queue` on this machine (decode, detect, embed) until stopped
+    (SIGTERM or Ctrl-C: a job in hand is finished first; a worker killed outright has its job done by another).
+    It needs no data directory and no keys: only the job queue."""
+    from facetrail.config import get_settings
+    from facetrail.ingest.queue import Worker, redacted
+
+    with reported_errors(False):
+        url = redis or get_settings().queue_url
+        if not url:
+            raise InvalidValueError("--redis", "no job queue: give --redis URL or set FACETRAIL_QUEUE_URL")
+        process = Worker(url, lease_s=lease)
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: process.stop())
+        console.print(f"worker {process.id} waiting for jobs at {redacted(url)}", highlight=False, soft_wrap=True)
+        try:
+            process.run()
+        except KeyboardInterrupt:
+            pass
+        console.print(f"worker {process.id} stopped after {process.jobs_done} jobs", highlight=False, soft_wrap=True)

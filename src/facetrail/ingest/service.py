@@ -32,6 +32,7 @@ from facetrail.crypto.vault import DataKey
 from facetrail.errors import ConflictError, FacetrailError, ShuttingDownError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, VideoProgress
+from facetrail.ingest.queue import JobQueue
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
 from facetrail.ingest.videos import VideoIngest
 from facetrail.ingest.workers import WorkerPool
@@ -83,8 +84,10 @@ class IngestService:
         self._stopping.set()
 
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
-               progress: Progress | None = None, workers: int | None = None) -> IngestReport:
-        """Ingest `items` into the source; per-item problems are reported, never raised."""
+               progress: Progress | None = None, workers: int | None = None,
+               queue_url: str | None = None) -> IngestReport:
+        """Ingest `items` into the source; per-item problems are reported, never raised. With `queue_url` (or the
+        queue_url setting) the photos are analysed by `facetrail worker` processes through Redis (queue.py)."""
         require(actor, Action.INGEST)
         if self._stopping.is_set():
             raise ShuttingDownError("the service is shutting down: no new ingestion starts")
@@ -92,6 +95,9 @@ class IngestService:
         if source.retired_at is not None:
             raise ConflictError(f"source {source.id} was retired on {source.retired_at.date().isoformat()}; "
                                 "it takes no new images")
+        url = queue_url or self.settings.queue_url
+        # Unreachable: an error before any work.
+        queue = JobQueue(url, self.analyzer.config, _data, stopping=self._stopping.is_set) if url else None
         batch = list(items)
         report = IngestReport(source_id=source.id, items=len(batch))
         with self.db.write() as session, session.begin():
@@ -111,7 +117,9 @@ class IngestService:
         photos = [item for item in batch if not (is_video_name(item.name) and not item.skipped)]
         pending = self._pending(photos, source.id, source.jurisdictions, report, advance, videos)
         since_save = 0
-        with closing(self._analyse(pending, workers or self.settings.worker_count())) as analysed:
+        analysing = (queue.analyse(pending) if queue
+                     else self._analyse(pending, workers or self.settings.worker_count()))
+        with closing(analysing) as analysed:
             for job, outcome in analysed:
                 if isinstance(outcome, BaseException):
                     report.errors.append(ItemError(job.item.name, _cause(outcome)))
@@ -124,6 +132,7 @@ class IngestService:
                 if self._stopping.is_set():
                     report.interrupted = True
                     break  # closing the analysis stops the worker processes without waiting for them
+        report.interrupted = report.interrupted or self._stopping.is_set()  # also when the queue stopped waiting
         if not report.interrupted:
             self._ingest_videos(source, videos, report, advance)
         self.gallery.persist()
@@ -308,6 +317,10 @@ def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: st
         detector_score=round(det.score, 4), size_px=face.quality.size_px, sharpness=face.quality.sharpness,
         yaw=face.quality.yaw, model_id=model_id, template=template, crop_key=crop_key, key_id=key_id,
     )
+
+
+def _data(job: _Pending) -> bytes:
+    return job.data
 
 
 def _same(data: bytes) -> bytes:

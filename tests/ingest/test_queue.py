@@ -248,3 +248,29 @@ def test_a_password_is_not_shown_in_the_error(tmp_path: Path, actor: Actor) -> N
         ingest(ft, actor, url, SAMPLES / "biden.jpg")
     ft.close()
     assert "s3cret" not in str(raised.value) and "user:***@127.0.0.1" in str(raised.value)
+
+
+class _RunsCode:
+    """A forged queue entry: unpickling it with the standard unpickler would call os.system."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+        return os.system, ("touch /tmp/facetrail-forged-queue-entry",)
+
+
+def test_a_forged_entry_cannot_run_code_but_plain_data_reads_back() -> None:
+    import pickle
+
+    import numpy as np
+
+    from facetrail.errors import MediaError
+    from facetrail.ingest.queue import loads
+    from facetrail.vision.backend import VisionConfig
+
+    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system"):
+        loads(pickle.dumps(_RunsCode()))
+    with pytest.raises(pickle.UnpicklingError, match="not plain data"):
+        loads(pickle.dumps(Path.write_text))  # a function of an allowed module is still refused
+    value = (VisionConfig(model=Path("/m.onnx")), np.arange(4, dtype=np.float32), MediaError("bad"), {1, 2})
+    back = loads(pickle.dumps(value))
+    assert back[0] == value[0] and np.array_equal(back[1], value[1]) and str(back[2]) == "bad" and back[3] == {1, 2}

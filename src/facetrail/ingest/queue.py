@@ -14,15 +14,20 @@ pool (`JobQueue.analyse` has WorkerPool's contract). Redis holds plain lists (th
   store's sha256 idempotency keeps the commit exactly-once in any case. A batch abandoned half-way (interrupted)
   takes its queued jobs back.
 
-Jobs and results are pickled: whoever can write to this Redis can run code in the writer and the workers, and
-the results hold face templates in clear. Redis must be on a private network, with TLS and an ACL account
-(rediss://user:password@host). Results are held only until the writer takes them; those of a batch abandoned
-half-way are dropped (and a writer that died leaves them for a day at most).
+Jobs and results are pickled, and read back by an unpickler that builds only facetrail's own data classes,
+enums and errors, numpy arrays and paths (`loads`): a forged entry can give a wrong result, never run code in
+the writer or a worker. The results hold face templates in clear: Redis must be on a private network, with TLS
+and an ACL account (rediss://user:password@host). Results are held only until the writer takes them; those of a
+batch abandoned half-way are dropped (and a writer that died leaves them for a day at most).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import dataclasses
+import enum
+import io
 import os
 import pickle
 import socket
@@ -40,6 +45,37 @@ from facetrail.vision.backend import VisionConfig
 
 Job = TypeVar("Job")
 Outcome = ImageAnalysis | BaseException
+
+# What a job or a result may be built of, besides facetrail's data classes, enums and errors.
+_NUMPY = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+          ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+          ("numpy._core.multiarray", "scalar")}
+_OTHERS = {("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("builtins", "set"), ("builtins", "frozenset"),
+           ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict")}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Builds nothing but plain data: no function can be reached, so no entry can run code when read."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _NUMPY or (module, name) in _OTHERS:
+            return super().find_class(module, name)
+        if module == "builtins":
+            found = getattr(builtins, name, None)
+            if isinstance(found, type) and issubclass(found, BaseException):
+                return found
+        elif module.startswith("facetrail."):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and (dataclasses.is_dataclass(found) or issubclass(found, enum.Enum)
+                                            or issubclass(found, BaseException)):
+                return found
+        raise pickle.UnpicklingError(f"a queue entry asks for {module}.{name}, which is not plain data")
+
+
+def loads(raw: bytes) -> Any:
+    """A job or a result read from Redis (see _Unpickler)."""
+    return _Unpickler(io.BytesIO(raw)).load()
+
 
 JOBS = "facetrail:jobs"
 PROCESSING = "facetrail:processing:"  # + worker id: the job a worker holds
@@ -166,7 +202,7 @@ class JobQueue(Generic[Job]):
             if self.client.exists(ALIVE + worker):
                 continue
             while (raw := self.client.rpop(key)) is not None:
-                task: _Task = pickle.loads(raw)
+                task: _Task = loads(raw)
                 if task.batch != batch:
                     self.client.rpush(JOBS, raw)  # another writer's: it goes back as it was
                     continue
@@ -180,7 +216,7 @@ class JobQueue(Generic[Job]):
 
 
 def _load_result(raw: bytes) -> tuple[int, Outcome]:
-    seq, kind, value = pickle.loads(raw)
+    seq, kind, value = loads(raw)
     return seq, (value if kind == "ok" else MediaError(value))
 
 
@@ -216,7 +252,7 @@ class Worker:
                 raw = self.client.blmove(JOBS, processing, self.poll_s, "RIGHT", "LEFT")
                 if raw is None:
                     continue
-                task: _Task = pickle.loads(raw)
+                task: _Task = loads(raw)
                 result = self._analyse(task)
                 answer(keys=[BATCH + task.batch, RESULTS + task.batch, processing],
                        args=[pickle.dumps(result), RESULT_TTL_S, raw])

@@ -202,7 +202,7 @@ def peer_run(name: str, files: list[Path], round_: int, work: Path) -> Run:
 
 
 def _peer_one(path: str) -> int:
-    import face_recognition  # type: ignore[import-untyped]
+    import face_recognition
 
     try:
         image = face_recognition.load_image_file(path)
@@ -253,7 +253,8 @@ def stages(pipeline: str, name: str, files: list[Path]) -> Stages:
         detect.append(t2 - t1)
         embed.append(t3 - t2)
         faces += len(found)
-    return Stages(pipeline, name, *(statistics.median(v) * 1000 for v in (decode, detect, embed)), faces)
+    decode_ms, detect_ms, embed_ms = (statistics.median(v) * 1000 for v in (decode, detect, embed))
+    return Stages(pipeline, name, decode_ms, detect_ms, embed_ms, faces)
 
 
 # -- search latency ------------------------------------------------------------------------------------------------
@@ -392,15 +393,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(runs[-1], file=sys.stderr)
         stage_rows = [stages(p, n, f[:args.stage_images]) for p in PIPELINES for n, f in sets.items()]
         latencies = [search_latency(p, samples, args.searches, work) for p in PIPELINES]
-        long_runs = []
+        long_runs: list[Run] = []
+        report(runs, stage_rows, latencies, started, m, args, long_runs)  # kept if the long runs are stopped
         for size in (int(s) for s in args.long.split(",") if s):
             long_runs.append(ingest_run("yunet-intel", f"lfw-{size}", lfw_files(size), 0, work))
             print(long_runs[-1], file=sys.stderr)
+            report(runs, stage_rows, latencies, started, m, args, long_runs)
+    return 0
+
+
+def report(runs: list[Run], stage_rows: list[Stages], latencies: list[Latency], started: datetime,
+           m: dict[str, str], args: argparse.Namespace, long_runs: list[Run]) -> None:
     body = markdown(runs, stage_rows, latencies, started, m, args, long_runs)
     print(body)
     if not args.no_output:
         write_section(args.output, body, start=START, end=END)
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit test-postgres clean bench-accuracy bench-load bench-zip bench-scale bench-fpir \
-	bench-vision screenshots unit-milvus bench-scale-milvus bench-video
+	bench-vision screenshots unit-milvus bench-scale-milvus bench-video bench-throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -111,3 +111,10 @@ screenshots: install
 
 clean:
 	rm -rf $(VENV) facetrail-demo .pytest_cache .mypy_cache .ruff_cache
+
+# Ingestion images/s (dlib, yunet-intel) against the face_recognition peer on 2 processes, peak RSS of each process
+# tree, per-stage timings, and search latency over HTTP; writes the "Ingestion throughput and search latency"
+# section of BENCHMARKS.md. About 10 minutes on 2 cores. Options: THROUGHPUT_ARGS='--lfw-images 500 --long 1000,3000'
+bench-throughput: install
+	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
+	nice $(BIN)/python -m bench.throughput --output BENCHMARKS.md $(THROUGHPUT_ARGS)

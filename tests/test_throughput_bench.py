@@ -1,0 +1,61 @@
+"""The pure parts of the throughput benchmark (bench/throughput.py): ratios, the process tree and its resident
+memory, read from real processes. No timings are asserted: `make bench-throughput` reports them."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+
+from bench.throughput import PeakRss, _proc_table, descendants, percentile, ratio, tree_rss
+
+
+def test_ratio_against_the_peer() -> None:
+    assert ratio(35.0, 7.0) == 5.0
+    assert ratio(3.0, 6.0) == 0.5
+    assert math.isnan(ratio(3.0, 0.0))
+    assert math.isnan(ratio(3.0, -1.0))
+
+
+def test_descendants_follow_every_generation_and_nothing_else() -> None:
+    parents = {1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1, 21: 20}
+    assert descendants(10, parents) == {10, 11, 12, 13}
+    assert descendants(13, parents) == {13}
+    assert descendants(99, parents) == {99}  # a process already gone: only itself
+
+
+def test_tree_rss_sums_the_tree_and_ignores_unreadable_processes() -> None:
+    parents = {10: 1, 11: 10, 12: 11, 20: 1}
+    rss = {10: 100, 11: 50, 12: 25, 20: 1000}
+    assert tree_rss(10, parents, rss) == 175
+    assert tree_rss(11, parents, rss) == 75
+    assert tree_rss(10, parents, {10: 100, 20: 1000}) == 100  # children without a reading count 0
+
+
+def test_percentile_of_nothing_is_nan() -> None:
+    assert math.isnan(percentile([], 50))
+    assert percentile([1.0, 2.0, 3.0], 50) == 2.0
+
+
+def test_the_tree_of_a_real_process_includes_its_child_and_its_memory() -> None:
+    # A parent that starts a child holding 64 MiB: the tree's peak counts both processes.
+    code = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "'import time; b = bytearray(64 * 2 ** 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(1.5)'])")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    sampler = PeakRss(proc.pid, interval=0.02)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            parents, rss = _proc_table()
+            tree = descendants(proc.pid, parents)
+            if len(tree) >= 2:
+                break
+            time.sleep(0.02)
+        assert len(tree) >= 2, "the child process was not seen under its parent"
+        assert os.getpid() not in tree
+    finally:
+        proc.wait(timeout=30)
+    peak = sampler.stop()
+    assert peak >= 64 * 2 ** 20

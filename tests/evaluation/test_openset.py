@@ -20,9 +20,9 @@ from facetrail.evaluation.openset import (
     pairwise_distances,
     select,
     templates_for,
-    vision_config,
     write_section,
 )
+from facetrail.ingest.analysis import vision_config
 from facetrail.search.reach import reach
 from facetrail.vision.backend import load_backend
 from tests.conftest import LFW, ROOT

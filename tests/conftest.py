@@ -92,6 +92,7 @@ def samples_ft(samples_store: Path, tmp_path: Path, store_db: StoreDb) -> Iterat
     data = tmp_path / "data"
     shutil.copytree(samples_store, data)
     store_db.copy_from(PG_SAMPLES)
+    store_db.url_for(data)  # this directory has the test's database: another one the test makes gets its own
     instance = Facetrail.open(data, workers=1)
     yield instance
     instance.close()

@@ -24,7 +24,7 @@ from facetrail.ingest.report import IngestReport
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
-from tests.conftest import ROOT, SAMPLES, add_source, sample_bytes
+from tests.conftest import ROOT, SAMPLES, StoreDb, add_source, sample_bytes
 
 if shutil.which("redis-server") is None:
     pytest.fail("redis-server is missing: apt-get install redis-server (.ci/run installs it)", pytrace=False)
@@ -103,11 +103,11 @@ def ingest(ft: Facetrail, actor: Actor, url: str, *paths: Path) -> IngestReport:
 
 
 def test_two_workers_give_the_single_process_result(redis_url: str, samples_ft: Facetrail, tmp_path: Path,
-                                                     actor: Actor) -> None:
+                                                     actor: Actor, store_db: StoreDb) -> None:
     workers = [start_worker(redis_url), start_worker(redis_url)]
     try:
         assert wait_for_workers(redis_url, 60, count=2) == 2
-        ft = Facetrail.open(tmp_path / "queued", create=True)
+        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
         report = ingest(ft, actor, redis_url, SAMPLES)
         assert not report.errors, report.errors
         assert_same_store(ft, samples_ft, actor)
@@ -121,11 +121,11 @@ def test_two_workers_give_the_single_process_result(redis_url: str, samples_ft: 
 
 
 def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facetrail, tmp_path: Path,
-                                               actor: Actor) -> None:
+                                               actor: Actor, store_db: StoreDb) -> None:
     client = redis.Redis.from_url(redis_url)
     doomed = start_worker(redis_url)
     survivor: subprocess.Popen[str] | None = None
-    ft = Facetrail.open(tmp_path / "queued", create=True)
+    ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
     outcome: list[IngestReport] = []
     writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
     try:
@@ -149,11 +149,12 @@ def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facet
     ft.close()
 
 
-def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_path: Path, actor: Actor) -> None:
+def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_path: Path, actor: Actor,
+        store_db: StoreDb) -> None:
     client = redis.Redis.from_url(redis_url)
     worker = start_worker(redis_url)
     try:
-        ft = Facetrail.open(tmp_path / "queued", create=True)
+        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
         source = add_source(ft)
 
         def first(done: int, _total: int) -> None:
@@ -170,9 +171,10 @@ def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_pa
     assert not client.keys("facetrail:results:*") and not client.keys("facetrail:batch:*")
 
 
-def test_a_batch_told_to_stop_stops_waiting_for_workers(redis_url: str, tmp_path: Path, actor: Actor) -> None:
+def test_a_batch_told_to_stop_stops_waiting_for_workers(redis_url: str, tmp_path: Path, actor: Actor,
+        store_db: StoreDb) -> None:
     client = redis.Redis.from_url(redis_url)
-    ft = Facetrail.open(tmp_path / "queued", create=True)
+    ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
     outcome: list[IngestReport] = []
     writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
     writer.start()  # no worker runs
@@ -188,17 +190,19 @@ def test_a_batch_told_to_stop_stops_waiting_for_workers(redis_url: str, tmp_path
     ft.close()
 
 
-def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_path: Path, actor: Actor) -> None:
+def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_path: Path, actor: Actor,
+        store_db: StoreDb) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "biden.jpg").write_bytes(sample_bytes("biden.jpg"))
     (photos / "broken.jpg").write_bytes(sample_bytes("obama2.jpg")[:400])
-    local = Facetrail.open(tmp_path / "local", create=True, workers=1)
+    local = Facetrail.open(tmp_path / "local", create=True, db_url=store_db.url_for(tmp_path / "local"),
+                           workers=1)
     expected = local.ingest.ingest(actor, add_source(local), from_paths([photos], local.input_limits))
     local.close()
     worker = start_worker(redis_url)
     try:
-        ft = Facetrail.open(tmp_path / "queued", create=True)
+        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
         report = ingest(ft, actor, redis_url, photos)
         ft.close()
     finally:
@@ -209,17 +213,19 @@ def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_pa
     assert [Path(e.name).name for e in report.errors] == ["broken.jpg"] and report.errors[0].cause
 
 
-def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: str, tmp_path: Path) -> None:
+def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: str, tmp_path: Path,
+                                                                    store_db: StoreDb) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "biden.jpg").write_bytes(sample_bytes("biden.jpg"))
     (photos / "broken.jpg").write_bytes(sample_bytes("obama2.jpg")[:400])
-    ft = Facetrail.open(tmp_path / "data", create=True)
+    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
     add_source(ft)
     ft.close()
     worker = start_worker(redis_url)
     try:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "FACETRAIL_QUEUE_URL": redis_url}
+        env = {**store_db.env_for(tmp_path / "data"), "PYTHONPATH": str(ROOT / "src"),
+               "FACETRAIL_QUEUE_URL": redis_url}
         run = subprocess.run([sys.executable, "-m", "facetrail.cli", "ingest", str(photos), "--source", "1", "--data",
                               str(tmp_path / "data"), "--json"], cwd=ROOT, capture_output=True, text=True, env=env,
                              timeout=120)
@@ -229,9 +235,10 @@ def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: st
     assert "broken.jpg" in run.stdout and "stopped after 2 jobs" in printed[0]
 
 
-def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor) -> None:
+def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor,
+        store_db: StoreDb) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    ft = Facetrail.open(tmp_path / "data", create=True)
+    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
     with pytest.raises(QueueUnavailableError, match=f"cannot reach the job queue at {url}"):
         ingest(ft, actor, url, SAMPLES / "biden.jpg")
     ft.close()
@@ -241,9 +248,10 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor) -> 
     assert f"cannot reach the job queue at {url}" in worker.stdout + worker.stderr
 
 
-def test_a_password_is_not_shown_in_the_error(tmp_path: Path, actor: Actor) -> None:
+def test_a_password_is_not_shown_in_the_error(tmp_path: Path, actor: Actor,
+        store_db: StoreDb) -> None:
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
-    ft = Facetrail.open(tmp_path / "data", create=True)
+    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
     with pytest.raises(QueueUnavailableError) as raised:
         ingest(ft, actor, url, SAMPLES / "biden.jpg")
     ft.close()

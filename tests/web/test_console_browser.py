@@ -51,6 +51,7 @@ class Session:
         self.page.fill("#name", name)
         self.page.fill("#password", password)
         self.page.click("button[type=submit]")
+        self.page.wait_for_load_state("load")  # the page the form leads to, whole, before anyone reads it
 
     def only_this_server(self) -> None:
         assert self.requested, "the page requested nothing"
@@ -329,6 +330,7 @@ needs_axe = pytest.mark.skipif(not AXE.exists(), reason="axe-core is not install
 
 def serious_violations(page: Page) -> list[str]:
     """axe-core's serious and critical violations on the page (its script run in the page, not served by it)."""
+    page.wait_for_load_state("load")  # never a document still being replaced by a navigation
     page.evaluate(AXE.read_text())
     found = page.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.filter("
                           "v => v.impact === 'serious' || v.impact === 'critical').map("

@@ -160,6 +160,7 @@ def test_the_dpo_queue_is_ordered_by_due_date_and_a_request_is_decided(live: str
     user = Session(browser, live)
     user.sign_in("dana")
     user.page.click("nav >> text=Requests")
+    user.page.wait_for_selector("#queue tbody tr")  # the queue's page, not the one the click left
     rows = user.page.query_selector_all("#queue tbody tr")
     assert [row.get_attribute("data-id") for row in rows] == [overdue, middle, recent]
     assert rows[0].get_attribute("class") == "overdue" and "overdue by" in rows[0].inner_text()

@@ -108,15 +108,22 @@ def clustering(templates: Templates, calibration: Calibration, rows: np.ndarray)
     return cluster_quality([int(x) for x in labels], [lfw.identity(templates.keys[r]) for r in rows])
 
 
-def report(results: list[PipelineResult], *, command: str, versions: dict[str, str], stride: int = 1) -> str:
-    """The Markdown section for BENCHMARKS.md."""
+def _run_header(command: str, versions: dict[str, str], stride: int) -> list[str]:
+    """When and where a run was made, with the command to reproduce it (and a warning for a slice)."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
+    return [
         f"Run {when} on {platform.node() or 'unknown host'} ({platform.machine()}, {_cpus()} CPUs, "
         f"Python {platform.python_version()}). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "", f"Reproduce: `{command}`", "",
         *([f"**A slice: every {stride}th pair only; the figures are not comparable with full runs.**", ""]
           if stride > 1 else []),
+    ]
+
+
+def report(results: list[PipelineResult], *, command: str, versions: dict[str, str], stride: int = 1) -> str:
+    """The Markdown section for BENCHMARKS.md."""
+    lines = [
+        *_run_header(command, versions, stride),
         "### LFW View 2 verification (10 folds, threshold chosen on the other 9)", "",
         "| pipeline | model | accuracy (mean ± std) | TAR @ FAR=1e-3 | ROC AUC | failed to enrol | time (s) |",
         "|---|---|---|---|---|---|---|",
@@ -211,13 +218,8 @@ def pipelines_report(results: list[PipelineResult], samples: dict[str, SampleRes
                      versions: dict[str, str], reference: dict[str, str] | None, stride: int = 1) -> str:
     """The "Vision pipelines" section: one summary row per detector + recogniser combination, then the full
     tables of the pipelines measured in this run."""
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Run {when} on {platform.node() or 'unknown host'} ({platform.machine()}, {_cpus()} CPUs, "
-        f"Python {platform.python_version()}). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "", f"Reproduce: `{command}`", "",
-        *([f"**A slice: every {stride}th pair only; the figures are not comparable with full runs.**", ""]
-          if stride > 1 else []),
+        *_run_header(command, versions, stride),
         "| pipeline | template space | LFW View 2 accuracy | TAR @ FAR=1e-3 | failed to enrol (LFW) | rank-1 (LFW) "
         "| sample photos with a face missed | false detections (samples) | detect ms / photo | embed ms / face "
         "| same person nearer than others (samples) |",

@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")
     index_approximate_above: int = Field(default=300_000, ge=1, description="faces of one model above which the "
                                          "index is an inverted file (FAISS IVF, approximate); exact below")
-    index_nprobe: int = Field(default=512, ge=1, description="inverted-file cells visited per search (more: "
-                              "slower, fewer missed neighbours)")
+    index_nprobe: int = Field(default=512, ge=1, description="inverted-file cells visited per search at least "
+                              "(more: slower, fewer missed neighbours; see index_probe_share)")
     index_search_threads: int = Field(default=1, ge=0, description="FAISS threads per search; 0 = every core "
                                       "(one is fastest for one query)")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     queue_url: str | None = Field(default=None, description="Redis URL of the analysis job queue read by "
                                   "`facetrail worker` processes, e.g. rediss://user:pass@host:6379/0 (default: "
                                   "none, analysis in local worker processes)")
+
+    # The embedded approximate index at scale (index/faiss_index.py, BENCHMARKS.md "Index at scale").
+    index_probe_share: float = Field(default=0.35, gt=0, le=1, description="share of the inverted file's cells "
+                                     "a search visits (at least index_nprobe; more: slower, fewer missed "
+                                     "neighbours)")
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

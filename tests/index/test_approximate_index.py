@@ -4,8 +4,11 @@ dlib's (bench/synthetic.py)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from bench.synthetic import Synthetic, synthetic
@@ -144,3 +147,26 @@ def test_bad_input_is_refused(ivf: FaissIndex, data: Synthetic) -> None:
     with pytest.raises(ValueError, match="differ"):
         ivf.add(np.array([1, 2], dtype=np.int64), data.vectors[:1], np.array([0]))
     assert len(ivf) == N
+
+
+def test_cells_follow_the_gallery_trained_on_and_a_search_visits_a_share_of_them(
+        tmp_path: Path, data: Synthetic, exact: FaissIndex) -> None:
+    # A shortlist of 100 of 6,000 faces: a search visits more cells only below 18 (a filter's rule).
+    tuning = IndexTuning(approximate_above=4096, nprobe=8, probe_share=0.25, shortlist=100)
+    index = build(tmp_path / "share.ftindex", data, tuning)  # trained on the 4,500 faces of the crossing batch
+    assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
+    assert index._engine.nlist == nlist_for(4500, tuning.cells_per_sqrt) == 268
+    assert index.cells_visited() == math.ceil(0.25 * 268)
+    index.tuning = replace(tuning, nprobe=200)  # the floor
+    assert index.cells_visited() == 200
+    index.tuning = replace(tuning, probe_share=1.0, nprobe=1000)  # never more than there are
+    assert index.cells_visited() == 268
+    index.tuning = tuning
+    found = [{h.face_id for h in index.search(p, 10)} for p in data.probes]
+    truth = [{h.face_id for h in exact.search(p, 10)} for p in data.probes]
+    recall = np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95, recall
+    index.tuning = replace(tuning, probe_share=0.01, nprobe=1)  # 18 cells of 268: neighbours are missed
+    found = [{h.face_id for h in index.search(p, 10)} for p in data.probes]
+    assert np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True)]) < recall
+    assert not FaissIndex(tmp_path / "empty.ftindex", 128, tuning=tuning).cells_visited()

@@ -57,15 +57,19 @@ COMPACT_MIN_BYTES = 8 << 20  # the log is folded into the snapshot once it passe
 @dataclass(frozen=True)
 class IndexTuning:
     """How the embedded index searches: exact up to `approximate_above` faces, an inverted file above with a
-    4-bit PQ fast scan (`pq` sub-quantisers) whose `shortlist` nearest codes in `nprobe` cells are re-ranked
-    exactly; FAISS threads for one search and for building; the model whose templates it holds (a file made for
-    another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md)."""
+    4-bit PQ fast scan (`pq` sub-quantisers) whose `shortlist` nearest codes are re-ranked exactly. The inverted
+    file has `cells_per_sqrt` sqrt(n) cells for the n faces it was trained on, and a search visits `probe_share`
+    of them, at least `nprobe`: the neighbours ranked 4th to 10th of a face template are mostly other people's
+    faces at nearly the same distance, spread over many cells, so recall@10 follows the share of cells visited
+    more than their number. FAISS threads for one search and for building; the model whose templates it holds
+    (a file made for another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
     approximate_above: int = 300_000
     nprobe: int = 512
-    shortlist: int = 2000
+    shortlist: int = 1000
     pq: int = 64
-    cells_per_sqrt: float = 1.3
+    cells_per_sqrt: float = 4.0
+    probe_share: float = 0.35
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -291,7 +295,7 @@ class FaissIndex:
             # A filter leaving few faces in the nearest cells: more cells are visited (a small partition whole).
             nlist = self._engine.nlist
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
-            params.nprobe = min(nlist, max(self.tuning.nprobe, wanted))
+            params.nprobe = max(self.cells_visited(), min(nlist, wanted))
             depth = min(selected, max(self.tuning.shortlist, k))
             with _threads(self.tuning.search_threads):
                 _, labels = self._engine.search(query, depth, params=params)
@@ -303,6 +307,14 @@ class FaissIndex:
                 candidates, distances = candidates[top], distances[top]
             order = np.lexsort((candidates, distances))
             return _hits(candidates[order], distances[order])
+
+    def cells_visited(self) -> int:
+        """Inverted-file cells one unfiltered search visits (0 when exact): `probe_share` of them, at least
+        `nprobe`, at most all."""
+        if not self.approximate:
+            return 0
+        nlist = int(self._engine.nlist)
+        return min(nlist, max(self.tuning.nprobe, math.ceil(self.tuning.probe_share * nlist)))
 
     def count(self, partitions: Collection[int] | None = None) -> int:
         """Faces a search limited to these partitions reaches (from the search's own incremental filters)."""
@@ -760,8 +772,8 @@ def _exact(dim: int) -> Any:
 
 
 def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
-    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 1.3, so 1,000 at 600,000 faces),
-    never more than the faces that train them."""
+    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 4, so 2,190 when trained at
+    300,000 faces, 3,098 at 600,000, 4,000 at 1M), never more than the faces that train them."""
     return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 

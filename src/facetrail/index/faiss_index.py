@@ -299,9 +299,12 @@ class FaissIndex:
             depth = min(selected, max(self.tuning.shortlist, k))
             with _threads(self.tuning.search_threads):
                 _, labels = self._engine.search(query, depth, params=params)
-            candidates = np.unique(labels[0][labels[0] >= 0])
+            candidates = np.sort(labels[0][labels[0] >= 0])  # sorted: Rows.get reads them a block at a time
+            if len(candidates) > 1:  # one code per id in the engine; a repeat would be dropped all the same
+                candidates = candidates[np.concatenate(([True], candidates[1:] != candidates[:-1]))]
             candidates = candidates[_get_bits(bitmap, candidates)]  # removed meanwhile: never returned
-            distances = ((self._vec.get(candidates) - query) ** 2).sum(axis=1)
+            diff = self._vec.get(candidates) - query
+            distances = np.einsum("ij,ij->i", diff, diff)
             if len(candidates) > k:
                 top = np.argpartition(distances, k - 1)[:k]
                 candidates, distances = candidates[top], distances[top]

@@ -166,7 +166,7 @@ class Settings(BaseSettings):
                                   "none, analysis in local worker processes)")
 
     # The embedded approximate index at scale (index/faiss_index.py, BENCHMARKS.md "Index at scale").
-    index_probe_share: float = Field(default=0.35, gt=0, le=1, description="share of the inverted file's cells "
+    index_probe_share: float = Field(default=0.5, gt=0, le=1, description="share of the inverted file's cells "
                                      "a search visits (at least index_nprobe; more: slower, fewer missed "
                                      "neighbours)")
 

@@ -152,7 +152,7 @@ def test_bad_input_is_refused(ivf: FaissIndex, data: Synthetic) -> None:
 def test_cells_follow_the_gallery_trained_on_and_a_search_visits_a_share_of_them(
         tmp_path: Path, data: Synthetic, exact: FaissIndex) -> None:
     # A shortlist of 100 of 6,000 faces: a search visits more cells only below 18 (a filter's rule).
-    tuning = IndexTuning(approximate_above=4096, nprobe=8, probe_share=0.25, shortlist=100)
+    tuning = IndexTuning(approximate_above=4096, nprobe=8, probe_share=0.25, shortlist=100, cells_per_sqrt=4.0)
     index = build(tmp_path / "share.ftindex", data, tuning)  # trained on the 4,500 faces of the crossing batch
     assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
     assert index._engine.nlist == nlist_for(4500, tuning.cells_per_sqrt) == 268

@@ -61,15 +61,16 @@ class IndexTuning:
     file has `cells_per_sqrt` sqrt(n) cells for the n faces it was trained on, and a search visits `probe_share`
     of them, at least `nprobe`: the neighbours ranked 4th to 10th of a face template are mostly other people's
     faces at nearly the same distance, spread over many cells, so recall@10 follows the share of cells visited
-    more than their number. FAISS threads for one search and for building; the model whose templates it holds
-    (a file made for another model is refused). The defaults come from `make bench-scale` (BENCHMARKS.md)."""
+    more than their number (and fewer, longer cells are faster to scan). FAISS threads for one search and for
+    building; the model whose templates it holds (a file made for another model is refused). The defaults come
+    from `make bench-scale` (BENCHMARKS.md)."""
 
     approximate_above: int = 300_000
     nprobe: int = 512
     shortlist: int = 1000
     pq: int = 64
-    cells_per_sqrt: float = 4.0
-    probe_share: float = 0.35
+    cells_per_sqrt: float = 1.3
+    probe_share: float = 0.5
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -775,8 +776,8 @@ def _exact(dim: int) -> Any:
 
 
 def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
-    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 4, so 2,190 when trained at
-    300,000 faces, 3,098 at 600,000, 4,000 at 1M), never more than the faces that train them."""
+    """Cells of the inverted file for n faces: `per_sqrt` sqrt(n) (IndexTuning: 1.3, so 712 when trained at
+    300,000 faces, 1,011 at 605,000), never more than the faces that train them."""
     return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 

@@ -5,6 +5,7 @@ dlib's (bench/synthetic.py)."""
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +13,14 @@ import faiss
 import numpy as np
 import pytest
 from bench.synthetic import Synthetic, synthetic
+from pydantic import ValidationError
 
+from facetrail.config import get_settings
+from facetrail.crypto.keyring import Keyring
+from facetrail.crypto.master import LocalMasterKey, new_key_bytes
+from facetrail.crypto.vault import Vault
 from facetrail.errors import IndexCorruptError
+from facetrail.index.engines import open_index_store
 from facetrail.index.faiss_index import FaissIndex, IndexTuning, nlist_for
 
 N = 6000
@@ -170,3 +177,17 @@ def test_cells_follow_the_gallery_trained_on_and_a_search_visits_a_share_of_them
     found = [{h.face_id for h in index.search(p, 10)} for p in data.probes]
     assert np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True)]) < recall
     assert not FaissIndex(tmp_path / "empty.ftindex", 128, tuning=tuning).cells_visited()
+
+
+def test_the_share_of_cells_comes_from_the_settings(tmp_path: Path, data: Synthetic) -> None:
+    settings = get_settings(data=tmp_path / "data", index_approximate_above=2000, index_nprobe=1,
+                            index_probe_share=0.2)
+    vault = Vault(Keyring(tmp_path / "keys" / "keyring.db", LocalMasterKey(new_key_bytes(), "test")))
+    with ExitStack() as closing:
+        index = open_index_store(settings, vault, model_id="dlib-resnet-v1", dim=128, closing=closing).create()
+        assert isinstance(index, FaissIndex)
+        index.add(data.ids[:3000], data.vectors[:3000], np.ones(3000, dtype=np.int64))
+        assert index.approximate and index.cells_visited() == math.ceil(0.2 * nlist_for(3000, 1.3))
+    for wrong in (0.0, 1.5):
+        with pytest.raises(ValidationError, match="index_probe_share"):
+            get_settings(data=tmp_path / "data", index_probe_share=wrong)

@@ -26,7 +26,10 @@ from facetrail.runtime import Facetrail
 def take_port(host: str, port: int) -> socket.socket:
     """Listen on host:port now, so that a port in use is reported before the command changes anything."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
+    # socket says it is TCP, and accepted connections inherit this one's protocol number. With 0, each answer
+    # written in two parts (headers, then body) waited for the client's delayed ACK: about 40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may follow a stop
     try:
         sock.bind((host, port))

@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Reproduce: `.venv/bin/python -m bench.serve_start --faces {args.faces} --runs {args.runs}`",
         "",
+        "Before its first /health answer `serve` imports its modules, opens the data directory and loads the index, "
+        "in a thread of its own while the web application is imported and built (at 1M faces the index snapshot is "
+        "about 1 GB to read and decrypt). The vision model is not loaded then: the first search loads it (its time "
+        "is in 'Search latency over HTTP at 1M faces').",
+        "",
         "| index | `facetrail serve` to its first /health answer, median (s) | each run (s) |",
         "|---|---|---|",
         *[f"| {faces:,} faces | {statistics.median(runs):.2f} | {', '.join(f'{s:.2f}' for s in runs)} |"

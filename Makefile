@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit test-postgres clean bench-accuracy bench-load bench-zip bench-scale bench-fpir \
-	bench-vision screenshots unit-milvus bench-scale-milvus bench-video bench-throughput
+	bench-vision screenshots unit-milvus bench-scale-milvus bench-video bench-throughput bench-latency bench-serve-start
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -118,3 +118,14 @@ clean:
 bench-throughput: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
 	nice $(BIN)/python -m bench.throughput --output BENCHMARKS.md $(THROUGHPUT_ARGS)
+
+# Search latency over HTTP on 1M faces (the samples ingested, plus synthetic faces in the store, sealed, and in the
+# index) beside the samples alone, and `serve`'s start-up on each; writes the "Search latency over HTTP at 1M faces"
+# section of BENCHMARKS.md. About 10 minutes and 4 GB of disk on 2 cores. Options: LATENCY_ARGS='--faces 100000'
+bench-latency: install
+	nice $(BIN)/python -m bench.search_latency --output BENCHMARKS.md $(LATENCY_ARGS)
+
+# `facetrail serve` start-up to its first /health answer with a 1M-face index, beside an empty one (3 starts each);
+# writes the serve-start part of BENCHMARKS.md. A few minutes (building the 1M index). Options: SERVE_START_ARGS=
+bench-serve-start: install
+	nice $(BIN)/python -m bench.serve_start --faces 1000000 --runs 3 --output BENCHMARKS.md $(SERVE_START_ARGS)

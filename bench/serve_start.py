@@ -18,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import textwrap
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -27,10 +28,13 @@ from rich.console import Console
 
 from bench.load import ROOT, machine, write_section
 from bench.synthetic import synthetic
+from facetrail.config import get_settings
 from facetrail.index.faiss_index import IndexTuning
 from facetrail.index.faiss_store import FaissStore
+from facetrail.ingest.analysis import vision_config
 from facetrail.runtime import Facetrail
 from facetrail.store.db import get_generation
+from facetrail.vision.backend import load_backend
 
 START, END = "<!-- serve-start:start -->", "<!-- serve-start:end -->"
 BATCH = 50_000
@@ -120,11 +124,22 @@ def main(argv: list[str] | None = None) -> None:
             check(data, faces)
             console.print(f"  start-up: {', '.join(f'{s:.2f}' for s in results[faces])} s")
     info = machine()
+    settings = get_settings()
+    model, dim = settings.vision_model, load_backend(vision_config(settings)).template_dim
+    faces_gib = args.faces * dim * 4 / 2 ** 30
     body = "\n".join([
         f"Run {started:%Y-%m-%d %H:%M} UTC on {info['cpu']} ({info['cores']} cores, {info['memory']}; shared with "
-        f"other work), revision {info['revision']}.",
+        f"other work), revision {info['revision']}, vision model {model} ({dim}-value templates).",
         "",
         f"Reproduce: `.venv/bin/python -m bench.serve_start --faces {args.faces} --runs {args.runs}`",
+        "",
+        textwrap.fill(
+            "Before its first /health answer `serve` imports its modules, opens the data directory and loads the "
+            f"index, in a thread of its own while the web application is imported and built (at {args.faces:,} "
+            f"faces of {dim} values the index snapshot is about {faces_gib:.1f} GiB to read and decrypt). The vision "
+            "model is not loaded then: the first search loads it (its time is in 'Search latency over HTTP at 1M "
+            "faces').",
+            120, break_on_hyphens=False),
         "",
         "| index | `facetrail serve` to its first /health answer, median (s) | each run (s) |",
         "|---|---|---|",

@@ -155,6 +155,19 @@ def test_passwords_are_checked_and_stored_hashed(ft: Facetrail) -> None:
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
 
+def test_the_stand_in_hash_for_an_account_without_password_costs_what_a_real_one_does() -> None:
+    """An unknown name is checked against a fixed hash: it must have the hasher's parameters (a library upgrade
+    that changes them fails here), be a valid hash, and match no password."""
+    from argon2.exceptions import VerifyMismatchError
+
+    from facetrail.accounts import staff as staff_module
+
+    hasher = staff_module._HASHER
+    assert not hasher.check_needs_rehash(staff_module._DUMMY)
+    with pytest.raises(VerifyMismatchError):  # a well-formed hash that was verified, not one refused unread
+        hasher.verify(staff_module._DUMMY, PASSWORD)
+
+
 def test_the_command_line_sets_a_password(ft: Facetrail, client: TestClient) -> None:
     ft.accounts.create(local_actor(), name="dana", role="dpo")
     result = CliRunner().invoke(cli, ["--data", str(ft.data), "user", "password", "dana", "--password-stdin",

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 from types import FrameType
 
 import uvicorn
 
-from facetrail.api.app import create_app
-from facetrail.api.serving import log_config
 from facetrail.errors import ConflictError
 from facetrail.runtime import Facetrail
 
@@ -26,7 +25,10 @@ from facetrail.runtime import Facetrail
 def take_port(host: str, port: int) -> socket.socket:
     """Listen on host:port now, so that a port in use is reported before the command changes anything."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections whose
+    # socket says it is TCP, and accepted connections inherit this one's protocol number. With 0, each answer
+    # written in two parts (headers, then body) waited for the client's delayed ACK: about 40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may follow a stop
     try:
         sock.bind((host, port))
@@ -48,6 +50,26 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+class _IndexLoad:
+    """`ft.gallery.index()` in a thread of its own; `wait` returns once it is done, or raises what it raised."""
+
+    def __init__(self, ft: Facetrail) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(ft,), name="facetrail-index-load", daemon=True)
+        self._thread.start()
+
+    def _run(self, ft: Facetrail) -> None:
+        try:
+            ft.gallery.index()
+        except BaseException as exc:  # handed to the serving thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class _Stopped(Exception):
     """The signal that stopped the server, raised again by uvicorn once it has shut down."""
 
@@ -61,10 +83,17 @@ def serve(ft: Facetrail, sock: socket.socket) -> None:
     interrupted cleanly, and this returns (so that the caller closes the data directory) rather than dying of
     the signal. The socket is closed on return."""
     host, port = sock.getsockname()[:2]
-    ft.gallery.index()  # load or repair before the first request
+    # The index is loaded (or repaired) before the first request is taken, while this thread imports the web
+    # application and builds it: at 1M faces the load reads and decrypts about 1 GB, mostly outside the GIL.
+    loading = _IndexLoad(ft)
+    from facetrail.api.app import create_app
+    from facetrail.api.serving import log_config
+
+    app = create_app(ft)
+    loading.wait()
     # uvicorn raises the signal it stopped for again, under the handlers it found: these end the serving here.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
-    config = uvicorn.Config(create_app(ft), host=host, port=port, log_level="info", log_config=log_config())
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config())
     try:
         _Server(config, ft).run(sockets=[sock])
     except _Stopped:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +30,8 @@ class Settings(BaseSettings):
                                  "refused whole (an error naming it), the rest of the batch goes on")
     detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
     jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
-    model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")
+    model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder "
+                               "(with the dlib pipeline, which it selects when vision_model is not set)")
     min_band: str = Field(default="auto", description="search results below this band are not shown by default; "
                           "auto: the threshold that keeps strangers out of all but target_fpir of searches at the "
                           "number of faces the search reaches")
@@ -147,7 +148,8 @@ class Settings(BaseSettings):
     # Vision pipeline (vision/composite.py): the detector and recogniser. Each is its own template space with its
     # own calibration; after a change, `facetrail index reembed` re-embeds the stored faces with the new one.
     vision_model: Literal["dlib", "yunet-dlib", "yunet-intel", "yunet-n-intel"] = Field(
-        default="dlib", description="face detector + recogniser: dlib, yunet-dlib, yunet-intel or yunet-n-intel")
+        default="yunet-intel", description="face detector + recogniser: yunet-intel (default), yunet-n-intel, dlib "
+        "or yunet-dlib")
 
     # Blobs on S3-compatible object storage (store/s3.py): crops, images, selfies and packages as sealed objects in
     # a bucket instead of <data>/blobs. Credentials: these two, else the standard AWS environment variables.
@@ -164,6 +166,15 @@ class Settings(BaseSettings):
     queue_url: str | None = Field(default=None, description="Redis URL of the analysis job queue read by "
                                   "`facetrail worker` processes, e.g. rediss://user:pass@host:6379/0 (default: "
                                   "none, analysis in local worker processes)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _onnx_model_goes_with_dlib(cls, data: Any) -> Any:
+        """An ONNX embedder (`model`) runs behind dlib's detector: without an explicit vision_model, it selects
+        the dlib pipeline (an explicit other pipeline is refused when the backend is loaded)."""
+        if isinstance(data, dict) and data.get("model") and not data.get("vision_model"):
+            return {**data, "vision_model": "dlib"}
+        return data
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -137,8 +137,9 @@ class Settings(BaseSettings):
     video_max_pixels: int = Field(default=8_294_400, ge=10_000, description="largest video frame (pixels)")
     video_templates_per_track: int = Field(default=3, ge=1, le=20, description="templates kept per track: the "
                                            "best-quality face and others of varied pose")
-    video_track_distance: float = Field(default=0.5, gt=0, description="template distance under which two "
-                                        "faces of consecutive sampled frames continue one track")
+    video_track_distance: float | None = Field(default=None, gt=0, description="template distance under which "
+                                               "two faces of consecutive sampled frames continue one track "
+                                               "(default: the vision model's calibrated 'strong' distance)")
 
     # Metadata store (store/db.py): SQLite in the data directory by default, or a PostgreSQL server. The data
     # directory still holds the keys, the blobs and the index whichever database holds the metadata.

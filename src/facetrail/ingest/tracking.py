@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facetrail.media.geometry import Box
+from facetrail.vision.calibration import Band, Calibration
 from facetrail.vision.pipeline import AnalyzedFace
+
+UNCALIBRATED_TRACK_DISTANCE = 0.5
+"""For a model that brings no calibration: the distance measured for dlib's templates, the only scale known."""
+
+
+def default_track_distance(calibration: Calibration | None) -> float:
+    """How close two faces of consecutive sampled frames must be to continue one track, when the setting leaves it
+    to the model: its calibrated 'strong' distance (a stranger comes that close once in 10,000 comparisons; a
+    face whose box overlaps the track's may be a quarter further). Each model's distances have their own scale."""
+    return calibration.threshold(Band.STRONG) if calibration is not None else UNCALIBRATED_TRACK_DISTANCE
 
 
 @dataclass(frozen=True)

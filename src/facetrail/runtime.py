@@ -125,12 +125,16 @@ class Facetrail:
                                              lambda: load_signer(settings), archives=self.data / "audit-archive")
         self.analyzer = Analyzer(vision_config(settings))
         backend = self.analyzer.backend  # cheap: weights load on first use
+        if not self._model_change:
+            try:
+                refuse_other_models(self.db, backend.model_id, self.data)
+            except BaseException:
+                self.db.dispose()
+                raise
         index_store = open_index_store(settings, self.vault, model_id=backend.model_id, dim=backend.template_dim,
                                        closing=self._open_files)
         self.gallery = Gallery(self.db, index_store, self.vault, model_id=backend.model_id,
                                dim=backend.template_dim)
-        if not self._model_change:
-            refuse_other_models(self.db, backend.model_id, self.data)
         self.gallery.secure_at_rest()
         self.sources = SourceRegistry(self.db, self.audit)
         self.accounts = AccountService(self.db, self.audit, key_ttl_days=settings.key_ttl_days,

@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", frozen=True)
 
     data: Path = Field(default=Path("facetrail-data"), description="data directory")
-    detector: Literal["hog", "cnn"] = Field(default="hog", description="face detector")
+    detector: Literal["hog", "cnn"] = Field(default="hog", description="dlib's face detector (vision_model dlib)")
     # Upsampling lets the HOG detector (80 px window) see smaller faces: once, down to ~40 px, below
     # which templates are unreliable anyway. Each upsampling quadruples the pixels, so a photo is only
     # upsampled while the result stays under this budget: photos up to 1 MP once, larger ones not.
@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     max_zip_members: int = Field(default=10_000, ge=1, description="files per zip archive; a larger archive is "
                                  "refused whole (an error naming it), the rest of the batch goes on")
     detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
-    jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
+    jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per dlib template (slower, "
+                        "steadier)")
     model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder "
                                "(with the dlib pipeline, which it selects when vision_model is not set)")
     min_band: str = Field(default="auto", description="search results below this band are not shown by default; "
@@ -139,7 +140,7 @@ class Settings(BaseSettings):
                                            "best-quality face and others of varied pose")
     video_track_distance: float | None = Field(default=None, gt=0, description="template distance under which "
                                                "two faces of consecutive sampled frames continue one track "
-                                               "(default: the vision model's calibrated 'strong' distance)")
+                                               "(default: the vision model's calibrated 'probable' distance)")
 
     # Metadata store (store/db.py): SQLite in the data directory by default, or a PostgreSQL server. The data
     # directory still holds the keys, the blobs and the index whichever database holds the metadata.

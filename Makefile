@@ -56,12 +56,13 @@ test-postgres: install
 
 test: lint unit unit-milvus test-postgres
 
-# Recognition quality on LFW (../shared/data/lfw), beside the face_recognition library's pipeline; writes
-# BENCHMARKS.md and the default model's calibration. About an hour on 2 cores; templates are cached.
+# Recognition quality on LFW (../shared/data/lfw) of the dlib pipeline, beside the face_recognition library's
+# pipeline (the same dlib models); writes BENCHMARKS.md and dlib's calibration. About an hour on 2 cores; templates
+# are cached. The default pipeline's figures and calibration come from bench-vision.
 bench-accuracy: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
-	$(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache --output BENCHMARKS.md \
-		--calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
+	FACETRAIL_VISION_MODEL=dlib $(BIN)/facetrail bench accuracy --lfw ../shared/data/lfw --cache .bench-cache \
+		--output BENCHMARKS.md --calibration-out src/facetrail/vision/calibrations/dlib-resnet-v1.json
 
 # 1:N bands: FPIR against FNIR on LFW's open-set protocol at 700 (LFW only), 10k, 100k and 1M faces (synthetic
 # distractors); writes the '1:N bands (FPIR/FNIR)' section of BENCHMARKS.md. About 10 minutes and 2 GB on 2 cores

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETRAIL_", frozen=True)
 
     data: Path = Field(default=Path("facetrail-data"), description="data directory")
-    detector: Literal["hog", "cnn"] = Field(default="hog", description="face detector")
+    detector: Literal["hog", "cnn"] = Field(default="hog", description="dlib's face detector (vision_model dlib)")
     # Upsampling lets the HOG detector (80 px window) see smaller faces: once, down to ~40 px, below
     # which templates are unreliable anyway. Each upsampling quadruples the pixels, so a photo is only
     # upsampled while the result stays under this budget: photos up to 1 MP once, larger ones not.
@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     max_zip_members: int = Field(default=10_000, ge=1, description="files per zip archive; a larger archive is "
                                  "refused whole (an error naming it), the rest of the batch goes on")
     detector_fallback: bool = Field(default=True, description="on a miss, retry upsampled, then with the CNN detector")
-    jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per template (slower, steadier)")
-    model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder")
+    jitters: int = Field(default=1, ge=1, le=100, description="test-time jitters per dlib template (slower, "
+                        "steadier)")
+    model: Path | None = Field(default=None, description="an ONNX embedding model file instead of dlib's encoder "
+                               "(with the dlib pipeline, which it selects when vision_model is not set)")
     min_band: str = Field(default="auto", description="search results below this band are not shown by default; "
                           "auto: the threshold that keeps strangers out of all but target_fpir of searches at the "
                           "number of faces the search reaches")
@@ -136,8 +138,9 @@ class Settings(BaseSettings):
     video_max_pixels: int = Field(default=8_294_400, ge=10_000, description="largest video frame (pixels)")
     video_templates_per_track: int = Field(default=3, ge=1, le=20, description="templates kept per track: the "
                                            "best-quality face and others of varied pose")
-    video_track_distance: float = Field(default=0.5, gt=0, description="template distance under which two "
-                                        "faces of consecutive sampled frames continue one track")
+    video_track_distance: float | None = Field(default=None, gt=0, description="template distance under which "
+                                               "two faces of consecutive sampled frames continue one track "
+                                               "(default: the vision model's calibrated 'probable' distance)")
 
     # Metadata store (store/db.py): SQLite in the data directory by default, or a PostgreSQL server. The data
     # directory still holds the keys, the blobs and the index whichever database holds the metadata.
@@ -147,7 +150,8 @@ class Settings(BaseSettings):
     # Vision pipeline (vision/composite.py): the detector and recogniser. Each is its own template space with its
     # own calibration; after a change, `facetrail index reembed` re-embeds the stored faces with the new one.
     vision_model: Literal["dlib", "yunet-dlib", "yunet-intel", "yunet-n-intel"] = Field(
-        default="dlib", description="face detector + recogniser: dlib, yunet-dlib, yunet-intel or yunet-n-intel")
+        default="yunet-intel", description="face detector + recogniser: yunet-intel (default), yunet-n-intel, dlib "
+        "or yunet-dlib")
 
     # Blobs on S3-compatible object storage (store/s3.py): crops, images, selfies and packages as sealed objects in
     # a bucket instead of <data>/blobs. Credentials: these two, else the standard AWS environment variables.
@@ -169,6 +173,15 @@ class Settings(BaseSettings):
     index_probe_share: float = Field(default=0.5, gt=0, le=1, description="share of the inverted file's cells "
                                      "a search visits (at least index_nprobe; more: slower, fewer missed "
                                      "neighbours)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _onnx_model_goes_with_dlib(cls, data: Any) -> Any:
+        """An ONNX embedder (`model`) runs behind dlib's detector: without an explicit vision_model, it selects
+        the dlib pipeline (an explicit other pipeline is refused when the backend is loaded)."""
+        if isinstance(data, dict) and data.get("model") and not data.get("vision_model"):
+            return {**data, "vision_model": "dlib"}
+        return data
 
     def worker_count(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -41,7 +41,7 @@ from facetrail.fsutil import private_dir
 from facetrail.index.engines import open_index_store
 from facetrail.index.gallery import Gallery, SyncReport
 from facetrail.ingest.analysis import Analyzer, vision_config
-from facetrail.ingest.reembed import Reembedder, ReembedReport
+from facetrail.ingest.reembed import Reembedder, ReembedReport, refuse_other_models
 from facetrail.ingest.report import IngestReport
 from facetrail.ingest.service import IngestService, Progress
 from facetrail.people.service import PeopleService
@@ -82,10 +82,13 @@ RESTORE_ACTOR = "system:restore"
 
 
 class Facetrail:
-    def __init__(self, settings: Settings, *, create: bool = False) -> None:
+    def __init__(self, settings: Settings, *, create: bool = False, model_change: bool = False) -> None:
         """Open the data directory `settings.data`; with `create`, make it first if it is not one yet
-        (otherwise a path that holds no data directory is refused: a typo must not become a new store)."""
+        (otherwise a path that holds no data directory is refused: a typo must not become a new store).
+        A directory whose faces are all of another vision model is refused unless `model_change` (re-embedding
+        them, or counting them)."""
         self.settings = settings
+        self._model_change = model_change
         self.data = settings.data
         # Reached first (a bucket is checked here), so that an unreachable blob storage leaves nothing made.
         self._storage = blob_storage(settings)
@@ -122,6 +125,12 @@ class Facetrail:
                                              lambda: load_signer(settings), archives=self.data / "audit-archive")
         self.analyzer = Analyzer(vision_config(settings))
         backend = self.analyzer.backend  # cheap: weights load on first use
+        if not self._model_change:
+            try:
+                refuse_other_models(self.db, backend.model_id, self.data)
+            except BaseException:
+                self.db.dispose()
+                raise
         index_store = open_index_store(settings, self.vault, model_id=backend.model_id, dim=backend.template_dim,
                                        closing=self._open_files)
         self.gallery = Gallery(self.db, index_store, self.vault, model_id=backend.model_id,
@@ -215,9 +224,11 @@ class Facetrail:
                               fulfil_kind=fulfilment)
 
     @classmethod
-    def open(cls, data: Path | None = None, *, create: bool = False, **overrides: object) -> Facetrail:
-        """Open a data directory (`create`: make it if `data` holds none yet); `overrides` replace settings."""
-        return cls(get_settings(data=data, **overrides), create=create)
+    def open(cls, data: Path | None = None, *, create: bool = False, model_change: bool = False,
+             **overrides: object) -> Facetrail:
+        """Open a data directory (`create`: make it if `data` holds none yet; `model_change`: even if its faces
+        are all of another vision model, to re-embed them); `overrides` replace settings."""
+        return cls(get_settings(data=data, **overrides), create=create, model_change=model_change)
 
     @property
     def input_limits(self) -> Limits:

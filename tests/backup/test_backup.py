@@ -151,7 +151,7 @@ def test_an_opt_out_made_after_the_backup_survives_the_restore(data: Path, tmp_p
     biden = stored_faces(ft, find_biden(ft, actor))
     from facetrail.store.templates import decode_template
 
-    ft.suppressions.add("REQ-OPT", [decode_template(f.template, 128) for f in biden], ["demo"])
+    ft.suppressions.add("REQ-OPT", [decode_template(f.template, ft.gallery.dim) for f in biden], ["demo"])
     ft.close()
     report = restore_backup(get_settings(data=data), archive, actor.name)
     assert report["suppressions_restored"] == 4
@@ -170,7 +170,7 @@ def test_a_withdrawn_opt_out_is_not_brought_back(data: Path, tmp_path: Path, act
     biden = stored_faces(ft, find_biden(ft, actor))
     from facetrail.store.templates import decode_template
 
-    ft.suppressions.add("REQ-OPT", [decode_template(biden[0].template, 128)], ["demo"])
+    ft.suppressions.add("REQ-OPT", [decode_template(biden[0].template, ft.gallery.dim)], ["demo"])
     ft.close()
     archive = tmp_path / "b.tar"
     backup(data, archive, actor)

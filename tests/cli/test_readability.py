@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from facetrail.api.app import create_app
 from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
+from facetrail.vision.backend import load_backend
 from tests.cli.test_cli import SOURCE, run, run_json
 from tests.conftest import SAMPLES
 
@@ -74,7 +75,7 @@ def test_no_table_cuts_a_value_at_80_columns(data: Path, narrow: None) -> None:
     run_json(data, "user", "add", "ivy-the-investigator", "--role", "investigator", "--purpose", "find-my-photos")
     for command, values in ((["user", "list"], ("ivy-the-investigator", "investigator", "find-my-photos")),
                             (["source", "list"], ("Test Controller", "consent")),
-                            (["index", "status"], ("dlib-resnet-v1",)),
+                            (["index", "status"], (load_backend().model_id,)),  # the default model's id
                             (["search", str(SAMPLES / "obama2.jpg"), "--purpose", "demo", "--case", "t"],
                              (str(SAMPLES / "obama.jpg").replace(" ", ""),))):
         code, text = run(data, *command)

@@ -15,6 +15,7 @@ from facetrail.compliance.benchmarks import BENCHMARKS, read_benchmark
 from facetrail.compliance.document import Format, render
 from facetrail.errors import InvalidValueError, PermissionDeniedError
 from facetrail.runtime import Facetrail, local_actor
+from facetrail.vision.backend import load_backend
 from facetrail.vision.calibration import load_calibration
 from tests.cli.test_cli import init
 from tests.conftest import add_source
@@ -98,10 +99,10 @@ def test_dpia_is_prefilled_with_volumes_and_the_models_measured_rates(samples_ft
     assert [s["name"] for s in after["sources"]] == ["samples", "second"]
     faces = before["volumes"]["faces"]
     assert faces > 0 and before["volumes"]["images"] > 0
-    calibration = load_calibration("dlib-resnet-v1")
+    calibration = load_calibration(samples_ft.gallery.model_id)  # the default model's
     assert calibration is not None
     accuracy = before["accuracy"]
-    assert accuracy["model_id"] == "dlib-resnet-v1" and accuracy["calibrated"]
+    assert accuracy["model_id"] == samples_ft.gallery.model_id and accuracy["calibrated"]
     assert accuracy["impostor_comparisons"] == calibration.impostor_comparisons
     assert {b["band"]: b["distance_threshold"] for b in accuracy["bands"]} == {
         band.value: threshold for band, threshold in calibration.thresholds.items()}
@@ -118,9 +119,10 @@ def test_dpia_is_prefilled_with_volumes_and_the_models_measured_rates(samples_ft
 
 def test_benchmark_figures_are_taken_only_for_the_model_in_use(tmp_path: Path) -> None:
     if BENCHMARKS.exists():
-        bench = read_benchmark("dlib-resnet-v1")
-        assert bench is not None and bench.verification_accuracy.endswith("%")
-        assert {b.band for b in bench.bands} == {"strong", "probable", "possible"}
+        for model_id in (load_backend().model_id, "dlib-resnet-v1"):  # the default model's, and dlib's
+            bench = read_benchmark(model_id)
+            assert bench is not None and bench.verification_accuracy.endswith("%"), model_id
+            assert {b.band for b in bench.bands} == {"strong", "probable", "possible"}
     assert read_benchmark("some-other-model") is None
     assert read_benchmark("dlib-resnet-v1", tmp_path / "missing.md") is None
     (tmp_path / "B.md").write_text("no measurements here\n")

@@ -60,7 +60,7 @@ def test_a_raw_scan_of_the_data_directory_finds_nothing_in_clear(samples_ft: Fac
     assert len(secrets) == 26 * 3 + 22
     every_file = b"".join(p.read_bytes() for p in sorted(samples_ft.data.rglob("*")) if p.is_file())
     assert [what for what, data in secrets if data in every_file] == []
-    index = (samples_ft.data / "index" / "dlib-resnet-v1.ftindex").read_bytes()
+    index = (samples_ft.data / "index" / f"{samples_ft.gallery.model_id}.ftindex").read_bytes()
     assert is_sealed(index) and MAGIC not in index  # the index file is ciphertext as a whole
 
 
@@ -181,7 +181,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     clear = {f.id: (encode_template(template_of(ft, f.template)), ft.blobs.get(f.crop_key or "")) for f in faces}
     clear_image = ft.blobs.get(image.blob_key)
     ft.gallery.persist()
-    clear_index = ft.vault.open("index", (data / "index" / "dlib-resnet-v1.ftindex").read_bytes())
+    clear_index = ft.vault.open("index", (data / "index" / f"{ft.gallery.model_id}.ftindex").read_bytes())
     # Write them back as an earlier version kept them: in clear, with no data key.
     with ft.db.write() as session, session.begin():
         for f in faces:
@@ -194,7 +194,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     kind, name = image.blob_key.split("/", 1)
     (ft.blobs.root / kind / name[:2] / name).write_bytes(clear_image)
     ft.close()
-    index_file = data / "index" / "dlib-resnet-v1.ftindex"
+    index_file = data / "index" / f"{ft.gallery.model_id}.ftindex"
     index_file.write_bytes(clear_index)  # and the index file as it was written in clear
 
     ft = Facetrail.open(data, workers=1)  # seals them

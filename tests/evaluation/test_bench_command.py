@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from facetrail.cli.main import app
+from facetrail.vision.backend import load_backend
 from facetrail.vision.calibration import load_calibration
 from tests.conftest import LFW
 
@@ -25,8 +26,9 @@ def test_bench_accuracy_on_a_slice(tmp_path: Path) -> None:
     assert facetrail["name"] == "facetrail" and facetrail["failed_to_enrol"] == 0
     assert facetrail["verification"]["accuracy_mean"] > 0.9
     text = report.read_text()
-    assert "kept text" in text and "<!-- accuracy:begin -->" in text and "| facetrail | dlib-resnet-v1 |" in text
-    assert load_calibration("dlib-resnet-v1", calibration) is not None
+    model_id = load_backend().model_id  # the configured (default) vision model's
+    assert "kept text" in text and "<!-- accuracy:begin -->" in text and f"| facetrail | {model_id} |" in text
+    assert load_calibration(model_id, calibration) is not None
     # A second run replaces its section rather than appending another; templates come from the cache.
     assert CliRunner().invoke(app, args).exit_code == 0
     assert report.read_text().count("<!-- accuracy:begin -->") == 1

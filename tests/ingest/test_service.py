@@ -16,6 +16,7 @@ from facetrail.errors import NotFoundError, PermissionDeniedError, ShuttingDownE
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
+from facetrail.vision.yunet import YUNET_S
 from tests.conftest import (
     PG_SAMPLES,
     SAMPLES,
@@ -48,9 +49,11 @@ def test_samples_are_ingested_with_their_faces(samples_ft: Facetrail) -> None:
         assert image is not None and image.face_count == 2 and image.width == 1126 and image.height == 661
         assert len(image.sha256) == 64 and image.size_bytes == len(sample_bytes("two_people.jpg"))
         face = image.faces[0]
-        assert template_of(samples_ft, face.template).shape == (128,) and len(face.landmarks) == 5
+        # the default pipeline's: a 256-d template, YuNet-s's five points and its name as the detector
+        assert template_of(samples_ft, face.template).shape == (samples_ft.gallery.dim,) == (256,)
+        assert len(face.landmarks) == 5
         assert face.key_id and image.key_id and face.key_id != image.key_id  # one data key per record
-        assert face.size_px > 100 and face.sharpness > 0 and face.detector == "hog"
+        assert face.size_px > 100 and face.sharpness > 0 and face.detector == YUNET_S.name
         assert samples_ft.blobs.get(face.crop_key or "")[:2] == b"\xff\xd8"
         assert samples_ft.blobs.get(image.blob_key or "") == sample_bytes("two_people.jpg")
 

@@ -19,7 +19,7 @@ from facetrail.people.clustering import (
 )
 from facetrail.runtime import Facetrail
 from facetrail.vision.backend import load_backend
-from facetrail.vision.calibration import load_calibration
+from facetrail.vision.calibration import Band, load_calibration
 from tests.conftest import LFW
 from tests.people.conftest import group_photos, sample_faces
 
@@ -168,12 +168,13 @@ def clusters_by_label(labels: NDArray[np.int64], names: list[str | None]) -> dic
 
 
 def test_real_sample_templates_group_by_identity(samples_ft: Facetrail) -> None:
+    """At the default model's clustering threshold (its calibrated 'strong' band), each labelled person of the
+    sample photos is one cluster of their own."""
     faces = sample_faces(samples_ft)
-    labels = cluster_templates(np.stack([f.template for f in faces]), 0.5)
+    labels = cluster_templates(np.stack([f.template for f in faces]), default_threshold(samples_ft.gallery.model_id))
     found = clusters_by_label(labels, [f.label for f in faces])
-    # Alex Lacamoire's two photos are 0.51 apart: at 0.5 they may stay two people, never join others.
     for name, clusters in found.items():
-        assert len(clusters) == 1 or name == "alex_lacamoire", (name, clusters)
+        assert len(clusters) == 1, (name, clusters)
     owners = [label for clusters in found.values() for label in clusters]
     assert len(owners) == len(set(owners)), "two labelled people share a cluster"
     for file, people in group_photos().items():
@@ -189,7 +190,8 @@ def test_real_templates_join_known_people_incrementally(samples_ft: Facetrail) -
     new = [f for f in faces if f not in old]
     ids = {"barack_obama": 100, "joe_biden": 200}
     result = assign_faces(np.stack([f.template for f in old]), np.array([ids[str(f.label)] for f in old]),
-                          np.stack([f.template for f in new]), threshold=0.5)
+                          np.stack([f.template for f in new]),
+                          threshold=default_threshold(samples_ft.gallery.model_id))
     for face, person, group in zip(new, result.person.tolist(), result.group.tolist(), strict=True):
         if face.label == "kit_harington":
             assert person == -1 and group == 0
@@ -226,9 +228,13 @@ def pairwise(labels: NDArray[np.int64], truth: NDArray[np.int64]) -> tuple[float
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("threshold", [0.5, 0.53])
+@pytest.mark.parametrize("band", [Band.STRONG, Band.PROBABLE])
 def test_lfw_people_do_not_chain_together(lfw_subset: tuple[NDArray[np.float32], NDArray[np.int64]],
-                                           threshold: float) -> None:
+                                           band: Band) -> None:
+    """At the default model's clustering threshold ('strong') and a looser one ('probable')."""
+    calibration = load_backend().calibration()
+    assert calibration is not None
+    threshold = calibration.threshold(band)
     templates, truth = lfw_subset
     chained = single_linkage(templates, threshold)
     assert pairwise(chained, truth)[0] < 0.95  # near neighbours do chain different people together here

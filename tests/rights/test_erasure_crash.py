@@ -23,8 +23,11 @@ from facetrail.index.faiss_store import KeyringSealing
 from facetrail.rights.erasure import CRASH_POINTS
 from facetrail.runtime import RESUME_ACTOR, Facetrail, local_actor
 from facetrail.store.templates import decode_template
+from facetrail.vision.backend import load_backend
 from facetrail.vision.calibration import Band
 from tests.rights.biden import files_holding, find_biden, stored_faces, stored_pixels
+
+DEFAULT = load_backend()  # the default vision model, whose index file the data directory holds (weights not loaded)
 
 ERASE = """
 import json, sys
@@ -74,7 +77,7 @@ def snapshot(data: Path) -> dict[str, Any]:
         conn.close()
     state["blobs"] = sorted(str(p.relative_to(data)) for p in (data / "blobs").rglob("*") if p.is_file())
     vault = open_vault(get_settings(data=data))
-    state["index"] = sorted(FaissIndex.load(data / "index" / "dlib-resnet-v1.ftindex", 128,
+    state["index"] = sorted(FaissIndex.load(data / "index" / f"{DEFAULT.model_id}.ftindex", DEFAULT.template_dim,
                                            sealing=KeyringSealing(vault)).ids().tolist())
     # Crypto-shredding: as many keys left (a redacted image's new key is random, so ids differ between runs),
     # none of the erased records' keys among them, and the same ledger.
@@ -134,7 +137,7 @@ def test_sigkill_at_each_step_then_open_equals_uninterrupted(
     assert [e.actor for e in entries] == [RESUME_ACTOR]
     strong = ft.search.scorer.max_distance(Band.STRONG)
     for face in faces:
-        nearest = ft.gallery.search(decode_template(face.template, 128), 1, None)
+        nearest = ft.gallery.search(decode_template(face.template, ft.gallery.dim), 1, None)
         assert nearest[0].distance > strong  # no erased template is searchable
         if face.image_name in ("two_people.jpg", "obama_and_biden.jpg"):
             assert face.image_key is not None

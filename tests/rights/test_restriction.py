@@ -28,7 +28,7 @@ def test_a_restricted_face_is_kept_but_never_found_until_lifted(samples_ft: Face
     with ft.db.read() as session:
         row = session.get(Face, face)
         assert row is not None and row.restricted
-        assert template_of(ft, row.template).shape == (128,)  # kept, template and all
+        assert template_of(ft, row.template).shape == (ft.gallery.dim,)  # kept, template and all
     assert face not in ft.gallery.index().ids().tolist()
     assert ft.restriction.restrict(actor.name, [face], "REQ-18")["unchanged"] == 1
 

@@ -22,7 +22,7 @@ from tests.rights.biden import BIDEN_PHOTOS, GROUPS, detected_boxes, find_biden,
 
 
 def templates_of(ft: Facetrail, face_ids: list[int]) -> dict[str, np.ndarray]:
-    return {f.image_name: decode_template(f.template, 128) for f in stored_faces(ft, face_ids)}
+    return {f.image_name: decode_template(f.template, ft.gallery.dim) for f in stored_faces(ft, face_ids)}
 
 
 def obama_template(ft: Facetrail, actor: Actor) -> np.ndarray:
@@ -31,7 +31,7 @@ def obama_template(ft: Facetrail, actor: Actor) -> np.ndarray:
 
 
 def test_the_threshold_is_the_calibrated_strong_band(samples_ft: Facetrail) -> None:
-    calibration = load_calibration("dlib-resnet-v1")
+    calibration = load_calibration(samples_ft.gallery.model_id)
     assert calibration is not None
     assert samples_ft.suppressions.threshold == calibration.threshold(Band.STRONG)
 
@@ -61,14 +61,14 @@ def test_entries_added_by_another_process_are_seen(samples_ft: Facetrail, actor:
     ft = samples_ft
     biden = templates_of(ft, find_biden(ft, actor))
     # As a second process holds it:
-    other = SuppressionList(ft.db, ft.audit, ft.vault, model_id="dlib-resnet-v1", dim=128)
+    other = SuppressionList(ft.db, ft.audit, ft.vault, model_id=ft.gallery.model_id, dim=ft.gallery.dim)
     assert other.screen([biden["biden2.jpg"]], ["demo"]) == [False] and len(other) == 0
     ft.suppressions.add("REQ-1", [biden["biden.jpg"]], ["demo"])
     assert other.screen([biden["biden2.jpg"]], ["demo"]) == [True] and len(other) == 1
     # A row written by other code, without the change counter: the table's size gives it away.
     key = ft.vault.new_key("suppression")
     with ft.db.write() as session, session.begin():
-        session.add(Suppression(request_id="REQ-3", model_id="dlib-resnet-v1", purposes=["press"],
+        session.add(Suppression(request_id="REQ-3", model_id=ft.gallery.model_id, purposes=["press"],
                                 template=seal_template(ft.vault, key, biden["biden.jpg"]), key_id=key.id))
     assert other.screen([biden["biden2.jpg"]], ["press"]) == [True] and len(other) == 2
 
@@ -93,7 +93,7 @@ def test_after_erasure_and_opt_out_ingesting_the_samples_again_adds_no_biden_fac
     biden_ids = find_biden(ft, actor)
     biden = stored_faces(ft, biden_ids)
     ft.erasure.erase(actor.name, biden_ids, request_id="REQ-OPT")
-    ft.suppressions.add("REQ-OPT", [decode_template(f.template, 128) for f in biden], ["demo"])
+    ft.suppressions.add("REQ-OPT", [decode_template(f.template, ft.gallery.dim) for f in biden], ["demo"])
 
     again = add_source(ft, name="samples again", purposes=("demo",))
     report = ft.ingest.ingest(actor, again, from_paths([SAMPLES], ft.input_limits))
@@ -153,7 +153,7 @@ def test_a_withdrawal_cut_off_after_its_keys_went_matches_nobody_and_finishes(sa
     with ft.db.read() as session:
         keys = [k for k in session.scalars(select(Suppression.key_id)) if k]
     ft.vault.keyring.destroy(keys)  # the withdrawal's first step, and then the process died
-    restarted = SuppressionList(ft.db, ft.audit, ft.vault, model_id="dlib-resnet-v1", dim=128)
+    restarted = SuppressionList(ft.db, ft.audit, ft.vault, model_id=ft.gallery.model_id, dim=ft.gallery.dim)
     assert restarted.screen([biden["biden2.jpg"]], ["demo"]) == [False] and len(restarted) == 0
     assert ft.suppressions.remove("REQ-W") == 1  # asked again, it finishes
     with ft.db.read() as session:

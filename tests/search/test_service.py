@@ -28,10 +28,12 @@ def test_obama_ranks_above_everyone_else(samples_ft: Facetrail, actor: Actor) ->
     best_other = max(score for name, score in solo if set(people[name]) & others)
     assert worst_obama > best_other
     assert {name for name, _ in solo if name in obama_files} == obama_files
-    # In the group photos, Obama's own face ranks above the other faces of the same photos.
+    # In the group photos, Obama's own face ranks above everyone else, in the 'strong' band, and the other faces
+    # of the same photos are in no band (not shown by default).
     for group in ("two_people.jpg", "obama_and_biden.jpg"):
-        ranks = [r.score for r in outcome.results if Path(r.original_name).name == group]
-        assert ranks[0] > best_other >= max(ranks[1:])
+        faces = [r for r in outcome.results if Path(r.original_name).name == group]
+        assert len(faces) >= 2 and faces[0].score > best_other and faces[0].band is Band.STRONG
+        assert all(r.band is Band.NONE and r.score < faces[0].score for r in faces[1:]), faces
 
 
 def test_results_carry_provenance_and_a_documented_score(samples_ft: Facetrail, actor: Actor) -> None:

@@ -11,8 +11,9 @@ from facetrail.errors import InvalidValueError
 from facetrail.evaluation import lfw
 from facetrail.evaluation.metrics import band_fmrs, impostor_distances
 from facetrail.evaluation.pipelines import extract_templates
-from facetrail.vision.backend import VisionConfig
+from facetrail.vision.backend import VisionConfig, load_backend
 from facetrail.vision.calibration import Band, Calibration, load_calibration
+from facetrail.vision.composite import MODEL_IDS, VisionModel
 from tests.conftest import LFW
 
 ROOT = LFW.parent
@@ -43,21 +44,31 @@ def test_too_few_comparisons_are_refused() -> None:
         Calibration.from_impostors("m", np.ones(10), data="x")
 
 
-def test_the_default_model_ships_its_calibration() -> None:
-    cal = load_calibration("dlib-resnet-v1")
-    assert cal is not None and cal.impostor_comparisons > 1_000_000
-    assert "pairsDevTrain" in cal.data
-    assert 0.3 < cal.threshold(Band.STRONG) < cal.threshold(Band.PROBABLE) < cal.threshold(Band.POSSIBLE) < 0.7
+def test_every_pipeline_ships_its_calibration() -> None:
+    """The default pipeline (YuNet + Intel, unit-length 256-d templates) and dlib's (128-d, same person below
+    about 0.6) each carry their own bands, measured on LFW View 1 train."""
+    default = load_backend(VisionConfig()).calibration()
+    assert default is not None and default.model_id == MODEL_IDS[VisionModel.YUNET_INTEL]
+    for model in VisionModel:
+        cal = load_calibration(MODEL_IDS[model])
+        assert cal is not None and cal.impostor_comparisons > 1_000_000, model
+        assert "pairsDevTrain" in cal.data
+        assert 0 < cal.threshold(Band.STRONG) < cal.threshold(Band.PROBABLE) < cal.threshold(Band.POSSIBLE) < 2
+    dlib = load_calibration(MODEL_IDS[VisionModel.DLIB])
+    assert dlib is not None and 0.3 < dlib.threshold(Band.STRONG) and dlib.threshold(Band.POSSIBLE) < 0.7
 
 
 @pytest.mark.slow
 def test_bands_hold_on_lfw_view1_test_pairs() -> None:
-    """On images the calibration never saw (View 1 test), each band's false-match rate is within 3x of its
-    target: every different-person pair among the View 1 test images is compared."""
-    cal = load_calibration("dlib-resnet-v1")
-    assert cal is not None
+    """On images the calibration never saw (View 1 test), each band of the default pipeline's calibration has a
+    false-match rate within 3x of its target: every different-person pair among the View 1 test images is
+    compared."""
+    config = VisionConfig()
+    backend = load_backend(config)
+    cal = backend.calibration()
+    assert cal is not None and cal.model_id == backend.model_id
     keys = lfw.pair_images(lfw.read_pairs(ROOT / "pairsDevTest.txt"))
-    templates = extract_templates("facetrail", [lfw.image_path(ROOT, k) for k in keys], keys, config=VisionConfig(),
+    templates = extract_templates("facetrail", [lfw.image_path(ROOT, k) for k in keys], keys, config=config,
                                   model_id=cal.model_id, workers=2)
     impostors = impostor_distances(templates, keys)
     assert len(impostors) > 500_000

@@ -15,7 +15,7 @@ from tests.conftest import labelled_people, sample_bytes
 
 @pytest.fixture(scope="module")
 def backend() -> DlibBackend:
-    b = load_backend()
+    b = load_backend(VisionConfig(vision_model="dlib"))
     assert isinstance(b, DlibBackend)
     return b
 
@@ -81,11 +81,11 @@ def test_small_face_in_large_photo_is_found_by_upsampling(backend: DlibBackend) 
 
 def test_unknown_detector_is_rejected() -> None:
     with pytest.raises(InvalidValueError, match="detector"):
-        load_backend(VisionConfig(detector="haar"))
+        load_backend(VisionConfig(detector="haar", vision_model="dlib"))
 
 
 def test_cnn_detector_is_selectable() -> None:
-    cnn = load_backend(VisionConfig(detector="cnn", max_upsample=0))
+    cnn = load_backend(VisionConfig(detector="cnn", max_upsample=0, vision_model="dlib"))
     found = cnn.detect(pixels("obama_small.jpg"))
     assert len(found) == 1 and found[0].detector == "cnn"
     assert cnn.embed(pixels("obama_small.jpg"), found)[0].shape == (128,)
@@ -99,9 +99,9 @@ def test_fallback_finds_a_face_the_first_pass_misses() -> None:
     canvas = np.asarray(Image.new("RGB", (1100, 1000), (128, 128, 128)))
     canvas = canvas.copy()
     canvas[400:490, 500:620] = np.asarray(small)
-    strict = load_backend(VisionConfig(detector_fallback=False))
+    strict = load_backend(VisionConfig(detector_fallback=False, vision_model="dlib"))
     assert strict.detect(canvas) == []
-    found = load_backend(VisionConfig(detector_fallback=True)).detect(canvas)
+    found = load_backend(VisionConfig(detector_fallback=True, vision_model="dlib")).detect(canvas)
     assert len(found) == 1
 
 

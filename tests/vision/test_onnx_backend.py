@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from sqlalchemy import select
 
-from facetrail.errors import FacetrailError, InvalidValueError
+from facetrail.errors import ConflictError, FacetrailError, InvalidValueError
 from facetrail.media.image import decode_image
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
@@ -139,7 +139,7 @@ def tiny(tmp_path: Path) -> Path:
 
 # -- loading and the sidecar -------------------------------------------------------------------
 def test_load_backend_picks_onnx_only_with_a_model(backend: OnnxBackend, model: Path) -> None:
-    assert isinstance(load_backend(VisionConfig()), DlibBackend)
+    assert isinstance(load_backend(VisionConfig(vision_model="dlib")), DlibBackend)
     assert backend.model_id == "onnx-" + hashlib.sha256(model.read_bytes()).hexdigest()[:16]
     assert backend.template_dim == DIM
     assert backend.description.template == ARCFACE_TEMPLATE_112
@@ -147,7 +147,7 @@ def test_load_backend_picks_onnx_only_with_a_model(backend: OnnxBackend, model: 
 
 def test_detection_is_dlibs(backend: OnnxBackend) -> None:
     image = pixels("two_people.jpg")
-    assert backend.detect(image) == load_backend(VisionConfig()).detect(image)
+    assert backend.detect(image) == load_backend(VisionConfig(vision_model="dlib")).detect(image)
 
 
 def test_sidecar_names_the_model_and_its_calibration(tiny: Path) -> None:
@@ -411,8 +411,11 @@ def test_ingest_and_search_with_the_onnx_model(model: Path, backend: OnnxBackend
         assert (tmp_path / "data" / "index" / f"{backend.model_id}.ftindex").exists()
     finally:
         ft.close()
-    # The dlib model's gallery on the same data holds none of these templates: spaces never mix.
-    dlib_ft = Facetrail.open(tmp_path / "data", workers=1)
+    # The dlib model's gallery on the same data holds none of these templates: spaces never mix. Opening it is
+    # refused (every face is of the ONNX model), except to re-embed.
+    with pytest.raises(ConflictError, match="index reembed.*FACETRAIL_MODEL"):
+        Facetrail.open(tmp_path / "data", workers=1, vision_model="dlib")
+    dlib_ft = Facetrail.open(tmp_path / "data", workers=1, vision_model="dlib", model_change=True)
     try:
         outcome = dlib_ft.search.search(local_actor(), sample_bytes("obama2.jpg"), purpose="demo", case_ref="c2")
         assert outcome.results == []

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facetrail.config import get_settings
 from facetrail.errors import InvalidValueError
+from facetrail.ingest.analysis import vision_config
 from facetrail.media.image import decode_image
 from facetrail.vision import VisionBackend, VisionConfig, load_backend, model_files
 from facetrail.vision.composite import MODEL_IDS, VisionModel, YuNetDlibBackend, YuNetIntelBackend
@@ -33,13 +35,30 @@ def pixels(name: str) -> np.ndarray:
 def test_each_name_loads_its_own_pipeline_and_template_space() -> None:
     assert isinstance(backend("yunet-dlib"), YuNetDlibBackend)
     assert isinstance(backend("yunet-intel"), YuNetIntelBackend)
-    ids = {backend(n).model_id for n in PIPELINES} | {load_backend().model_id}
+    dlib = load_backend(VisionConfig(vision_model="dlib"))
+    ids = {backend(n).model_id for n in PIPELINES} | {dlib.model_id}
     assert len(ids) == 4 and ids == set(MODEL_IDS.values())
+    assert load_backend().model_id == MODEL_IDS[VisionModel.YUNET_INTEL]  # the default
     assert backend("yunet-dlib").template_dim == 128 and backend("yunet-intel").template_dim == 256
     with pytest.raises(InvalidValueError, match="unknown vision model 'arcface'"):
         load_backend(VisionConfig(vision_model="arcface"))
     with pytest.raises(InvalidValueError, match="ONNX embedding model goes with vision_model 'dlib'"):
         load_backend(VisionConfig(vision_model="yunet-intel", model=Path("model.onnx")))
+
+
+def test_the_default_is_yunet_intel_and_an_onnx_model_selects_dlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ONNX embedder runs behind dlib's detector: set alone, it selects the dlib pipeline; with another
+    pipeline named, loading the backend is refused (above)."""
+    for name in ("FACETRAIL_VISION_MODEL", "FACETRAIL_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    assert get_settings().vision_model == "yunet-intel" and vision_config(get_settings()).vision_model == "yunet-intel"
+    assert get_settings(model=Path("m.onnx")).vision_model == "dlib"
+    monkeypatch.setenv("FACETRAIL_MODEL", "m.onnx")
+    assert get_settings().vision_model == "dlib"
+    monkeypatch.setenv("FACETRAIL_VISION_MODEL", "yunet-intel")
+    assert get_settings().vision_model == "yunet-intel"
+    with pytest.raises(InvalidValueError, match="ONNX embedding model goes with vision_model 'dlib'"):
+        load_backend(vision_config(get_settings()))
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -111,7 +130,7 @@ def test_no_face_in_blank_or_tiny_images(pipeline: str) -> None:
 
 def test_intel_refuses_dlib_landmarks() -> None:
     img = pixels("obama.jpg")
-    dlib_detection = load_backend().detect(img)[0]
+    dlib_detection = load_backend(VisionConfig(vision_model="dlib")).detect(img)[0]
     with pytest.raises(InvalidValueError, match="aligns on YuNet's five points"):
         backend("yunet-intel").embed(img, [dlib_detection])
 

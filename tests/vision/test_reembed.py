@@ -1,5 +1,7 @@
-"""A change of vision model: templates of two models never mix in one index, and `facetrail index reembed`
-moves every stored face to the new model, resuming after a kill."""
+"""A change of vision model: templates of two models never mix in one index, a data directory whose faces are
+all of another model is refused with the two ways out, and `facetrail index reembed` moves every stored face to
+the new model, resuming after a kill. The data directory here is made with dlib, as before the default became
+YuNet + Intel: the upgrade a dlib user goes through."""
 
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from facetrail.errors import ConflictError, IndexCorruptError
 from facetrail.index.faiss_index import FaissIndex, IndexTuning
 from facetrail.index.faiss_store import KeyringSealing
 from facetrail.runtime import Facetrail, local_actor
+from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, Person
 from facetrail.store.templates import open_templates
 from facetrail.vision.composite import MODEL_IDS, VisionModel
-from tests.conftest import sample_bytes
+from tests.conftest import SAMPLES, add_source, sample_bytes
 
 DLIB, INTEL, YUNET_DLIB = (MODEL_IDS[VisionModel.DLIB], MODEL_IDS[VisionModel.YUNET_INTEL],
                            MODEL_IDS[VisionModel.YUNET_DLIB])
@@ -42,18 +45,67 @@ def model_counts(ft: Facetrail) -> dict[str, int]:
         return dict(session.execute(select(Face.model_id, func.count()).group_by(Face.model_id)).all())
 
 
+def model_counts_at(data: Path) -> dict[str, int]:
+    ft = Facetrail.open(data, workers=1, vision_model="dlib")
+    try:
+        return model_counts(ft)
+    finally:
+        ft.close()
+
+
+@pytest.fixture(scope="module")
+def dlib_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample photos ingested with dlib (on SQLite: the database is the directory's file)."""
+    data = tmp_path_factory.mktemp("dlib-store") / "data"
+    ft = Facetrail.open(data, create=True, workers=1, vision_model="dlib", db_url=f"sqlite:///{data / 'facetrail.db'}")
+    try:
+        source_id = add_source(ft)
+        report = ft.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], ft.input_limits))
+        assert not report.errors, report.errors
+    finally:
+        ft.close()
+    return data
+
+
 @pytest.fixture
-def data(samples_store: Path, tmp_path: Path) -> Path:
+def data(dlib_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "data"
-    shutil.copytree(samples_store, copy)
+    shutil.copytree(dlib_store, copy)
+    monkeypatch.setenv("FACETRAIL_DB_URL", f"sqlite:///{copy / 'facetrail.db'}")  # also on a PostgreSQL run
     return copy
+
+
+def test_a_dlib_data_directory_is_refused_by_the_default_model_with_the_ways_out(data: Path) -> None:
+    """Opened with the default pipeline, a directory of dlib faces is refused (none of its faces could be
+    searched, new ones would start a second template space), and the message names both ways out."""
+    with pytest.raises(ConflictError) as refused:
+        Facetrail.open(data, workers=1)
+    message = str(refused.value)
+    assert str(data) in message and f"26 of {DLIB}" in message and INTEL in message
+    assert f"run `facetrail --data {data} index reembed`" in message and "set FACETRAIL_VISION_MODEL=dlib" in message
+    env = {k: v for k, v in os.environ.items() if k != "FACETRAIL_VISION_MODEL"} | {"COLUMNS": "400"}
+    for command in (["search", str(SAMPLES / "obama2.jpg"), "--purpose", "demo", "--case", "c-1"],
+                    ["ingest", str(SAMPLES / "biden.jpg"), "--source", "1"]):
+        run = subprocess.run([sys.executable, "-m", "facetrail.cli", "--data", str(data), *command],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode != 0 and "index reembed" in run.stderr + run.stdout, run
+        assert "FACETRAIL_VISION_MODEL=dlib" in run.stderr + run.stdout
+    status = cli(data, "index", "status", model="yunet-intel")  # counting them is allowed
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["faces_of_other_models"] == 26 and json.loads(status.stdout)["faces"] == 0
+    kept = Facetrail.open(data, workers=1, vision_model="dlib")  # the model they were made with still opens
+    try:
+        assert len(kept.gallery.index()) == 26
+    finally:
+        kept.close()
+    assert model_counts_at(data) == {DLIB: 26}  # nothing was changed by the refusals
 
 
 def test_an_index_file_of_another_model_is_refused(data: Path) -> None:
     """Same template length (128), other model: the index file made for dlib is never used for YuNet + dlib."""
     index_dir = data / "index"
     shutil.copy(index_dir / f"{DLIB}.ftindex", index_dir / f"{YUNET_DLIB}.ftindex")
-    ft = Facetrail.open(data, workers=1, vision_model="yunet-dlib")
+    ft = Facetrail.open(data, workers=1, vision_model="yunet-dlib", model_change=True)
     try:
         with pytest.raises(IndexCorruptError, match=f"holds templates of model '{DLIB}', not of '{YUNET_DLIB}'"):
             FaissIndex.load(index_dir / f"{YUNET_DLIB}.ftindex", 128, sealing=KeyringSealing(ft.vault),
@@ -66,7 +118,7 @@ def test_an_index_file_of_another_model_is_refused(data: Path) -> None:
 
 
 def test_reembed_resumes_after_a_kill_and_then_searches_with_the_new_model(data: Path) -> None:
-    before = Facetrail.open(data, workers=1)
+    before = Facetrail.open(data, workers=1, vision_model="dlib")
     try:
         faces = sum(model_counts(before).values())
         with before.db.read() as session:
@@ -114,14 +166,14 @@ def test_reembed_resumes_after_a_kill_and_then_searches_with_the_new_model(data:
 
 
 def test_reembed_refuses_while_opt_outs_of_the_old_model_exist(data: Path) -> None:
-    ft = Facetrail.open(data, workers=1)
+    ft = Facetrail.open(data, workers=1, vision_model="dlib")
     try:
         with ft.db.read() as session:
             template = session.scalars(select(Face.template)).first()
         assert ft.suppressions.add(None, open_templates(ft.vault, [template], 128), ["*"]) == 1
     finally:
         ft.close()
-    intel = Facetrail.open(data, workers=1, vision_model="yunet-intel")
+    intel = Facetrail.open(data, workers=1, vision_model="yunet-intel", model_change=True)
     try:
         with pytest.raises(ConflictError, match="opt-out templates of another model \\(1 of dlib-resnet-v1\\)"):
             intel.reembed(local_actor())

@@ -198,7 +198,7 @@ def index_reembed(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with reported_errors(as_json):
-        ft = state(ctx).open()
+        ft = state(ctx).open(model_change=True)
         with Progress(TextColumn("[bold]re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err_console, disable=as_json) as bar:
             task = bar.add_task("images", total=None)
@@ -222,7 +222,7 @@ def index_reembed(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def index_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Open the index (repairing it from the store if needed) and show its size."""
     with reported_errors(as_json):
-        ft = state(ctx).open()
+        ft = state(ctx).open(model_change=True)
         index = ft.gallery.index()
         last = ft.gallery.last_sync
         body = {"faces": len(index), "generation": index.generation, "model_id": ft.gallery.model_id,

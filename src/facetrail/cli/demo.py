@@ -98,10 +98,13 @@ def demo(
         curl = (f"curl -s -H 'Authorization: Bearer {key}' -F photo=@{QUERY_PHOTO} "
                 f"-F purpose=demo -F case=demo-1 {url}/v1/search")
         if as_json:
-            emit_json({"data": str(data), "source_id": source.id, "report": report.as_dict(),
+            emit_json({"data": str(data), "model_id": ft.gallery.model_id, "source_id": source.id,
+                       "report": report.as_dict(),
                        "investigator": name, "investigator_key": key, "curl": curl, "url": url})
         else:
             console.print(f"demo data directory: {data}", highlight=False)
+            console.print(f"vision model: {ft.settings.vision_model} ({ft.gallery.model_id}; "
+                          "FACETRAIL_VISION_MODEL picks another)", highlight=False)
             console.print(f"source {source.id} '{source.name}': {report.images_added} images added, "
                           f"{report.images_skipped} already there, {report.faces_added} faces added", highlight=False)
             console.print(f"investigator API key of {name} (shown once):", highlight=False)

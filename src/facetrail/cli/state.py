@@ -19,10 +19,11 @@ class AppState:
     data: Path | None
     _ft: Facetrail | None = field(default=None, repr=False)
 
-    def open(self, *, create: bool = False, **overrides: object) -> Facetrail:
-        """The data directory, opened once per command; only `create` may make a new one."""
+    def open(self, *, create: bool = False, model_change: bool = False, **overrides: object) -> Facetrail:
+        """The data directory, opened once per command; only `create` may make a new one (`model_change`: even
+        if its faces are all of another vision model, to count or re-embed them)."""
         if self._ft is None:
-            self._ft = Facetrail.open(self.data, create=create, **overrides)
+            self._ft = Facetrail.open(self.data, create=create, model_change=model_change, **overrides)
         return self._ft
 
     def close(self) -> None:

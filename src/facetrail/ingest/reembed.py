@@ -31,6 +31,7 @@ from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import Face, Person, StoredImage, Suppression
 from facetrail.store.templates import seal_template
 from facetrail.vision.backend import VisionBackend
+from facetrail.vision.composite import MODEL_IDS
 from facetrail.vision.types import Detection, Point
 
 Progress = Callable[[int, int], None]
@@ -50,6 +51,32 @@ class ReembedReport:
     @property
     def left(self) -> int:
         return len(self.not_found) + len(self.unavailable)
+
+
+def refuse_other_models(db: Database, model_id: str, data: object) -> None:
+    """Refuse a data directory whose faces were all embedded with another vision model than the configured one
+    (e.g. made with dlib, opened with the default YuNet + Intel): none of them could be searched, and new faces
+    would start a second template space beside them. The message names both ways out: re-embed, or keep the
+    model the faces were made with. A directory with faces of this model (a re-embed under way, or done with
+    a few faces the new detector could not find again) opens: `facetrail index status` counts the others."""
+    with db.read() as session:
+        if session.scalar(select(Face.id).where(Face.model_id == model_id).limit(1)) is not None:
+            return
+        others = session.execute(select(Face.model_id, func.count()).where(Face.model_id != model_id)
+                                 .group_by(Face.model_id).order_by(func.count().desc())).all()
+    if not others:
+        return
+    names = {v: k.value for k, v in MODEL_IDS.items()}
+    held = ", ".join(f"{n} of {m}" for m, n in others)
+    configured = names.get(model_id)
+    new = f"FACETRAIL_VISION_MODEL={configured}" if configured else "the configured model"
+    old = names.get(others[0][0])
+    keep = (f"set FACETRAIL_VISION_MODEL={old} to keep the model they were made with" if old
+            else "configure the model they were made with again (FACETRAIL_MODEL)")
+    raise ConflictError(f"the data directory {data} holds faces of another vision model ({held}) and none of "
+                        f"{model_id} ({new}): run `facetrail --data {data} index reembed` to re-embed them with "
+                        f"{model_id}, or "
+                        f"{keep}")
 
 
 class Reembedder:

@@ -20,7 +20,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facetrail.media.geometry import Box
+from facetrail.vision.calibration import Band, Calibration
 from facetrail.vision.pipeline import AnalyzedFace
+
+UNCALIBRATED_TRACK_DISTANCE = 0.5
+"""For a model that brings no calibration: the distance measured for dlib's templates, the only scale known."""
+
+
+def default_track_distance(calibration: Calibration | None) -> float:
+    """How close two faces of consecutive sampled frames must be to continue one track (and two tracks of a shot
+    to merge), when the setting leaves it to the model: its calibrated 'probable' distance, where a stranger
+    comes that close once in 1,000 comparisons (a face whose box overlaps the track's may be a quarter further).
+    Each model's distances have their own scale; for dlib that is 0.53, next to the 0.5 it was tuned with, and
+    a track compares with the few faces of one shot, not with a gallery."""
+    return calibration.threshold(Band.PROBABLE) if calibration is not None else UNCALIBRATED_TRACK_DISTANCE
 
 
 @dataclass(frozen=True)

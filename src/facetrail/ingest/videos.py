@@ -28,7 +28,7 @@ from facetrail.errors import FacetrailError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, VideoAnalysis, VideoProgress
 from facetrail.ingest.report import IngestReport, ItemError, VideoSummary
-from facetrail.ingest.tracking import Sighting
+from facetrail.ingest.tracking import Sighting, default_track_distance
 from facetrail.ingest.tracking import Track as FaceTrack
 from facetrail.media.redact import redact_image_bytes
 from facetrail.media.video import VideoLimits
@@ -94,7 +94,8 @@ class VideoIngest:
             return
         try:
             analysis = self.analyzer.analyze_video(data, video_limits(self.settings), name=item.name,
-                                                   track_distance=self.settings.video_track_distance,
+                                                   track_distance=self.settings.video_track_distance
+                                                   or default_track_distance(self.analyzer.backend.calibration()),
                                                    progress=progress)
         except Exception as exc:  # one bad video must never stop the batch
             cause = str(exc) if isinstance(exc, FacetrailError) else f"analysis failed ({type(exc).__name__}: {exc})"

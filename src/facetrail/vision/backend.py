@@ -49,18 +49,19 @@ class VisionConfig:
     model: Path | None = None
     max_image_pixels: int = 64_000_000
     crop_size: int = 160
-    vision_model: str = "dlib"  # composite.VisionModel: the detector + recogniser pipeline
+    vision_model: str | None = None  # composite.VisionModel; None: yunet-intel, or dlib with `model`
 
 
 def load_backend(config: VisionConfig | None = None) -> VisionBackend:
-    """The backend the config names: dlib by default; with `model`, that ONNX embedder behind dlib's detector;
-    with another `vision_model`, that pipeline (composite.py). Unknown names are rejected, never silently
+    """The backend the config names: YuNet-s + Intel by default; with `vision_model` dlib, dlib's detector and
+    encoder, or with also `model`, that ONNX embedder behind dlib's detector; with another `vision_model`, that
+    pipeline (composite.py). Unknown names are rejected, never silently
     replaced."""
-    from facetrail.vision.composite import VisionModel, YuNetDlibBackend, YuNetIntelBackend
+    from facetrail.vision.composite import DEFAULT_MODEL, VisionModel, YuNetDlibBackend, YuNetIntelBackend
     from facetrail.vision.dlib_backend import DetectorKind, DlibBackend
 
     config = config or VisionConfig()
-    pipeline = VisionModel(config.vision_model)
+    pipeline = VisionModel(config.vision_model or (VisionModel.DLIB if config.model is not None else DEFAULT_MODEL))
     if pipeline is not VisionModel.DLIB and config.model is not None:
         raise InvalidValueError("model", f"an ONNX embedding model goes with vision_model 'dlib', "
                                          f"not {pipeline.value!r}")

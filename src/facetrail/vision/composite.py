@@ -36,6 +36,9 @@ class VisionModel(StrEnum):
                                                 f"{', '.join(m.value for m in cls)}")
 
 
+DEFAULT_MODEL = VisionModel.YUNET_INTEL
+"""The most accurate pipeline on LFW and the sample photos, and the fastest (BENCHMARKS.md, "Vision pipelines")."""
+
 MODEL_IDS = {
     VisionModel.DLIB: "dlib-resnet-v1",
     VisionModel.YUNET_DLIB: "yunet-s.dlib-resnet-v1",

@@ -59,3 +59,15 @@ def test_the_tree_of_a_real_process_includes_its_child_and_its_memory() -> None:
         proc.wait(timeout=30)
     peak = sampler.stop()
     assert peak >= 64 * 2 ** 20
+    # The child's memory is its own peak, not the parent's (a small interpreter waiting for it).
+    assert sampler.child >= 64 * 2 ** 20 > sampler.own > 0
+
+
+def test_long_runs_spread_over_several_photos_of_a_person_and_skip_the_samples_people() -> None:
+    from bench.load import LFW_EXCLUDED
+    from bench.throughput import long_files
+
+    files = long_files(8000)  # more than LFW's 5,749 people
+    assert len(files) == len(set(files)) == 8000
+    assert not {f.parent.name for f in files} & LFW_EXCLUDED
+    assert len({f.parent.name for f in files}) < 8000

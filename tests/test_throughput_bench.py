@@ -59,3 +59,29 @@ def test_the_tree_of_a_real_process_includes_its_child_and_its_memory() -> None:
         proc.wait(timeout=30)
     peak = sampler.stop()
     assert peak >= 64 * 2 ** 20
+    # The child's memory is its own peak, not the parent's (a small interpreter waiting for it).
+    assert sampler.child >= 64 * 2 ** 20 > sampler.own > 0
+
+
+def test_long_runs_spread_over_several_photos_of_a_person_and_skip_the_samples_people() -> None:
+    from bench.load import LFW_EXCLUDED
+    from bench.throughput import long_files
+
+    files = long_files(8000)  # more than LFW's 5,749 people
+    assert len(files) == len(set(files)) == 8000
+    assert not {f.parent.name for f in files} & LFW_EXCLUDED
+    assert len({f.parent.name for f in files}) < 8000
+
+
+def test_targets_say_met_or_not_from_the_figures() -> None:
+    from bench.throughput import PEER, Run, targets
+
+    mib = 2 ** 20
+    runs = [Run(PEER, "lfw", 300, 20.0, 400 * mib, 300, 0), Run("yunet-intel", "lfw", 300, 3.0, 380 * mib, 330, 0),
+            Run("dlib", "lfw", 300, 30.0, 600 * mib, 310, 0)]
+    long_runs = [Run("yunet-intel", "lfw-1000", 1000, 20.0, 500 * mib, 1100, 0),
+                 Run("yunet-intel", "lfw-10000", 10000, 200.0, 550 * mib, 11000, 0)]
+    text = " ".join(targets(runs, long_runs))
+    assert "yunet-intel on lfw: 6.67x the peer's images/s (5x target met), 0.95x its peak memory (target met)" in text
+    assert "dlib on lfw: 0.67x the peer's images/s (5x target not met), 1.50x its peak memory (target not met)" in text
+    assert "peak 500 MiB at 1000 images, 550 MiB at 10000 (+10%)" in text

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from facetrail.ingest.analysis import ImageAnalysis, analyze_in_worker
+from facetrail.ingest.photo import ImageAnalysis, analyze_in_worker
 
 STALL = b"facetrail-test: stall here"
 DIE = b"facetrail-test: die here"

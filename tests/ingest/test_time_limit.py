@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from facetrail.accounts.roles import Actor
-from facetrail.ingest import analysis
+from facetrail.ingest import photo
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_upload
 from facetrail.store.models import Face
@@ -21,7 +21,7 @@ from tests.ingest import stall
 @pytest.mark.slow
 def test_a_hanging_or_crashing_file_is_reported_and_the_batch_goes_on(tmp_path: Path, actor: Actor,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(analysis, "analyze_in_worker", stall.analyze_or_misbehave)
+    monkeypatch.setattr(photo, "analyze_in_worker", stall.analyze_or_misbehave)
     ft = Facetrail.open(tmp_path / "data", create=True, workers=2, item_time_limit_s=25)
     try:
         source = add_source(ft)

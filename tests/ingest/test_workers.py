@@ -14,10 +14,10 @@ from tests.conftest import ROOT
 
 # A process that starts a pool of 2 workers and keeps both busy on items that hang.
 HOLDER = """
-from facetrail.ingest import analysis, workers
+from facetrail.ingest import photo, workers
 from facetrail.vision.backend import VisionConfig
 from tests.ingest import stall
-analysis.analyze_in_worker = stall.analyze_or_misbehave
+photo.analyze_in_worker = stall.analyze_or_misbehave
 pool = workers.WorkerPool(2, VisionConfig(), 3600, data=lambda job: job)
 for _ in pool.analyse(iter([stall.STALL, stall.STALL])):
     pass

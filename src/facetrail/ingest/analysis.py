@@ -1,7 +1,5 @@
-"""The CPU-heavy part of ingestion, run in worker processes: decode, detect, embed, crop.
-
-Workers receive bytes and return plain data, so nothing but the main process touches the store.
-"""
+"""The CPU-heavy part of ingestion: decode, detect, embed, crop (photo.py: a photo, as the worker processes
+run it; here: the same in this process, and videos)."""
 
 from __future__ import annotations
 
@@ -9,19 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from facetrail.config import Settings
+from facetrail.ingest.photo import ImageAnalysis, analyze_photo
 from facetrail.ingest.tracking import Track, Tracker
-from facetrail.media.image import decode_image, encode_jpeg
+from facetrail.media.image import encode_jpeg
 from facetrail.media.video import VideoInfo, VideoLimits, VideoReader
 from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
-from facetrail.vision.pipeline import AnalyzedFace, analyze_faces
-
-
-@dataclass(frozen=True)
-class ImageAnalysis:
-    format: str
-    width: int
-    height: int
-    faces: list[AnalyzedFace]
+from facetrail.vision.pipeline import analyze_faces
 
 
 @dataclass(frozen=True)
@@ -95,9 +86,7 @@ class Analyzer:
         return self._video_backend
 
     def analyze(self, data: bytes) -> ImageAnalysis:
-        image = decode_image(data, max_pixels=self.config.max_image_pixels)
-        faces = analyze_faces(self.backend, image.pixels, crop_size=self.config.crop_size)
-        return ImageAnalysis(format=image.format, width=image.width, height=image.height, faces=faces)
+        return analyze_photo(self.backend, self.config, data)
 
     def analyze_video(self, data: bytes, limits: VideoLimits, *, track_distance: float, name: str = "",
                       progress: Callable[[VideoProgress], None] | None = None) -> VideoAnalysis:
@@ -133,16 +122,3 @@ class Analyzer:
         finally:
             reader.close()
 
-
-class _WorkerState:
-    analyzer: Analyzer | None = None
-
-
-def init_worker(config: VisionConfig) -> None:
-    """Process-pool initializer: each worker process gets its own analyzer (and dlib models)."""
-    _WorkerState.analyzer = Analyzer(config)
-
-
-def analyze_in_worker(data: bytes) -> ImageAnalysis:
-    assert _WorkerState.analyzer is not None, "init_worker was not run in this process"
-    return _WorkerState.analyzer.analyze(data)

@@ -1,22 +1,28 @@
 """Ingestion of a batch into one source: idempotent by content hash, resumable after any crash.
 
-Each image is committed in its own transaction (image row, face rows and the index generation
-together), after its blobs are written under deterministic keys. A crash therefore loses at most
-the images in flight, and a re-run skips what was committed and redoes the rest: the same end
-state as an uninterrupted run. The index catches up from the store on its next open.
+Analysed images are committed in small batches, each batch in one transaction (its image rows, face rows
+and one index generation together), after every blob of the batch is written under a deterministic key and
+every data key it names is durable. A batch closes after `COMMIT_IMAGES` images or `COMMIT_WINDOW_S` seconds,
+whichever comes first, so the fixed cost of a commit (the keyring's and the store's fsyncs) is paid once per
+batch rather than once per image. A crash therefore loses at most the batch being written and the images in
+flight, never part of a batch, and a re-run skips what was committed and redoes the rest: the same end state
+as an uninterrupted run. The index catches up from the store on its next open.
 
 Faces of people on the suppression list (hard rule 6) are dropped in that same transaction, before
 any of their bytes is written: no template, no crop, and their region blacked out in the stored image.
 
 `interrupt()` (the server calls it when it is told to stop) ends a batch in progress after the image in
-hand: what is committed stays, the report says it was interrupted, and a re-run does the rest.
+hand (the images analysed so far are committed): what is committed stays, the report says it was interrupted,
+and a re-run does the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +57,13 @@ from facetrail.vision.pipeline import AnalyzedFace
 
 Progress = Callable[[int, int], None]
 """Called with (items done, items total) as a batch advances."""
+
+COMMIT_IMAGES = 32
+"""Analysed images committed together, in one transaction, at most."""
+COMMIT_WINDOW_S = 1.0
+"""An analysed image waits at most about this long for the others of its commit (slow pipelines, slow files)."""
+BLOB_WRITERS = 4
+"""Threads writing the blobs of a commit: each write waits on its own fsync, so they overlap."""
 
 
 @dataclass
@@ -116,22 +129,10 @@ class IngestService:
         videos = [item for item in batch if is_video_name(item.name) and not item.skipped]
         photos = [item for item in batch if not (is_video_name(item.name) and not item.skipped)]
         pending = self._pending(photos, source.id, source.jurisdictions, report, advance, videos)
-        since_save = 0
         analysing = (queue.analyse(pending) if queue
                      else self._analyse(pending, workers or self.settings.worker_count()))
         with closing(analysing) as analysed:
-            for job, outcome in analysed:
-                if isinstance(outcome, BaseException):
-                    report.errors.append(ItemError(job.item.name, _cause(outcome)))
-                else:
-                    since_save += self._commit(source, job, outcome, report)
-                    if since_save >= self.settings.index_save_every:
-                        self.gallery.persist()
-                        since_save = 0
-                advance()
-                if self._stopping.is_set():
-                    report.interrupted = True
-                    break  # closing the analysis stops the worker processes without waiting for them
+            self._store(source, analysed, report, advance)
         report.interrupted = report.interrupted or self._stopping.is_set()  # also when the queue stopped waiting
         if not report.interrupted:
             self._ingest_videos(source, videos, report, advance)
@@ -145,6 +146,40 @@ class IngestService:
                 self.audit.record(session, actor=actor.name, action="order.refused",
                                   details={"order_id": order_id, "source_id": source.id, "items": count})
         return report
+
+    def _store(self, source: Source, analysed: Iterator[tuple[_Pending, ImageAnalysis | BaseException]],
+               report: IngestReport, advance: Callable[[], None]) -> None:
+        """Commit the analysed photos in batches (COMMIT_IMAGES, COMMIT_WINDOW_S), saving the index every
+        `index_save_every` images. Progress counts the images analysed; on interrupt, those are committed and
+        the rest left."""
+        since_save = 0
+        batch: list[tuple[_Pending, ImageAnalysis]] = []
+        opened = 0.0
+
+        def commit() -> None:
+            nonlocal since_save
+            if not batch:
+                return
+            since_save += self._commit(source, batch, report)
+            batch.clear()
+            if since_save >= self.settings.index_save_every:
+                self.gallery.persist()
+                since_save = 0
+
+        for job, outcome in analysed:
+            if isinstance(outcome, BaseException):
+                report.errors.append(ItemError(job.item.name, _cause(outcome)))
+            else:
+                if not batch:
+                    opened = time.monotonic()
+                batch.append((job, outcome))
+                if len(batch) >= COMMIT_IMAGES or time.monotonic() - opened >= COMMIT_WINDOW_S:
+                    commit()
+            advance()
+            if self._stopping.is_set():
+                report.interrupted = True
+                break  # closing the analysis stops the worker processes without waiting for them
+        commit()
 
     def _ingest_videos(self, source: Source, videos: list[InputItem], report: IngestReport,
                        advance: Callable[[], None]) -> None:
@@ -212,88 +247,117 @@ class IngestService:
                                                 lambda job: job.data)
         yield from pool.analyse(pending)
 
-    def _commit(self, source: Source, job: _Pending, analysis: ImageAnalysis, report: IngestReport) -> int:
-        """Store one analysed image under the source's legal terms as the batch began (its purposes screen the
-        faces, its version is recorded with the image); returns 1 if it was added, 0 if not (another writer had
-        it already, or every face in it was suppressed).
+    def _commit(self, source: Source, batch: list[tuple[_Pending, ImageAnalysis]], report: IngestReport) -> int:
+        """Store analysed images in one transaction, under the source's legal terms as the batch began (its
+        purposes screen the faces, its version is recorded with each image); returns how many were added (not
+        those another writer had already, nor those whose every face was suppressed).
 
-        The suppression list is consulted inside the transaction that commits the image, under the write
-        lock, so an opt-out recorded at any moment before that commit is honoured; the blobs are written
-        after that decision and before the commit (a crash leaves at most blobs under deterministic keys,
-        which a re-run overwrites)."""
+        The suppression list and the enforcement orders are consulted inside the transaction that commits the
+        images, under the write lock, so an opt-out or an order recorded at any moment before that commit is
+        honoured. The data keys are made durable first (in one keyring transaction per kind), then every blob
+        of the batch is written, then the rows are committed: a crash before the commit leaves at most keys
+        nothing names and blobs under deterministic keys, which a re-run overwrites."""
         model_id = self.analyzer.backend.model_id
-        source_id, purposes = source.id, source.purposes
+        source_id = source.id
+        vault = self.blobs.vault
         with self.db.write() as session, session.begin():
-            exists = session.scalar(select(StoredImage.id).where(
-                StoredImage.source_id == source_id, StoredImage.sha256 == job.sha256))
-            if exists is not None:
-                report.images_skipped += 1
+            added = self._admit(session, source, batch, report)
+            if not added:
                 return 0
-            retired_at = session.scalar(select(Source.retired_at).where(Source.id == source_id))
-            if retired_at is not None:
-                report.errors.append(ItemError(job.item.name, f"refused: source {source_id} was retired"))
-                return 0
+            # One data key per face (its template and crop) and one for each image's bytes, so an erasure can
+            # shred exactly one person's faces; the keys are durable before anything names them.
+            face_keys = iter(vault.new_keys("face", sum(len(kept) for _, _, kept, _ in added)))
+            image_keys = iter(vault.new_keys("image", len(added) if self.settings.store_images else 0))
+            writes: list[Callable[[], str]] = []
+            rows: list[tuple[StoredImage, _Pending, list[tuple[AnalyzedFace, DataKey, str]]]] = []
+            for job, analysis, kept, dropped in added:
+                prefix = f"{job.sha256}-{source_id}"
+                image_key, image_data_key = None, None
+                if self.settings.store_images:
+                    image_data_key = next(image_keys)
+                    image_key = f"images/{prefix}"
+                    writes.append(partial(self._put_image, prefix, job, analysis, dropped, image_data_key))
+                faces = []
+                for i, face in enumerate(kept):
+                    key = next(face_keys)
+                    crop_key = f"crops/{prefix}-{i}.jpg"
+                    writes.append(partial(self.blobs.put, crop_key, face.crop_jpeg, key))
+                    faces.append((face, key, crop_key))
+                rows.append((StoredImage(
+                    source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
+                    width=analysis.width, height=analysis.height, format=analysis.format,
+                    face_count=len(kept), blob_key=image_key, key_id=image_data_key.id if image_data_key else None,
+                    source_version=source.version,
+                    origin_url=job.item.origin.url if job.item.origin else None,
+                    fetched_at=job.item.origin.fetched_at if job.item.origin else None,
+                ), job, faces))
+            _write_all(writes)
+            session.add_all(image for image, _, _ in rows)
+            session.flush()
+            face_rows: list[Face] = []
+            for image, job, faces in rows:
+                session.add_all(ImageJurisdiction(image_id=image.id, code=j.code, basis=j.basis.value)
+                                for j in dict.fromkeys(job.jurisdictions))
+                face_rows += [_face_row(image, i, face, model_id, crop_key,
+                                        seal_template(vault, key, face.template), key.id)
+                              for i, (face, key, crop_key) in enumerate(faces)]
+            session.add_all(face_rows)
+            session.flush()
+            generation = bump_generation(session) if face_rows else None
+        report.images_added += len(rows)
+        report.faces_added += len(face_rows)
+        report.images_without_faces += sum(1 for _, _, faces in rows if not faces)
+        if generation is not None:
+            self.gallery.add_committed(
+                np.array([f.id for f in face_rows], dtype=np.int64),
+                np.stack([face.template for _, _, faces in rows for face, _, _ in faces]),
+                np.full(len(face_rows), source_id, dtype=np.int64),
+                generation,
+            )
+        return len(rows)
+
+    def _admit(self, session: Session, source: Source, batch: list[tuple[_Pending, ImageAnalysis]],
+               report: IngestReport) -> list[tuple[_Pending, ImageAnalysis, list[AnalyzedFace], list[AnalyzedFace]]]:
+        """In the committing transaction: the images of the batch to store, each with its faces to store and
+        those of people on the suppression list; the others are accounted for in the report (already in the
+        source, source retired, refused by an enforcement order, every face suppressed)."""
+        source_id = source.id
+        present = set(session.scalars(select(StoredImage.sha256).where(
+            StoredImage.source_id == source_id, StoredImage.sha256.in_([job.sha256 for job, _ in batch]))))
+        retired_at = session.scalar(select(Source.retired_at).where(Source.id == source_id))
+        bans = collection_bans(session)
+        candidates: list[tuple[_Pending, ImageAnalysis]] = []
+        for job, analysis in batch:
             # An order recorded while this batch was being analysed refuses the image all the same.
-            refused = first_refusal(collection_bans(session), source_id, job.jurisdictions)
-            if refused is not None:
+            refused = first_refusal(bans, source_id, job.jurisdictions)
+            if job.sha256 in present:
+                report.images_skipped += 1
+            elif retired_at is not None:
+                report.errors.append(ItemError(job.item.name, f"refused: source {source_id} was retired"))
+            elif refused is not None:
                 report.refuse(job.item.name, *refused)
-                return 0
-            kept, dropped = self._screen(session, purposes, analysis.faces)
+            else:
+                candidates.append((job, analysis))
+        stored = self._screen(session, source.purposes, [face for _, analysis in candidates for face in analysis.faces])
+        added = []
+        for job, analysis in candidates:
+            kept = [face for face in analysis.faces if stored[id(face)]]
+            dropped = [face for face in analysis.faces if not stored[id(face)]]
             report.faces_suppressed += len(dropped)
             if dropped and not kept:
                 # Every face in it belongs to people who opted out: the image is not recorded at all. Its
                 # pixels, name and hash would only document their presence, and an image with no searchable
                 # face serves no purpose of the source. A re-run analyses it again and drops it again.
                 report.images_suppressed += 1
-                return 0
-            prefix = f"{job.sha256}-{source_id}"
-            # One data key per face (its template and crop) and one for the image's bytes, so an erasure can
-            # shred exactly one person's faces; the keys are durable before anything names them.
-            vault = self.blobs.vault
-            keys = vault.new_keys("face", len(kept))
-            image_key, image_data_key = None, None
-            if self.settings.store_images:
-                image_data_key = vault.new_key("image")
-                image_key = self._put_image(prefix, job, analysis, dropped, image_data_key)
-            crop_keys = [self.blobs.put(f"crops/{prefix}-{i}.jpg", face.crop_jpeg, keys[i])
-                         for i, face in enumerate(kept)]
-            image = StoredImage(
-                source_id=source_id, sha256=job.sha256, original_name=job.item.name, size_bytes=len(job.data),
-                width=analysis.width, height=analysis.height, format=analysis.format,
-                face_count=len(kept), blob_key=image_key, key_id=image_data_key.id if image_data_key else None,
-                source_version=source.version,
-                origin_url=job.item.origin.url if job.item.origin else None,
-                fetched_at=job.item.origin.fetched_at if job.item.origin else None,
-            )
-            session.add(image)
-            session.flush()
-            session.add_all(ImageJurisdiction(image_id=image.id, code=j.code, basis=j.basis.value)
-                            for j in dict.fromkeys(job.jurisdictions))
-            faces = [_face_row(image, i, face, model_id, crop_keys[i], seal_template(vault, keys[i], face.template),
-                               keys[i].id) for i, face in enumerate(kept)]
-            session.add_all(faces)
-            session.flush()
-            generation = bump_generation(session) if faces else None
-        report.images_added += 1
-        report.faces_added += len(faces)
-        if not faces:
-            report.images_without_faces += 1
-        elif generation is not None:
-            self.gallery.add_committed(
-                np.array([f.id for f in faces], dtype=np.int64),
-                np.stack([face.template for face in kept]),
-                np.full(len(faces), source_id, dtype=np.int64),
-                generation,
-            )
-        return 1
+                continue
+            added.append((job, analysis, kept, dropped))
+        return added
 
-    def _screen(self, session: Session, purposes: list[str],
-                faces: list[AnalyzedFace]) -> tuple[list[AnalyzedFace], list[AnalyzedFace]]:
-        """(faces to store, faces of people on the suppression list for one of these purposes)."""
+    def _screen(self, session: Session, purposes: list[str], faces: list[AnalyzedFace]) -> dict[int, bool]:
+        """For each face (by id()), whether it is stored: False for a face of someone on the suppression list
+        for one of these purposes."""
         suppressed = self.suppressions.screen([face.template for face in faces], purposes, session=session)
-        kept = [face for face, drop in zip(faces, suppressed, strict=True) if not drop]
-        dropped = [face for face, drop in zip(faces, suppressed, strict=True) if drop]
-        return kept, dropped
+        return {id(face): not drop for face, drop in zip(faces, suppressed, strict=True)}
 
     def _put_image(self, prefix: str, job: _Pending, analysis: ImageAnalysis, dropped: list[AnalyzedFace],
                    data_key: DataKey) -> str:
@@ -317,6 +381,17 @@ def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: st
         detector_score=round(det.score, 4), size_px=face.quality.size_px, sharpness=face.quality.sharpness,
         yaw=face.quality.yaw, model_id=model_id, template=template, crop_key=crop_key, key_id=key_id,
     )
+
+
+def _write_all(writes: list[Callable[[], str]]) -> None:
+    """Run the blob writes of a commit, a few at a time; the first error is raised once all have ended."""
+    if len(writes) <= 1:
+        for write in writes:
+            write()
+        return
+    with ThreadPoolExecutor(min(BLOB_WRITERS, len(writes)), thread_name_prefix="blob-writer") as pool:
+        for future in [pool.submit(write) for write in writes]:
+            future.result()
 
 
 def _data(job: _Pending) -> bytes:

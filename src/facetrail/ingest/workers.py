@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -22,11 +23,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from facetrail.errors import MediaError
-from facetrail.ingest import analysis
-from facetrail.ingest.analysis import ImageAnalysis
+from facetrail.ingest import photo
+from facetrail.ingest.photo import ImageAnalysis
 from facetrail.vision.backend import VisionConfig
 
 Job = TypeVar("Job")
@@ -51,7 +53,26 @@ def exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
 def init_worker(parent: int, config: VisionConfig) -> None:
     """Process-pool initializer of the vision workers."""
     exit_with_parent(parent)
-    analysis.init_worker(config)
+    photo.init_worker(config)
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While worker processes are started: a spawned process first runs the parent's main script again (to find
+    what the parent defined there), unless the parent was started as a module (`python -m`). The `facetrail`
+    console script would thereby import the whole command line into every vision worker, which needs none of
+    it (some 70 MiB and a second of start-up each), so its path is hidden meanwhile. The workers run functions
+    of facetrail's modules only, never one of the main script."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 class WorkerPool(Generic[Job]):
@@ -116,7 +137,8 @@ class WorkerPool(Generic[Job]):
 
     def _submit(self, job: Job) -> Future[ImageAnalysis]:
         assert self._pool is not None
-        return self._pool.submit(analysis.analyze_in_worker, self.data(job))
+        with _main_script_hidden():  # a submit may start a worker process
+            return self._pool.submit(photo.analyze_in_worker, self.data(job))
 
     def _restart(self) -> None:
         """Kill every worker (the stuck or broken one among them) and start a new pool."""

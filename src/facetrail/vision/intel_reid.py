@@ -13,6 +13,7 @@ its proportions. This was measured against fitting the ArcFace template scaled t
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +52,10 @@ class IntelReidEmbedder:
     def load(self) -> Any:
         with self._lock:
             if self._request is None:
+                # OpenVINO's package imports its model-conversion tools, which send a usage event to Intel on
+                # import unless a consent file says no: a face search engine sends nothing anywhere, so they
+                # are kept out (the package skips them when they cannot be imported; only the runtime is used).
+                sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
                 import openvino as ov
 
                 xml, weights = verified(MODEL_XML), verified(MODEL_BIN)

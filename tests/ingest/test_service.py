@@ -17,6 +17,7 @@ from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
 from tests.conftest import (
+    MILVUS_SAMPLES,
     PG_SAMPLES,
     SAMPLES,
     StoreDb,
@@ -175,7 +176,8 @@ def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, 
     source = add_source(ft)
     report = ingest(ft, actor, source, SAMPLES, workers=2)
     assert not report.errors
-    reference = Facetrail.open(samples_store, db_url=store_db.named(PG_SAMPLES))
+    reference = Facetrail.open(samples_store, db_url=store_db.named(PG_SAMPLES),
+                               milvus_collection_prefix=MILVUS_SAMPLES)
     assert counts(ft) == counts(reference)
     assert len(ft.gallery.index()) == counts(ft)[1]
     ft.close()

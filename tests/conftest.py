@@ -205,24 +205,24 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | None]:
 
 
 @pytest.fixture(autouse=True)
-def store_db(pg_cluster: Cluster | None, milvus_server: MilvusServer | None,
+def store_db(pg_cluster: Cluster | None, shared_milvus: MilvusServer | None,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreDb]:
     """Every test's data directories use a database of their own: on PostgreSQL a new one (FACETRAIL_DB_URL,
     also seen by the commands a test starts), on SQLite the file in the data directory. On the Milvus server
     each has collections of its own the same way (FACETRAIL_MILVUS_COLLECTION_PREFIX), dropped at the end."""
     prefix = f"t{os.getpid()}_{next(_DATABASES)}"
-    if milvus_server is not None:
+    if shared_milvus is not None:
         monkeypatch.setenv("FACETRAIL_MILVUS_COLLECTION_PREFIX", prefix)
     if pg_cluster is None:
         monkeypatch.delenv("FACETRAIL_DB_URL", raising=False)
-        yield StoreDb(None, "", milvus_server, prefix)
+        yield StoreDb(None, "", shared_milvus, prefix)
     else:
         name = f"test_{os.getpid()}_{next(_DATABASES)}"
         monkeypatch.setenv("FACETRAIL_DB_URL", pg_cluster.create(name, PG_TEMPLATE))
-        yield StoreDb(pg_cluster, name, milvus_server, prefix)
+        yield StoreDb(pg_cluster, name, shared_milvus, prefix)
         pg_cluster.drop(name)
-    if milvus_server is not None:
-        milvus_server.drop(prefix)
+    if shared_milvus is not None:
+        shared_milvus.drop(prefix)
 
 
 class StoreDb:
@@ -325,7 +325,7 @@ MILVUS_SAMPLES = "samples"  # the samples store's collection prefix on the Milvu
 
 # -- the vector index engine the suites run on (make test-stack2) -------------------------------------------------
 @pytest.fixture(scope="session", autouse=True)
-def milvus_server(request: pytest.FixtureRequest) -> Iterator[MilvusServer | None]:
+def shared_milvus(request: pytest.FixtureRequest) -> Iterator[MilvusServer | None]:
     """The Milvus server of an --index-engine milvus run (None otherwise): every process of the run reaches it
     through FACETRAIL_MILVUS_URI, as a cluster is reached."""
     if request.config.getoption("--index-engine") != "milvus":

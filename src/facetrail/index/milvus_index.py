@@ -80,7 +80,7 @@ class MilvusIndex:
         self.collection = collection
         self.dim = dim
         self.tuning = tuning
-        self._publish = publish  # called with the collection name when persisted (a rebuild takes the alias)
+        self._publish = publish  # a rebuild's: called with its collection when persisted; the alias's collection
         self._generation = generation
         self._lock = threading.RLock()
         self._parts: dict[int, list[str]] | None = None  # bucket -> partition names, cached until a rewrite
@@ -214,13 +214,26 @@ class MilvusIndex:
 
     # -- persistence -------------------------------------------------------------------------
     def persist(self) -> None:
-        """Flush to the engine's segments and record the generation; a rebuilt collection takes the alias."""
+        """Flush to the engine's segments and record the generation; a rebuilt collection takes the alias, unless
+        another process published a rebuild of its own meanwhile (two processes that found no collection): this
+        index then takes that one, which its process goes on using, and its own is dropped."""
         with self._lock:
+            if self._publish is not None:
+                current = self._publish(self.collection)
+                self._publish = None
+                if current != self.collection:
+                    self._adopt(current)
             self.client.flush(self.collection)
             self._set_properties({GENERATION: str(self._generation)})
-            if self._publish is not None:
-                self._publish(self.collection)
-                self._publish = None
+
+    def _adopt(self, name: str) -> None:
+        """Use collection `name` from now on, at the generation it records (-1: the gallery compares ids)."""
+        self.collection = name
+        self._parts = None
+        try:
+            self._generation = int(self._properties().get(GENERATION, "-1"))
+        except ValueError:
+            self._generation = -1
 
     def purge(self) -> None:
         """Rewrite every bucket with rows marked deleted: its live rows go to a new partition, the old partition
@@ -403,18 +416,27 @@ class MilvusStore:
         self.client.create_collection(name, schema=schema, index_params=params, consistency_level=STRONG,
                                       properties={MODEL: self.tuning.model_id or "", GENERATION: "-1", DIRTY: ""})
         self.client.load_collection(name)
-        return MilvusIndex(self.connection, name, self.dim, self.tuning, publish=self._publish)
+        replaces = self._current()
+        return MilvusIndex(self.connection, name, self.dim, self.tuning,
+                           publish=lambda built: self._publish(built, replaces))
 
-    def _publish(self, name: str) -> None:
-        """Point the alias at a rebuilt collection, then drop the one it replaced (its files go with it)."""
+    def _publish(self, name: str, replaces: str | None) -> str:
+        """Point the alias at collection `name`, rebuilt to replace collection `replaces` (None: there was none),
+        then drop that one (its files go with it); the collection the alias then names. Called under `writing`.
+        When another process published its own rebuild meanwhile (the alias no longer names `replaces`), that
+        one stays, being used, and `name` is dropped instead."""
         before = self._current()
         if before == name:
-            return
+            return name
+        if before is not None and before != replaces:
+            self.client.drop_collection(name)
+            return before
         if before is None:
             self.client.create_alias(name, self.alias)
         else:
             self.client.alter_alias(name, self.alias)
             self.client.drop_collection(before)
+        return name
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -181,3 +181,29 @@ def test_a_purge_cut_off_mid_rewrite_leaves_no_duplicate_and_is_finished_by_the_
         index.purge()
     assert len(index._partitions(fresh=True)[1]) == 1 and len(index) == 199 and index._dirty() == set()
     assert files_holding(Path(store.tuning.uri), rows[1].tobytes()) == []
+
+
+def test_two_rebuilds_of_a_missing_collection_at_once_keep_the_first_published(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """Two processes that open a data directory with no collection each rebuild one: the second to persist takes
+    the first one's, which that process goes on using, instead of dropping it from under it."""
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        first, second = store.create(), other.create()
+        rows = vectors(60)
+        for ix in (first, second):
+            ix.add(np.arange(1, 51, dtype=np.int64), rows[:50], np.repeat(np.arange(1, 6), 10))
+            ix.set_generation(3)
+        with store.writing():
+            first.persist()
+        ours = second.collection
+        with other.writing():
+            second.persist()
+        assert second.collection == first.collection != ours
+        assert not other.client.has_collection(ours)  # the one not published is dropped, its files with it
+        assert second.generation == 3
+        first.add(np.array([51], dtype=np.int64), rows[50:51], np.array([1]))  # the first still writes
+        assert second.search(rows[50], 1)[0].face_id == 51
+        assert sorted(int(i) for i in store.open().ids()) == list(range(1, 52))
+    finally:
+        other.close()

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit test-postgres clean bench-accuracy bench-load bench-zip bench-scale bench-fpir \
-	bench-vision screenshots unit-milvus test-stack2 bench-scale-milvus bench-video bench-throughput
+	bench-vision screenshots test-stack2 bench-scale-milvus bench-video bench-throughput
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,13 @@ unit: install node_modules/.installed
 # `postgresql`, started by tests/pg.py on loopback), the vectors on a Milvus server (one milvus-lite gRPC server per
 # run, tests/milvus.py, reached through FACETRAIL_MILVUS_URI by every process a test starts, as a cluster is; each
 # data directory has its own database and its own collection prefix) and the queue tests' `facetrail worker`
-# processes fed through a real redis-server. The store, index, ingestion, search, rights (erasure with its
-# "no bytes left" checks, which scan the server's files of the test's collections), audit and compliance (orders,
-# retention) suites; tests of the FAISS file itself skip (faiss_only). Tests marked slow run on the first stack
-# only here (all of them: make test-stack2 STACK2_ARGS=). About N minutes on 2 cores.
-STACK2_SUITES := tests/store tests/index tests/ingest tests/search tests/rights tests/audit \
-	tests/compliance/test_orders.py tests/compliance/test_retention.py
+# processes fed through a real redis-server. The store, gallery (the index tests that open data directories; the
+# others drive each engine directly whatever the options, in make unit), ingestion, search, rights (erasure with
+# its "no bytes left" checks, which scan the server's files of the test's collections), audit and compliance
+# (orders, retention) suites; tests of the FAISS file itself skip (faiss_only). Tests marked slow run on the first
+# stack only here (all of them: make test-stack2 STACK2_ARGS=). About N minutes on 2 cores.
+STACK2_SUITES := tests/store tests/index/test_gallery.py tests/index/test_milvus_server.py tests/ingest tests/search \
+	tests/rights tests/audit tests/compliance/test_orders.py tests/compliance/test_retention.py
 STACK2_ARGS ?= -m "not slow"
 test-stack2: install
 	$(BIN)/pytest --db postgres --index-engine milvus $(STACK2_SUITES) $(STACK2_ARGS) $(PYTEST_ARGS)
@@ -54,13 +55,6 @@ PG_SUITES := tests/store tests/ingest tests/search tests/rights tests/audit test
 PG_ARGS ?= -m "not slow"
 test-postgres: install
 	$(BIN)/pytest --db postgres $(PG_SUITES) $(PG_ARGS)
-
-# Those suites on embedded milvus-lite (<data>/index/milvus-lite.db, one process at a time, no server): the
-# gallery, search and rights suites only, whose tests run in one process (not part of make test).
-MILVUS_SUITES := tests/index/test_gallery.py tests/search tests/rights
-MILVUS_ARGS ?= -m "not slow"
-unit-milvus: install
-	FACETRAIL_INDEX_ENGINE=milvus $(BIN)/pytest --db postgres $(MILVUS_SUITES) $(MILVUS_ARGS) $(PYTEST_ARGS)
 
 test: lint unit test-stack2
 

@@ -207,3 +207,26 @@ def test_two_rebuilds_of_a_missing_collection_at_once_keep_the_first_published(
         assert sorted(int(i) for i in store.open().ids()) == list(range(1, 52))
     finally:
         other.close()
+
+
+@pytest.mark.usefixtures("index")  # a collection published and in use
+def test_an_index_whose_collection_another_process_rebuilt_follows_the_alias(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """`facetrail index rebuild` in one process drops the collection a server in another is using: the server's
+    index follows the alias to the new one on its next refresh (the gallery's, before each search)."""
+    loaded = store.open()
+    assert loaded is not None and loaded.refresh() == 0
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        rebuilt = other.create()
+        rows = vectors(300, seed=1)
+        rebuilt.add(np.arange(1000, 1100, dtype=np.int64), rows[:100], np.repeat(np.arange(1, 5), 25))
+        rebuilt.set_generation(7)
+        with other.writing():
+            rebuilt.persist()
+    finally:
+        other.close()
+    assert not store.client.has_collection(loaded.collection)  # dropped with its files
+    assert loaded.refresh() == 1 and loaded.collection == rebuilt.collection and loaded.generation == 7
+    assert loaded.search(rows[42], 1)[0].face_id == 1042
+    assert loaded.count([1]) == 25 and loaded.refresh() == 0

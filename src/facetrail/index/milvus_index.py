@@ -1,7 +1,9 @@
 """The distributed index: face templates in a Milvus collection, through pymilvus.
 
-The same client talks to a Milvus cluster (`milvus_uri = http://host:19530`) and to milvus-lite, the embedded
-build (a local directory path), which the tests and `make bench-scale-milvus` use.
+The same client talks to a Milvus cluster (`milvus_uri = http://host:19530`) and to milvus-lite: embedded (a local
+directory path, one process; `make bench-scale-milvus`) or as a server that several processes share, as they share
+a cluster (the tests' second stack, `make test-stack2`). Several data directories may share one server, each with
+its own `milvus_collection_prefix`.
 
 Layout. One collection per model, reached through an alias (`<prefix>_<model>`) so that a rebuild fills a new
 collection and switches the alias when it is persisted whole. Rows: `id` (the face id, primary key), `source`
@@ -75,13 +77,14 @@ class MilvusIndex:
     """One model's templates in one Milvus collection (`VectorIndex`). Thread-safe; processes share the server."""
 
     def __init__(self, connection: Connection, collection: str, dim: int, tuning: MilvusTuning,
-                 publish: Any = None, generation: int = 0) -> None:
+                 publish: Any = None, generation: int = 0, resolve: Any = None) -> None:
         self.connection = connection
         self.collection = collection
         self.dim = dim
         self.tuning = tuning
         self._publish = publish  # a rebuild's: called with its collection when persisted; the alias's collection
         self._generation = generation
+        self._resolve = resolve  # the collection the alias names now (None: none)
         self._lock = threading.RLock()
         self._parts: dict[int, list[str]] | None = None  # bucket -> partition names, cached until a rewrite
 
@@ -228,6 +231,7 @@ class MilvusIndex:
 
     def _adopt(self, name: str) -> None:
         """Use collection `name` from now on, at the generation it records (-1: the gallery compares ids)."""
+        self.client.load_collection(name)  # loaded already by whoever built it: at once
         self.collection = name
         self._parts = None
         try:
@@ -246,8 +250,17 @@ class MilvusIndex:
 
     def refresh(self) -> int:
         """Changes from other processes: none to load, they share the engine (the gallery follows the store's
-        generation for the rest)."""
-        return 0
+        generation for the rest), unless another process rebuilt the collection (`facetrail index rebuild`) and
+        dropped this one: the index then follows the alias to the new one, at the generation it records (the
+        gallery compares ids with the store when that is not the store's). Returns 1 then, else 0."""
+        with self._lock:
+            if self._resolve is None or self._publish is not None:  # a rebuild not published yet is not aliased
+                return 0
+            current = self._resolve()
+            if current is None or current == self.collection:
+                return 0
+            self._adopt(current)
+            return 1
 
     def settle(self) -> None:
         """Nothing runs in the background here: `purge` rewrites its buckets before it returns, and the buckets
@@ -402,7 +415,8 @@ class MilvusStore:
         except ValueError as exc:
             raise IndexCorruptError(f"the Milvus collection {name} has a damaged generation: {exc}") from exc
         self.client.load_collection(name)
-        return MilvusIndex(self.connection, name, self.dim, self.tuning, generation=generation)
+        return MilvusIndex(self.connection, name, self.dim, self.tuning, generation=generation,
+                           resolve=self._current)
 
     def create(self) -> MilvusIndex:
         name = f"{self.alias}_{uuid.uuid4().hex[:12]}"
@@ -418,7 +432,7 @@ class MilvusStore:
         self.client.load_collection(name)
         replaces = self._current()
         return MilvusIndex(self.connection, name, self.dim, self.tuning,
-                           publish=lambda built: self._publish(built, replaces))
+                           publish=lambda built: self._publish(built, replaces), resolve=self._current)
 
     def _publish(self, name: str, replaces: str | None) -> str:
         """Point the alias at collection `name`, rebuilt to replace collection `replaces` (None: there was none),

@@ -23,6 +23,33 @@ from pathlib import Path
 from pymilvus import MilvusClient
 
 START_TIMEOUT_S = 120
+MESSAGE_BYTES = 256 * 1024 * 1024  # as milvus-lite's own server (and Milvus standalone)
+# milvus-lite's server, with a Milvus server's keepalive policy: pymilvus pings every 10 s even between calls, which
+# gRPC's default policy punishes (GOAWAY "too many pings", then calls fail) after a few idle seconds; a Milvus
+# server allows pings 5 s apart without calls.
+SERVER = f"""
+import signal, sys, threading
+from concurrent import futures
+import grpc
+from pymilvus.grpc_gen import milvus_pb2_grpc
+from milvus_lite.adapter.grpc.servicer import MilvusServicer
+from milvus_lite.db import MilvusLite
+
+data_dir, port = sys.argv[1], sys.argv[2]
+db = MilvusLite(data_dir)
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=10), options=[
+    ("grpc.max_receive_message_length", {MESSAGE_BYTES}), ("grpc.max_send_message_length", {MESSAGE_BYTES}),
+    ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+    ("grpc.http2.max_ping_strikes", 0)])
+milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+server.add_insecure_port("127.0.0.1:" + port)
+server.start()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+server.stop(grace=2).wait()
+db.close()
+"""
 SERVER_FILES = "milvus-server/"  # how collection_files names the server's files (tests/rights/biden.py files_holding)
 
 
@@ -44,8 +71,7 @@ class MilvusServer:
 
     def start(self) -> None:
         log = open(self.folder / "server.log", "wb")  # noqa: SIM115  # the server's, closed with it
-        self._process = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
-                                          str(self.folder / "data"), "--host", "127.0.0.1", "--port", str(self.port)],
+        self._process = subprocess.Popen([sys.executable, "-c", SERVER, str(self.folder / "data"), str(self.port)],
                                          stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

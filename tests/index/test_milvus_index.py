@@ -189,6 +189,7 @@ def test_two_rebuilds_of_a_missing_collection_at_once_keep_the_first_published(
     the first one's, which that process goes on using, instead of dropping it from under it."""
     other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
     try:
+        assert store.open() is None and other.open() is None  # both find none, then rebuild
         first, second = store.create(), other.create()
         rows = vectors(60)
         for ix in (first, second):
@@ -205,6 +206,25 @@ def test_two_rebuilds_of_a_missing_collection_at_once_keep_the_first_published(
         first.add(np.array([51], dtype=np.int64), rows[50:51], np.array([1]))  # the first still writes
         assert second.search(rows[50], 1)[0].face_id == 51
         assert sorted(int(i) for i in store.open().ids()) == list(range(1, 52))
+    finally:
+        other.close()
+
+
+def test_a_rebuild_started_before_another_process_published_one_keeps_that_one(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """The second process finds no collection, the first publishes its rebuild, then the second starts its own:
+    that one replaces nothing, so the first's stays."""
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        assert store.open() is None and other.open() is None
+        first = store.create()
+        first.add(np.arange(1, 11, dtype=np.int64), vectors(10), np.ones(10, dtype=np.int64))
+        with store.writing():
+            first.persist()
+        second = other.create()  # after the first was published
+        with other.writing():
+            second.persist()
+        assert second.collection == first.collection and len(first) == 10
     finally:
         other.close()
 

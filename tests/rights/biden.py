@@ -17,7 +17,7 @@ from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Source, StoredImage
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
-from tests.milvus import collection_files
+from tests.milvus import SERVER_FILES, collection_files
 
 BIDEN_PHOTOS = ("biden.jpg", "biden2.jpg")
 GROUPS = ("two_people.jpg", "obama_and_biden.jpg")
@@ -71,6 +71,15 @@ def files_holding(data: Path, needle: bytes) -> list[str]:
     found = [str(path.relative_to(data)) for path in data.rglob("*") if path.is_file() and needle in path.read_bytes()]
     found += [name for name, path in collection_files() if _holds(path, needle)]
     return sorted(found)
+
+
+def engine_files(ft: Facetrail) -> str:
+    """Where the vector engine keeps vectors in clear, as files_holding names them ('' for the embedded index,
+    which seals its file): embedded milvus-lite's directory under the data directory, or the files of the data
+    directory's collections on the test run's Milvus server (a Milvus cluster keeps them on its own volumes)."""
+    if ft.settings.index_engine != "milvus":
+        return ""
+    return "index/milvus-lite.db/" if ft.settings.milvus_uri is None else SERVER_FILES
 
 
 def _holds(path: Path, needle: bytes) -> bool:

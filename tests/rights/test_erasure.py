@@ -19,12 +19,12 @@ from facetrail.store.models import Erasure, Face, Person, SearchResultRecord, St
 from facetrail.store.templates import decode_template
 from facetrail.vision.calibration import Band
 from tests.conftest import SAMPLES, add_source, sample_bytes
-from tests.milvus import SERVER_FILES
 from tests.rights.biden import (
     BIDEN_PHOTOS,
     GROUPS,
     StoredFace,
     detected_boxes,
+    engine_files,
     files_holding,
     find_biden,
     iou,
@@ -192,15 +192,6 @@ def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file
     for face in faces:
         assert files_holding(ft.data, face.sealed) == []
     assert not ids & ft.gallery.persisted_ids()
-
-
-def engine_files(ft: Facetrail) -> str:
-    """Where the vector engine keeps vectors in clear, as files_holding names them ('' for the embedded index,
-    which seals its file): embedded milvus-lite's directory under the data directory, or the files of the data
-    directory's collections on the test run's Milvus server (a Milvus cluster keeps them on its own volumes)."""
-    if ft.settings.index_engine != "milvus":
-        return ""
-    return "index/milvus-lite.db/" if ft.settings.milvus_uri is None else SERVER_FILES
 
 
 @pytest.mark.sqlite_only  # PostgreSQL: tests/rights/test_erasure_postgres.py

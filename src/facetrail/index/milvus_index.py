@@ -377,6 +377,9 @@ class MilvusStore:
         self.alias = f"{tuning.prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', tuning.model_id or 'model')}"
         self.connection = Connection(tuning)
         self.connection.client  # noqa: B018  # fail now, naming the server, when it cannot be reached
+        # The collection the last `open` found (None: none): what a rebuild that follows it replaces, even when
+        # another process has published one meanwhile ([] until the first `open`: the current one then).
+        self._opened: list[str | None] = []
 
     @property
     def client(self) -> MilvusClient:
@@ -395,6 +398,7 @@ class MilvusStore:
 
     def open(self) -> MilvusIndex | None:
         name = self._current()
+        self._opened = [name]
         if name is None:
             return None
         try:
@@ -430,7 +434,8 @@ class MilvusStore:
         self.client.create_collection(name, schema=schema, index_params=params, consistency_level=STRONG,
                                       properties={MODEL: self.tuning.model_id or "", GENERATION: "-1", DIRTY: ""})
         self.client.load_collection(name)
-        replaces = self._current()
+        replaces = self._opened[0] if self._opened else self._current()
+        self._opened = []
         return MilvusIndex(self.connection, name, self.dim, self.tuning,
                            publish=lambda built: self._publish(built, replaces), resolve=self._current)
 

@@ -42,7 +42,7 @@ unit: install node_modules/.installed
 # others drive each engine directly whatever the options, in make unit), ingestion, search, rights (erasure with
 # its "no bytes left" checks, which scan the server's files of the test's collections), audit and compliance
 # (orders, retention) suites; tests of the FAISS file itself skip (faiss_only). Tests marked slow run on the first
-# stack only here (all of them: make test-stack2 STACK2_ARGS=). About N minutes on 2 cores.
+# stack only here (all of them: make test-stack2 STACK2_ARGS=). About 6 minutes on 2 cores (12 on a busy machine).
 STACK2_SUITES := tests/store tests/index/test_gallery.py tests/index/test_milvus_server.py tests/ingest tests/search \
 	tests/rights tests/audit tests/compliance/test_orders.py tests/compliance/test_retention.py
 STACK2_ARGS ?= -m "not slow"

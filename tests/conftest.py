@@ -26,7 +26,7 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import Database
 from facetrail.store.templates import open_templates
-from tests.milvus import MilvusServer, running_server
+from tests.milvus import MilvusServer, milvus_running, running_server
 from tests.pg import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,7 +341,7 @@ def shared_milvus(request: pytest.FixtureRequest) -> Iterator[MilvusServer | Non
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[None]:
     """On the Milvus server, a session or module fixture that makes a data directory gets a collection prefix of
     its own (each test gets one from store_db)."""
-    if fixturedef.scope != "function" and "FACETRAIL_MILVUS_URI" in os.environ:
+    if fixturedef.scope != "function" and milvus_running():
         os.environ["FACETRAIL_MILVUS_COLLECTION_PREFIX"] = f"s{os.getpid()}_{next(_DATABASES)}"
     yield
 

@@ -122,6 +122,11 @@ class MilvusServer:
 _running: list[MilvusServer] = []  # the session's server, while it runs
 
 
+def milvus_running() -> bool:
+    """Whether the session's Milvus server runs (an --index-engine milvus run)."""
+    return bool(_running)
+
+
 def collection_files() -> list[tuple[str, Path]]:
     """The files the session's Milvus server keeps for the running test's data directories (the collections of
     its prefix, FACETRAIL_MILVUS_COLLECTION_PREFIX), each with its name under SERVER_FILES; none without one."""

@@ -26,6 +26,7 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import Database
 from facetrail.store.templates import open_templates
+from tests.milvus import MilvusServer, milvus_running, running_server
 from tests.pg import Cluster, running_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def samples_store(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster 
     PostgreSQL its database is PG_SAMPLES: copy that too, store_db.copy_from)."""
     data = tmp_path_factory.mktemp("samples-store") / "data"
     url = None if pg_cluster is None else pg_cluster.create(PG_SAMPLES, PG_TEMPLATE)
-    instance = Facetrail.open(data, create=True, workers=1, db_url=url)
+    instance = Facetrail.open(data, create=True, workers=1, db_url=url, milvus_collection_prefix=MILVUS_SAMPLES)
     source_id = add_source(instance)
     report = instance.ingest.ingest(local_actor(), source_id, from_paths([SAMPLES], instance.input_limits))
     assert not report.errors, report.errors
@@ -166,7 +167,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="metadata store the tests run against (postgres: a throwaway local server, tests/pg.py)")
     parser.addoption("--index-engine", choices=["faiss", "milvus"], default=None,
                      help="vector index engine of every data directory the tests open (default: the "
-                          "FACETRAIL_INDEX_ENGINE setting, else faiss); milvus runs on milvus-lite")
+                          "FACETRAIL_INDEX_ENGINE setting, else faiss); milvus: a milvus-lite server shared by "
+                          "every process of the run (tests/milvus.py), a collection prefix per data directory")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -203,26 +205,37 @@ def pg_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | None]:
 
 
 @pytest.fixture(autouse=True)
-def store_db(pg_cluster: Cluster | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreDb]:
+def store_db(pg_cluster: Cluster | None, shared_milvus: MilvusServer | None,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreDb]:
     """Every test's data directories use a database of their own: on PostgreSQL a new one (FACETRAIL_DB_URL,
-    also seen by the commands a test starts), on SQLite the file in the data directory."""
+    also seen by the commands a test starts), on SQLite the file in the data directory. On the Milvus server
+    each has collections of its own the same way (FACETRAIL_MILVUS_COLLECTION_PREFIX), dropped at the end."""
+    prefix = f"t{os.getpid()}_{next(_DATABASES)}"
+    if shared_milvus is not None:
+        monkeypatch.setenv("FACETRAIL_MILVUS_COLLECTION_PREFIX", prefix)
     if pg_cluster is None:
         monkeypatch.delenv("FACETRAIL_DB_URL", raising=False)
-        yield StoreDb(None, "")
-        return
-    name = f"test_{os.getpid()}_{next(_DATABASES)}"
-    monkeypatch.setenv("FACETRAIL_DB_URL", pg_cluster.create(name, PG_TEMPLATE))
-    yield StoreDb(pg_cluster, name)
-    pg_cluster.drop(name)
+        yield StoreDb(None, "", shared_milvus, prefix)
+    else:
+        name = f"test_{os.getpid()}_{next(_DATABASES)}"
+        monkeypatch.setenv("FACETRAIL_DB_URL", pg_cluster.create(name, PG_TEMPLATE))
+        yield StoreDb(pg_cluster, name, shared_milvus, prefix)
+        pg_cluster.drop(name)
+    if shared_milvus is not None:
+        shared_milvus.drop(prefix)
 
 
 class StoreDb:
     """The test's metadata store: `url` (None on SQLite: each data directory's own file)."""
 
-    def __init__(self, cluster: Cluster | None, name: str) -> None:
+    def __init__(self, cluster: Cluster | None, name: str, milvus: MilvusServer | None = None,
+                 prefix: str = "") -> None:
         self.cluster = cluster
         self.name = name
+        self.milvus = milvus
+        self.prefix = prefix
         self._by_data: dict[Path, str] = {}
+        self._prefixes: dict[Path, str] = {}
 
     def url_for(self, data: Path) -> str:
         """The metadata store of data directory `data` in a test that makes several: on PostgreSQL the first one
@@ -237,11 +250,29 @@ class StoreDb:
             self._by_data[key] = name
         return self.cluster.url(self._by_data[key])
 
+    def prefix_for(self, data: Path) -> str:
+        """The Milvus collection prefix of data directory `data`, given out as `url_for` gives databases."""
+        key = data.absolute()
+        if key not in self._prefixes:
+            self._prefixes[key] = self.prefix if not self._prefixes else f"{self.prefix}_d{next(_DATABASES)}"
+        return self._prefixes[key]
+
+    def settings_for(self, data: Path) -> dict[str, str]:
+        """The settings that open `data` on its own store (Facetrail.open(data, **store_db.settings_for(data))):
+        its database, and on the Milvus server its collection prefix."""
+        settings = {"db_url": self.url_for(data)}
+        if self.milvus is not None:
+            settings["milvus_collection_prefix"] = self.prefix_for(data)
+        return settings
+
     def env_for(self, data: Path) -> dict[str, str]:
-        """The environment of a command run on `data` (its FACETRAIL_DB_URL on PostgreSQL)."""
+        """The environment of a command run on `data` (its FACETRAIL_DB_URL on PostgreSQL, its collection prefix
+        on the Milvus server)."""
         env = dict(os.environ)
         if self.cluster is not None:
             env["FACETRAIL_DB_URL"] = self.url_for(data)
+        if self.milvus is not None:
+            env["FACETRAIL_MILVUS_COLLECTION_PREFIX"] = self.prefix_for(data)
         return env
 
     def scalar(self, data: Path, query: str) -> Any:
@@ -289,9 +320,32 @@ class StoreDb:
 _DATABASES = itertools.count(1)
 PG_TEMPLATE = "facetrail_template"
 PG_SAMPLES = "facetrail_samples"
+MILVUS_SAMPLES = "samples"  # the samples store's collection prefix on the Milvus server
 
 
-# -- the vector index engine the suites run on (make unit-milvus) -------------------------------------------------
+# -- the vector index engine the suites run on (make test-stack2) -------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def shared_milvus(request: pytest.FixtureRequest) -> Iterator[MilvusServer | None]:
+    """The Milvus server of an --index-engine milvus run (None otherwise): every process of the run reaches it
+    through FACETRAIL_MILVUS_URI, as a cluster is reached."""
+    if request.config.getoption("--index-engine") != "milvus":
+        yield None
+        return
+    with running_server() as server:
+        os.environ["FACETRAIL_MILVUS_URI"] = server.uri
+        os.environ["FACETRAIL_MILVUS_COLLECTION_PREFIX"] = f"s{os.getpid()}_{next(_DATABASES)}"
+        yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[None]:
+    """On the Milvus server, a session or module fixture that makes a data directory gets a collection prefix of
+    its own (each test gets one from store_db)."""
+    if fixturedef.scope != "function" and milvus_running():
+        os.environ["FACETRAIL_MILVUS_COLLECTION_PREFIX"] = f"s{os.getpid()}_{next(_DATABASES)}"
+    yield
+
+
 @pytest.fixture(scope="session")
 def index_engine() -> str:
     """The engine under test: 'faiss' or 'milvus'."""

@@ -181,3 +181,72 @@ def test_a_purge_cut_off_mid_rewrite_leaves_no_duplicate_and_is_finished_by_the_
         index.purge()
     assert len(index._partitions(fresh=True)[1]) == 1 and len(index) == 199 and index._dirty() == set()
     assert files_holding(Path(store.tuning.uri), rows[1].tobytes()) == []
+
+
+def test_two_rebuilds_of_a_missing_collection_at_once_keep_the_first_published(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """Two processes that open a data directory with no collection each rebuild one: the second to persist takes
+    the first one's, which that process goes on using, instead of dropping it from under it."""
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        assert store.open() is None and other.open() is None  # both find none, then rebuild
+        first, second = store.create(), other.create()
+        rows = vectors(60)
+        for ix in (first, second):
+            ix.add(np.arange(1, 51, dtype=np.int64), rows[:50], np.repeat(np.arange(1, 6), 10))
+            ix.set_generation(3)
+        with store.writing():
+            first.persist()
+        ours = second.collection
+        with other.writing():
+            second.persist()
+        assert second.collection == first.collection != ours
+        assert not other.client.has_collection(ours)  # the one not published is dropped, its files with it
+        assert second.generation == 3
+        first.add(np.array([51], dtype=np.int64), rows[50:51], np.array([1]))  # the first still writes
+        assert second.search(rows[50], 1)[0].face_id == 51
+        assert sorted(int(i) for i in store.open().ids()) == list(range(1, 52))
+    finally:
+        other.close()
+
+
+def test_a_rebuild_started_before_another_process_published_one_keeps_that_one(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """The second process finds no collection, the first publishes its rebuild, then the second starts its own:
+    that one replaces nothing, so the first's stays."""
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        assert store.open() is None and other.open() is None
+        first = store.create()
+        first.add(np.arange(1, 11, dtype=np.int64), vectors(10), np.ones(10, dtype=np.int64))
+        with store.writing():
+            first.persist()
+        second = other.create()  # after the first was published
+        with other.writing():
+            second.persist()
+        assert second.collection == first.collection and len(first) == 10
+    finally:
+        other.close()
+
+
+@pytest.mark.usefixtures("index")  # a collection published and in use
+def test_an_index_whose_collection_another_process_rebuilt_follows_the_alias(
+        store: MilvusStore, tmp_path: Path) -> None:
+    """`facetrail index rebuild` in one process drops the collection a server in another is using: the server's
+    index follows the alias to the new one on its next refresh (the gallery's, before each search)."""
+    loaded = store.open()
+    assert loaded is not None and loaded.refresh() == 0
+    other = MilvusStore(tuning(tmp_path), DIM, tmp_path / "model.lock")
+    try:
+        rebuilt = other.create()
+        rows = vectors(300, seed=1)
+        rebuilt.add(np.arange(1000, 1100, dtype=np.int64), rows[:100], np.repeat(np.arange(1, 5), 25))
+        rebuilt.set_generation(7)
+        with other.writing():
+            rebuilt.persist()
+    finally:
+        other.close()
+    assert not store.client.has_collection(loaded.collection)  # dropped with its files
+    assert loaded.refresh() == 1 and loaded.collection == rebuilt.collection and loaded.generation == 7
+    assert loaded.search(rows[42], 1)[0].face_id == 1042
+    assert loaded.count([1]) == 25 and loaded.refresh() == 0

@@ -18,7 +18,7 @@ from pymilvus import MilvusClient
 
 from facetrail.accounts.roles import Actor
 from facetrail.runtime import Facetrail
-from tests.conftest import sample_bytes
+from tests.conftest import PG_SAMPLES, StoreDb, sample_bytes
 from tests.rights.biden import files_holding, find_biden, stored_faces
 
 ERASE = """
@@ -56,12 +56,13 @@ def milvus_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_an_erasure_by_another_process_is_seen_by_a_server_and_leaves_no_byte(
         milvus_server: tuple[str, Path], samples_store: Path, tmp_path: Path, actor: Actor,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, store_db: StoreDb) -> None:
     uri, engine_files = milvus_server
     monkeypatch.setenv("FACETRAIL_INDEX_ENGINE", "milvus")
     monkeypatch.setenv("FACETRAIL_MILVUS_URI", uri)
     data = tmp_path / "data"
     shutil.copytree(samples_store, data, ignore=shutil.ignore_patterns("milvus-lite.db"))
+    store_db.copy_from(PG_SAMPLES)
     server = Facetrail.open(data, workers=1)  # the collection is built from the store on first use
     try:
         faces = stored_faces(server, find_biden(server, actor))

@@ -46,7 +46,7 @@ def state(data: Path, store: StoreDb) -> tuple[int, int, list[tuple[Any, ...]]]:
 
 
 def prepare(data: Path, store: StoreDb) -> None:
-    ft = Facetrail.open(data, create=True, workers=1, db_url=store.url_for(data))
+    ft = Facetrail.open(data, create=True, workers=1, **store.settings_for(data))
     add_source(ft, name="lfw slice", purposes=("test",))
     ft.close()
 
@@ -83,7 +83,7 @@ def test_sigkill_half_way_then_rerun_equals_uninterrupted(tmp_path: Path, worker
     assert state(crashed, store_db) == expected
 
     # The index on disk after the re-run holds exactly the stored faces, and the audit chain holds.
-    ft = Facetrail.open(crashed, workers=1, db_url=store_db.url_for(crashed))
+    ft = Facetrail.open(crashed, workers=1, **store_db.settings_for(crashed))
     with ft.db.read() as session:
         stored = sorted(session.scalars(select(Face.id)))
     assert sorted(ft.gallery.persisted_ids()) == stored

@@ -107,7 +107,7 @@ def test_two_workers_give_the_single_process_result(redis_url: str, samples_ft: 
     workers = [start_worker(redis_url), start_worker(redis_url)]
     try:
         assert wait_for_workers(redis_url, 60, count=2) == 2
-        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
+        ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
         report = ingest(ft, actor, redis_url, SAMPLES)
         assert not report.errors, report.errors
         assert_same_store(ft, samples_ft, actor)
@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facet
     client = redis.Redis.from_url(redis_url)
     doomed = start_worker(redis_url)
     survivor: subprocess.Popen[str] | None = None
-    ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
+    ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
     outcome: list[IngestReport] = []
     writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
     try:
@@ -154,7 +154,7 @@ def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_pa
     client = redis.Redis.from_url(redis_url)
     worker = start_worker(redis_url)
     try:
-        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
+        ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
         source = add_source(ft)
 
         def first(done: int, _total: int) -> None:
@@ -174,7 +174,7 @@ def test_an_interrupted_batch_leaves_no_job_and_no_result(redis_url: str, tmp_pa
 def test_a_batch_told_to_stop_stops_waiting_for_workers(redis_url: str, tmp_path: Path, actor: Actor,
         store_db: StoreDb) -> None:
     client = redis.Redis.from_url(redis_url)
-    ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
+    ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
     outcome: list[IngestReport] = []
     writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
     writer.start()  # no worker runs
@@ -196,13 +196,13 @@ def test_a_corrupt_file_gives_its_error_through_the_queue(redis_url: str, tmp_pa
     photos.mkdir()
     (photos / "biden.jpg").write_bytes(sample_bytes("biden.jpg"))
     (photos / "broken.jpg").write_bytes(sample_bytes("obama2.jpg")[:400])
-    local = Facetrail.open(tmp_path / "local", create=True, db_url=store_db.url_for(tmp_path / "local"),
+    local = Facetrail.open(tmp_path / "local", create=True, **store_db.settings_for(tmp_path / "local"),
                            workers=1)
     expected = local.ingest.ingest(actor, add_source(local), from_paths([photos], local.input_limits))
     local.close()
     worker = start_worker(redis_url)
     try:
-        ft = Facetrail.open(tmp_path / "queued", create=True, db_url=store_db.url_for(tmp_path / "queued"))
+        ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
         report = ingest(ft, actor, redis_url, photos)
         ft.close()
     finally:
@@ -219,7 +219,7 @@ def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: st
     photos.mkdir()
     (photos / "biden.jpg").write_bytes(sample_bytes("biden.jpg"))
     (photos / "broken.jpg").write_bytes(sample_bytes("obama2.jpg")[:400])
-    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
+    ft = Facetrail.open(tmp_path / "data", create=True, **store_db.settings_for(tmp_path / "data"))
     add_source(ft)
     ft.close()
     worker = start_worker(redis_url)
@@ -238,7 +238,7 @@ def test_the_command_line_ingests_through_the_queue_of_the_setting(redis_url: st
 def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor,
         store_db: StoreDb) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
+    ft = Facetrail.open(tmp_path / "data", create=True, **store_db.settings_for(tmp_path / "data"))
     with pytest.raises(QueueUnavailableError, match=f"cannot reach the job queue at {url}"):
         ingest(ft, actor, url, SAMPLES / "biden.jpg")
     ft.close()
@@ -251,7 +251,7 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path, actor: Actor,
 def test_a_password_is_not_shown_in_the_error(tmp_path: Path, actor: Actor,
         store_db: StoreDb) -> None:
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}/0"
-    ft = Facetrail.open(tmp_path / "data", create=True, db_url=store_db.url_for(tmp_path / "data"))
+    ft = Facetrail.open(tmp_path / "data", create=True, **store_db.settings_for(tmp_path / "data"))
     with pytest.raises(QueueUnavailableError) as raised:
         ingest(ft, actor, url, SAMPLES / "biden.jpg")
     ft.close()

@@ -18,6 +18,7 @@ from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
 from facetrail.vision.yunet import YUNET_S
 from tests.conftest import (
+    MILVUS_SAMPLES,
     PG_SAMPLES,
     SAMPLES,
     StoreDb,
@@ -178,7 +179,8 @@ def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, 
     source = add_source(ft)
     report = ingest(ft, actor, source, SAMPLES, workers=2)
     assert not report.errors
-    reference = Facetrail.open(samples_store, db_url=store_db.named(PG_SAMPLES))
+    reference = Facetrail.open(samples_store, db_url=store_db.named(PG_SAMPLES),
+                               milvus_collection_prefix=MILVUS_SAMPLES)
     assert counts(ft) == counts(reference)
     assert len(ft.gallery.index()) == counts(ft)[1]
     ft.close()

@@ -17,6 +17,7 @@ from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Source, StoredImage
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
+from tests.milvus import SERVER_FILES, collection_files
 
 BIDEN_PHOTOS = ("biden.jpg", "biden2.jpg")
 GROUPS = ("two_people.jpg", "obama_and_biden.jpg")
@@ -64,9 +65,28 @@ def stored_faces(ft: Facetrail, face_ids: list[int]) -> list[StoredFace]:
 
 
 def files_holding(data: Path, needle: bytes) -> list[str]:
-    """Every file under the data directory (database, its -wal and -shm, index, blobs...) holding `needle`."""
-    return sorted(str(path.relative_to(data)) for path in data.rglob("*")
-                  if path.is_file() and needle in path.read_bytes())
+    """Every file under the data directory (database, its -wal and -shm, index, blobs...) holding `needle`; on
+    the test run's Milvus server (tests/milvus.py), also the files of the test's collections there, named
+    `milvus-server/collections/...`."""
+    found = [str(path.relative_to(data)) for path in data.rglob("*") if path.is_file() and needle in path.read_bytes()]
+    found += [name for name, path in collection_files() if _holds(path, needle)]
+    return sorted(found)
+
+
+def engine_files(ft: Facetrail) -> str:
+    """Where the vector engine keeps vectors in clear, as files_holding names them ('' for the embedded index,
+    which seals its file): embedded milvus-lite's directory under the data directory, or the files of the data
+    directory's collections on the test run's Milvus server (a Milvus cluster keeps them on its own volumes)."""
+    if ft.settings.index_engine != "milvus":
+        return ""
+    return "index/milvus-lite.db/" if ft.settings.milvus_uri is None else SERVER_FILES
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    try:
+        return needle in path.read_bytes()
+    except FileNotFoundError:  # the server rewrote it meanwhile
+        return False
 
 
 def raw_blob(ft: Facetrail, key: str) -> bytes:

@@ -24,6 +24,7 @@ from tests.rights.biden import (
     GROUPS,
     StoredFace,
     detected_boxes,
+    engine_files,
     files_holding,
     find_biden,
     iou,
@@ -192,12 +193,6 @@ def assert_erasure_leaves_no_bytes(ft: Facetrail, actor: Actor, *, database_file
     for face in faces:
         assert files_holding(ft.data, face.sealed) == []
     assert not ids & ft.gallery.persisted_ids()
-
-
-def engine_files(ft: Facetrail) -> str:
-    """Where the vector engine keeps vectors in clear under the data directory ('' for the embedded index, which
-    seals its file): milvus-lite's directory (a Milvus cluster keeps them on its own volumes)."""
-    return "index/milvus-lite.db/" if ft.settings.index_engine == "milvus" else ""
 
 
 @pytest.mark.sqlite_only  # PostgreSQL: tests/rights/test_erasure_postgres.py

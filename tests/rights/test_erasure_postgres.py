@@ -16,7 +16,7 @@ from facetrail.runtime import Facetrail
 from facetrail.store.models import Face
 from facetrail.store.templates import LABEL
 from tests.conftest import StoreDb
-from tests.rights.biden import StoredFace, files_holding, find_biden, stored_faces
+from tests.rights.biden import StoredFace, engine_files, files_holding, find_biden, stored_faces
 
 pytestmark = pytest.mark.postgres_only
 
@@ -72,7 +72,12 @@ def test_what_an_erasure_leaves_in_postgresql_is_ciphertext_under_destroyed_keys
     ft = samples_ft
     faces = stored_faces(ft, find_biden(ft, actor))
     assert len(faces) == 4
+    engine = engine_files(ft)  # a vector engine that stores vectors in clear (Milvus) holds them in its files only
+    for face in faces:
+        clear = files_holding(ft.data, face.template)
+        assert bool(clear) == bool(engine) and all(f.startswith(engine) for f in clear), clear
     ft.erasure.erase(actor.name, [f.id for f in faces], request_id="REQ-PG")
+    assert [files_holding(ft.data, f.template) for f in faces] == [[] for _ in faces]  # the engine's copy too
     with ft.db.read() as session:
         assert session.query(Face).filter(Face.id.in_([f.id for f in faces])).count() == 0
     files = server_files(ft, store_db)

@@ -1,7 +1,9 @@
 """The distributed index: face templates in a Milvus collection, through pymilvus.
 
-The same client talks to a Milvus cluster (`milvus_uri = http://host:19530`) and to milvus-lite, the embedded
-build (a local directory path), which the tests and `make bench-scale-milvus` use.
+The same client talks to a Milvus cluster (`milvus_uri = http://host:19530`) and to milvus-lite: embedded (a local
+directory path, one process; `make bench-scale-milvus`) or as a server that several processes share, as they share
+a cluster (the tests' second stack, `make test-stack2`). Several data directories may share one server, each with
+its own `milvus_collection_prefix`.
 
 Layout. One collection per model, reached through an alias (`<prefix>_<model>`) so that a rebuild fills a new
 collection and switches the alias when it is persisted whole. Rows: `id` (the face id, primary key), `source`
@@ -75,13 +77,14 @@ class MilvusIndex:
     """One model's templates in one Milvus collection (`VectorIndex`). Thread-safe; processes share the server."""
 
     def __init__(self, connection: Connection, collection: str, dim: int, tuning: MilvusTuning,
-                 publish: Any = None, generation: int = 0) -> None:
+                 publish: Any = None, generation: int = 0, resolve: Any = None) -> None:
         self.connection = connection
         self.collection = collection
         self.dim = dim
         self.tuning = tuning
-        self._publish = publish  # called with the collection name when persisted (a rebuild takes the alias)
+        self._publish = publish  # a rebuild's: called with its collection when persisted; the alias's collection
         self._generation = generation
+        self._resolve = resolve  # the collection the alias names now (None: none)
         self._lock = threading.RLock()
         self._parts: dict[int, list[str]] | None = None  # bucket -> partition names, cached until a rewrite
 
@@ -214,13 +217,27 @@ class MilvusIndex:
 
     # -- persistence -------------------------------------------------------------------------
     def persist(self) -> None:
-        """Flush to the engine's segments and record the generation; a rebuilt collection takes the alias."""
+        """Flush to the engine's segments and record the generation; a rebuilt collection takes the alias, unless
+        another process published a rebuild of its own meanwhile (two processes that found no collection): this
+        index then takes that one, which its process goes on using, and its own is dropped."""
         with self._lock:
+            if self._publish is not None:
+                current = self._publish(self.collection)
+                self._publish = None
+                if current != self.collection:
+                    self._adopt(current)
             self.client.flush(self.collection)
             self._set_properties({GENERATION: str(self._generation)})
-            if self._publish is not None:
-                self._publish(self.collection)
-                self._publish = None
+
+    def _adopt(self, name: str) -> None:
+        """Use collection `name` from now on, at the generation it records (-1: the gallery compares ids)."""
+        self.client.load_collection(name)  # loaded already by whoever built it: at once
+        self.collection = name
+        self._parts = None
+        try:
+            self._generation = int(self._properties().get(GENERATION, "-1"))
+        except ValueError:
+            self._generation = -1
 
     def purge(self) -> None:
         """Rewrite every bucket with rows marked deleted: its live rows go to a new partition, the old partition
@@ -233,8 +250,17 @@ class MilvusIndex:
 
     def refresh(self) -> int:
         """Changes from other processes: none to load, they share the engine (the gallery follows the store's
-        generation for the rest)."""
-        return 0
+        generation for the rest), unless another process rebuilt the collection (`facetrail index rebuild`) and
+        dropped this one: the index then follows the alias to the new one, at the generation it records (the
+        gallery compares ids with the store when that is not the store's). Returns 1 then, else 0."""
+        with self._lock:
+            if self._resolve is None or self._publish is not None:  # a rebuild not published yet is not aliased
+                return 0
+            current = self._resolve()
+            if current is None or current == self.collection:
+                return 0
+            self._adopt(current)
+            return 1
 
     def settle(self) -> None:
         """Nothing runs in the background here: `purge` rewrites its buckets before it returns, and the buckets
@@ -351,6 +377,9 @@ class MilvusStore:
         self.alias = f"{tuning.prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', tuning.model_id or 'model')}"
         self.connection = Connection(tuning)
         self.connection.client  # noqa: B018  # fail now, naming the server, when it cannot be reached
+        # The collection the last `open` found (None: none): what a rebuild that follows it replaces, even when
+        # another process has published one meanwhile ([] until the first `open`: the current one then).
+        self._opened: list[str | None] = []
 
     @property
     def client(self) -> MilvusClient:
@@ -369,6 +398,7 @@ class MilvusStore:
 
     def open(self) -> MilvusIndex | None:
         name = self._current()
+        self._opened = [name]
         if name is None:
             return None
         try:
@@ -389,7 +419,8 @@ class MilvusStore:
         except ValueError as exc:
             raise IndexCorruptError(f"the Milvus collection {name} has a damaged generation: {exc}") from exc
         self.client.load_collection(name)
-        return MilvusIndex(self.connection, name, self.dim, self.tuning, generation=generation)
+        return MilvusIndex(self.connection, name, self.dim, self.tuning, generation=generation,
+                           resolve=self._current)
 
     def create(self) -> MilvusIndex:
         name = f"{self.alias}_{uuid.uuid4().hex[:12]}"
@@ -403,18 +434,28 @@ class MilvusStore:
         self.client.create_collection(name, schema=schema, index_params=params, consistency_level=STRONG,
                                       properties={MODEL: self.tuning.model_id or "", GENERATION: "-1", DIRTY: ""})
         self.client.load_collection(name)
-        return MilvusIndex(self.connection, name, self.dim, self.tuning, publish=self._publish)
+        replaces = self._opened[0] if self._opened else self._current()
+        self._opened = []
+        return MilvusIndex(self.connection, name, self.dim, self.tuning,
+                           publish=lambda built: self._publish(built, replaces), resolve=self._current)
 
-    def _publish(self, name: str) -> None:
-        """Point the alias at a rebuilt collection, then drop the one it replaced (its files go with it)."""
+    def _publish(self, name: str, replaces: str | None) -> str:
+        """Point the alias at collection `name`, rebuilt to replace collection `replaces` (None: there was none),
+        then drop that one (its files go with it); the collection the alias then names. Called under `writing`.
+        When another process published its own rebuild meanwhile (the alias no longer names `replaces`), that
+        one stays, being used, and `name` is dropped instead."""
         before = self._current()
         if before == name:
-            return
+            return name
+        if before is not None and before != replaces:
+            self.client.drop_collection(name)
+            return before
         if before is None:
             self.client.create_alias(name, self.alias)
         else:
             self.client.alter_alias(name, self.alias)
             self.client.drop_collection(before)
+        return name
 
     @contextmanager
     def writing(self) -> Iterator[None]:

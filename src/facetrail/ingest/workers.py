@@ -137,8 +137,13 @@ class WorkerPool(Generic[Job]):
 
     def _submit(self, job: Job) -> Future[ImageAnalysis]:
         assert self._pool is not None
-        with _main_script_hidden():  # a submit may start a worker process
-            return self._pool.submit(photo.analyze_in_worker, self.data(job))
+        try:
+            with _main_script_hidden():  # a submit may start a worker process
+                return self._pool.submit(photo.analyze_in_worker, self.data(job))
+        except BrokenProcessPool as exc:  # a worker died since the last result was read: _wait deals with it
+            failed: Future[ImageAnalysis] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def _restart(self) -> None:
         """Kill every worker (the stuck or broken one among them) and start a new pool."""

@@ -18,6 +18,7 @@ from facetrail.compliance.orders import OrderService
 from facetrail.compliance.status import JobState, penalty_clock
 from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, PermissionDeniedError
+from facetrail.ingest import service as ingest_service
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, StoredImage
@@ -219,8 +220,14 @@ def test_only_the_dpo_records_and_runs_orders_and_the_auditor_reads_them(jft: Fa
         jft.orders.run(DPO, order.id)  # it orders no erasure
 
 
-def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(jft: Facetrail, actor: Actor,
-                                                                     jurisdiction_store: JurisdictionStore) -> None:
+@pytest.mark.parametrize(("commit_images", "added", "refused"), [(1, 1, 1), (32, 0, 2)],
+                         ids=["committed-one-by-one", "one-commit-for-both"])
+def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(
+        jft: Facetrail, actor: Actor, jurisdiction_store: JurisdictionStore, monkeypatch: pytest.MonkeyPatch,
+        commit_images: int, added: int, refused: int) -> None:
+    """The order is recorded once the first photo is analysed. Committed one by one, that photo is stored before
+    the order and the second refused; committed together, the order precedes the commit and refuses both."""
+    monkeypatch.setattr(ingest_service, "COMMIT_IMAGES", commit_images)
     orders: list[EnforcementOrder] = []
 
     def record_the_order_after_the_first_item(done: int, _total: int) -> None:
@@ -230,8 +237,8 @@ def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(jft: Facet
     report = jft.ingest.ingest(actor, jurisdiction_store.fr_source,
                                from_paths([SAMPLES / "obama2.jpg", SAMPLES / "rose_leslie2.jpg"], jft.input_limits),
                                progress=record_the_order_after_the_first_item, workers=1)
-    assert report.images_added == 1 and report.refused_by_order == {orders[0].id: 1}
-    assert "enforcement order 1" in report.errors[0].cause
+    assert report.images_added == added and report.refused_by_order == {orders[0].id: refused}
+    assert all("enforcement order 1" in error.cause for error in report.errors) and len(report.errors) == refused
 
 
 def test_an_image_without_a_face_in_scope_is_erased_too(jft: Facetrail, actor: Actor, tmp_path: Path,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from facetrail.evaluation import pipelines
+from facetrail.evaluation.pipelines import extract_templates
 from facetrail.media.image import decode_image
 from facetrail.vision import model_files
+from facetrail.vision.backend import VisionConfig
+from facetrail.vision.composite import MODEL_IDS, VisionModel
 from facetrail.vision.yunet import (
     ALIGN,
     MAX_SIDE,
@@ -20,7 +26,7 @@ from facetrail.vision.yunet import (
     scaled_size,
     symbolic_sizes,
 )
-from tests.conftest import sample_bytes
+from tests.conftest import SAMPLES, sample_bytes
 
 FILES = [YUNET_S.file, YUNET_N.file]
 
@@ -108,3 +114,28 @@ def test_small_photos_keep_their_small_faces_and_min_face_px_counts_original_pix
     assert smallest < 30  # in the 240 px photo's pixels, not the enlarged copy's
     assert len(YuNetDetector(YUNET_S, min_face_px=smallest).detect(small)) == 3
     assert len(YuNetDetector(YUNET_S, min_face_px=smallest + 1).detect(small)) == 2
+
+
+def test_cached_templates_are_not_reused_under_another_input_policy(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarks' template cache names YuNet's sizing: templates made under another one are computed again,
+    while dlib's, which YuNet does not touch, keep their key."""
+    paths = sorted(SAMPLES / name for name in ("obama.jpg", "biden.jpg"))
+    keys = [p.name for p in paths]
+    config = VisionConfig(vision_model="yunet-intel")
+
+    def run() -> set[str]:
+        extract_templates("facetrail", paths, keys, config=config, model_id=MODEL_IDS[VisionModel.YUNET_INTEL],
+                          workers=1, cache=tmp_path)
+        return {p.name for p in tmp_path.iterdir()}
+
+    first = run()
+    assert len(first) == 1 and run() == first  # the same policy: reused
+    monkeypatch.setattr(pipelines, "INPUT_POLICY", "max640-min640-align32")
+    assert len(run()) == 2  # another policy: computed and cached apart
+    dlib_config, dlib_cache = VisionConfig(vision_model="dlib"), tmp_path / "dlib"
+    extract_templates("facetrail", [], [], config=dlib_config, model_id="dlib-resnet-v1", workers=1, cache=dlib_cache)
+    before = {p.name for p in dlib_cache.iterdir()}
+    monkeypatch.setattr(pipelines, "INPUT_POLICY", "another")
+    extract_templates("facetrail", [], [], config=dlib_config, model_id="dlib-resnet-v1", workers=1, cache=dlib_cache)
+    assert len(before) == 1 and {p.name for p in dlib_cache.iterdir()} == before

@@ -106,17 +106,20 @@ def test_yunet_points_are_eyes_nose_mouth_in_image_order() -> None:
     assert max(left_eye.y, right_eye.y) < nose.y < min(mouth_left.y, mouth_right.y)
 
 
-def test_detection_maps_back_from_the_640_copy() -> None:
-    """The same face in a photo and in its 4x smaller copy: boxes agree after scaling (both are detected on a
-    640 px copy, one reduced, the other enlarged)."""
+def test_detection_maps_back_from_the_scaled_copy() -> None:
+    """The same face in a photo and in its 3x and 8x smaller copies: boxes agree after scaling (the photo is
+    detected on a copy reduced to 640 px, the 3x smaller one at its own 640 px, the 8x smaller one, 240 px wide,
+    on a copy enlarged to 416 px)."""
     big = pixels("obama-1080p.jpg")
     from PIL import Image
 
-    small = np.asarray(Image.fromarray(big).resize((big.shape[1] // 4, big.shape[0] // 4)))
     detector = YuNetDetector(YUNET_S)
-    a, b = detector.detect(big)[0].box, detector.detect(small)[0].box
-    for big_edge, small_edge in ((a.left, b.left), (a.top, b.top), (a.right, b.right), (a.bottom, b.bottom)):
-        assert abs(big_edge - 4 * small_edge) <= 0.05 * a.width
+    a = detector.detect(big)[0].box
+    for factor in (3, 8):
+        small = np.asarray(Image.fromarray(big).resize((big.shape[1] // factor, big.shape[0] // factor)))
+        b = detector.detect(small)[0].box
+        for big_edge, small_edge in ((a.left, b.left), (a.top, b.top), (a.right, b.right), (a.bottom, b.bottom)):
+            assert abs(big_edge - factor * small_edge) <= 0.05 * a.width
     assert a.right <= big.shape[1] and a.bottom <= big.shape[0]
 
 

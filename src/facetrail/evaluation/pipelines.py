@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from facetrail.ingest.workers import exit_with_parent
 from facetrail.vision.backend import VisionConfig
+from facetrail.vision.yunet import INPUT_POLICY
 
 Progress = Callable[[int, int], None]
 
@@ -97,8 +98,11 @@ def _extract(path: str) -> tuple[NDArray[np.float32] | None, str]:
 
 def extract_templates(pipeline: str, paths: list[Path], keys: list[str], *, config: VisionConfig, model_id: str,
                       workers: int, cache: Path | None = None, progress: Progress | None = None) -> Templates:
-    """Templates of `paths` with pipeline 'facetrail' or 'peer', cached on disk by pipeline, model and files."""
-    digest = hashlib.sha256("\n".join([pipeline, model_id, repr(config), *map(str, paths)]).encode()).hexdigest()
+    """Templates of `paths` with pipeline 'facetrail' or 'peer', cached on disk by pipeline, model, files and,
+    for the YuNet pipelines (model ids 'yunet-...'), how YuNet sizes photos (so dlib's caches stay valid)."""
+    policy = [INPUT_POLICY] if model_id.startswith("yunet-") else []
+    digest = hashlib.sha256("\n".join([pipeline, model_id, repr(config), *policy, *map(str, paths)]).encode()
+                            ).hexdigest()
     cached = cache / f"{pipeline}-{model_id}-{digest[:16]}.npz" if cache else None
     if cached is not None and cached.exists():
         data = np.load(cached, allow_pickle=False)

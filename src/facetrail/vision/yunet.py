@@ -1,14 +1,21 @@
-"""The YuNet face detector (ONNX, shipped in vision/models/), run with onnxruntime on a downscaled copy.
+"""The YuNet face detector (ONNX, shipped in vision/models/), run with onnxruntime on a rescaled copy.
 
-The model takes a fixed 1x3x640x640 BGR input (pixel values 0-255, no normalisation). The image is scaled so
-its longer side is 640 px (small photos are enlarged, large ones reduced), placed in the top-left corner of a
-black 640x640 canvas, and what the network finds is mapped back to the original image's pixels: boxes and the
-five landmarks (the eye on the image's left, the other eye, nose tip, the mouth corner on the image's left, the
-other mouth corner).
+The shipped file declares a fixed 1x3x640x640 BGR input (pixel values 0-255, no normalisation), but the network
+is fully convolutional: when it is loaded (after its SHA-256 is checked; the file itself is never changed) the
+input's height and width and the outputs' cell counts are made symbolic in the graph held in memory, so it runs
+at any size that is a multiple of 32. The image is scaled so that its longer side is at most MAX_SIDE (large
+photos are reduced) and at least MIN_SIDE (small photos are enlarged, so that a small face in a small photo
+still spans the ~10-16 px YuNet needs), placed in the top-left corner of a black canvas whose sides are the
+scaled sides rounded up to a multiple of 32, and what the network finds is mapped back to the original image's
+pixels: boxes and the five landmarks (the eye on the image's left, the other eye, nose tip, the mouth corner on
+the image's left, the other mouth corner). A 250x250 photo is searched on a 416x416 canvas instead of 640x640
+(about 40% of the work); a 1200x800 one on 640x448. Enlarging small photos to 416 rather than not at all keeps
+the smallest faces: a group photo reduced to 240 px loses its smallest face (~15 px) at its own size, not at 416.
 
-Decoding follows the model's anchor-free head: at each stride s (8, 16, 32) and grid cell (row r, column c),
-score = sqrt(cls * obj); box centre ((c + dx) s, (r + dy) s), size (exp(dw) s, exp(dh) s); landmark k at
-((c + kx_k) s, (r + ky_k) s). Overlapping boxes are then suppressed (IoU above 0.3, higher score kept).
+Decoding follows the model's anchor-free head: at each stride s (8, 16, 32) and grid cell (row r, column c) of
+the canvas (H/s rows, W/s columns), score = sqrt(cls * obj); box centre ((c + dx) s, (r + dy) s), size
+(exp(dw) s, exp(dh) s); landmark k at ((c + kx_k) s, (r + ky_k) s). Overlapping boxes are then suppressed (IoU
+above 0.3, higher score kept).
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from facetrail.media.geometry import Box
 from facetrail.vision.model_files import verified
 from facetrail.vision.types import Detection, Point
 
-INPUT = 640
+MAX_SIDE = 640  # the longer side of a larger photo is reduced to this
+MIN_SIDE = 416  # the longer side of a smaller photo is enlarged to this (measured: BENCHMARKS.md, "Vision pipelines")
+ALIGN = 32  # the canvas's sides are multiples of the coarsest stride
+INPUT_POLICY = f"max{MAX_SIDE}-min{MIN_SIDE}-align{ALIGN}"
+"""Names how photos are sized for the network: results (and caches of them) made under another policy differ."""
 STRIDES = (8, 16, 32)
 NMS_IOU = 0.3
 LAYOUT = "yunet5"
@@ -73,7 +84,8 @@ class YuNetDetector:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
-                self._session = ort.InferenceSession(str(verified(self.variant.file)), sess_options=options,
+                model = symbolic_sizes(verified(self.variant.file).read_bytes())
+                self._session = ort.InferenceSession(model, sess_options=options,
                                                      providers=["CPUExecutionProvider"])
             return self._session
 
@@ -82,17 +94,17 @@ class YuNetDetector:
         height, width = pixels.shape[:2]
         if height < 2 or width < 2:
             return []
-        scale = INPUT / max(height, width)
-        scaled_w, scaled_h = max(1, round(width * scale)), max(1, round(height * scale))
+        scaled_w, scaled_h = scaled_size(width, height)
         image = Image.fromarray(np.ascontiguousarray(pixels))
         if (scaled_w, scaled_h) != (width, height):
             image = image.resize((scaled_w, scaled_h), Image.Resampling.BILINEAR)
-        canvas = np.zeros((INPUT, INPUT, 3), dtype=np.float32)
+        canvas_h, canvas_w = -(-scaled_h // ALIGN) * ALIGN, -(-scaled_w // ALIGN) * ALIGN
+        canvas = np.zeros((canvas_h, canvas_w, 3), dtype=np.float32)
         canvas[:scaled_h, :scaled_w] = np.asarray(image, dtype=np.float32)[..., ::-1]  # RGB -> BGR
         session = self.load()
         names = [o.name for o in session.get_outputs()]
         outputs = dict(zip(names, session.run(None, {"input": canvas.transpose(2, 0, 1)[None]}), strict=True))
-        scores, boxes, points = _decode(outputs)
+        scores, boxes, points = _decode(outputs, canvas_h, canvas_w)
         keep = _nms(boxes, scores, self.variant.min_score)
         if not keep:
             keep = _nms(boxes, scores, self.variant.fallback_score)[:1]
@@ -110,17 +122,31 @@ class YuNetDetector:
         return detections
 
 
-def _decode(outputs: dict[str, NDArray[np.float32]]) -> tuple[NDArray[np.float32], NDArray[np.float32],
-                                                              NDArray[np.float32]]:
-    """Scores (n,), boxes (n, 4) as x1, y1, x2, y2 and landmarks (n, 5, 2), in pixels of the 640 input."""
+def scaled_size(width: int, height: int) -> tuple[int, int]:
+    """The size (width, height) a photo is scaled to before detection: longer side within MIN_SIDE..MAX_SIDE,
+    aspect ratio kept; a photo already within that range is not resampled."""
+    longer = max(width, height)
+    target = min(max(longer, MIN_SIDE), MAX_SIDE)
+    if target == longer:
+        return width, height
+    scale = target / longer
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode(outputs: dict[str, NDArray[np.float32]], height: int, width: int) -> tuple[
+        NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """Scores (n,), boxes (n, 4) as x1, y1, x2, y2 and landmarks (n, 5, 2), in pixels of the height x width
+    canvas the network ran on."""
     all_scores, all_boxes, all_points = [], [], []
     for stride in STRIDES:
-        cells = INPUT // stride
+        n_rows, n_cols = height // stride, width // stride
         cls = np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1)
         obj = np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1)
         bbox = outputs[f"bbox_{stride}"][0]
         kps = outputs[f"kps_{stride}"][0].reshape(-1, 5, 2)
-        rows, cols = np.divmod(np.arange(cells * cells), cells)
+        if len(bbox) != n_rows * n_cols:
+            raise ValueError(f"YuNet gave {len(bbox)} cells at stride {stride}, not {n_rows}x{n_cols}")
+        rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
         grid = np.stack([cols, rows], axis=1).astype(np.float32)
         centre = (grid + bbox[:, :2]) * stride
         size = np.exp(np.minimum(bbox[:, 2:], 10.0)) * stride
@@ -148,3 +174,101 @@ def _nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], min_score: flo
         iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
         order = rest[iou <= NMS_IOU]
     return keep
+
+
+# The ONNX file is a protocol buffer; the few fields rewritten here (onnx.proto): ModelProto.graph = 7;
+# GraphProto.input = 11, .output = 12, .value_info = 13; ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1;
+# TypeProto.Tensor.shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1, .dim_param = 2.
+_Field = tuple[int, int, bytes]  # field number, wire type, value (for length-delimited ones, the content)
+
+
+def symbolic_sizes(model: bytes) -> bytes:
+    """The serialised ONNX `model` with the input's height and width (dims 2, 3) and each output's cell count
+    (dim 1) made symbolic, each its own named dimension, and the graph's recorded shapes of inner tensors
+    (value_info, only hints, all for a 640x640 input) left out; everything else byte for byte as it was."""
+
+    def value_info(data: bytes, dims: tuple[int, ...]) -> bytes:
+        name = _name(data)
+
+        def shape(content: bytes) -> bytes:  # each dim i in `dims` becomes dim_param "<name>_<i>"
+            return _serialise([(f, w, _serialise([(2, 2, f"{name}_{i}".encode())]) if f == 1 and i in dims else v)
+                               for i, (f, w, v) in enumerate(_parse(content))])
+
+        return _edit(_parse(data), 2, lambda typ: _edit(_parse(typ), 1, lambda tensor: _edit(_parse(tensor), 2,
+                                                                                             shape)))
+
+    def graph(data: bytes) -> bytes:
+        fields = _parse(data)
+        if sum(1 for f, w, v in fields if f == 11 and w == 2 and _name(v) == "input") != 1:
+            raise ValueError("the YuNet model has no single input named 'input'")
+        return _serialise([(f, w, value_info(v, (2, 3)) if f == 11 and w == 2 and _name(v) == "input" else
+                            value_info(v, (1,)) if f == 12 and w == 2 else v)
+                           for f, w, v in fields if f != 13])  # the inner tensors' shapes (640-based) dropped
+
+    return _edit(_parse(model), 7, graph)
+
+
+def _name(value_info: bytes) -> str:
+    return next((v.decode() for f, w, v in _parse(value_info) if f == 1 and w == 2), "")
+
+
+def _edit(fields: list[_Field], number: int, change: Any) -> bytes:
+    """`fields` serialised, each length-delimited field `number` replaced by `change(its content)`."""
+    return _serialise([(f, w, change(v) if f == number and w == 2 else v) for f, w, v in fields])
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated protocol buffer")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _parse(data: bytes) -> list[_Field]:
+    fields: list[_Field] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            start = pos
+            _, pos = _varint(data, pos)
+            fields.append((number, wire, data[start:pos]))
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > len(data):
+                raise ValueError("truncated protocol buffer")
+            fields.append((number, wire, data[pos:pos + length]))
+            pos += length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            fields.append((number, wire, data[pos:pos + size]))
+            pos += size
+        else:
+            raise ValueError(f"unsupported protocol buffer wire type {wire}")
+    return fields
+
+
+def _serialise(fields: list[_Field]) -> bytes:
+    out = bytearray()
+    for number, wire, value in fields:
+        out += _encode_varint(number << 3 | wire)
+        if wire == 2:
+            out += _encode_varint(len(value))
+        out += value
+    return bytes(out)

@@ -301,7 +301,8 @@ def describe(index: FaissIndex) -> str:
         return "exact"
     engine = index._engine
     kind = "PQ fast scan" if isinstance(engine, faiss.IndexIVFPQFastScan) else "IVFFlat"
-    return (f"IVF {kind} ({engine.nlist:,} cells, {index.cells_visited():,} visited, "
+    codes = f", {engine.M} x 4-bit codes" if kind == "PQ fast scan" else ""
+    return (f"IVF {kind} ({engine.nlist:,} cells{codes}, {index.cells_visited():,} visited, "
             f"{index.tuning.shortlist:,} re-ranked)")
 
 

@@ -21,7 +21,7 @@ from facetrail.crypto.master import LocalMasterKey, new_key_bytes
 from facetrail.crypto.vault import Vault
 from facetrail.errors import IndexCorruptError
 from facetrail.index.engines import open_index_store
-from facetrail.index.faiss_index import FaissIndex, IndexTuning, nlist_for
+from facetrail.index.faiss_index import FaissIndex, IndexTuning, nlist_for, pq_for
 
 N = 6000
 TUNING = IndexTuning(approximate_above=2000, nprobe=96, model_id="dlib-resnet-v1")
@@ -191,3 +191,21 @@ def test_the_share_of_cells_comes_from_the_settings(tmp_path: Path, data: Synthe
     for wrong in (0.0, 1.5):
         with pytest.raises(ValidationError, match="index_probe_share"):
             get_settings(data=tmp_path / "data", index_probe_share=wrong)
+
+
+@pytest.mark.parametrize(("dim", "codes"), [(128, 64), (256, 128)])
+def test_the_codes_keep_two_dimensions_a_sub_quantiser_whatever_the_model(tmp_path: Path, dim: int,
+                                                                          codes: int) -> None:
+    """dlib's 128-d and the Intel model's 256-d templates: one 4-bit sub-quantiser for every two dimensions (with
+    four, the 256-d templates lost recall at 1M), unless the tuning names a number."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4500, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1, 4501, dtype=np.int64)
+    for tuning, expected in ((IndexTuning(approximate_above=4096), codes),
+                             (IndexTuning(approximate_above=4096, pq=32), 32)):
+        index = FaissIndex(tmp_path / f"{dim}-{tuning.pq}.ftindex", dim, tuning=tuning)
+        index.add(ids, vectors, ids % 5)
+        assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
+        assert index._engine.M == expected == pq_for(dim, tuning.pq)
+        assert index.search(vectors[7], 1)[0].face_id == 8  # the codes are re-ranked against the templates

@@ -56,19 +56,19 @@ COMPACT_MIN_BYTES = 8 << 20  # the log is folded into the snapshot once it passe
 
 @dataclass(frozen=True)
 class IndexTuning:
-    """How the embedded index searches: exact up to `approximate_above` faces, an inverted file above with a
-    4-bit PQ fast scan (`pq` sub-quantisers) whose `shortlist` nearest codes are re-ranked exactly. The inverted
-    file has `cells_per_sqrt` sqrt(n) cells for the n faces it was trained on, and a search visits `probe_share`
-    of them, at least `nprobe`: the neighbours ranked 4th to 10th of a face template are mostly other people's
-    faces at nearly the same distance, spread over many cells, so recall@10 follows the share of cells visited
-    more than their number (and fewer, longer cells are faster to scan). FAISS threads for one search and for
-    building; the model whose templates it holds (a file made for another model is refused). The defaults come
-    from `make bench-scale` (BENCHMARKS.md)."""
+    """How the embedded index searches: exact up to `approximate_above` faces, an inverted file above with a 4-bit PQ
+    fast scan (`pq` sub-quantisers; 0: one for every two dimensions, `pq_for`) whose `shortlist` nearest codes are
+    re-ranked exactly. The inverted file has `cells_per_sqrt` sqrt(n) cells for the n faces it was trained on, and a
+    search visits `probe_share` of them, at least `nprobe`: the neighbours ranked 4th to 10th of a face template are
+    mostly other people's faces at nearly the same distance, spread over many cells, so recall@10 follows the share
+    of cells visited more than their number (and fewer, longer cells are faster to scan). FAISS threads for one
+    search and for building; the model whose templates it holds (a file made for another model is refused). The
+    defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
     approximate_above: int = 300_000
     nprobe: int = 512
     shortlist: int = 1000
-    pq: int = 64
+    pq: int = 0
     cells_per_sqrt: float = 1.3
     probe_share: float = 0.5
     search_threads: int = 1
@@ -781,14 +781,22 @@ def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
     return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 
+def pq_for(dim: int, pq: int = 0) -> int:
+    """Sub-quantisers of the PQ codes: `pq`, or one for every two dimensions (64 for dlib's 128-d templates, 128
+    for the Intel model's 256-d: 4 bits each, so a face's code is dim / 4 bytes). With 4 dimensions a sub-quantiser
+    the 256-d templates lost recall@10 (0.928 at 1M against 0.999 for 128-d at 2; BENCHMARKS.md)."""
+    return pq if pq > 0 else max(1, dim // 2)
+
+
 def _trained_ivf(vectors: NDArray[np.float32], dim: int, tuning: IndexTuning) -> Any:
     """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) these
     vectors. Very small galleries (tests) fall back to a flat-coded IVF: PQ needs enough faces to train."""
     n = len(vectors)
     nlist = nlist_for(n, tuning.cells_per_sqrt)
     quantizer = faiss.IndexFlatL2(dim)
-    if n >= 4096 and dim % tuning.pq == 0:
-        index: Any = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, tuning.pq, 4)
+    m = pq_for(dim, tuning.pq)
+    if n >= 4096 and dim % m == 0:
+        index: Any = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4)
     else:
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
     index.cp.seed = tuning.seed

@@ -462,9 +462,8 @@ def markdown(runs: list[Run], stage_rows: list[Stages], latencies: list[Latency]
                        f"{_mib(r.parent_rss)} / {_mib(r.child_rss)} |" for r in long_runs])
     blocks.append(targets(runs, long_runs))
     blocks.append(NOTES)
-    blocks.append(["Search: the issue's target is a p50 under 100 ms over HTTP at 1M faces. The latency above is on "
-                   "the small samples collection, not at 1M faces: the index alone at 1M is in 'Index at scale'; "
-                   "vision step plus the index's 1M latency estimates, but does not measure, the HTTP figure at 1M."])
+    blocks.append(["Search: the latency above is on the small samples collection; 'Search latency over HTTP at 1M "
+                   "faces' (`make bench-latency`) measures it on a 1M-face collection."])
     blocks.append(["Reproduce: `make bench-throughput` (options: THROUGHPUT_ARGS='--lfw-images 300 --rounds 2 "
                    "--long 1000,10000')."])
     blocks.append([run_line(started, m)])
@@ -490,8 +489,10 @@ NOTES = [
     "whole or redone whole after a crash. The vision workers import only what a photo's analysis needs (not the "
     "settings module, about 20 MiB; not the command line, which the `facetrail` console script used to re-run in "
     "every spawned worker, about 70 MiB each), and OpenVINO is loaded without its conversion tools, which forked a "
-    "process to send a usage event on every import. What remains: vision itself on two shared cores (YuNet "
-    "enlarges a 250x250 LFW photo to its fixed 640x640 input, so detection is most of the per-image time), the "
+    "process to send a usage event on every import. What remains: vision itself on two shared cores "
+    "(YuNet now detects at the photo's own size, 416 px at least: a 250x250 LFW photo on a 416x416 canvas instead "
+    "of 640x640, about 4 ms instead of 10), three processes (two vision workers and the writer, which also reads, "
+    "hashes and screens each file) sharing two cores, the "
     "command's start-up before the workers start (importing the whole command line, 1-2 s here), and memory: the "
     "main process holds about 150 MiB (the command line's imports: store, index, crypto, web stack) against the "
     "peer's 50, and each yunet-intel worker about 200 MiB (Python and numpy about 30, onnxruntime for YuNet about "

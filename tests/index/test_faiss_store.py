@@ -117,3 +117,41 @@ def test_a_purge_whose_process_died_before_the_rewrite_is_finished_by_settle(sto
     survivor.settle()
     assert not store.sealing.retired() and not an_earlier_copy_opens(store, backup, tmp_path)
     assert store.persisted_ids() == set(range(1, 11)) - {3}
+
+
+def test_an_open_that_a_purge_overtakes_reads_the_new_files(store: FaissStore,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process opens the index while an erasure's purge rewrites it: it has read the old file when the
+    purge replaces it and destroys the key it was sealed under. The open reads the new file instead of failing
+    (a failure would make that process rebuild the whole index from the store)."""
+    writer = filled(store)
+    writer.remove([3])
+    unseal = FaissIndex._unseal
+    overtaken: list[bool] = []
+
+    def purge_first(self: FaissIndex, data: bytes) -> bytes:
+        if not overtaken:  # between reading the file and decrypting it
+            overtaken.append(True)
+            with store.writing():
+                writer.purge()
+            writer.settle()
+        return unseal(self, data)
+
+    monkeypatch.setattr(FaissIndex, "_unseal", purge_first)
+    reopened = store.open()
+    assert overtaken and reopened is not None and sorted(reopened.ids().tolist()) == [1, 2, *range(4, 11)]
+
+
+def test_a_file_that_stays_undecryptable_is_still_refused(store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    filled(store)
+    reads: list[int] = []
+    unseal = FaissIndex._unseal
+
+    def count(self: FaissIndex, data: bytes) -> bytes:
+        reads.append(1)
+        return unseal(self, data[:-1] + bytes([data[-1] ^ 1]))
+
+    monkeypatch.setattr(FaissIndex, "_unseal", count)
+    with pytest.raises(IndexCorruptError):
+        store.open()
+    assert len(reads) == 1  # the file did not change: no second read

@@ -351,10 +351,19 @@ class FaissIndex:
              tuning: IndexTuning | None = None) -> FaissIndex:
         """Read the snapshot and apply its log; raise IndexCorruptError if the snapshot is unreadable, truncated,
         altered, sealed under a key that is gone, or made for another model (its dimension or model id differ)."""
-        index = cls(path, dim, sealing=sealing, tuning=tuning)
-        index._load_snapshot()
-        index._read_log()
-        return index
+        for attempt in range(READ_ATTEMPTS):
+            files = _stats(path, path.with_suffix(".ftlog"))
+            index = cls(path, dim, sealing=sealing, tuning=tuning)
+            try:
+                index._load_snapshot()
+                index._read_log()
+                return index
+            except IndexCorruptError:
+                # A purge in another thread or process may have replaced the files while they were read and
+                # destroyed the key they were read under: read the new ones. Files that did not change are bad.
+                if attempt + 1 == READ_ATTEMPTS or _stats(path, path.with_suffix(".ftlog")) == files:
+                    raise
+        raise AssertionError("unreachable")
 
     def _load_snapshot(self) -> None:
         try:
@@ -736,6 +745,22 @@ class Rows:
     def tobytes(self, size: int) -> list[bytes]:
         return [block[:max(0, min(BLOCK, size - i * BLOCK))].tobytes() for i, block in enumerate(self.blocks)
                 if i * BLOCK < size]
+
+
+READ_ATTEMPTS = 3
+
+
+def _stats(*paths: Path) -> list[tuple[int, int, int] | None]:
+    """Identity of files as they are now (inode, modification time, size), None for one that is missing."""
+    found: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return found
 
 
 def _before_snapshot_rename() -> None:

@@ -39,7 +39,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -843,6 +843,26 @@ def _wrapped(line: str, width: int = 120) -> str:
         return line
     indent = "  " if line.startswith("- ") else ""
     return textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile of the values; NaN when there are none."""
+    data = list(values)
+    return float(np.percentile(np.asarray(data, dtype=np.float64), q)) if data else float("nan")
+
+
+@contextlib.contextmanager
+def pipeline_env(pipeline: str) -> Iterator[None]:
+    """FACETRAIL_VISION_MODEL for this process and the commands it starts (the helpers here pass os.environ on)."""
+    before = os.environ.get("FACETRAIL_VISION_MODEL")
+    os.environ["FACETRAIL_VISION_MODEL"] = pipeline
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FACETRAIL_VISION_MODEL", None)
+        else:
+            os.environ["FACETRAIL_VISION_MODEL"] = before
 
 
 def run_line(started: datetime, m: dict[str, str]) -> str:

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +48,8 @@ from bench.load import (
     cli,
     labelled_people,
     machine,
+    percentile,
+    pipeline_env,
     section,
     server,
     write_section,
@@ -78,24 +78,6 @@ class Measured:
     http_ms: list[float] = field(default_factory=list)
     results: int = 0
     stages: dict[str, list[float]] = field(default_factory=dict)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
-
-
-@contextmanager
-def pipeline_env(pipeline: str) -> Iterator[None]:
-    """FACETRAIL_VISION_MODEL for this process and the commands it starts (bench.load passes os.environ on)."""
-    before = os.environ.get("FACETRAIL_VISION_MODEL")
-    os.environ["FACETRAIL_VISION_MODEL"] = pipeline
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("FACETRAIL_VISION_MODEL", None)
-        else:
-            os.environ["FACETRAIL_VISION_MODEL"] = before
 
 
 def sample_files() -> list[Path]:

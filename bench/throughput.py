@@ -36,14 +36,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
-import numpy as np
 
 from bench.load import (
     LFW,
@@ -57,6 +56,8 @@ from bench.load import (
     facetrail_command,
     lfw_files,
     machine,
+    percentile,
+    pipeline_env,
     run_line,
     section,
     server,
@@ -94,11 +95,6 @@ def descendants(root: int, parents: Mapping[int, int]) -> set[int]:
 def tree_rss(root: int, parents: Mapping[int, int], rss: Mapping[int, int]) -> int:
     """Resident bytes of the process tree under `root` (processes without a reading count 0)."""
     return sum(rss.get(pid, 0) for pid in descendants(root, parents))
-
-
-def percentile(values: Iterable[float], q: float) -> float:
-    data = list(values)
-    return float(np.percentile(np.asarray(data), q)) if data else float("nan")
 
 
 # -- /proc -----------------------------------------------------------------------------------------------------
@@ -182,23 +178,9 @@ def _env(pipeline: str | None = None) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _pipeline(pipeline: str) -> Iterator[None]:
-    """FACETRAIL_VISION_MODEL set for the helpers of bench.load that read os.environ."""
-    before = os.environ.get("FACETRAIL_VISION_MODEL")
-    os.environ["FACETRAIL_VISION_MODEL"] = pipeline
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("FACETRAIL_VISION_MODEL", None)
-        else:
-            os.environ["FACETRAIL_VISION_MODEL"] = before
-
-
 def ingest_run(pipeline: str, name: str, files: list[Path], round_: int, work: Path) -> Run:
     data = work / f"{pipeline}-{name}-{round_}"
-    with _pipeline(pipeline):
+    with pipeline_env(pipeline):
         cli(data, "init")
         source = add_source(data, "bench", "throughput benchmark")
     command = [*facetrail_command(data, "ingest", "--source", str(source), *map(str, files)), "--json"]
@@ -314,7 +296,7 @@ def writer_stages(pipeline: str, name: str, files: list[Path], work: Path) -> tu
     from facetrail.sources.inputs import InputItem
 
     data = work / f"stages-{pipeline}-{name}"
-    with _pipeline(pipeline):
+    with pipeline_env(pipeline):
         cli(data, "init")
         source_id = add_source(data, "stages", "per-stage timings")
     ft = Facetrail.open(data, vision_model=pipeline)
@@ -366,7 +348,7 @@ class Latency:
 def search_latency(pipeline: str, samples: list[Path], searches: int, work: Path) -> Latency:
     data = work / f"search-{pipeline}"
     query = SAMPLES / QUERY
-    with _pipeline(pipeline):
+    with pipeline_env(pipeline):
         cli(data, "init")
         source = add_source(data, "samples", "the sample photos")
         report = cli(data, "ingest", "--source", str(source), *(str(p) for p in samples if p.name != QUERY))

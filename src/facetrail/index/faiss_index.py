@@ -560,11 +560,7 @@ class FaissIndex:
         return plain[len(LOG_MAGIC):].decode()
 
     def _snapshot_stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
+        return _stats(self.path)[0]
 
     def _reload(self) -> int:
         """Another process rewrote the snapshot: read it and its log again, in place of this index's contents.

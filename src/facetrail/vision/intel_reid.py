@@ -61,8 +61,11 @@ class IntelReidEmbedder:
                 xml, weights = verified(MODEL_XML), verified(MODEL_BIN)
                 core = ov.Core()
                 model = core.read_model(str(xml), str(weights))
+                # Not pinned to a core: OpenVINO pins each process's inference thread to the same first core,
+                # so two vision processes took turns on one core while the other stood idle.
                 compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
-                                                             "PERFORMANCE_HINT": "LATENCY"})
+                                                             "PERFORMANCE_HINT": "LATENCY",
+                                                             "ENABLE_CPU_PINNING": False})
                 self._request = compiled.create_infer_request()
             return self._request
 

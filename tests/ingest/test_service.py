@@ -13,6 +13,9 @@ from sqlalchemy import func, select
 
 from facetrail.accounts.roles import Actor, Role
 from facetrail.errors import NotFoundError, PermissionDeniedError, ShuttingDownError
+from facetrail.ingest import service as ingest_service
+from facetrail.ingest.report import IngestReport, ItemError
+from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
@@ -232,3 +235,51 @@ def test_an_interrupted_batch_keeps_what_it_committed_and_a_rerun_adds_the_rest(
 def _faces(ft: Facetrail) -> list[Face]:
     with ft.db.read() as session:
         return list(session.scalars(select(Face)))
+
+
+def test_a_failed_commit_stops_the_batch_keeps_earlier_commits_and_a_rerun_completes(
+        tmp_path: Path, actor: Actor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The single writer commits in its own thread while the analysis goes on: its error (a full disk, say)
+    reaches the caller, the batches committed before it stay, nothing after it is committed, and a re-run
+    finishes the job with the index matching the store."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("obama.jpg", "biden.jpg", "obama_small.jpg", "biden2.jpg", "kit_harington1.jpeg", "obama3.jpg"):
+        shutil.copy(SAMPLES / name, folder / name)
+    monkeypatch.setattr(ingest_service, "COMMIT_IMAGES", 2)
+    commit = IngestService._commit
+    calls = []
+
+    def fail_second(self: IngestService, *args: object) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return commit(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IngestService, "_commit", fail_second)
+    data = tmp_path / "data"
+    ft = Facetrail.open(data, create=True)
+    source_id = add_source(ft)
+    with pytest.raises(OSError, match="No space left"):
+        ingest(ft, actor, source_id, folder, workers=2)
+    assert len(calls) == 2  # nothing was committed after the failure
+    assert counts(ft)[0] == 2
+    ft.close()
+    monkeypatch.setattr(IngestService, "_commit", commit)
+    ft = Facetrail.open(data)
+    try:
+        again = ingest(ft, actor, source_id, folder, workers=2)
+        assert (again.images_skipped, again.images_added, again.outcome) == (2, 4, "complete")
+        assert sorted(ft.gallery.index().ids().tolist()) == sorted(f.id for f in _faces(ft))
+    finally:
+        ft.close()
+
+
+def test_report_parts_merge() -> None:
+    whole = IngestReport(source_id=1, items=5, images_skipped=1, errors=[ItemError("a.jpg", "corrupt")],
+                         refused_by_order={3: 1})
+    whole.merge(IngestReport(source_id=1, images_added=2, images_skipped=1, faces_added=3, faces_suppressed=1,
+                             errors=[ItemError("b.jpg", "refused")], refused_by_order={3: 2, 4: 1}))
+    assert (whole.items, whole.images_added, whole.images_skipped, whole.faces_added, whole.faces_suppressed) == (
+        5, 2, 2, 3, 1)
+    assert [e.name for e in whole.errors] == ["a.jpg", "b.jpg"] and whole.refused_by_order == {3: 3, 4: 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import pytest
 
 from facetrail.config import get_settings
 from facetrail.errors import InvalidValueError
+from facetrail.ingest import photo
 from facetrail.ingest.analysis import vision_config
 from facetrail.media.image import decode_image
 from facetrail.vision import VisionBackend, VisionConfig, load_backend, model_files
+from facetrail.vision.backend import analyses_in_threads
 from facetrail.vision.composite import MODEL_IDS, VisionModel, YuNetDlibBackend, YuNetIntelBackend
 from facetrail.vision.pipeline import analyze_faces
 from facetrail.vision.yunet import YUNET_S, YuNetDetector
@@ -172,3 +175,29 @@ def test_pose_from_yunet_points_agrees_with_dlib() -> None:
         dlib_yaw = analyze_faces(load_backend(), img, with_crops=False)[0].quality.yaw
         yunet_yaw = analyze_faces(backend("yunet-intel"), img, with_crops=False)[0].quality.yaw
         assert abs(dlib_yaw - yunet_yaw) < 0.25, f"{name}: dlib {dlib_yaw}, YuNet {yunet_yaw}"
+
+
+def test_only_the_pipelines_that_compute_outside_the_gil_analyse_in_threads() -> None:
+    assert analyses_in_threads(VisionConfig())  # the default, yunet-intel
+    assert analyses_in_threads(VisionConfig(vision_model="yunet-n-intel"))
+    assert not analyses_in_threads(VisionConfig(vision_model="dlib"))
+    assert not analyses_in_threads(VisionConfig(vision_model="yunet-dlib"))
+
+
+def test_threads_of_a_vision_process_give_the_results_of_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vision process analyses a chunk of images on several threads, each with its own backend: the faces and
+    templates are those of one thread, image by image, and a bad image is that image's error alone."""
+    config = VisionConfig()
+    images = [sample_bytes(name) for name in ("obama.jpg", "two_people.jpg", "biden.jpg", "kit_harington1.jpeg")]
+    images.insert(2, b"not an image")
+    monkeypatch.setattr(photo, "_WorkerState", type("State", (), {"config": None, "threads": None,
+                                                                  "local": threading.local()}))
+    photo.init_worker(config, threads=3)
+    together = photo.analyze_many(photo.analyze_in_worker, images)
+    alone = [photo.analyze_photo(load_backend(config), config, data) for data in images if data != b"not an image"]
+    assert isinstance(together.pop(2), Exception)
+    for one, other in zip(together, alone, strict=True):
+        assert isinstance(one, photo.ImageAnalysis)
+        assert [f.detection.box for f in one.faces] == [f.detection.box for f in other.faces]
+        for a, b in zip(one.faces, other.faces, strict=True):
+            np.testing.assert_allclose(a.template, b.template, atol=1e-5)

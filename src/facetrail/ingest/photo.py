@@ -7,6 +7,9 @@ process stays small: the settings module alone weighs some 20 MiB.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from facetrail.media.image import decode_image
@@ -30,16 +33,41 @@ def analyze_photo(backend: VisionBackend, config: VisionConfig, data: bytes) -> 
 
 class _WorkerState:
     config: VisionConfig | None = None
-    backend: VisionBackend | None = None
+    threads: ThreadPoolExecutor | None = None
+    local = threading.local()
 
 
-def init_worker(config: VisionConfig) -> None:
-    """Process-pool initializer: each worker process gets its own backend (its models load on first use)."""
+def init_worker(config: VisionConfig, threads: int = 1) -> None:
+    """Process-pool initializer. Each analysing thread of the process gets its own backend (its models load on
+    first use), so that no two threads ever share a model's working state."""
     _WorkerState.config = config
-    _WorkerState.backend = load_backend(config)
+    _WorkerState.threads = (ThreadPoolExecutor(threads, thread_name_prefix="vision") if threads > 1 else None)
+
+
+def _backend() -> VisionBackend:
+    backend: VisionBackend | None = getattr(_WorkerState.local, "backend", None)
+    if backend is None:
+        assert _WorkerState.config is not None, "init_worker was not run in this process"
+        backend = _WorkerState.local.backend = load_backend(_WorkerState.config)
+    return backend
 
 
 def analyze_in_worker(data: bytes) -> ImageAnalysis:
-    config, backend = _WorkerState.config, _WorkerState.backend
-    assert config is not None and backend is not None, "init_worker was not run in this process"
-    return analyze_photo(backend, config, data)
+    config = _WorkerState.config
+    assert config is not None, "init_worker was not run in this process"
+    return analyze_photo(_backend(), config, data)
+
+
+def analyze_many(analyze: Callable[[bytes], ImageAnalysis], items: list[bytes]) -> list[ImageAnalysis | BaseException]:
+    """In a worker process: `analyze` each item, on the process's analysing threads; each item's analysis or the
+    error that replaced it, in order (`analyze` is analyze_in_worker, passed in so that a test can swap it)."""
+    def attempt(data: bytes) -> ImageAnalysis | BaseException:
+        try:
+            return analyze(data)
+        except Exception as exc:  # one bad image must never stop the others
+            return exc
+
+    pool = _WorkerState.threads
+    if pool is None or len(items) == 1:
+        return [attempt(data) for data in items]
+    return list(pool.map(attempt, items))

@@ -76,6 +76,18 @@ class IngestReport:
         self.errors.append(ItemError(name, reason))
         self.refused_by_order[order_id] = self.refused_by_order.get(order_id, 0) + 1
 
+    def merge(self, other: IngestReport) -> None:
+        """Add what `other` (another part of the same batch) counted and listed."""
+        for name in ("images_added", "images_skipped", "images_without_faces", "images_suppressed", "faces_added",
+                     "faces_suppressed", "videos_added", "videos_skipped", "videos_suppressed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.skipped += other.skipped
+        self.videos += other.videos
+        self.interrupted = self.interrupted or other.interrupted
+        for order_id, count in other.refused_by_order.items():
+            self.refused_by_order[order_id] = self.refused_by_order.get(order_id, 0) + count
+
     @property
     def outcome(self) -> Outcome:
         succeeded = (self.images_added + self.images_skipped + self.images_suppressed + self.videos_added

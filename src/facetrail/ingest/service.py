@@ -19,6 +19,7 @@ and a re-run does the rest.
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -53,6 +54,7 @@ from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, Source, StoredImage
 from facetrail.store.templates import seal_template
+from facetrail.vision.backend import analyses_in_threads
 from facetrail.vision.pipeline import AnalyzedFace
 
 Progress = Callable[[int, int], None]
@@ -149,37 +151,44 @@ class IngestService:
 
     def _store(self, source: Source, analysed: Iterator[tuple[_Pending, ImageAnalysis | BaseException]],
                report: IngestReport, advance: Callable[[], None]) -> None:
-        """Commit the analysed photos in batches (COMMIT_IMAGES, COMMIT_WINDOW_S), saving the index every
-        `index_save_every` images. Progress counts the images analysed; on interrupt, those are committed and
-        the rest left."""
+        """Commit the analysed photos in batches (COMMIT_IMAGES, COMMIT_WINDOW_S) in the writer thread, saving the
+        index every `index_save_every` images, while the analysis goes on here. Progress counts the images
+        analysed; on interrupt, those are committed and the rest left."""
         since_save = 0
-        batch: list[tuple[_Pending, ImageAnalysis]] = []
-        opened = 0.0
+        committed = IngestReport(source_id=report.source_id)  # the writer thread's own figures, merged at the end
 
-        def commit() -> None:
+        def commit(batch: list[tuple[_Pending, ImageAnalysis]]) -> None:
             nonlocal since_save
-            if not batch:
-                return
-            since_save += self._commit(source, batch, report)
-            batch.clear()
+            since_save += self._commit(source, batch, committed)
             if since_save >= self.settings.index_save_every:
                 self.gallery.persist()
                 since_save = 0
 
-        for job, outcome in analysed:
-            if isinstance(outcome, BaseException):
-                report.errors.append(ItemError(job.item.name, _cause(outcome)))
-            else:
-                if not batch:
-                    opened = time.monotonic()
-                batch.append((job, outcome))
-                if len(batch) >= COMMIT_IMAGES or time.monotonic() - opened >= COMMIT_WINDOW_S:
-                    commit()
-            advance()
-            if self._stopping.is_set():
-                report.interrupted = True
-                break  # closing the analysis stops the worker processes without waiting for them
-        commit()
+        writer = _CommitThread(commit)
+        batch: list[tuple[_Pending, ImageAnalysis]] = []
+        opened = 0.0
+        try:
+            for job, outcome in analysed:
+                if isinstance(outcome, BaseException):
+                    report.errors.append(ItemError(job.item.name, _cause(outcome)))
+                else:
+                    if not batch:
+                        opened = time.monotonic()
+                    batch.append((job, outcome))
+                    if len(batch) >= COMMIT_IMAGES or time.monotonic() - opened >= COMMIT_WINDOW_S:
+                        writer.submit(batch)
+                        batch = []
+                advance()
+                if self._stopping.is_set():
+                    report.interrupted = True
+                    break  # closing the analysis stops the worker processes without waiting for them
+            if batch:
+                writer.submit(batch)
+        except BaseException:
+            writer.close(quiet=True)  # what was handed over is committed; the error in hand is the one raised
+            raise
+        writer.close()
+        report.merge(committed)
 
     def _ingest_videos(self, source: Source, videos: list[InputItem], report: IngestReport,
                        advance: Callable[[], None]) -> None:
@@ -237,14 +246,17 @@ class IngestService:
 
     def _analyse(self, pending: Iterator[_Pending],
                  workers: int) -> Generator[tuple[_Pending, ImageAnalysis | BaseException], None, None]:
-        """Analyse in this process, or in a pool of `workers` processes with a bounded window."""
+        """Analyse `workers` images at a time: in this process when that is one, else in a pool of vision
+        processes with a bounded window: one process of `workers` threads for a backend that computes outside
+        the GIL, else `workers` processes."""
         if workers <= 1:
             # In this process: no per-item time limit (nothing can stop native code from outside it).
             for job in pending:
                 yield job, _attempt(partial(self.analyzer.analyze, job.data))
             return
-        pool: WorkerPool[_Pending] = WorkerPool(workers, self.analyzer.config, self.settings.item_time_limit_s,
-                                                lambda job: job.data)
+        threads = workers if analyses_in_threads(self.analyzer.config) else 1
+        pool: WorkerPool[_Pending] = WorkerPool(workers // threads, self.analyzer.config,
+                                                self.settings.item_time_limit_s, lambda job: job.data, threads)
         yield from pool.analyse(pending)
 
     def _commit(self, source: Source, batch: list[tuple[_Pending, ImageAnalysis]], report: IngestReport) -> int:
@@ -369,6 +381,44 @@ class IngestService:
                                       source_format=analysis.format, max_pixels=self.settings.max_image_pixels,
                                       fill=True)
         return self.blobs.put(f"images/{prefix}", data, data_key)
+
+
+class _CommitThread:
+    """The single writer, in a thread of its own: while it commits one batch (its blobs' and transactions'
+    fsyncs are mostly waiting), the analysis goes on and the vision workers stay busy. One more batch may wait
+    for it, so memory stays bounded. After a failed commit it commits nothing more; the error is raised by the
+    next `submit` or by `close` (a re-run redoes every batch not committed)."""
+
+    def __init__(self, commit: Callable[[list[tuple[_Pending, ImageAnalysis]]], None]) -> None:
+        self._commit = commit
+        self._batches: queue.Queue[list[tuple[_Pending, ImageAnalysis]] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            if self._error is None:
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # handed to the thread that submits, which raises it
+                    self._error = exc
+
+    def submit(self, batch: list[tuple[_Pending, ImageAnalysis]]) -> None:
+        self._raise_error()
+        self._batches.put(batch)
+
+    def close(self, *, quiet: bool = False) -> None:
+        """Wait until every batch handed over is committed (or the writer failed); raise its error unless
+        `quiet`."""
+        self._batches.put(None)
+        self._thread.join()
+        if not quiet:
+            self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _face_row(image: StoredImage, ordinal: int, face: AnalyzedFace, model_id: str, crop_key: str,

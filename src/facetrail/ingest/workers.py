@@ -1,11 +1,14 @@
 """Vision worker processes, with a time limit per item.
 
-Images are analysed in a pool of processes (dlib holds the GIL), a bounded window of them in flight. An item
-whose analysis outlives the time limit is reported as an error and its worker is killed: the pool is
-replaced and the other items in flight are submitted again, so one pathological file costs the batch the
-time limit and a restart, never a hang. A worker that dies (a crash in native code, the kernel's OOM killer)
-breaks the pool the same way: which item killed it is unknown, so the items that were in flight run again one
-at a time in a new pool, and the one that breaks it alone is reported.
+Images are analysed outside the ingesting process, so that a pathological file can be stopped: in a pool of
+processes (one per core for dlib, which holds the GIL), or in one process whose threads analyse a chunk of
+images at once (for the pipelines that compute outside the GIL: one interpreter and one set of libraries
+instead of one per core), a bounded window of chunks in flight. An item whose analysis outlives the time limit
+is reported as an error and its worker is killed: the pool is replaced and the other items in flight are
+submitted again, so one pathological file costs the batch the time limit and a restart, never a hang. A worker
+that dies (a crash in native code, the kernel's OOM killer) breaks the pool the same way: which item killed it
+is unknown, so the items that were in flight run again one at a time in a new pool, and the one that breaks it
+alone is reported (as is an overrunning chunk's: each of its items runs again alone).
 
 A worker exits when the process that started it dies, even by SIGKILL (which runs no clean-up): otherwise
 the workers of a killed ingestion, and the multiprocessing resource tracker they keep open, would live on.
@@ -50,10 +53,10 @@ def exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def init_worker(parent: int, config: VisionConfig) -> None:
+def init_worker(parent: int, config: VisionConfig, threads: int = 1) -> None:
     """Process-pool initializer of the vision workers."""
     exit_with_parent(parent)
-    photo.init_worker(config)
+    photo.init_worker(config, threads)
 
 
 @contextmanager
@@ -76,72 +79,116 @@ def _main_script_hidden() -> Iterator[None]:
 
 
 class WorkerPool(Generic[Job]):
-    def __init__(self, workers: int, config: VisionConfig, time_limit: float, data: Callable[[Job], bytes]) -> None:
+    """`workers` processes, each analysing up to `threads` images at once in threads of its own (for a backend
+    that computes outside the GIL, vision/backend.py `analyses_in_threads`: one process of two threads uses two
+    cores with one interpreter and one set of libraries, about half the memory of two processes).
+
+    A process is handed a chunk of `threads` images at a time, two chunks per process in flight. A chunk that
+    outlives `time_limit` (or whose process dies) cannot tell which of its images is at fault: its images are
+    run again one at a time, each with the time limit, like the other images in flight when a process died."""
+
+    def __init__(self, workers: int, config: VisionConfig, time_limit: float, data: Callable[[Job], bytes],
+                 threads: int = 1) -> None:
         self.workers = workers
+        self.threads = max(1, threads)
         self.config = config
         self.time_limit = time_limit
         self.data = data
         self._pool: ProcessPoolExecutor | None = None
-        self._window: deque[tuple[Job, Future[ImageAnalysis]]] = deque()
-        # Items in flight when a worker died: any of them may have killed it, so each is run again alone.
+        self._window: deque[tuple[list[Job], Future[list[Outcome]]]] = deque()
+        self._ready: deque[tuple[Job, Outcome]] = deque()
+        # Images in flight when a worker died or a chunk overran: any of them may be at fault, so each is run
+        # again alone.
         self._suspects: deque[Job] = deque()
 
     def analyse(self, jobs: Iterator[Job]) -> Iterator[tuple[Job, Outcome]]:
-        """Each job with its analysis (or the error that replaced it), in submission order."""
+        """Each job with its analysis (or the error that replaced it), in submission order (a job run again
+        alone comes when it is done)."""
         self._start()
         finished = False
         try:
+            chunk: list[Job] = []
             for job in jobs:
-                while self._suspects:
-                    yield self._next()
-                self._window.append((job, self._submit(job)))
-                if len(self._window) >= 2 * self.workers:
-                    yield self._next()
-            while self._window or self._suspects:
-                yield self._next()
+                chunk.append(job)
+                if len(chunk) < self.threads:
+                    continue
+                self._window.append((chunk, self._submit(chunk)))
+                chunk = []
+                while self._suspects or self._ready or len(self._window) >= 2 * self.workers:
+                    yield from self._next()
+            if chunk:
+                self._window.append((chunk, self._submit(chunk)))
+            while self._window or self._suspects or self._ready:
+                yield from self._next()
             finished = True
         finally:
             # Abandoned half-way (the caller failed or was interrupted): do not wait for what is in flight.
             self._stop(kill=not finished)
 
-    def _next(self) -> tuple[Job, Outcome]:
+    def _next(self) -> Iterator[tuple[Job, Outcome]]:
+        if self._ready:
+            yield self._ready.popleft()
+            return
         if self._suspects:
             job = self._suspects.popleft()
-            return job, self._wait(job, self._submit(job), alone=True)
-        job, future = self._window.popleft()
-        return job, self._wait(job, future, alone=False)
+            yield job, self._wait_alone(job)
+            return
+        chunk, future = self._window.popleft()
+        outcomes = self._wait(chunk, future)
+        if outcomes is not None:
+            self._ready.extend(zip(chunk, outcomes, strict=True))
 
-    def _wait(self, job: Job, future: Future[ImageAnalysis], *, alone: bool) -> Outcome:
+    def _wait(self, chunk: list[Job], future: Future[list[Outcome]]) -> list[Outcome] | None:
+        """The chunk's outcomes; None when its images became suspects (its process died or it overran)."""
         try:
             return future.result(timeout=self.time_limit)
         except FutureTimeout:
-            # The oldest item in flight ran all this time: it is the one stuck. The others start again.
-            others = [j for j, _ in self._window]
-            self._restart()
-            self._window.extend((j, self._submit(j)) for j in others)
-            return MediaError(f"analysis took longer than {self.time_limit:g} s (the per-item time limit) "
-                              "and was stopped")
+            if len(chunk) == 1:  # the oldest image in flight ran all this time: it is the one stuck
+                return [self._overran()]
+            self._all_suspect(chunk)
+            return None
+        except BrokenProcessPool:
+            self._all_suspect(chunk)
+            return None
+        except Exception as exc:  # one bad chunk must never stop the batch
+            return [exc] * len(chunk)
+
+    def _all_suspect(self, chunk: list[Job]) -> None:
+        """Which image killed the process, or which of a chunk's is stuck, is unknown: every image in flight
+        runs again alone, with nothing else in flight meanwhile (the caller submits nothing while there are
+        suspects), so that the next failure names its image."""
+        self._suspects.extend([*chunk, *(job for c, _ in self._window for job in c)])
+        self._window.clear()
+        self._restart()
+
+    def _wait_alone(self, job: Job) -> Outcome:
+        try:
+            return self._submit([job]).result(timeout=self.time_limit)[0]
+        except FutureTimeout:
+            return self._overran()
         except BrokenProcessPool:
             self._restart()
-            if alone:
-                return MediaError("the analysis process died on this file")
-            self._suspects.extend([job, *(j for j, _ in self._window)])
-            self._window.clear()
-            return self._wait_suspect()
-        except Exception as exc:  # one bad image must never stop the batch
+            return MediaError("the analysis process died on this file")
+        except Exception as exc:
             return exc
 
-    def _wait_suspect(self) -> Outcome:
-        job = self._suspects.popleft()
-        return self._wait(job, self._submit(job), alone=True)
+    def _overran(self) -> Outcome:
+        """The image being waited for, alone in its chunk, outlived the time limit: the processes are killed,
+        and the chunks in flight start again in new ones."""
+        others = [c for c, _ in self._window]
+        self._restart()
+        self._window = deque((c, self._submit(c)) for c in others)
+        return MediaError(f"analysis took longer than {self.time_limit:g} s (the per-item time limit) "
+                          "and was stopped")
 
-    def _submit(self, job: Job) -> Future[ImageAnalysis]:
+    def _submit(self, chunk: list[Job]) -> Future[list[Outcome]]:
         assert self._pool is not None
         try:
             with _main_script_hidden():  # a submit may start a worker process
-                return self._pool.submit(photo.analyze_in_worker, self.data(job))
+                return self._pool.submit(photo.analyze_many, photo.analyze_in_worker,
+                                         [self.data(job) for job in chunk])
         except BrokenProcessPool as exc:  # a worker died since the last result was read: _wait deals with it
-            failed: Future[ImageAnalysis] = Future()
+            failed: Future[list[Outcome]] = Future()
             failed.set_exception(exc)
             return failed
 
@@ -152,7 +199,8 @@ class WorkerPool(Generic[Job]):
 
     def _start(self) -> None:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=init_worker, initargs=(os.getpid(), self.config))
+                                         initializer=init_worker,
+                                         initargs=(os.getpid(), self.config, self.threads))
 
     def _stop(self, *, kill: bool) -> None:
         pool, self._pool = self._pool, None

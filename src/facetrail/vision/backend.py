@@ -52,6 +52,17 @@ class VisionConfig:
     vision_model: str | None = None  # composite.VisionModel; None: yunet-intel, or dlib with `model`
 
 
+def analyses_in_threads(config: VisionConfig) -> bool:
+    """Whether threads of one process analyse images in parallel with this config's backend: the YuNet + Intel
+    pipelines run in onnxruntime, OpenVINO, Pillow and numpy, which release the GIL while they compute (two
+    threads: 1.7 times one thread's images/s, BENCHMARKS.md), and share one interpreter and one set of loaded
+    libraries; dlib's detector and encoder hold the GIL, so its analyses run in parallel only in processes."""
+    from facetrail.vision.composite import DEFAULT_MODEL, VisionModel
+
+    pipeline = VisionModel(config.vision_model or (VisionModel.DLIB if config.model is not None else DEFAULT_MODEL))
+    return pipeline in (VisionModel.YUNET_INTEL, VisionModel.YUNET_N_INTEL)
+
+
 def load_backend(config: VisionConfig | None = None) -> VisionBackend:
     """The backend the config names: YuNet-s + Intel by default; with `vision_model` dlib, dlib's detector and
     encoder, or with also `model`, that ONNX embedder behind dlib's detector; with another `vision_model`, that

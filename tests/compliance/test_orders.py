@@ -4,8 +4,10 @@ accounted for with its status, deadline and penalty."""
 from __future__ import annotations
 
 import shutil
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -19,6 +21,7 @@ from facetrail.compliance.status import JobState, penalty_clock
 from facetrail.config import get_settings
 from facetrail.errors import ConflictError, InvalidValueError, NotFoundError, PermissionDeniedError
 from facetrail.ingest import service as ingest_service
+from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, StoredImage
@@ -226,12 +229,25 @@ def test_an_order_recorded_during_a_batch_refuses_its_remaining_items(
         jft: Facetrail, actor: Actor, jurisdiction_store: JurisdictionStore, monkeypatch: pytest.MonkeyPatch,
         commit_images: int, added: int, refused: int) -> None:
     """The order is recorded once the first photo is analysed. Committed one by one, that photo is stored before
-    the order and the second refused; committed together, the order precedes the commit and refuses both."""
+    the order (the writer commits in a thread of its own: the order waits for that commit) and the second refused;
+    committed together, the order precedes the commit and refuses both."""
     monkeypatch.setattr(ingest_service, "COMMIT_IMAGES", commit_images)
     orders: list[EnforcementOrder] = []
+    first_commit = threading.Event()
+    commit = IngestService._commit
+
+    def committing(self: IngestService, *args: Any) -> int:
+        try:
+            return commit(self, *args)
+        finally:
+            first_commit.set()
+
+    monkeypatch.setattr(IngestService, "_commit", committing)
 
     def record_the_order_after_the_first_item(done: int, _total: int) -> None:
         if done == 1 and not orders:
+            if commit_images == 1:  # the first photo was handed to the writer before this call
+                assert first_commit.wait(120)
             orders.append(cnil_order(jft))
 
     report = jft.ingest.ingest(actor, jurisdiction_store.fr_source,

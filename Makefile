@@ -117,7 +117,7 @@ clean:
 
 # Ingestion images/s (dlib, yunet-intel) against the face_recognition peer on 2 processes, peak RSS of each process
 # tree, per-stage timings, and search latency over HTTP; writes the "Ingestion throughput and search latency"
-# section of BENCHMARKS.md. About 10 minutes on 2 cores. Options: THROUGHPUT_ARGS='--lfw-images 500 --long 1000,3000'
+# section of BENCHMARKS.md. About 10 minutes on 2 cores. Options: THROUGHPUT_ARGS='--lfw-images 300 --long 1000,10000'
 bench-throughput: install
 	$(BIN)/python -m pip install -q --no-deps face_recognition==1.3.0
 	nice $(BIN)/python -m bench.throughput --output BENCHMARKS.md $(THROUGHPUT_ARGS)

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     min_band: str = Field(default="auto", description="search results below this band are not shown by default; "
                           "auto: the threshold that keeps strangers out of all but target_fpir of searches at the "
                           "number of faces the search reaches")
-    workers: int = Field(default=0, ge=0, description="vision worker processes; 0 = one per core")
+    workers: int = Field(default=0, ge=0, description="images analysed at once (threads of one vision process for "
+                                                       "the YuNet + Intel pipelines, a process each for dlib); "
+                                                       "0 = one per core")
     item_time_limit_s: float = Field(default=300.0, gt=0, description="per-image analysis time limit (worker "
                                      "processes); an image over it is reported and its worker replaced")
     index_save_every: int = Field(default=500, ge=1, description="save the index after this many images")

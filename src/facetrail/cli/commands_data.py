@@ -191,7 +191,7 @@ def ingest(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="files, folders (recursive) and zip archives")],
     source: Annotated[int, typer.Option("--source", help="id of the registered source")],
-    workers: Annotated[int | None, typer.Option(help="vision processes (default: one per core)")] = None,
+    workers: Annotated[int | None, typer.Option(help="images analysed at once (default: one per core)")] = None,
     queue: Annotated[str | None, typer.Option(help="Redis URL of a job queue: the photos are analysed by "
                                                    "`facetrail worker` processes (default: the queue_url setting)")
                      ] = None,
@@ -209,7 +209,7 @@ def ingest(
 def ingest_urls(
     ctx: typer.Context,
     source: Annotated[int, typer.Option("--source", help="id of a source with declared URLs (source add --urls)")],
-    workers: Annotated[int | None, typer.Option(help="vision processes (default: one per core)")] = None,
+    workers: Annotated[int | None, typer.Option(help="images analysed at once (default: one per core)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch and ingest the URLs the source declares, and nothing else: robots.txt honoured, no link followed,

@@ -86,3 +86,14 @@ def test_a_worker_whose_parent_died_while_it_started_exits() -> None:
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+def test_chunks_keep_the_order_and_close_on_count_or_size() -> None:
+    from facetrail.ingest.workers import chunked
+
+    sizes = [1, 1, 1, 1, 1, 10, 1, 1, 4, 4]
+    got = list(chunked(iter(range(len(sizes))), 4, 8, lambda i: sizes[i]))
+    assert got == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9]]  # by count; by weight (a large file); the rest by weight
+    assert [job for chunk in got for job in chunk] == list(range(len(sizes)))
+    assert list(chunked(iter([]), 4, 8, lambda _: 1)) == []
+    assert list(chunked(iter(range(3)), 1, 8, lambda _: 1)) == [[0], [1], [2]]

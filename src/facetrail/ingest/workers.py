@@ -41,6 +41,8 @@ CHUNK_PER_THREAD = 4
 """Images handed to a threaded vision process at a time, per thread: its threads take them as they come free, and
 wait for each other only at the chunk's end (with one image per thread, each image waited for the slower one:
 measured about 10% fewer images/s on LFW)."""
+CHUNK_BYTES = 32 * 2 ** 20
+"""A chunk also closes once its files hold this much (large photos): what is in flight stays bounded in memory."""
 
 
 def exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
@@ -82,16 +84,30 @@ def _main_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
+def chunked(jobs: Iterator[Job], size: int, max_bytes: int, weight: Callable[[Job], int]) -> Iterator[list[Job]]:
+    """`jobs` in order, in lists of `size` at most, each closed as soon as its jobs weigh `max_bytes` or more."""
+    chunk: list[Job] = []
+    held = 0
+    for job in jobs:
+        chunk.append(job)
+        held += weight(job)
+        if len(chunk) >= size or held >= max_bytes:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
+
+
 class WorkerPool(Generic[Job]):
     """`workers` processes, each analysing up to `threads` images at once in threads of its own (for a backend
     that computes outside the GIL, vision/backend.py `analyses_in_threads`: one process of two threads uses two
     cores with one interpreter and one set of libraries, about half the memory of two processes).
 
-    A threaded process is handed a chunk of CHUNK_PER_THREAD images per thread at a time (a single-threaded one
-    an image at a time), two chunks per process in flight. The time limit applies to a chunk as to an image (it
-    catches hangs: images take milliseconds to seconds). A chunk that outlives it (or whose process dies) cannot
-    tell which of its images is at fault: every image in flight is run again alone, with the time limit, so a good
-    image is never lost to a bad one."""
+    A threaded process is handed a chunk of CHUNK_PER_THREAD images per thread at a time (fewer when they are
+    large, CHUNK_BYTES; a single-threaded one an image at a time), two chunks per process in flight. The time
+    limit applies to a chunk as to an image (it catches hangs: images take milliseconds to seconds). A chunk that
+    outlives it (or whose process dies) cannot tell which of its images is at fault: every image in flight is run
+    again alone, with the time limit, so a good image is never lost to a bad one."""
 
     def __init__(self, workers: int, config: VisionConfig, time_limit: float, data: Callable[[Job], bytes],
                  threads: int = 1) -> None:
@@ -114,17 +130,10 @@ class WorkerPool(Generic[Job]):
         self._start()
         finished = False
         try:
-            chunk: list[Job] = []
-            for job in jobs:
-                chunk.append(job)
-                if len(chunk) < self.chunk:
-                    continue
+            for chunk in chunked(jobs, self.chunk, CHUNK_BYTES, lambda job: len(self.data(job))):
                 self._window.append((chunk, self._submit(chunk)))
-                chunk = []
                 while self._suspects or self._ready or len(self._window) >= 2 * self.workers:
                     yield from self._next()
-            if chunk:
-                self._window.append((chunk, self._submit(chunk)))
             while self._window or self._suspects or self._ready:
                 yield from self._next()
             finished = True

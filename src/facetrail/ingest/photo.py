@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from facetrail.media.image import decode_image
 from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
@@ -58,16 +59,18 @@ def analyze_in_worker(data: bytes) -> ImageAnalysis:
     return analyze_photo(_backend(), config, data)
 
 
+def attempt(analyze: Callable[[bytes], ImageAnalysis], data: bytes) -> ImageAnalysis | BaseException:
+    """The analysis of `data`, or the error that replaced it: one bad image must never stop the others."""
+    try:
+        return analyze(data)
+    except Exception as exc:
+        return exc
+
+
 def analyze_many(analyze: Callable[[bytes], ImageAnalysis], items: list[bytes]) -> list[ImageAnalysis | BaseException]:
     """In a worker process: `analyze` each item, on the process's analysing threads; each item's analysis or the
     error that replaced it, in order (`analyze` is analyze_in_worker, passed in so that a test can swap it)."""
-    def attempt(data: bytes) -> ImageAnalysis | BaseException:
-        try:
-            return analyze(data)
-        except Exception as exc:  # one bad image must never stop the others
-            return exc
-
     pool = _WorkerState.threads
     if pool is None or len(items) == 1:
-        return [attempt(data) for data in items]
-    return list(pool.map(attempt, items))
+        return [attempt(analyze, data) for data in items]
+    return list(pool.map(partial(attempt, analyze), items))

@@ -39,6 +39,7 @@ from facetrail.crypto.vault import DataKey
 from facetrail.errors import ConflictError, FacetrailError, ShuttingDownError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, VideoProgress
+from facetrail.ingest.photo import attempt
 from facetrail.ingest.queue import JobQueue
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
 from facetrail.ingest.videos import VideoIngest
@@ -252,7 +253,7 @@ class IngestService:
         if workers <= 1:
             # In this process: no per-item time limit (nothing can stop native code from outside it).
             for job in pending:
-                yield job, _attempt(partial(self.analyzer.analyze, job.data))
+                yield job, attempt(self.analyzer.analyze, job.data)
             return
         threads = workers if analyses_in_threads(self.analyzer.config) else 1
         pool: WorkerPool[_Pending] = WorkerPool(workers // threads, self.analyzer.config,
@@ -450,13 +451,6 @@ def _data(job: _Pending) -> bytes:
 
 def _same(data: bytes) -> bytes:
     return data
-
-
-def _attempt(call: Callable[[], ImageAnalysis]) -> ImageAnalysis | BaseException:
-    try:
-        return call()
-    except Exception as exc:  # one bad image must never stop the batch
-        return exc
 
 
 def _cause(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,6 +13,9 @@ from numpy.typing import NDArray
 from facetrail.errors import InvalidValueError
 from facetrail.vision.calibration import Calibration
 from facetrail.vision.types import Detection, Template
+
+if TYPE_CHECKING:
+    from facetrail.vision.composite import VisionModel
 
 
 class VisionBackend(Protocol):
@@ -57,10 +60,16 @@ def analyses_in_threads(config: VisionConfig) -> bool:
     pipelines run in onnxruntime, OpenVINO, Pillow and numpy, which release the GIL while they compute (two
     threads: 1.7 times one thread's images/s, BENCHMARKS.md), and share one interpreter and one set of loaded
     libraries; dlib's detector and encoder hold the GIL, so its analyses run in parallel only in processes."""
+    from facetrail.vision.composite import VisionModel
+
+    return _pipeline(config) in (VisionModel.YUNET_INTEL, VisionModel.YUNET_N_INTEL)
+
+
+def _pipeline(config: VisionConfig) -> VisionModel:
+    """The pipeline the config names: `vision_model`, else dlib when an ONNX `model` is given, else the default."""
     from facetrail.vision.composite import DEFAULT_MODEL, VisionModel
 
-    pipeline = VisionModel(config.vision_model or (VisionModel.DLIB if config.model is not None else DEFAULT_MODEL))
-    return pipeline in (VisionModel.YUNET_INTEL, VisionModel.YUNET_N_INTEL)
+    return VisionModel(config.vision_model or (VisionModel.DLIB if config.model is not None else DEFAULT_MODEL))
 
 
 def load_backend(config: VisionConfig | None = None) -> VisionBackend:
@@ -68,11 +77,11 @@ def load_backend(config: VisionConfig | None = None) -> VisionBackend:
     encoder, or with also `model`, that ONNX embedder behind dlib's detector; with another `vision_model`, that
     pipeline (composite.py). Unknown names are rejected, never silently
     replaced."""
-    from facetrail.vision.composite import DEFAULT_MODEL, VisionModel, YuNetDlibBackend, YuNetIntelBackend
+    from facetrail.vision.composite import VisionModel, YuNetDlibBackend, YuNetIntelBackend
     from facetrail.vision.dlib_backend import DetectorKind, DlibBackend
 
     config = config or VisionConfig()
-    pipeline = VisionModel(config.vision_model or (VisionModel.DLIB if config.model is not None else DEFAULT_MODEL))
+    pipeline = _pipeline(config)
     if pipeline is not VisionModel.DLIB and config.model is not None:
         raise InvalidValueError("model", f"an ONNX embedding model goes with vision_model 'dlib', "
                                          f"not {pipeline.value!r}")

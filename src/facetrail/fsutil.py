@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -32,16 +34,29 @@ def private_opener(path: str, flags: int) -> int:
 
 def atomic_write(path: Path, data: bytes, before_rename: Callable[[], None] | None = None) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new file, whole."""
+    with atomic_writer(path, before_rename) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path, before_rename: Callable[[], None] | None = None) -> Iterator[BinaryIO]:
+    """A file to write `path`'s new contents into, piece by piece: on leaving without an error it is fsynced and
+    renamed over `path`, so that a crash leaves either the old or the new file, whole; on an error it is
+    removed and `path` stays as it was."""
     private_dir(path.parent)
     # Unique per process and thread: two threads writing the same file must not share a temporary name.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb", opener=private_opener) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if before_rename is not None:
-        before_rename()
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb", opener=private_opener) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

@@ -209,3 +209,21 @@ def test_the_codes_keep_two_dimensions_a_sub_quantiser_whatever_the_model(tmp_pa
         assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
         assert index._engine.M == expected == pq_for(dim, tuning.pq)
         assert index.search(vectors[7], 1)[0].face_id == 8  # the codes are re-ranked against the templates
+
+
+def test_past_max_scanned_a_search_visits_fewer_cells_and_still_finds_its_mates(tmp_path: Path) -> None:
+    """`max_scanned` caps the codes one search scans on average: with a quarter of the gallery as the cap, a
+    quarter of the cells are visited instead of half, and the planted mates' identities are still found first."""
+    data = synthetic(8000, dim=32, probes=50, seed=11)
+    tuning = IndexTuning(approximate_above=4000, nprobe=1, probe_share=0.5)
+    index = FaissIndex(tmp_path / "a.ftindex", 32, tuning=tuning)
+    index.add(data.ids, data.vectors, np.ones(len(data.ids), dtype=np.int64))
+    assert index.approximate
+    nlist = index._engine.nlist
+    assert index.cells_visited() == math.ceil(nlist / 2)
+    index.tuning = replace(tuning, max_scanned=len(index) // 4)
+    assert index.cells_visited() == pytest.approx(nlist / 4, abs=1)
+    found = np.array([index.search(p, 1)[0].face_id for p in data.probes])
+    assert np.mean(data.identity[found - 1] == data.identity[data.mates - 1]) >= 0.9  # a face of the same identity
+    index.tuning = replace(tuning, max_scanned=1)
+    assert index.cells_visited() == 1, "never fewer than nprobe"

@@ -46,7 +46,7 @@ def test_nothing_persisted_yet_opens_as_none_and_a_damaged_file_is_refused(store
     assert store.open() is None and store.unsafe_at_rest() is None
     filled(store)
     raw = bytearray(store.path.read_bytes())
-    raw[len(raw) // 2] ^= 0x55
+    raw[-40] ^= 0x55  # inside the last sealed frame
     store.path.write_bytes(bytes(raw))
     with pytest.raises(IndexCorruptError, match="decrypted"):
         store.open()

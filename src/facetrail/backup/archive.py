@@ -31,7 +31,6 @@ from pathlib import Path
 from facetrail import __version__
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.crashpoints import crash_point
-from facetrail.crypto.vault import is_sealed
 from facetrail.errors import ConflictError, FacetrailError, InvalidValueError
 from facetrail.fsutil import PRIVATE_FILE, fsync_dir, private_dir, private_opener
 from facetrail.runtime import Facetrail
@@ -204,10 +203,10 @@ def _index_files(ft: Facetrail) -> list[tuple[str, bytes]]:
     ft.gallery.persist()
     with ft.gallery.writing():
         files = [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
-    unsealed = [name for name, data in files if not is_sealed(data)]
-    if unsealed:
-        raise FacetrailError(f"{unsealed[0]} is not encrypted; open the data directory with this version (or "
-                             "`facetrail index rebuild`) before backing it up")
+        unsafe = ft.gallery.unsafe_at_rest()
+    if unsafe is not None:
+        raise FacetrailError(f"the index cannot be backed up: {unsafe}; open the data directory with this version "
+                             "(or `facetrail index rebuild`) before backing it up")
     return files
 
 

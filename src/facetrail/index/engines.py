@@ -40,5 +40,5 @@ def open_index_store(settings: Settings, vault: Vault, *, model_id: str, dim: in
 
     return FaissStore(settings.data / "index" / f"{model_id}.ftindex", dim, vault, IndexTuning(
         approximate_above=settings.index_approximate_above, nprobe=settings.index_nprobe,
-        probe_share=settings.index_probe_share,
+        probe_share=settings.index_probe_share, max_scanned=settings.index_max_scanned,
         search_threads=settings.index_search_threads, model_id=model_id))

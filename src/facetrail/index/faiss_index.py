@@ -7,9 +7,13 @@ exact IndexFlatL2 (under IndexIDMap2) or an IndexIVFPQFastScan whose shortlist i
 
 On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's index key by `Sealing`):
 
-- the snapshot: one sealed blob; inside, 8-byte magic, 4-byte header length, JSON header (dim, generation,
-  epoch, model, ...), then the partition of every id, the dense vectors (a removed id's row is zeros) and, for
-  the inverted file, FAISS's serialisation of it. Written to a temporary name, fsynced, renamed.
+- the snapshot: an 8-byte file magic, then frames, each an 8-byte length and one sealed frame. A frame's plaintext
+  starts with its magic, the snapshot's epoch and the frame's number (so that no frame can be dropped, repeated,
+  reordered or taken from another snapshot); frame 0 holds the JSON header (dim, generation, epoch, model, ...),
+  then come the partition of every id, the dense vectors (one frame per block of `Rows`; a removed id's row is
+  zeros) and, for the inverted file, FAISS's serialisation of it, in frames of at most FRAME_BYTES. It is written
+  and read a frame at a time (a 10M-face snapshot never sits in memory whole beside the index), to a temporary
+  name, fsynced, renamed.
 - the change log: a sealed header naming the snapshot's epoch, then records, each a 4-byte length and a sealed
   record of the ids added (with vector and partition) and removed between two store generations. A record is
   appended and fsynced under the writers' lock; a torn last record is ignored, then cut off by the next writer.
@@ -30,7 +34,7 @@ import os
 import secrets
 import struct
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +46,13 @@ from numpy.typing import NDArray
 
 from facetrail.crashpoints import crash_point
 from facetrail.errors import FacetrailError, IndexCorruptError
-from facetrail.fsutil import atomic_write, private_dir, private_opener
+from facetrail.fsutil import atomic_write, atomic_writer, private_dir, private_opener
 from facetrail.index.base import Hit, checked_batch
 
 log = logging.getLogger(__name__)
-MAGIC = b"FTINDEX2"
+FILE_MAGIC = b"FTIXSNP3"  # in clear: the file is a sequence of sealed frames
+MAGIC = b"FTINDEX3"  # inside each sealed frame
+FRAME_BYTES = 64 << 20  # the partitions and the inverted file are written in frames of at most this
 LOG_MAGIC = b"FTIXLOG1"
 RECORD_MAGIC = b"FTIXREC1"
 ABSENT = np.iinfo(np.int64).min  # no face under this id
@@ -61,7 +67,9 @@ class IndexTuning:
     re-ranked exactly. The inverted file has `cells_per_sqrt` sqrt(n) cells for the n faces it was trained on, and a
     search visits `probe_share` of them, at least `nprobe`: the neighbours ranked 4th to 10th of a face template are
     mostly other people's faces at nearly the same distance, spread over many cells, so recall@10 follows the share
-    of cells visited more than their number (and fewer, longer cells are faster to scan). FAISS threads for one
+    of cells visited more than their number (and fewer, longer cells are faster to scan). Past `max_scanned /
+    probe_share` faces, fewer cells are visited, as many as hold `max_scanned` codes on average, so that the time of
+    a search stops growing with the gallery (recall@10 then falls slowly; BENCHMARKS.md). FAISS threads for one
     search and for building; the model whose templates it holds (a file made for another model is refused). The
     defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
@@ -71,6 +79,7 @@ class IndexTuning:
     pq: int = 0
     cells_per_sqrt: float = 1.3
     probe_share: float = 0.5
+    max_scanned: int = 2_000_000
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -258,15 +267,14 @@ class FaissIndex:
 
     def _rebuild(self, *, approximate: bool) -> None:
         ids = self.ids()
-        vectors = self._vec.get(ids)
         with _threads(self.tuning.build_threads):
             if approximate:
-                engine = _trained_ivf(vectors, self.dim, self.tuning)
+                engine = _trained_ivf(self._vec, ids, self.dim, self.tuning)
                 self._trained_for = len(ids)
             else:
                 engine = _exact(self.dim)
                 self._trained_for = 0
-            engine.add_with_ids(vectors, ids)
+            _fill(engine, self._vec, ids)
         self._engine = engine
         self._stale.clear()
         self._reshaped = True
@@ -313,12 +321,16 @@ class FaissIndex:
             return _hits(candidates[order], distances[order])
 
     def cells_visited(self) -> int:
-        """Inverted-file cells one unfiltered search visits (0 when exact): `probe_share` of them, at least
-        `nprobe`, at most all."""
+        """Inverted-file cells one unfiltered search visits (0 when exact): `probe_share` of them, fewer when
+        they hold more than `max_scanned` codes on average, at least `nprobe`, at most all."""
         if not self.approximate:
             return 0
         nlist = int(self._engine.nlist)
-        return min(nlist, max(self.tuning.nprobe, math.ceil(self.tuning.probe_share * nlist)))
+        wanted = math.ceil(self.tuning.probe_share * nlist)
+        if self.tuning.max_scanned > 0:
+            per_cell = max(1.0, self._engine.ntotal / nlist)
+            wanted = min(wanted, int(self.tuning.max_scanned / per_cell))
+        return min(nlist, max(self.tuning.nprobe, wanted))
 
     def count(self, partitions: Collection[int] | None = None) -> int:
         """Faces a search limited to these partitions reaches (from the search's own incremental filters)."""
@@ -367,40 +379,43 @@ class FaissIndex:
 
     def _load_snapshot(self) -> None:
         try:
-            with open(self.path, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                raw = fh.read()
+            fh = open(self.path, "rb")
         except OSError as exc:
             raise IndexCorruptError(f"cannot read index file: {exc}") from exc
-        self._snapshot_bytes = len(raw)
-        self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
-        raw = self._unseal(raw)
-        if len(raw) < 12 or raw[:8] != MAGIC:
-            raise IndexCorruptError("index file has no valid header")
-        (header_len,) = struct.unpack("<I", raw[8:12])
-        try:
-            header = json.loads(raw[12:12 + header_len])
-            start = 12 + header_len
-            if header["dim"] != self.dim:
-                raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
-            made_for = header.get("model")
-            if self.tuning.model_id is not None and made_for is not None and made_for != self.tuning.model_id:
-                raise IndexCorruptError(f"index holds templates of model {made_for!r}, "
-                                        f"not of {self.tuning.model_id!r}")
-            size, faiss_len = int(header["size"]), int(header["faiss_bytes"])
-            if len(raw) != start + size * 8 + size * self.dim * 4 + faiss_len:
-                raise IndexCorruptError("index file is truncated")
-            # The vectors are views of the plaintext, not a copy (Rows.view).
-            part = np.frombuffer(raw, dtype=np.int64, count=size, offset=start).copy()  # 8 B a face
-            vec = Rows.view(raw, start + size * 8, size, self.dim)
-            engine = None
-            if faiss_len:
-                engine = faiss.deserialize_index(
-                    np.frombuffer(raw, dtype=np.uint8, count=faiss_len, offset=start + size * 8 + size * self.dim * 4))
-        except IndexCorruptError:
-            raise
-        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise IndexCorruptError(f"index file unreadable: {exc}") from exc
+        with fh:
+            st = os.fstat(fh.fileno())
+            self._snapshot_bytes = st.st_size
+            self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
+            try:
+                frames = _FrameReader(fh, self._unseal, self.dim)
+                header = frames.header()
+                if header["dim"] != self.dim:
+                    raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
+                made_for = header.get("model")
+                if self.tuning.model_id is not None and made_for is not None and made_for != self.tuning.model_id:
+                    raise IndexCorruptError(f"index holds templates of model {made_for!r}, "
+                                            f"not of {self.tuning.model_id!r}")
+                size, faiss_len = int(header["size"]), int(header["faiss_bytes"])
+                if int(header.get("block", BLOCK)) != BLOCK:
+                    raise IndexCorruptError("index file has another block size")
+                part = np.empty(size, dtype=np.int64)
+                frames.fill(part.view(np.uint8))
+                vec = Rows(self.dim)
+                for start in range(0, size, BLOCK):  # each block stays a view of its frame's plaintext
+                    count = min(BLOCK, size - start)
+                    data, offset = frames.next(count * self.dim * 4)
+                    vec.append_view(data, offset, count)
+                engine = None
+                if faiss_len:
+                    serialised = np.empty(faiss_len, dtype=np.uint8)
+                    frames.fill(serialised)
+                    engine = faiss.deserialize_index(serialised)
+                    del serialised
+                frames.end()
+            except IndexCorruptError:
+                raise
+            except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+                raise IndexCorruptError(f"index file unreadable: {exc}") from exc
         self._part, self._vec = part, vec
         self._alive = np.packbits(part != ABSENT, bitorder="little")
         self._count = int(np.count_nonzero(part != ABSENT))
@@ -414,35 +429,42 @@ class FaissIndex:
                 raise IndexCorruptError("index file is inconsistent (its inverted file and its ids differ)")
             self._engine = engine
         else:
-            live = np.flatnonzero(part != ABSENT).astype(np.int64)
             self._engine = _exact(self.dim)
-            self._engine.add_with_ids(vec.get(live), live)
+            _fill(self._engine, self._vec, np.flatnonzero(part != ABSENT).astype(np.int64))
 
-    def _snapshot(self) -> tuple[bytes, str, int]:
-        """The whole index as the snapshot's plaintext (under the lock), with its epoch and generation."""
+    def _snapshot(self) -> _Snapshot:
+        """What the snapshot will hold, taken under the lock: the partitions and the inverted file copied, the
+        vector blocks frozen (a later change copies the block it writes to, `Rows.set`), so that the files are
+        written outside the lock while searches and changes go on."""
         if self._stale:  # no removed face's code may reach the file
             self._engine.remove_ids(faiss.IDSelectorBatch(np.array(sorted(self._stale), dtype=np.int64)))
             self._stale.clear()
         size = (int(self.ids().max()) + 1 if self._count else 0)
-        faiss_bytes = faiss.serialize_index(self._engine).tobytes() if self.approximate else b""
-        body = [self._part[:size].tobytes(), *self._vec.tobytes(size), faiss_bytes]
+        engine = faiss.serialize_index(self._engine) if self.approximate else np.zeros(0, dtype=np.uint8)
         epoch = secrets.token_hex(16)
-        header = json.dumps({
+        header = {
             "dim": self.dim, "count": self._count, "size": size, "generation": self._generation, "epoch": epoch,
-            "model": self.tuning.model_id, "trained_for": self._trained_for, "faiss_bytes": len(faiss_bytes),
-        }).encode()
-        return b"".join([MAGIC, struct.pack("<I", len(header)), header, *body]), epoch, self._generation
+            "model": self.tuning.model_id, "trained_for": self._trained_for, "faiss_bytes": len(engine),
+            "block": BLOCK,
+        }
+        return _Snapshot(header=header, part=self._part[:size].copy(), blocks=self._vec.frozen(size), engine=engine)
 
-    def _write_files(self, plain: bytes, epoch: str) -> int:
+    def _write_files(self, snapshot: _Snapshot) -> int:
         """The snapshot, then an empty log of its epoch; a crash in between leaves the new snapshot beside the
         old log, which names the old epoch and is ignored. Returns the log's size."""
-        sealed = self._seal(plain)
-        del plain
-        atomic_write(self.path, sealed, before_rename=_before_snapshot_rename)
-        self._snapshot_bytes = len(sealed)
+        epoch = bytes.fromhex(snapshot.header["epoch"])
+        written = len(FILE_MAGIC)
+        with atomic_writer(self.path, before_rename=_before_snapshot_rename) as fh:
+            fh.write(FILE_MAGIC)
+            for number, payload in enumerate(snapshot.frames()):
+                sealed = self._seal(b"".join([MAGIC, epoch, struct.pack("<Q", number), payload]))
+                fh.write(struct.pack("<Q", len(sealed)))
+                fh.write(sealed)
+                written += 8 + len(sealed)
+                del sealed
+        self._snapshot_bytes = written
         self._loaded_stat = self._snapshot_stat()
-        del sealed
-        head = self._seal(LOG_MAGIC + epoch.encode())
+        head = self._seal(LOG_MAGIC + snapshot.header["epoch"].encode())
         atomic_write(self.log_path, struct.pack("<I", len(head)) + head)
         return 4 + len(head)
 
@@ -450,10 +472,11 @@ class FaissIndex:
         """Rewrite the snapshot with everything and start an empty log (the caller holds the writers' lock)."""
         with self._lock:
             self._read_log()
-            plain, epoch, generation = self._snapshot()
+            snapshot = self._snapshot()
+            epoch, generation = snapshot.header["epoch"], snapshot.header["generation"]
             dirty, self._dirty = self._dirty, []
         try:
-            offset = self._write_files(plain, epoch)
+            offset = self._write_files(snapshot)
         except BaseException:
             with self._lock:
                 self._dirty = dirty + self._dirty
@@ -684,19 +707,15 @@ class Rows:
         self.dim = dim
         self.blocks: list[NDArray[np.float32]] = []
 
-    @classmethod
-    def view(cls, raw: bytes, offset: int, size: int, dim: int) -> Rows:
-        rows = cls(dim)
-        for start in range(0, size, BLOCK):
-            count = min(BLOCK, size - start)
-            block = np.frombuffer(raw, dtype=np.float32, count=count * dim,
-                                  offset=offset + start * dim * 4).reshape(count, dim)
-            if count < BLOCK:  # the last, partial block: a full writable one
-                full = np.zeros((BLOCK, dim), dtype=np.float32)
-                full[:count] = block
-                block = full
-            rows.blocks.append(block)
-        return rows
+    def append_view(self, data: bytes, offset: int, count: int) -> None:
+        """Append a block whose first `count` rows are read from `data` at `offset`: a read-only view, copied when
+        first written; a partial block (the last) is copied into a full writable one at once."""
+        block = np.frombuffer(data, dtype=np.float32, count=count * self.dim, offset=offset).reshape(count, self.dim)
+        if count < BLOCK:
+            full = np.zeros((BLOCK, self.dim), dtype=np.float32)
+            full[:count] = block
+            block = full
+        self.blocks.append(block)
 
     @property
     def capacity(self) -> int:
@@ -738,9 +757,108 @@ class Rows:
             chosen = which == b
             block[ids[chosen] & (BLOCK - 1)] = vectors[chosen]
 
-    def tobytes(self, size: int) -> list[bytes]:
-        return [block[:max(0, min(BLOCK, size - i * BLOCK))].tobytes() for i, block in enumerate(self.blocks)
-                if i * BLOCK < size]
+    def frozen(self, size: int) -> list[NDArray[np.float32]]:
+        """The rows below `size`, a block at a time, as they are now: each block is made read-only, so that a
+        later `set` writes to a copy of it and these stay unchanged (a snapshot written outside the lock)."""
+        out = []
+        for i, block in enumerate(self.blocks):
+            if i * BLOCK >= size:
+                break
+            block.flags.writeable = False
+            out.append(block[:min(BLOCK, size - i * BLOCK)])
+        return out
+
+
+@dataclass
+class _Snapshot:
+    """What one snapshot file holds (`FaissIndex._snapshot`), as the payloads of its frames in order."""
+
+    header: dict[str, Any]
+    part: NDArray[np.int64]
+    blocks: list[NDArray[np.float32]]
+    engine: NDArray[np.uint8]
+
+    def frames(self) -> Iterator[bytes | memoryview]:
+        yield json.dumps(self.header).encode()
+        yield from _pieces(_bytes_of(self.part))
+        for block in self.blocks:
+            yield _bytes_of(block)
+        yield from _pieces(_bytes_of(self.engine))
+
+
+def _bytes_of(array: NDArray[Any]) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8).data
+
+
+def _pieces(data: memoryview) -> Iterator[memoryview]:
+    for start in range(0, len(data), FRAME_BYTES):
+        yield data[start:start + FRAME_BYTES]
+
+
+class _FrameReader:
+    """Reads a snapshot's frames in order, checking that each is the next one of this snapshot; any damage,
+    truncation, a frame missing, repeated, reordered or spliced from another snapshot raises IndexCorruptError."""
+
+    PREFIX = len(MAGIC) + 16 + 8  # magic, epoch, frame number
+
+    def __init__(self, fh: Any, unseal: Callable[[bytes], bytes], dim: int) -> None:
+        self.fh = fh
+        self.unseal = unseal
+        self.largest = max(FRAME_BYTES, BLOCK * dim * 4) + 65_536  # a payload, its prefix, the sealing
+        self.number = 0
+        self.epoch = b""
+        if fh.read(len(FILE_MAGIC)) != FILE_MAGIC:
+            raise IndexCorruptError("index file has no valid header")
+
+    def _frame(self) -> bytes:
+        head = self.fh.read(8)
+        if len(head) < 8:
+            raise IndexCorruptError("index file is truncated")
+        (length,) = struct.unpack("<Q", head)
+        if length > self.largest:  # no frame is this large: a damaged length
+            raise IndexCorruptError("index file has a damaged frame length")
+        sealed = self.fh.read(length)
+        if len(sealed) < length:
+            raise IndexCorruptError("index file is truncated")
+        plain: bytes = self.unseal(sealed)
+        del sealed
+        if len(plain) < self.PREFIX or plain[:len(MAGIC)] != MAGIC:
+            raise IndexCorruptError("index file has no valid header")
+        epoch = plain[len(MAGIC):len(MAGIC) + 16]
+        (number,) = struct.unpack("<Q", plain[len(MAGIC) + 16:self.PREFIX])
+        if number != self.number or (self.number and epoch != self.epoch):
+            raise IndexCorruptError("index file has frames out of order or from another snapshot")
+        self.epoch = epoch
+        self.number += 1
+        return plain
+
+    def header(self) -> dict[str, Any]:
+        try:
+            header = json.loads(self._frame()[self.PREFIX:])
+        except ValueError as exc:
+            raise IndexCorruptError(f"index file unreadable: {exc}") from exc
+        if not isinstance(header, dict) or bytes.fromhex(str(header.get("epoch", ""))) != self.epoch:
+            raise IndexCorruptError("index file has a header of another snapshot")
+        return header
+
+    def next(self, size: int) -> tuple[bytes, int]:
+        """The next frame, which must carry `size` bytes: its plaintext and where they start in it."""
+        plain = self._frame()
+        if len(plain) - self.PREFIX != size:
+            raise IndexCorruptError("index file is inconsistent (a frame of the wrong size)")
+        return plain, self.PREFIX
+
+    def fill(self, out: NDArray[np.uint8]) -> None:
+        """Fill `out` from the next frames (at most FRAME_BYTES each)."""
+        for start in range(0, len(out), FRAME_BYTES):
+            count = min(FRAME_BYTES, len(out) - start)
+            plain, offset = self.next(count)
+            out[start:start + count] = np.frombuffer(plain, dtype=np.uint8, count=count, offset=offset)
+
+    def end(self) -> None:
+        if self.fh.read(1):
+            raise IndexCorruptError("index file has data after its last frame")
 
 
 READ_ATTEMPTS = 3
@@ -809,10 +927,10 @@ def pq_for(dim: int, pq: int = 0) -> int:
     return pq if pq > 0 else max(1, dim // 2)
 
 
-def _trained_ivf(vectors: NDArray[np.float32], dim: int, tuning: IndexTuning) -> Any:
-    """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) these
-    vectors. Very small galleries (tests) fall back to a flat-coded IVF: PQ needs enough faces to train."""
-    n = len(vectors)
+def _trained_ivf(rows: Rows, ids: NDArray[np.int64], dim: int, tuning: IndexTuning) -> Any:
+    """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) the templates of
+    these ids. Very small galleries (tests) fall back to a flat-coded IVF: PQ needs enough faces to train."""
+    n = len(ids)
     nlist = nlist_for(n, tuning.cells_per_sqrt)
     quantizer = faiss.IndexFlatL2(dim)
     m = pq_for(dim, tuning.pq)
@@ -825,10 +943,17 @@ def _trained_ivf(vectors: NDArray[np.float32], dim: int, tuning: IndexTuning) ->
     index.cp.max_points_per_centroid = TRAIN_POINTS_PER_CELL
     index.cp.min_points_per_centroid = 5  # small galleries have few faces per cell: no warning for them
     sample = min(n, max(TRAIN_POINTS_PER_CELL * nlist, 65_536))
-    rows = np.sort(np.random.default_rng(tuning.seed).choice(n, size=sample, replace=False))
-    index.train(np.ascontiguousarray(vectors[rows]))
+    chosen = np.sort(np.random.default_rng(tuning.seed).choice(n, size=sample, replace=False))
+    index.train(rows.get(ids[chosen]))
     index.quantizer_trains_alone = 0
     return index
+
+
+def _fill(engine: Any, rows: Rows, ids: NDArray[np.int64]) -> None:
+    """Add the templates of these ids (sorted) to the engine a block at a time: no copy of them all at once."""
+    for start in range(0, len(ids), BLOCK):
+        chunk = ids[start:start + BLOCK]
+        engine.add_with_ids(rows.get(chunk), chunk)
 
 
 @contextmanager

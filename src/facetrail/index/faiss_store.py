@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from facetrail.crypto.vault import Vault, is_sealed
-from facetrail.index.faiss_index import FaissIndex, IndexTuning, file_lock
+from facetrail.index.faiss_index import FILE_MAGIC, FaissIndex, IndexTuning, file_lock
 
 INDEX_LABEL = "index"
 
@@ -66,4 +66,6 @@ class FaissStore:
                 head = fh.read(64)
         except FileNotFoundError:
             return None
-        return None if is_sealed(head) else "the index file was not encrypted"
+        # A sequence of sealed frames (FILE_MAGIC, a frame's length, the frame); an earlier version's one sealed blob.
+        first = head[len(FILE_MAGIC) + 8:] if head.startswith(FILE_MAGIC) else head
+        return None if is_sealed(first) else "the index file was not encrypted"

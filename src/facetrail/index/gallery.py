@@ -214,6 +214,10 @@ class Gallery:
         """Held while reading the persisted index whole (a backup): no process persists it meanwhile."""
         return self.store.writing()
 
+    def unsafe_at_rest(self) -> str | None:
+        """Why the persisted index may not be copied as it is (it is in clear), or None."""
+        return self.store.unsafe_at_rest()
+
     def persisted_ids(self) -> set[int]:
         """The face ids the persisted index holds, not those in memory: what a copy of it would give back."""
         return self.store.persisted_ids()

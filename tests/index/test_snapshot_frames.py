@@ -1,0 +1,124 @@
+"""The index snapshot is written and read a frame at a time: large indexes round-trip across many frames, a
+snapshot taken while changes go on holds the index as it was, and no frame can be dropped, repeated, reordered,
+spliced from another snapshot or followed by anything."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrail.crypto.keyring import Keyring
+from facetrail.crypto.master import LocalMasterKey, new_key_bytes
+from facetrail.crypto.vault import Vault, is_sealed
+from facetrail.errors import IndexCorruptError
+from facetrail.index import faiss_index
+from facetrail.index.faiss_index import FILE_MAGIC, FaissIndex, IndexTuning
+from facetrail.index.faiss_store import FaissStore
+
+DIM = 8
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def frames_of(raw: bytes) -> list[bytes]:
+    assert raw.startswith(FILE_MAGIC)
+    out, position = [], len(FILE_MAGIC)
+    while position < len(raw):
+        (length,) = struct.unpack("<Q", raw[position:position + 8])
+        out.append(raw[position + 8:position + 8 + length])
+        position += 8 + length
+    return out
+
+
+def file_of(frames: list[bytes]) -> bytes:
+    return FILE_MAGIC + b"".join(struct.pack("<Q", len(f)) + f for f in frames)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FaissStore:
+    vault = Vault(Keyring(tmp_path / "keys" / "keyring.db", LocalMasterKey(new_key_bytes(), "test")))
+    return FaissStore(tmp_path / "index" / "model.ftindex", DIM, vault, IndexTuning(approximate_above=300))
+
+
+def spread_ids(n: int) -> np.ndarray:
+    """n ids over three blocks of templates (65,536 ids each) and beyond."""
+    return np.unique(np.linspace(1, 3 * 65_536 + 500, n).astype(np.int64))
+
+
+def test_a_large_index_round_trips_over_many_frames(store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faiss_index, "FRAME_BYTES", 4096)  # partitions and the inverted file over many frames
+    ids = spread_ids(600)
+    vs = vectors(len(ids), seed=1)
+    index = store.create()
+    index.add(ids, vs, ids % 3)
+    assert index.approximate
+    index.set_generation(5)
+    with store.writing():
+        index.persist()
+    frames = frames_of(store.path.read_bytes())
+    # header, 197 frames of partitions (8 bytes an id up to the largest), 4 blocks of templates, the inverted file
+    assert len(frames) > 1 + 197 + 4 and all(is_sealed(f) for f in frames)
+    loaded = store.open()
+    assert loaded is not None and loaded.approximate and loaded.generation == 5
+    assert np.array_equal(loaded.ids(), ids)
+    for probe in vs[::37]:
+        assert loaded.search(probe, 5) == index.search(probe, 5)
+        assert loaded.search(probe, 5, partitions={1}) == index.search(probe, 5, partitions={1})
+
+
+@pytest.mark.parametrize("damage", ["drop", "repeat", "swap", "splice", "trailing", "torn"])
+def test_a_snapshot_with_frames_dropped_repeated_reordered_or_spliced_is_refused(store: FaissStore,
+                                                                                  damage: str) -> None:
+    ids = spread_ids(40)
+    index = store.create()
+    index.add(ids, vectors(len(ids), seed=2), ids % 2)
+    with store.writing():
+        index.persist()
+    first = frames_of(store.path.read_bytes())
+    index.add(np.array([7], dtype=np.int64), vectors(1, seed=3), np.array([1]))
+    with store.writing():
+        index.compact()  # another snapshot of the same index, under the same key
+    second = frames_of(store.path.read_bytes())
+    assert len(first) == len(second) >= 5
+    frames = list(first)
+    if damage == "drop":
+        del frames[3]
+    elif damage == "repeat":
+        frames.insert(3, frames[3])
+    elif damage == "swap":
+        frames[2], frames[3] = frames[3], frames[2]
+    elif damage == "splice":
+        frames[3] = second[3]  # a well-sealed frame of the right number, from another snapshot
+    raw = file_of(frames)
+    if damage == "trailing":
+        raw += b"\0" * 8
+    elif damage == "torn":
+        raw = raw[:-100]
+    store.path.write_bytes(raw)
+    with pytest.raises(IndexCorruptError):
+        store.open()
+    store.path.write_bytes(file_of(first))
+    reopened = store.open()
+    assert reopened is not None and np.array_equal(reopened.ids(), ids), "the undamaged file opens"
+
+
+def test_a_snapshot_taken_before_a_change_writes_the_index_as_it_was(tmp_path: Path) -> None:
+    """The snapshot is taken under the lock and written outside it: a change to a template block after it was
+    taken goes to a copy of that block, and the file holds the block as it was."""
+    ids = np.arange(1, 51, dtype=np.int64)
+    vs = vectors(50, seed=4)
+    index = FaissIndex(tmp_path / "f.ftindex", DIM)
+    index.add(ids, vs, np.ones(50, dtype=np.int64))
+    snapshot = index._snapshot()
+    index.add(np.array([10, 60], dtype=np.int64), np.full((2, DIM), 9.0, dtype=np.float32), np.array([2, 2]))
+    index._write_files(snapshot)
+    loaded = FaissIndex.load(tmp_path / "f.ftindex", DIM)
+    assert np.array_equal(loaded.ids(), ids)
+    assert loaded.search(vs[9], 1)[0].face_id == 10 and loaded.search(vs[9], 1)[0].distance == pytest.approx(0)
+    assert index.search(np.full(DIM, 9.0, dtype=np.float32), 2)[0].distance == pytest.approx(0)
+    assert sorted(h.face_id for h in index.search(np.full(DIM, 9.0, dtype=np.float32), 2)) == [10, 60]

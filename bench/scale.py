@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain
 from pathlib import Path
 
@@ -284,8 +285,8 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
     load_s = timed(lambda: loaded.append(store.open()))  # type: ignore[arg-type]
     index = loaded[0]
     console.print("  facetrail: searching")
-    plain = latencies(lambda p: index.search(p, K), probes.vectors, REPEATS)
-    filtered = latencies(lambda p: index.search(p, K, {1}), probes.vectors, REPEATS)
+    plain = latencies(partial(index.search, k=K), probes.vectors, REPEATS)
+    filtered = latencies(partial(index.search, k=K, partitions={1}), probes.vectors, REPEATS)
     found = [[h.face_id for h in index.search(p, K)] for p in probes.vectors]
     exact = exact_top()
     recall = recall_at_10(found, exact)
@@ -302,7 +303,7 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
         if not index.approximate:
             break
         index.tuning = replace(tuning, probe_share=share, max_scanned=0)
-        timing = latencies(lambda p: index.search(p, K), probes.vectors, 2)
+        timing = latencies(partial(index.search, k=K), probes.vectors, 2)
         got = [[h.face_id for h in index.search(p, K)] for p in probes.vectors]
         sweep.append(SweepRow(size=size, share=share, cells=index.cells_visited(),
                               recall_at_10=recall_at_10(got, exact),
@@ -313,7 +314,8 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
 
     if size > args.in_memory_max:
         console.print("  facetrail: (no other process opens an index this large beside this one: memory)")
-        return erased(index, store, size, probes, row), sweep
+        del index  # `loaded` holds the only reference: erased() lets it go before it opens the files again
+        return erased(loaded, store, size, probes, row), sweep
     console.print("  facetrail: another process commits; this one searches next")
     fields = {"approximate_above": tuning.approximate_above, "nprobe": tuning.nprobe,
               "shortlist": tuning.shortlist, "pq": tuning.pq, "cells_per_sqrt": tuning.cells_per_sqrt,
@@ -328,12 +330,15 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
     if changed != 110 or {h.face_id for h in hits} & set(range(1, 11)) or top not in index.ids():
         raise AssertionError(f"the other process's commit was not seen whole ({changed} ids changed)")
 
-    return erased(index, store, size, probes, row), sweep
+    del index
+    return erased(loaded, store, size, probes, row), sweep
 
 
-def erased(index: FaissIndex, store: FaissStore, size: int, probes: Probes, row: Row) -> Row:
+def erased(holder: list[FaissIndex], store: FaissStore, size: int, probes: Probes, row: Row) -> Row:
     """Erase 1,000 faces (the planted mates among them): until unsearchable, then until the files are rewritten
-    under a new key; then check that no erased face is returned or persisted and no old key is left."""
+    under a new key; then check that no erased face is returned or persisted and no old key is left. The index
+    is taken out of `holder` and released before the files are opened again (two 10M-face copies would not fit)."""
+    index = holder.pop()
     console.print(f"  facetrail: erasing {ERASED:,} faces")
     others = np.arange(12, size + 1, max(1, size // ERASED), dtype=np.int64)
     gone = np.unique(np.concatenate([probes.mates, others]))[:ERASED]

@@ -175,9 +175,9 @@ class Settings(BaseSettings):
     index_probe_share: float = Field(default=0.5, gt=0, le=1, description="share of the inverted file's cells "
                                      "a search visits (at least index_nprobe; more: slower, fewer missed "
                                      "neighbours)")
-    index_max_scanned: int = Field(default=2_000_000, ge=0, description="codes a search of the inverted file "
+    index_max_scanned: int = Field(default=1_600_000, ge=0, description="codes a search of the inverted file "
                                    "scans at most on average: fewer cells are visited once they hold more (keeps "
-                                   "a search's time flat past about 4M faces; 0 = no limit)")
+                                   "a search's time flat past about 3M faces; 0 = no limit)")
 
     @model_validator(mode="before")
     @classmethod

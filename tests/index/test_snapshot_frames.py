@@ -122,3 +122,28 @@ def test_a_snapshot_taken_before_a_change_writes_the_index_as_it_was(tmp_path: P
     assert loaded.search(vs[9], 1)[0].face_id == 10 and loaded.search(vs[9], 1)[0].distance == pytest.approx(0)
     assert index.search(np.full(DIM, 9.0, dtype=np.float32), 2)[0].distance == pytest.approx(0)
     assert sorted(h.face_id for h in index.search(np.full(DIM, 9.0, dtype=np.float32), 2)) == [10, 60]
+    for face_id, v in zip(ids, vs, strict=True):  # the block written after the snapshot kept every other row
+        if face_id != 10:
+            assert index.search(v, 1)[0].face_id == face_id
+
+
+def test_a_block_copied_for_a_write_keeps_the_rows_written_before(tmp_path: Path) -> None:
+    """A loaded block (a view of the file) or a frozen one is copied when first written, up to the highest row
+    written so far (the rest of a block is never-written zeros): every earlier row survives, in memory and after
+    the next load."""
+    ids = np.array([1, 2, 65_535, 65_536, 70_000], dtype=np.int64)
+    vs = vectors(5, seed=6)
+    index = FaissIndex(tmp_path / "r.ftindex", DIM)
+    index.add(ids, vs, np.ones(5, dtype=np.int64))
+    index.persist()
+    loaded = FaissIndex.load(tmp_path / "r.ftindex", DIM)
+    loaded.add(np.array([3, 70_001], dtype=np.int64), vectors(2, seed=7), np.ones(2, dtype=np.int64))
+    loaded._snapshot()  # freezes the blocks again
+    loaded.add(np.array([4], dtype=np.int64), vectors(1, seed=8), np.ones(1, dtype=np.int64))
+    loaded.persist()
+    again = FaissIndex.load(tmp_path / "r.ftindex", DIM)
+    for face_id, v in [*zip(ids, vs, strict=True), (3, vectors(2, seed=7)[0]), (70_001, vectors(2, seed=7)[1]),
+                       (4, vectors(1, seed=8)[0])]:
+        for ix in (loaded, again):
+            hit = ix.search(v, 1)[0]
+            assert hit.face_id == face_id and hit.distance == pytest.approx(0, abs=1e-5)

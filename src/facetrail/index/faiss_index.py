@@ -79,7 +79,7 @@ class IndexTuning:
     pq: int = 0
     cells_per_sqrt: float = 1.3
     probe_share: float = 0.5
-    max_scanned: int = 2_000_000
+    max_scanned: int = 1_600_000
     search_threads: int = 1
     build_threads: int = 0
     model_id: str | None = None
@@ -706,6 +706,7 @@ class Rows:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.blocks: list[NDArray[np.float32]] = []
+        self.top = 0  # above the highest id ever set: a block's rows from there on are zeros never written
 
     def append_view(self, data: bytes, offset: int, count: int) -> None:
         """Append a block whose first `count` rows are read from `data` at `offset`: a read-only view, copied when
@@ -716,6 +717,7 @@ class Rows:
             full[:count] = block
             block = full
         self.blocks.append(block)
+        self.top = (len(self.blocks) - 1) * BLOCK + count
 
     @property
     def capacity(self) -> int:
@@ -749,13 +751,21 @@ class Rows:
         return out
 
     def set(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        if len(ids) == 0:
+            return
         which = ids >> BLOCK_BITS
         for b in np.unique(which):
             block = self.blocks[int(b)]
-            if not block.flags.writeable:
-                block = self.blocks[int(b)] = block.copy()
+            if not block.flags.writeable:  # a view of a file, or frozen for a snapshot: written to a copy
+                # Only the rows written so far are copied: the rest stay zero pages the system has not mapped
+                # (a mostly empty block costs what it holds, not 64 MiB).
+                used = min(len(block), max(0, self.top - int(b) * BLOCK))
+                fresh = np.zeros((BLOCK, self.dim), dtype=np.float32)
+                fresh[:used] = block[:used]
+                block = self.blocks[int(b)] = fresh
             chosen = which == b
             block[ids[chosen] & (BLOCK - 1)] = vectors[chosen]
+        self.top = max(self.top, int(ids.max()) + 1)
 
     def frozen(self, size: int) -> list[NDArray[np.float32]]:
         """The rows below `size`, a block at a time, as they are now: each block is made read-only, so that a

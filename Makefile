@@ -88,7 +88,8 @@ bench-load: install
 
 # The index at 10k and 100k faces beside FAISS flat, real LFW templates among synthetic ones (a few minutes; the LFW
 # templates are cached in .bench-cache); 1M with make bench-scale SCALE_ARGS='--sizes 10000,100000,1000000'
-# (about 5 minutes and 4 GB of memory).
+# (about 5 minutes and 5.5 GB of memory); 10M with SCALE_ARGS='--sizes 10000,100000,1000000,10000000' (about
+# 35 minutes, 16 GB of memory and 11 GB of disk under /tmp).
 bench-scale: install
 	$(BIN)/python -m bench.scale --output BENCHMARKS.md $(SCALE_ARGS)
 

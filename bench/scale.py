@@ -14,6 +14,11 @@ face, save and load time, p50/p99 of one query (with and without a source filter
 against exact search, the planted mates' ranks; then the time from another process's commit (a subprocess adds
 and removes faces and persists) to this process's next search, and the erasure of 1,000 faces (removal and
 purge until no process can search them, then the background rewrite under a new key).
+
+Sizes above `--in-memory-max` (2M; 10M faces take 10 GB of templates in the index alone) are generated a chunk at a
+time: exact search runs over each chunk as it is generated and the top 10 are merged, so the gallery is never
+held whole beside the index; no other process opens an index that large beside this one. `--sweep` searches the
+loaded index again with other shares of its cells visited, for recall@10 against latency.
 """
 
 from __future__ import annotations
@@ -578,6 +583,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shortlist", type=int, default=IndexTuning.shortlist, help="candidates re-ranked")
     parser.add_argument("--probe-share", type=float, default=IndexTuning.probe_share,
                         help="share of the IVF cells visited per query (at least --nprobe)")
+    parser.add_argument("--pq", type=int, default=IndexTuning.pq,
+                        help="PQ sub-quantisers of the inverted file's codes (0: one for every two dimensions)")
     parser.add_argument("--max-scanned", type=int, default=IndexTuning.max_scanned,
                         help="codes one search scans at most on average (0: no limit)")
     parser.add_argument("--approximate-above", type=int, default=IndexTuning.approximate_above,
@@ -595,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
     tuning = IndexTuning(approximate_above=args.approximate_above, nprobe=args.nprobe, shortlist=args.shortlist,
-                         probe_share=args.probe_share, max_scanned=args.max_scanned)
+                         probe_share=args.probe_share, max_scanned=args.max_scanned, pq=args.pq)
     real = real_templates(args)
     rows: list[Row] = []
     sweeps: list[SweepRow] = []

@@ -277,9 +277,8 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
             index.add(ids[lo:lo + BATCH], vectors[lo:lo + BATCH], ids[lo:lo + BATCH] % PARTITIONS)
             build_s += time.perf_counter() - start
     engine_bytes = len(faiss.serialize_index(index._engine)) if index.approximate else 0
-    # Templates (blocks of 65,536 ids), partitions, live bitmap, and the engine (the exact one copies templates).
-    per_face = (index._vec.nbytes() + index._part.nbytes + index._alive.nbytes
-                + (engine_bytes or index._vec.nbytes())) / size
+    # Templates (blocks of 65,536 ids), partitions, live bitmap, and the inverted file (exact search has none).
+    per_face = (index._vec.nbytes() + index._part.nbytes + index._alive.nbytes + engine_bytes) / size
     index.set_generation(1)
     console.print(f"  facetrail: saving (sealed) and loading; peak memory so far {peak_rss_gib():.1f} GiB")
     with store.writing():

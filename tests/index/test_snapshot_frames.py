@@ -61,8 +61,9 @@ def test_a_large_index_round_trips_over_many_frames(store: FaissStore, monkeypat
     with store.writing():
         index.persist()
     frames = frames_of(store.path.read_bytes())
-    # header, 197 frames of partitions (8 bytes an id up to the largest), 4 blocks of templates, the inverted file
-    assert len(frames) > 1 + 197 + 4 and all(is_sealed(f) for f in frames)
+    # header, 197 frames of partitions (8 bytes an id up to the largest), 3 blocks of 65,536 templates and part of
+    # a fourth (512 frames a block), the inverted file
+    assert len(frames) > 1 + 197 + 3 * 512 and all(is_sealed(f) for f in frames)
     loaded = store.open()
     assert loaded is not None and loaded.approximate and loaded.generation == 5
     assert np.array_equal(loaded.ids(), ids)
@@ -128,7 +129,7 @@ def test_a_snapshot_taken_before_a_change_writes_the_index_as_it_was(tmp_path: P
 
 
 def test_a_block_copied_for_a_write_keeps_the_rows_written_before(tmp_path: Path) -> None:
-    """A loaded block (a view of the file) or a frozen one is copied when first written, up to the highest row
+    """A block frozen for a snapshot is copied when it is next written, up to the highest row
     written so far (the rest of a block is never-written zeros): every earlier row survives, in memory and after
     the next load."""
     ids = np.array([1, 2, 65_535, 65_536, 70_000], dtype=np.int64)
@@ -147,3 +148,22 @@ def test_a_block_copied_for_a_write_keeps_the_rows_written_before(tmp_path: Path
         for ix in (loaded, again):
             hit = ix.search(v, 1)[0]
             assert hit.face_id == face_id and hit.distance == pytest.approx(0, abs=1e-5)
+
+
+def test_appending_while_a_snapshot_is_written_writes_in_place_and_leaves_the_snapshot_as_taken(
+        tmp_path: Path) -> None:
+    """An ingestion appends ids above those a snapshot holds: no block is copied for it (the memory of a long
+    ingestion stays flat), and the file holds the ids of the moment the snapshot was taken."""
+    ids = np.arange(1, 51, dtype=np.int64)
+    vs = vectors(50, seed=9)
+    index = FaissIndex(tmp_path / "p.ftindex", DIM)
+    index.add(ids, vs, np.ones(50, dtype=np.int64))
+    block = index._vec.blocks[0]
+    snapshot = index._snapshot()
+    index.add(np.arange(51, 61, dtype=np.int64), vectors(10, seed=10), np.ones(10, dtype=np.int64))
+    assert index._vec.blocks[0] is block, "appended in place"
+    index._write_files(snapshot)
+    assert np.array_equal(FaissIndex.load(tmp_path / "p.ftindex", DIM).ids(), ids)
+    assert index.search(vectors(10, seed=10)[3], 1)[0].face_id == 54
+    index.add(np.array([5], dtype=np.int64), vectors(1, seed=11), np.ones(1, dtype=np.int64))
+    assert index._vec.blocks[0] is not block, "a row the snapshot holds: written to a copy"

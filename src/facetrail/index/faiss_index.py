@@ -3,17 +3,18 @@ exact re-ranking above; persisted as a sealed snapshot plus a sealed change log 
 
 Memory: every template sits in arrays indexed by face id (`Rows`: blocks of 65,536 ids; face ids are the store's
 dense row ids), with its partition (`_part`) and a bitmap of the live ids (`_alive`). The search engine is either an
-exact IndexFlatL2 (under IndexIDMap2) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows`.
+exact search of `Rows` itself (FAISS's brute force, block by block, the live bitmap as its selector: no second
+copy of the templates) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows`.
 
 On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's index key by `Sealing`):
 
 - the snapshot: an 8-byte file magic, then frames, each an 8-byte length and one sealed frame. A frame's plaintext
   starts with its magic, the snapshot's epoch and the frame's number (so that no frame can be dropped, repeated,
   reordered or taken from another snapshot); frame 0 holds the JSON header (dim, generation, epoch, model, ...),
-  then come the partition of every id, the dense vectors (one frame per block of `Rows`; a removed id's row is
-  zeros) and, for the inverted file, FAISS's serialisation of it, in frames of at most FRAME_BYTES. It is written
-  and read a frame at a time (a 10M-face snapshot never sits in memory whole beside the index), to a temporary
-  name, fsynced, renamed.
+  then come the partition of every id, the dense vectors (block by block of `Rows`; a removed id's row is zeros)
+  and, for the inverted file, FAISS's serialisation of it, each in frames of at most FRAME_BYTES (the header says
+  how many). It is written and read a frame at a time, so that neither a 10M-face snapshot nor a small gallery's
+  sits in memory whole beside the index; to a temporary name, fsynced, renamed.
 - the change log: a sealed header naming the snapshot's epoch, then records, each a 4-byte length and a sealed
   record of the ids added (with vector and partition) and removed between two store generations. A record is
   appended and fsynced under the writers' lock; a torn last record is ignored, then cut off by the next writer.
@@ -52,7 +53,7 @@ from facetrail.index.base import Hit, checked_batch
 log = logging.getLogger(__name__)
 FILE_MAGIC = b"FTIXSNP3"  # in clear: the file is a sequence of sealed frames
 MAGIC = b"FTINDEX3"  # inside each sealed frame
-FRAME_BYTES = 64 << 20  # the partitions and the inverted file are written in frames of at most this
+FRAME_BYTES = 1 << 20  # a snapshot is written in frames of at most this: what saving it holds beside the index
 LOG_MAGIC = b"FTIXLOG1"
 RECORD_MAGIC = b"FTIXREC1"
 ABSENT = np.iinfo(np.int64).min  # no face under this id
@@ -137,7 +138,7 @@ class FaissIndex:
         self._part: NDArray[np.int64] = np.full(0, ABSENT, dtype=np.int64)
         self._alive: NDArray[np.uint8] = np.zeros(0, dtype=np.uint8)  # packed bitmap over ids
         self._count = 0
-        self._engine: Any = _exact(dim)
+        self._engine: Any = None  # the inverted file; None while exact (FAISS searches the templates' blocks)
         self._stale: set[int] = set()  # removed ids whose vectors or codes the engine still holds
         self._trained_for = 0
         self._generation = 0
@@ -205,7 +206,8 @@ class FaissIndex:
             _set_bits(bitmap, mine, True)
             self._filters[partition][1] += len(mine)
         self._count += len(ids)
-        self._engine.add_with_ids(vectors, ids)
+        if self._engine is not None:
+            self._engine.add_with_ids(vectors, ids)
 
     def remove(self, ids: Collection[int]) -> int:
         with self._lock:
@@ -229,7 +231,8 @@ class FaissIndex:
             entry[1] -= len(mine)
         self._part[wanted] = ABSENT
         self._count -= len(wanted)
-        self._stale.update(int(i) for i in wanted)  # O(removed): the engine drops them at the next compaction
+        if self._engine is not None:  # O(removed): the inverted file drops their codes at the next compaction
+            self._stale.update(int(i) for i in wanted)
         return len(wanted)
 
     def _present(self, ids: NDArray[np.int64]) -> NDArray[np.bool_]:
@@ -267,14 +270,12 @@ class FaissIndex:
 
     def _rebuild(self, *, approximate: bool) -> None:
         ids = self.ids()
+        engine = None
         with _threads(self.tuning.build_threads):
             if approximate:
                 engine = _trained_ivf(self._vec, ids, self.dim, self.tuning)
-                self._trained_for = len(ids)
-            else:
-                engine = _exact(self.dim)
-                self._trained_for = 0
-            _fill(engine, self._vec, ids)
+                _fill(engine, self._vec, ids)
+        self._trained_for = len(ids) if approximate else 0
         self._engine = engine
         self._stale.clear()
         self._reshaped = True
@@ -293,14 +294,11 @@ class FaissIndex:
             if selected == 0:
                 return []
             k = min(k, selected)
-            approximate = self.approximate
-            params: Any = faiss.SearchParametersIVF() if approximate else faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # live ids only
-            if not approximate:
+            if not self.approximate:
                 with _threads(self.tuning.search_threads):
-                    distances, labels = self._engine.search(query, k, params=params)
-                found = labels[0] >= 0
-                return _hits(labels[0][found], distances[0][found])
+                    return self._exact_search(query, k, bitmap)
+            params = faiss.SearchParametersIVF()
+            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # live ids only
             # A filter leaving few faces in the nearest cells: more cells are visited (a small partition whole).
             nlist = self._engine.nlist
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
@@ -319,6 +317,34 @@ class FaissIndex:
                 candidates, distances = candidates[top], distances[top]
             order = np.lexsort((candidates, distances))
             return _hits(candidates[order], distances[order])
+
+    def _exact_search(self, query: NDArray[np.float32], k: int, bitmap: NDArray[np.uint8]) -> list[Hit]:
+        """Exact search: FAISS compares the query with every template of each block whose id the bitmap selects
+        (the ids of a block are its rows, so the bitmap's bytes for that block are its selector), and the blocks'
+        top k are merged. No second copy of the templates is kept for it."""
+        ids: list[NDArray[np.int64]] = []
+        squared: list[NDArray[np.float32]] = []
+        for number, block in enumerate(self._vec.blocks):
+            start = number * BLOCK
+            rows = min(BLOCK, len(bitmap) * 8 - start)
+            if rows <= 0:
+                break
+            bits = bitmap[start // 8:(start + rows + 7) // 8]
+            if not bits.any():
+                continue
+            distances = np.empty(k, dtype=np.float32)
+            labels = np.empty(k, dtype=np.int64)
+            selector = faiss.IDSelectorBitmap(rows, faiss.swig_ptr(bits))
+            faiss.knn_L2sqr(faiss.swig_ptr(query), faiss.swig_ptr(block), self.dim, 1, rows, k,
+                            faiss.swig_ptr(distances), faiss.swig_ptr(labels), None, selector)
+            found = labels >= 0
+            ids.append(labels[found] + start)
+            squared.append(distances[found])
+        if not ids:
+            return []
+        every, every_squared = np.concatenate(ids), np.concatenate(squared)
+        order = np.lexsort((every, every_squared))[:k]
+        return _hits(every[order], every_squared[order])
 
     def cells_visited(self) -> int:
         """Inverted-file cells one unfiltered search visits (0 when exact): `probe_share` of them, fewer when
@@ -387,7 +413,7 @@ class FaissIndex:
             self._snapshot_bytes = st.st_size
             self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
             try:
-                frames = _FrameReader(fh, self._unseal, self.dim)
+                frames = _FrameReader(fh, self._unseal)
                 header = frames.header()
                 if header["dim"] != self.dim:
                     raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
@@ -396,15 +422,16 @@ class FaissIndex:
                     raise IndexCorruptError(f"index holds templates of model {made_for!r}, "
                                             f"not of {self.tuning.model_id!r}")
                 size, faiss_len = int(header["size"]), int(header["faiss_bytes"])
-                if int(header.get("block", BLOCK)) != BLOCK:
+                if int(header["block"]) != BLOCK:
                     raise IndexCorruptError("index file has another block size")
                 part = np.empty(size, dtype=np.int64)
                 frames.fill(part.view(np.uint8))
                 vec = Rows(self.dim)
-                for start in range(0, size, BLOCK):  # each block stays a view of its frame's plaintext
+                for start in range(0, size, BLOCK):  # decrypted a frame at a time into each block
                     count = min(BLOCK, size - start)
-                    data, offset = frames.next(count * self.dim * 4)
-                    vec.append_view(data, offset, count)
+                    block = np.zeros((BLOCK, self.dim), dtype=np.float32)  # rows above `count`: zero pages
+                    frames.fill(block[:count].reshape(-1).view(np.uint8))
+                    vec.append(block, count)
                 engine = None
                 if faiss_len:
                     serialised = np.empty(faiss_len, dtype=np.uint8)
@@ -427,10 +454,7 @@ class FaissIndex:
         if engine is not None:
             if engine.ntotal != self._count:
                 raise IndexCorruptError("index file is inconsistent (its inverted file and its ids differ)")
-            self._engine = engine
-        else:
-            self._engine = _exact(self.dim)
-            _fill(self._engine, self._vec, np.flatnonzero(part != ABSENT).astype(np.int64))
+        self._engine = engine
 
     def _snapshot(self) -> _Snapshot:
         """What the snapshot will hold, taken under the lock: the partitions and the inverted file copied, the
@@ -445,7 +469,7 @@ class FaissIndex:
         header = {
             "dim": self.dim, "count": self._count, "size": size, "generation": self._generation, "epoch": epoch,
             "model": self.tuning.model_id, "trained_for": self._trained_for, "faiss_bytes": len(engine),
-            "block": BLOCK,
+            "block": BLOCK, "frame_bytes": FRAME_BYTES,
         }
         return _Snapshot(header=header, part=self._part[:size].copy(), blocks=self._vec.frozen(size), engine=engine)
 
@@ -699,23 +723,18 @@ BLOCK = 1 << BLOCK_BITS
 
 
 class Rows:
-    """Vectors by id, in blocks of BLOCK ids: growing appends blocks (no copy of the others), and a block read
-    from a file stays a view of the file's plaintext until it is first written, when that block alone is copied.
-    So opening the index does not copy the vectors, and a change costs O(change) plus at most a block."""
+    """Vectors by id, in blocks of BLOCK ids: growing appends blocks (no copy of the others); a block whose rows a
+    snapshot is being written from is copied when one of those rows is next written (`set`), that block alone.
+    A change costs O(change) plus at most a block."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.blocks: list[NDArray[np.float32]] = []
         self.top = 0  # above the highest id ever set: a block's rows from there on are zeros never written
+        self.frozen_rows: dict[int, int] = {}  # block -> its first rows, seen by a snapshot being written
 
-    def append_view(self, data: bytes, offset: int, count: int) -> None:
-        """Append a block whose first `count` rows are read from `data` at `offset`: a read-only view, copied when
-        first written; a partial block (the last) is copied into a full writable one at once."""
-        block = np.frombuffer(data, dtype=np.float32, count=count * self.dim, offset=offset).reshape(count, self.dim)
-        if count < BLOCK:
-            full = np.zeros((BLOCK, self.dim), dtype=np.float32)
-            full[:count] = block
-            block = full
+    def append(self, block: NDArray[np.float32], count: int) -> None:
+        """Append a block of BLOCK rows whose first `count` were written (read from a file)."""
         self.blocks.append(block)
         self.top = (len(self.blocks) - 1) * BLOCK + count
 
@@ -755,27 +774,34 @@ class Rows:
             return
         which = ids >> BLOCK_BITS
         for b in np.unique(which):
-            block = self.blocks[int(b)]
-            if not block.flags.writeable:  # a view of a file, or frozen for a snapshot: written to a copy
-                # Only the rows written so far are copied: the rest stay zero pages the system has not mapped
-                # (a mostly empty block costs what it holds, not 64 MiB).
-                used = min(len(block), max(0, self.top - int(b) * BLOCK))
+            number = int(b)
+            chosen = which == b
+            rows = ids[chosen] & (BLOCK - 1)
+            block = self.blocks[number]
+            if self.frozen_rows.get(number, 0) > int(rows.min()):
+                # A row a snapshot may be reading: this block is written to a copy from now on. Only the rows
+                # written so far are copied: the rest stay zero pages the system has not mapped. (Appending past
+                # the frozen rows, what an ingestion does, writes in place.)
+                used = min(BLOCK, max(0, self.top - number * BLOCK))
                 fresh = np.zeros((BLOCK, self.dim), dtype=np.float32)
                 fresh[:used] = block[:used]
-                block = self.blocks[int(b)] = fresh
-            chosen = which == b
-            block[ids[chosen] & (BLOCK - 1)] = vectors[chosen]
+                block = self.blocks[number] = fresh
+                del self.frozen_rows[number]
+            block[rows] = vectors[chosen]
         self.top = max(self.top, int(ids.max()) + 1)
 
     def frozen(self, size: int) -> list[NDArray[np.float32]]:
-        """The rows below `size`, a block at a time, as they are now: each block is made read-only, so that a
-        later `set` writes to a copy of it and these stay unchanged (a snapshot written outside the lock)."""
+        """The rows below `size`, a block at a time, as they are now and will stay (a snapshot written outside
+        the lock): a later `set` of one of these rows writes to a copy of its block."""
         out = []
         for i, block in enumerate(self.blocks):
             if i * BLOCK >= size:
                 break
-            block.flags.writeable = False
-            out.append(block[:min(BLOCK, size - i * BLOCK)])
+            count = min(BLOCK, size - i * BLOCK)
+            view = block[:count]
+            view.flags.writeable = False
+            self.frozen_rows[i] = max(self.frozen_rows.get(i, 0), count)
+            out.append(view)
         return out
 
 
@@ -792,7 +818,7 @@ class _Snapshot:
         yield json.dumps(self.header).encode()
         yield from _pieces(_bytes_of(self.part))
         for block in self.blocks:
-            yield _bytes_of(block)
+            yield from _pieces(_bytes_of(block))
         yield from _pieces(_bytes_of(self.engine))
 
 
@@ -812,10 +838,14 @@ class _FrameReader:
 
     PREFIX = len(MAGIC) + 16 + 8  # magic, epoch, frame number
 
-    def __init__(self, fh: Any, unseal: Callable[[bytes], bytes], dim: int) -> None:
+    HEADER_BYTES = 1 << 20  # frame 0, the JSON header, is never larger
+    OVERHEAD = 65_536  # a frame's prefix and its sealing, at most
+
+    def __init__(self, fh: Any, unseal: Callable[[bytes], bytes]) -> None:
         self.fh = fh
         self.unseal = unseal
-        self.largest = max(FRAME_BYTES, BLOCK * dim * 4) + 65_536  # a payload, its prefix, the sealing
+        self.largest = self.HEADER_BYTES + self.OVERHEAD
+        self.frame_bytes = 0
         self.number = 0
         self.epoch = b""
         if fh.read(len(FILE_MAGIC)) != FILE_MAGIC:
@@ -850,6 +880,10 @@ class _FrameReader:
             raise IndexCorruptError(f"index file unreadable: {exc}") from exc
         if not isinstance(header, dict) or bytes.fromhex(str(header.get("epoch", ""))) != self.epoch:
             raise IndexCorruptError("index file has a header of another snapshot")
+        self.frame_bytes = int(header["frame_bytes"])
+        if not 4096 <= self.frame_bytes <= 1 << 30:
+            raise IndexCorruptError("index file has a damaged frame size")
+        self.largest = self.frame_bytes + self.OVERHEAD
         return header
 
     def next(self, size: int) -> tuple[bytes, int]:
@@ -860,9 +894,9 @@ class _FrameReader:
         return plain, self.PREFIX
 
     def fill(self, out: NDArray[np.uint8]) -> None:
-        """Fill `out` from the next frames (at most FRAME_BYTES each)."""
-        for start in range(0, len(out), FRAME_BYTES):
-            count = min(FRAME_BYTES, len(out) - start)
+        """Fill `out` from the next frames (at most the header's frame size each)."""
+        for start in range(0, len(out), self.frame_bytes):
+            count = min(self.frame_bytes, len(out) - start)
             plain, offset = self.next(count)
             out[start:start + count] = np.frombuffer(plain, dtype=np.uint8, count=count, offset=offset)
 
@@ -918,10 +952,6 @@ def _grown(bitmap: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
     out = np.zeros(size, dtype=np.uint8)
     out[:len(bitmap)] = bitmap
     return out
-
-
-def _exact(dim: int) -> Any:
-    return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
 
 def nlist_for(n: int, per_sqrt: float = 1.0) -> int:

@@ -3,6 +3,7 @@ readable, even when cut off half-way."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,18 +127,22 @@ def test_an_open_that_a_purge_overtakes_reads_the_new_files(store: FaissStore,
     (a failure would make that process rebuild the whole index from the store)."""
     writer = filled(store)
     writer.remove([3])
-    unseal = FaissIndex._unseal
+    unsealer = FaissIndex._unsealer
     overtaken: list[bool] = []
 
-    def purge_first(self: FaissIndex, data: bytes) -> bytes:
-        if not overtaken:  # between reading the file and decrypting it
-            overtaken.append(True)
-            with store.writing():
-                writer.purge()
-            writer.settle()
-        return unseal(self, data)
+    def purge_first(self: FaissIndex) -> Callable[[bytes], bytes]:
+        unseal = unsealer(self)
 
-    monkeypatch.setattr(FaissIndex, "_unseal", purge_first)
+        def overtake(data: bytes) -> bytes:
+            if not overtaken:  # between reading the file's first frame and decrypting it
+                overtaken.append(True)
+                with store.writing():
+                    writer.purge()
+                writer.settle()
+            return unseal(data)
+        return overtake
+
+    monkeypatch.setattr(FaissIndex, "_unsealer", purge_first)
     reopened = store.open()
     assert overtaken and reopened is not None and sorted(reopened.ids().tolist()) == [1, 2, *range(4, 11)]
 
@@ -145,13 +150,14 @@ def test_an_open_that_a_purge_overtakes_reads_the_new_files(store: FaissStore,
 def test_a_file_that_stays_undecryptable_is_still_refused(store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
     filled(store)
     reads: list[int] = []
-    unseal = FaissIndex._unseal
+    unsealer = FaissIndex._unsealer
 
-    def count(self: FaissIndex, data: bytes) -> bytes:
-        reads.append(1)
-        return unseal(self, data[:-1] + bytes([data[-1] ^ 1]))
+    def damaging(self: FaissIndex) -> Callable[[bytes], bytes]:
+        reads.append(1)  # one file read
+        unseal = unsealer(self)
+        return lambda data: unseal(data[:-1] + bytes([data[-1] ^ 1]))
 
-    monkeypatch.setattr(FaissIndex, "_unseal", count)
+    monkeypatch.setattr(FaissIndex, "_unsealer", damaging)
     with pytest.raises(IndexCorruptError):
         store.open()
     assert len(reads) == 1  # the file did not change: no second read

@@ -8,7 +8,7 @@ authenticated, so a template cannot be passed off as a crop or moved under anoth
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -65,6 +65,18 @@ class Vault:
 
     def open(self, label: str, sealed: bytes) -> bytes:
         return self.open_many(label, [sealed])[0]
+
+    def opener(self, label: str) -> Callable[[bytes], bytes]:
+        """Opens records of this label one at a time, each key fetched once for the opener's life (the frames of
+        one file): drop it when done, so that no key outlives its destruction in memory."""
+        keys: dict[str, bytes] = {}
+
+        def open_one(sealed: bytes) -> bytes:
+            key_id = key_id_of(sealed)
+            if key_id not in keys:
+                keys.update(self.keyring.get([key_id]))
+            return self._open(label, sealed, keys)
+        return open_one
 
     def open_many(self, label: str, sealed: Sequence[bytes]) -> list[bytes]:
         """Open records sealed under any keys (fetched in one pass); a destroyed key raises."""

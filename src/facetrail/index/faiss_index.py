@@ -90,9 +90,13 @@ class IndexTuning:
 class Sealing(Protocol):
     """How the index files are encrypted at rest: under one key at a time."""
 
-    def seal(self, raw: bytes) -> bytes: ...
+    def sealer(self) -> Callable[[bytes], bytes]:
+        """Seals records under the current key, looked up once (for the records of one file write)."""
+        ...
 
-    def unseal(self, sealed: bytes) -> bytes: ...
+    def opener(self) -> Callable[[bytes], bytes]:
+        """Opens records, each key looked up once (for the records of one file read); raises FacetrailError."""
+        ...
 
     def renew(self) -> None:
         """Seal under a new key from now on."""
@@ -413,7 +417,7 @@ class FaissIndex:
             self._snapshot_bytes = st.st_size
             self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
             try:
-                frames = _FrameReader(fh, self._unseal)
+                frames = _FrameReader(fh, self._unsealer())
                 header = frames.header()
                 if header["dim"] != self.dim:
                     raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
@@ -478,10 +482,11 @@ class FaissIndex:
         old log, which names the old epoch and is ignored. Returns the log's size."""
         epoch = bytes.fromhex(snapshot.header["epoch"])
         written = len(FILE_MAGIC)
+        seal = self._sealer()
         with atomic_writer(self.path, before_rename=_before_snapshot_rename) as fh:
             fh.write(FILE_MAGIC)
             for number, payload in enumerate(snapshot.frames()):
-                sealed = self._seal(b"".join([MAGIC, epoch, struct.pack("<Q", number), payload]))
+                sealed = seal(b"".join([MAGIC, epoch, struct.pack("<Q", number), payload]))
                 fh.write(struct.pack("<Q", len(sealed)))
                 fh.write(sealed)
                 written += 8 + len(sealed)
@@ -655,19 +660,31 @@ class FaissIndex:
         return len(touched)
 
     def _seal(self, raw: bytes) -> bytes:
+        return self._sealer()(raw)
+
+    def _sealer(self) -> Callable[[bytes], bytes]:
+        """Seals what one file write holds, under the key of the moment (looked up once: a snapshot has many
+        frames)."""
         if self._sealing is not None:
-            return self._sealing.seal(raw)
-        return raw + hashlib.sha256(raw).digest()
+            return self._sealing.sealer()
+        return lambda raw: raw + hashlib.sha256(raw).digest()
 
     def _unseal(self, data: bytes) -> bytes:
-        if self._sealing is not None:
+        return self._unsealer()(data)
+
+    def _unsealer(self) -> Callable[[bytes], bytes]:
+        """Opens what one file read holds, each key looked up once for it (and never kept beyond it: a key an
+        erasure destroys opens nothing afterwards)."""
+        if self._sealing is None:
+            return _checked
+        opener = self._sealing.opener()
+
+        def unseal(data: bytes) -> bytes:
             try:
-                return self._sealing.unseal(data)
+                return opener(data)
             except FacetrailError as exc:
                 raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
-        if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
-            raise IndexCorruptError("index file checksum mismatch")
-        return data[:-32]
+        return unseal
 
     # -- compaction and purge ----------------------------------------------------------------
     def purge(self) -> None:
@@ -820,6 +837,13 @@ class _Snapshot:
         for block in self.blocks:
             yield from _pieces(_bytes_of(block))
         yield from _pieces(_bytes_of(self.engine))
+
+
+def _checked(data: bytes) -> bytes:
+    """An unsealed index file's record: its contents, their SHA-256 checked."""
+    if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
+        raise IndexCorruptError("index file checksum mismatch")
+    return data[:-32]
 
 
 def _bytes_of(array: NDArray[Any]) -> memoryview:

@@ -4,6 +4,7 @@ lets one process at a time write them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -20,11 +21,12 @@ class KeyringSealing:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
 
-    def seal(self, raw: bytes) -> bytes:
-        return self.vault.seal(self.vault.key(self.vault.keyring.index_key()), INDEX_LABEL, raw)
+    def sealer(self) -> Callable[[bytes], bytes]:
+        key = self.vault.key(self.vault.keyring.index_key())
+        return lambda raw: self.vault.seal(key, INDEX_LABEL, raw)
 
-    def unseal(self, sealed: bytes) -> bytes:
-        return self.vault.open(INDEX_LABEL, sealed)
+    def opener(self) -> Callable[[bytes], bytes]:
+        return self.vault.opener(INDEX_LABEL)
 
     def renew(self) -> None:
         self.vault.keyring.rotate_index_key()

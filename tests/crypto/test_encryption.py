@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,14 @@ from facetrail.crypto.keyring import Keyring, WrongMasterKeyError
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
 from facetrail.crypto.vault import is_sealed
 from facetrail.errors import KeyUnavailableError
-from facetrail.index.faiss_index import FILE_MAGIC, MAGIC
+from facetrail.index.faiss_index import MAGIC
 from facetrail.runtime import Facetrail
 from facetrail.store.models import Face, Meta, StoredImage
 from facetrail.store.sealing import SEALED
 from facetrail.store.templates import encode_template
 from tests.conftest import sample_bytes, template_of
 from tests.crypto import kms_hook
+from tests.index.snapshot_files import file_of, frames_of
 from tests.rights.biden import files_holding, raw_blob
 
 
@@ -46,17 +46,6 @@ def plaintexts(ft: Facetrail) -> list[tuple[str, bytes]]:
     return found
 
 
-def index_frames(raw: bytes) -> list[bytes]:
-    """The sealed frames of an index snapshot file, as they lie on disk (FILE_MAGIC, then a length and a frame)."""
-    assert raw.startswith(FILE_MAGIC)
-    frames, position = [], len(FILE_MAGIC)
-    while position < len(raw):
-        (length,) = struct.unpack("<Q", raw[position:position + 8])
-        frames.append(raw[position + 8:position + 8 + length])
-        position += 8 + length
-    return frames
-
-
 def search_ids(ft: Facetrail, actor: Actor, photo: str = "obama2.jpg") -> list[int]:
     return [h.face_id for h in ft.search.search(actor, sample_bytes(photo), purpose="demo", case_ref="c").results]
 
@@ -74,7 +63,7 @@ def test_a_raw_scan_of_the_data_directory_finds_nothing_in_clear(samples_ft: Fac
     every_file = b"".join(p.read_bytes() for p in sorted(samples_ft.data.rglob("*")) if p.is_file())
     assert [what for what, data in secrets if data in every_file] == []
     index = (samples_ft.data / "index" / f"{samples_ft.gallery.model_id}.ftindex").read_bytes()
-    frames = index_frames(index)  # the index file is ciphertext as a whole: every frame sealed
+    frames = frames_of(index)  # the index file is ciphertext as a whole: every frame sealed
     assert len(frames) >= 3 and all(is_sealed(frame) for frame in frames) and MAGIC not in index
 
 
@@ -197,9 +186,8 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
     ft.gallery.persist()
     # The index file as an earlier version wrote it in clear: each frame's plaintext and its SHA-256.
     plain_frames = [ft.vault.open("index", frame)
-                    for frame in index_frames((data / "index" / f"{ft.gallery.model_id}.ftindex").read_bytes())]
-    clear_index = FILE_MAGIC + b"".join(struct.pack("<Q", len(f) + 32) + f + hashlib.sha256(f).digest()
-                                        for f in plain_frames)
+                    for frame in frames_of((data / "index" / f"{ft.gallery.model_id}.ftindex").read_bytes())]
+    clear_index = file_of([f + hashlib.sha256(f).digest() for f in plain_frames])
     # Write them back as an earlier version kept them: in clear, with no data key.
     with ft.db.write() as session, session.begin():
         for f in faces:
@@ -224,7 +212,7 @@ def test_records_an_earlier_version_stored_in_clear_are_sealed_on_open(samples_s
         assert ft.blobs.get(f.crop_key or "") == clear[f.id][1]
         assert files_holding(data, clear[f.id][0]) == [] and files_holding(data, clear[f.id][1]) == []
     assert ft.blobs.get(image.blob_key) == clear_image and files_holding(data, clear_image[:4096]) == []
-    assert all(is_sealed(frame) for frame in index_frames(index_file.read_bytes()))
+    assert all(is_sealed(frame) for frame in frames_of(index_file.read_bytes()))
     assert all(files_holding(data, frame[:4096]) == [] for frame in plain_frames)
     assert search_ids(ft, actor) == before
     ft.close()

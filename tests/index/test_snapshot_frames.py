@@ -4,7 +4,6 @@ spliced from another snapshot or followed by anything."""
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,28 +14,15 @@ from facetrail.crypto.master import LocalMasterKey, new_key_bytes
 from facetrail.crypto.vault import Vault, is_sealed
 from facetrail.errors import IndexCorruptError
 from facetrail.index import faiss_index
-from facetrail.index.faiss_index import FILE_MAGIC, FaissIndex, IndexTuning
+from facetrail.index.faiss_index import FaissIndex, IndexTuning
 from facetrail.index.faiss_store import FaissStore
+from tests.index.snapshot_files import file_of, frames_of
 
 DIM = 8
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
-
-
-def frames_of(raw: bytes) -> list[bytes]:
-    assert raw.startswith(FILE_MAGIC)
-    out, position = [], len(FILE_MAGIC)
-    while position < len(raw):
-        (length,) = struct.unpack("<Q", raw[position:position + 8])
-        out.append(raw[position + 8:position + 8 + length])
-        position += 8 + length
-    return out
-
-
-def file_of(frames: list[bytes]) -> bytes:
-    return FILE_MAGIC + b"".join(struct.pack("<Q", len(f)) + f for f in frames)
 
 
 @pytest.fixture

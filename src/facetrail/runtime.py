@@ -366,10 +366,11 @@ class IngestThenCluster(IngestService):
                          jurisdictions=jurisdictions)
         self.people = people
 
-    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
+    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *, total: int | None = None,
                progress: Progress | None = None, workers: int | None = None,
                queue_url: str | None = None) -> IngestReport:
-        report = super().ingest(actor, source_id, items, progress=progress, workers=workers, queue_url=queue_url)
+        report = super().ingest(actor, source_id, items, total=total, progress=progress, workers=workers,
+                                queue_url=queue_url)
         if self.settings.cluster_people and report.faces_added:
             self.people.cluster(actor, source_id=report.source_id)
         return report

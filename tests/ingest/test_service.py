@@ -190,6 +190,34 @@ def test_worker_pool_gives_the_same_result(samples_store: Path, tmp_path: Path, 
     reference.close()
 
 
+def test_items_are_walked_as_the_batch_goes_never_held_whole(ft: Facetrail, actor: Actor) -> None:
+    """A folder of millions of files must not become millions of items in memory before the first is analysed:
+    each item is taken from the walk only once the one before it has been analysed (one at a time here)."""
+    source_id = add_source(ft)
+    names = ["obama.jpg", "biden.jpg", "obama_small.jpg", "kit_harington1.jpeg"]
+    done, totals, taken_at = [0], set(), []
+
+    def progress(finished: int, total: int) -> None:
+        done[0] = finished
+        totals.add(total)
+
+    def walk():  # noqa: ANN202
+        for name in names:
+            taken_at.append(done[0])
+            yield from from_paths([SAMPLES / name], ft.input_limits)
+
+    report = ft.ingest.ingest(actor, source_id, walk(), progress=progress, workers=1)
+    assert taken_at == [0, 1, 2, 3]
+    assert (report.items, report.images_added, report.outcome) == (4, 4, "complete")
+    assert totals == {0}  # a walk of unknown length: progress says the total is not known
+
+    totals.clear()
+    again = ft.ingest.ingest(actor, source_id, walk(), total=4, progress=progress, workers=1)
+    assert (again.items, again.images_skipped, totals) == (4, 4, {4})
+    start = [e for e in ft.read_audit(actor, limit=100) if e.action == "ingest.start"]
+    assert '"items":null' in start[-2].details and '"items":4' in start[-1].details
+
+
 def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Actor) -> None:
     entries = samples_ft.read_audit(actor, limit=100)
     actions = [e.action for e in entries]

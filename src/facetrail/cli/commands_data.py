@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +26,7 @@ from facetrail.ingest.report import IngestReport, Outcome
 from facetrail.ingest.service import IngestService
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.search.reach import rate, threshold_line
-from facetrail.sources.inputs import InputItem, from_paths
+from facetrail.sources.inputs import InputItem, count_items, from_paths
 from facetrail.sources.registry import UrlDeclaration
 from facetrail.sources.urls import read_url_list
 from facetrail.store.models import Source, SourceVersion
@@ -203,7 +203,9 @@ def ingest(
     among the inputs), 2 an invalid value, 4 stopped by SIGTERM after the image in hand (run it again to finish)."""
     with reported_errors(as_json):
         ft = state(ctx).open()
-        _run_ingest(ft, source, list(from_paths(paths, ft.input_limits)), workers, as_json, queue)
+        # Walked twice, once to count them for the progress bar: neither walk holds the items.
+        _run_ingest(ft, source, from_paths(paths, ft.input_limits), workers, as_json, queue,
+                    total=count_items(paths, ft.input_limits))
 
 
 def ingest_urls(
@@ -219,11 +221,11 @@ def ingest_urls(
         _run_ingest(ft, source, ft.url_items(local_actor(), source), workers, as_json)
 
 
-def _run_ingest(ft: Facetrail, source: int, items: list[InputItem], workers: int | None, as_json: bool,
-                queue: str | None = None) -> None:
+def _run_ingest(ft: Facetrail, source: int, items: Iterable[InputItem], workers: int | None, as_json: bool,
+                queue: str | None = None, *, total: int | None = None) -> None:
     with progress_bar("ingesting", enabled=not as_json) as update, _stop_on_sigterm(ft.ingest), \
             video_progress(ft.ingest, enabled=not as_json):
-        report = ft.ingest.ingest(local_actor(), source, items, progress=update, workers=workers,
+        report = ft.ingest.ingest(local_actor(), source, items, total=total, progress=update, workers=workers,
                                   queue_url=queue)
     if as_json:
         emit_json(report.as_dict())

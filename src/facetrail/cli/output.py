@@ -112,6 +112,6 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], Non
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total or None)  # 0: not known
 
         yield update

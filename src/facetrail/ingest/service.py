@@ -22,7 +22,7 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -99,11 +99,15 @@ class IngestService:
         """Stop every batch in progress after its current image, and any later one at once (shutdown)."""
         self._stopping.set()
 
-    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *,
+    def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *, total: int | None = None,
                progress: Progress | None = None, workers: int | None = None,
                queue_url: str | None = None) -> IngestReport:
         """Ingest `items` into the source; per-item problems are reported, never raised. With `queue_url` (or the
-        queue_url setting) the photos are analysed by `facetrail worker` processes through Redis (queue.py)."""
+        queue_url setting) the photos are analysed by `facetrail worker` processes through Redis (queue.py).
+
+        `items` is walked as the ingestion goes, never held whole, so a folder of millions of files costs no
+        memory per file. `total` (how many items there are, for progress) defaults to `len(items)` when it has
+        one; when neither is known, progress reports a total of 0 (unknown)."""
         require(actor, Action.INGEST)
         if self._stopping.is_set():
             raise ShuttingDownError("the service is shutting down: no new ingestion starts")
@@ -114,30 +118,33 @@ class IngestService:
         url = queue_url or self.settings.queue_url
         # Unreachable: an error before any work.
         queue = JobQueue(url, self.analyzer.config, _data, stopping=self._stopping.is_set) if url else None
-        batch = list(items)
-        report = IngestReport(source_id=source.id, items=len(batch))
+        if total is None and isinstance(items, Sized):
+            total = len(items)
+        report = IngestReport(source_id=source.id)  # its `items` counts them as they are walked
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.start",
-                              details={"source_id": source.id, "items": len(batch)})
+                              details={"source_id": source.id, "items": total})
         done = 0
 
         def advance() -> None:
             nonlocal done
             done += 1
             if progress is not None:
-                progress(done, len(batch))
+                progress(done, max(total, done) if total is not None else 0)
 
         # A media item yields frames: a photo one, a video many (sampled and followed into tracks, videos.py).
-        # Videos are analysed in this process, one at a time, each committed whole, after the photos.
-        videos = [item for item in batch if is_video_name(item.name) and not item.skipped]
-        photos = [item for item in batch if not (is_video_name(item.name) and not item.skipped)]
-        pending = self._pending(photos, source.id, source.jurisdictions, report, advance, videos)
+        # Videos are analysed in this process, one at a time, each committed whole, after the photos: _pending
+        # sets them aside as it walks the items.
+        videos: list[InputItem] = []
+        pending = self._pending(items, source.id, source.jurisdictions, report, advance, videos)
         analysing = (queue.analyse(pending) if queue
                      else self._analyse(pending, workers or self.settings.worker_count()))
         with closing(analysing) as analysed:
             self._store(source, analysed, report, advance)
         report.interrupted = report.interrupted or self._stopping.is_set()  # also when the queue stopped waiting
-        if not report.interrupted:
+        if report.interrupted:
+            report.items = max(report.items, total or 0)  # the batch's size, not how far it got
+        else:
             self._ingest_videos(source, videos, report, advance)
         self.gallery.persist()
         with self.db.write() as session, session.begin():
@@ -201,17 +208,22 @@ class IngestService:
             self.videos.ingest(source, item, report, known, self.video_progress)
             advance()
 
-    def _pending(self, batch: list[InputItem], source_id: int, declared: list[str], report: IngestReport,
+    def _pending(self, items: Iterable[InputItem], source_id: int, declared: list[str], report: IngestReport,
                  advance: Callable[[], None], videos: list[InputItem]) -> Iterator[_Pending]:
-        """Read and hash each item; yield those not in the source yet and not refused by an enforcement
-        order, account for the others. An item whose bytes are a video's (named otherwise) joins `videos`."""
+        """Read and hash each item as it is walked (counted in `report.items`); yield those not in the source
+        yet and not refused by an enforcement order, account for the others. A video (by its name, or by its
+        bytes when named otherwise) joins `videos`."""
         with self.db.read() as session:
             known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
             bans = collection_bans(session)
-        for item in batch:
+        for item in items:
             if self._stopping.is_set():
                 report.interrupted = True
                 return
+            report.items += 1
+            if is_video_name(item.name) and not item.skipped:
+                videos.append(item)
+                continue
             if item.skipped:
                 report.skipped.append(SkippedItem(item.name, item.skipped))
                 advance()

@@ -86,6 +86,11 @@ def from_paths(paths: Iterable[Path], limits: Limits) -> Iterator[InputItem]:
             yield _file_item(path, limits)
 
 
+def count_items(paths: Iterable[Path], limits: Limits) -> int:
+    """How many items `from_paths` yields for these paths (a progress total), walking them without holding any."""
+    return sum(1 for _ in from_paths(paths, limits))
+
+
 def from_upload(name: str, data: bytes, limits: Limits) -> Iterator[InputItem]:
     """Items for one uploaded file, expanding a zip archive into its members."""
     if data[:4] == b"PK\x03\x04":

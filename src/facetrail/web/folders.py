@@ -21,7 +21,7 @@ from typing import Any
 from facetrail.accounts.roles import Action, Actor, require
 from facetrail.errors import ConflictError, FacetrailError, InvalidValueError, NotFoundError
 from facetrail.runtime import Facetrail
-from facetrail.sources.inputs import InputItem, Limits, from_paths
+from facetrail.sources.inputs import InputItem, Limits, count_items, from_paths
 
 MAX_CHOICES = 500  # folders offered in the picker
 KEEP_FINISHED = 100  # finished batches whose page still answers (the oldest are forgotten)
@@ -152,14 +152,15 @@ class FolderJobs:
         with ft.db.write() as session, session.begin():
             ft.audit.record(session, actor=actor.name, action="ingest.folder",
                             details={"source_id": source_id, "folder": str(folder), "job": job.id})
-        items = folder_items(folder, roots, ft.input_limits)
-        threading.Thread(target=self._run, args=(ft, actor, job, items), name=f"ingest-folder-{job.id}",
+        threading.Thread(target=self._run, args=(ft, actor, job, folder, roots), name=f"ingest-folder-{job.id}",
                          daemon=True).start()
         return job
 
-    def _run(self, ft: Facetrail, actor: Actor, job: FolderJob, items: Iterator[InputItem]) -> None:
+    def _run(self, ft: Facetrail, actor: Actor, job: FolderJob, folder: Path, roots: list[Path]) -> None:
         try:
-            report = ft.ingest.ingest(actor, job.source_id, items, progress=job.progress)
+            # The folder is walked twice, once to count its items for the progress, neither walk holding them.
+            report = ft.ingest.ingest(actor, job.source_id, folder_items(folder, roots, ft.input_limits),
+                                      total=count_items([folder], ft.input_limits), progress=job.progress)
             with job.lock:
                 job.report = {**report.as_dict(), "source": job.source}
         except FacetrailError as exc:

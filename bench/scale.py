@@ -18,7 +18,8 @@ purge until no process can search them, then the background rewrite under a new 
 Sizes above `--in-memory-max` (2M; 10M faces take 10 GB of templates in the index alone) are generated a chunk at a
 time: exact search runs over each chunk as it is generated and the top 10 are merged, so the gallery is never
 held whole beside the index; no other process opens an index that large beside this one. `--sweep` searches the
-loaded index again with other shares of its cells visited, for recall@10 against latency.
+loaded index again with other shares of its cells visited, for recall@10 against latency; `--split-threads` (every
+core by default) searches it with one query's cells split over that many threads.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -111,7 +113,7 @@ class Probes:
 
 @dataclass
 class SweepRow:
-    """The loaded index searched with another share of its cells visited (`--sweep`)."""
+    """The loaded index searched with another share of its cells visited (`--sweep`), or split over threads."""
 
     size: int
     share: float
@@ -121,6 +123,12 @@ class SweepRow:
     p50_ms: float
     p99_ms: float
     cpu_p99_ms: float
+    threads: int = 1
+    busy: bool = False
+
+
+BUSY = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
+"""A process that keeps one core busy (as an ingestion does) while a variant is searched again."""
 
 
 def recall_at_10(found: list[list[int]], exact: list[list[int]]) -> float:
@@ -303,17 +311,29 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
               recall_at_10=recall, mate_in_10=float(np.mean(r <= K)),
               real_mate_in_10=float(np.mean(real_r <= K)), mate_rank_median=float(np.median(r)))
     sweep = []
-    for share in args.sweep:
-        if not index.approximate:
-            break
-        index.tuning = replace(tuning, probe_share=share, max_scanned=0)
-        timing = latencies(partial(index.search, k=K), probes.vectors, 2)
+    # Other shares of the cells on one thread (no cap on the codes scanned), then the product's own share split
+    # over `--split-threads` threads (FACETRAIL_INDEX_SEARCH_THREADS).
+    # Both thread counts are then searched again while another process keeps one core busy.
+    variants = [(replace(tuning, probe_share=share, max_scanned=0), 1, False) for share in args.sweep]
+    if args.split_threads > 1:
+        split = replace(tuning, search_threads=args.split_threads)
+        variants += [(split, args.split_threads, False), (tuning, 1, True), (split, args.split_threads, True)]
+    for variant, threads, busy in variants if index.approximate else []:
+        index.tuning = variant
+        burner = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+        try:
+            timing = latencies(partial(index.search, k=K), probes.vectors, 2)
+        finally:
+            if burner is not None:
+                burner.kill()
+                burner.wait()
         got = [[h.face_id for h in index.search(p, K)] for p in probes.vectors]
-        sweep.append(SweepRow(size=size, share=share, cells=index.cells_visited(),
+        sweep.append(SweepRow(size=size, share=variant.probe_share, cells=index.cells_visited(),
                               recall_at_10=recall_at_10(got, exact),
                               mate_in_10=float(np.mean(ranks(got, probes.mates) <= K)), p50_ms=timing.p50(),
-                              p99_ms=timing.p99(), cpu_p99_ms=timing.cpu_p99()))
-        console.print(f"    share {share}: {sweep[-1]}")
+                              p99_ms=timing.p99(), cpu_p99_ms=timing.cpu_p99(), threads=threads, busy=busy))
+        console.print(f"    share {variant.probe_share}, {threads} thread(s){', a core busy' if busy else ''}: "
+                      f"{sweep[-1]}")
     index.tuning = tuning
 
     if size > args.in_memory_max:
@@ -544,12 +564,16 @@ def markdown(rows: list[Row], sweeps: list[SweepRow], args: argparse.Namespace, 
                      f"(ratio {flat.p99_ms / r.p99_ms:.1f}), p50 ratio {flat.p50_ms / r.p50_ms:.1f}, recall@10 "
                      f"{r.recall_at_10:.4f}.")
     if sweeps:
-        lines += ["", "The same loaded index searched with other shares of its cells visited, with no limit on the "
-                  "codes scanned (`max_scanned` 0; 2 passes):", "",
-                  "| faces | share visited | cells visited | recall@10 | mate in top 10 | p50 (ms) | p99 (ms) | "
-                  "CPU p99 (ms) |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {w.size:,} | {w.share:.0%} | {w.cells:,} | {w.recall_at_10:.4f} | {w.mate_in_10:.1%} | "
-                  f"{w.p50_ms:.2f} | {w.p99_ms:.2f} | {w.cpu_p99_ms:.2f} |" for w in sweeps]
+        lines += ["", "The same loaded index searched again (2 passes): on one thread with other shares of its cells "
+                  "visited and no limit on the codes scanned (`max_scanned` 0); then with the product's own share "
+                  "split over several threads (`FACETRAIL_INDEX_SEARCH_THREADS`; CPU is the calling thread's "
+                  "alone), and on one thread and on several while another process keeps one core busy, as an "
+                  "ingestion on the same machine does:", "",
+                  "| faces | share visited | cells visited | threads | another core busy | recall@10 | "
+                  "mate in top 10 | p50 (ms) | p99 (ms) | CPU p99 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {w.size:,} | {w.share:.0%} | {w.cells:,} | {w.threads} | {'yes' if w.busy else 'no'} | "
+                  f"{w.recall_at_10:.4f} | {w.mate_in_10:.1%} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | "
+                  f"{w.cpu_p99_ms:.2f} |" for w in sweeps]
     if any(r.size > args.in_memory_max for r in rows):
         lines += ["", f"Above {args.in_memory_max:,} faces the gallery is generated a chunk at a time and never "
                   "held whole: exact search runs over each chunk (its top 10 merged), FAISS flat's latency is the "
@@ -591,6 +615,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sweep", type=lambda s: [float(x) for x in s.split(",") if x], default=[],
                         help="after the main measurement, search again with these shares of the cells visited "
                              "(comma-separated), for recall@10 against latency")
+    parser.add_argument("--split-threads", type=int, default=os.cpu_count() or 1,
+                        help="after the main measurement, search again with one query's cells split over this many "
+                             "threads (default: every core; 1: not measured)")
     parser.add_argument("--in-memory-max", type=int, default=2_000_000,
                         help="sizes above this are generated a chunk at a time (exact search by chunks; no "
                              "other process opens the index beside this one)")

@@ -227,3 +227,26 @@ def test_past_max_scanned_a_search_visits_fewer_cells_and_still_finds_its_mates(
     assert np.mean(data.identity[found - 1] == data.identity[data.mates - 1]) >= 0.9  # a face of the same identity
     index.tuning = replace(tuning, max_scanned=1)
     assert index.cells_visited() == 1, "never fewer than nprobe"
+
+
+def test_one_search_split_over_threads_finds_what_one_thread_finds(tmp_path: Path, data: Synthetic) -> None:
+    """`index_search_threads` above 1 spreads one query's cells over the threads (FAISS's fast scan splits the
+    queries of a batch otherwise): the same nearest faces, the same filter, never a removed id. Each thread keeps
+    its own reservoir of candidates, so a shortlist can differ at its margin: at most a rare 10th hit."""
+    tuning = IndexTuning(approximate_above=4096, nprobe=8, probe_share=0.25, shortlist=100, cells_per_sqrt=4.0)
+    index = build(tmp_path / "threads.ftindex", data, tuning)
+    assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
+    gone = data.mates[:20]
+    index.remove(gone.tolist())
+    answers = {}
+    for threads in (1, 2):
+        index.tuning = replace(tuning, search_threads=threads)
+        answers[threads] = [[h.face_id for h in index.search(p, 10, partitions)]
+                            for p in data.probes for partitions in (None, {2})]
+        assert index._engine.implem == (15 if threads > 1 else 0)
+    one, two = answers[1], answers[2]
+    assert [hits[:5] for hits in one] == [hits[:5] for hits in two]
+    assert np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(one, two, strict=True)]) >= 0.99
+    returned = {face_id for hits in two for face_id in hits}
+    assert returned.isdisjoint(gone.tolist()) and len(returned) > 100
+    assert all(face_id % 5 == 2 for hits in two[1::2] for face_id in hits)

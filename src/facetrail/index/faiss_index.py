@@ -308,7 +308,8 @@ class FaissIndex:
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
             params.nprobe = max(self.cells_visited(), min(nlist, wanted))
             depth = min(selected, max(self.tuning.shortlist, k))
-            with _threads(self.tuning.search_threads):
+            with _threads(self.tuning.search_threads) as threads:
+                _split_cells(self._engine, threads)
                 _, labels = self._engine.search(query, depth, params=params)
             candidates = np.sort(labels[0][labels[0] >= 0])  # sorted: Rows.get reads them a block at a time
             if len(candidates) > 1:  # one code per id in the engine; a repeat would be dropped all the same
@@ -1021,14 +1022,29 @@ def _fill(engine: Any, rows: Rows, ids: NDArray[np.int64]) -> None:
 
 
 @contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """FAISS's OpenMP threads for one call (0: every core), set back afterwards. One query is fastest on one
-    thread: spreading it over cores costs more in synchronisation than it saves (measured in BENCHMARKS.md)."""
+def _threads(count: int) -> Iterator[int]:
+    """FAISS's OpenMP threads for one call (0: every core), set back afterwards; yields how many. One thread is the
+    default for a search: exact search over blocks gains nothing from more, and an approximate search split over
+    the cores (`_split_cells`) is faster only while those cores are idle: on a machine that also ingests, its p99 was
+    several times one thread's (BENCHMARKS.md)."""
     before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(count if count > 0 else (os.cpu_count() or 1))
+    threads = count if count > 0 else (os.cpu_count() or 1)
+    faiss.omp_set_num_threads(threads)
     try:
-        yield
+        yield threads
     finally:
         faiss.omp_set_num_threads(before)
+
+
+FAST_SCAN_SPLIT_CELLS = 15
+"""FAISS's fast-scan search that splits the cells of one query among its threads (keeping candidates in a
+reservoir, suited to a shortlist of hundreds); its default, 0, splits the queries of a batch, so one query on several
+threads ran no faster than on one."""
+
+
+def _split_cells(engine: Any, threads: int) -> None:
+    """Have the engine spread one query's cells over `threads` threads (an inverted file with fast-scan codes)."""
+    if isinstance(engine, faiss.IndexIVFFastScan):
+        engine.implem = FAST_SCAN_SPLIT_CELLS if threads > 1 else 0
 
 

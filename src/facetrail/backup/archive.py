@@ -1,7 +1,9 @@
 """`backup create`: a consistent copy of the store, its blobs and the index, taken while the system runs.
 
 What goes in: a snapshot of the database (SQLite's online backup, one read transaction), the blobs that
-snapshot refers to, the index file and the audit head anchor, with a manifest of SHA-256 sums. Every
+snapshot refers to, the index file and the audit head anchor, with a manifest of SHA-256 sums. The database and
+the index files are streamed into the archive a block at a time (hashed on the way), never read whole: at 10M
+faces the index file alone is 10 GB. Every
 template, crop, image, selfie and package in it is ciphertext (crypto/); the keyring and the master key are
 deliberately left out. So the archive is useless without the live keyring, and a person erased after the
 backup was taken stays erased in it: their data keys are gone (crypto-shredding) and a restore re-applies
@@ -23,10 +25,12 @@ import secrets
 import shutil
 import sqlite3
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from facetrail import __version__
 from facetrail.accounts.roles import Action, Actor, require
@@ -85,10 +89,12 @@ def create_backup(ft: Facetrail, actor: Actor, dest: Path,
         missing = 0
         with open(partial, "wb", opener=private_opener) as raw, \
                 tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, DATABASE, snapshot.read_bytes(), sums)
+            with open(snapshot, "rb") as db:
+                _add_file(tar, DATABASE, db, sums)
             _add(tar, HEAD, head, sums)
-            for name, data in _index_files(ft):
-                _add(tar, name, data, sums)
+            with _index_files(ft) as index_files:
+                for name, fh in index_files:
+                    _add_file(tar, name, fh, sums)
             for done, key in enumerate(keys, 1):
                 blob = ft.blobs.raw(key)
                 if blob is None:
@@ -197,26 +203,50 @@ def _facts(snapshot: Path) -> tuple[_Facts, list[str]]:
         conn.close()
 
 
-def _index_files(ft: Facetrail) -> list[tuple[str, bytes]]:
-    """The persisted index file(s), read under the index's writers' lock so none is caught half-replaced."""
+@contextmanager
+def _index_files(ft: Facetrail) -> Iterator[list[tuple[str, IO[bytes]]]]:
+    """The persisted index file(s), opened under the index's writers' lock so none is caught half-replaced. An open
+    file keeps the snapshot it was opened on: a compaction that renames a new one over it meanwhile leaves it whole."""
     ft.gallery.index()  # loaded (repaired if need be) and in step with the store
     ft.gallery.persist()
-    with ft.gallery.writing():
-        files = [(f"index/{path.name}", path.read_bytes()) for path in sorted((ft.data / "index").glob("*.ftindex"))]
-        unsafe = ft.gallery.unsafe_at_rest()
-    if unsafe is not None:
-        raise FacetrailError(f"the index cannot be backed up: {unsafe}; open the data directory with this version "
-                             "(or `facetrail index rebuild`) before backing it up")
-    return files
+    with ExitStack() as files:
+        with ft.gallery.writing():
+            opened: list[tuple[str, IO[bytes]]] = [
+                (f"index/{path.name}", files.enter_context(open(path, "rb")))
+                for path in sorted((ft.data / "index").glob("*.ftindex"))]
+            unsafe = ft.gallery.unsafe_at_rest()
+        if unsafe is not None:
+            raise FacetrailError(f"the index cannot be backed up: {unsafe}; open the data directory with this "
+                                 "version (or `facetrail index rebuild`) before backing it up")
+        yield opened
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, sums: dict[str, str]) -> None:
+    _add_file(tar, name, io.BytesIO(data), sums, len(data))
+
+
+def _add_file(tar: tarfile.TarFile, name: str, fh: IO[bytes], sums: dict[str, str], size: int | None = None) -> None:
+    """Stream an open file (its size now) into the archive a block at a time, its SHA-256 taken on the way."""
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = os.fstat(fh.fileno()).st_size if size is None else size
     info.mode = 0o600
     info.mtime = int(datetime.now(UTC).timestamp())
-    tar.addfile(info, io.BytesIO(data))
-    sums[name] = hashlib.sha256(data).hexdigest()
+    reader = HashingReader(fh)
+    tar.addfile(info, reader)  # reads exactly info.size bytes; a file cut short meanwhile is an OSError
+    sums[name] = reader.digest.hexdigest()
+
+
+class HashingReader:
+    """A file's reads, hashed (SHA-256) as they pass."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._fh.read(size)
+        self.digest.update(block)
+        return block
 
 
 def _file_sha256(path: Path) -> str:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import tarfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from facetrail.audit.checkpoints import set_aside
 from facetrail.backup.archive import (
@@ -28,6 +30,7 @@ from facetrail.backup.archive import (
     FORMAT,
     HEAD,
     MANIFEST,
+    HashingReader,
     refuse_bucket_blobs,
     refuse_server_database,
 )
@@ -37,11 +40,13 @@ from facetrail.crypto.keyring import keyring_id_of
 from facetrail.crypto.setup import keyring_path
 from facetrail.datadir import require_data_dir, swap
 from facetrail.errors import ConflictError, InvalidValueError
-from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
+from facetrail.fsutil import atomic_write, fsync_dir, private_dir, private_opener
 from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail
 from facetrail.store.blobs import DirectoryStorage
 
 MAX_MEMBERS = 50_000_000
+COPY_BLOCK = 1 << 20
+"""Bytes a restore copies from the archive at a time."""
 
 
 def restore_backup(settings: Settings, archive: Path, actor_name: str) -> dict[str, Any]:
@@ -99,11 +104,11 @@ def _extract(archive: Path, into: Path) -> dict[str, Any]:
                 if member is None:
                     raise InvalidValueError("path", f"{archive}: {name} is missing")
                 target = _target(into, name)
-                payload = _read(tar, member)
-                if hashlib.sha256(payload).hexdigest() != expected:
-                    raise InvalidValueError("path", f"{archive}: {name} is damaged (checksum mismatch)")
                 private_dir(target.parent)
-                write_synced(target, payload)
+                # Streamed into the staging folder a block at a time (an index file can be gigabytes): a damaged
+                # member is found once written, and the caller removes the staging folder with it.
+                if _write_member(tar, member, target) != expected:
+                    raise InvalidValueError("path", f"{archive}: {name} is damaged (checksum mismatch)")
             unexpected = set(by_name) - set(sums) - {MANIFEST}
             if unexpected:
                 raise InvalidValueError("path", f"{archive}: unexpected entries, e.g. {sorted(unexpected)[0]!r}")
@@ -152,12 +157,27 @@ def _target(into: Path, name: str) -> Path:
     return into.joinpath(*parts)
 
 
-def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+def _open(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
     if not member.isfile():
         raise InvalidValueError("path", f"{member.name} in the backup is not a regular file")
     stream = tar.extractfile(member)
     assert stream is not None
-    return stream.read()
+    return stream
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    return _open(tar, member).read()
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> str:
+    """Write a member to a new, durable file a block at a time; returns its SHA-256."""
+    reader = HashingReader(_open(tar, member))
+    with open(target, "wb", opener=private_opener) as out:
+        for block in iter(partial(reader.read, COPY_BLOCK), b""):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return reader.digest.hexdigest()
 
 
 def _archive_audit_tail(data: Path, backup_entries: int) -> dict[str, Any] | None:

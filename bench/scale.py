@@ -321,6 +321,8 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
     for variant, threads, busy in variants if index.approximate else []:
         index.tuning = variant
         burner = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+        if burner is not None:
+            time.sleep(0.5)  # its interpreter started and spinning before the first probe
         try:
             timing = latencies(partial(index.search, k=K), probes.vectors, 2)
         finally:

@@ -243,8 +243,22 @@ def test_one_search_split_over_threads_finds_what_one_thread_finds(tmp_path: Pat
         index.tuning = replace(tuning, search_threads=threads)
         answers[threads] = [[h.face_id for h in index.search(p, 10, partitions)]
                             for p in data.probes for partitions in (None, {2})]
-        assert index._engine.implem == (15 if threads > 1 else 0)
+        assert index._engine.implem == 0  # set back after each search: it would go into the snapshot
     one, two = answers[1], answers[2]
+    # The split search itself honours the selector (the re-ranking would hide a search that did not).
+    bitmap, _ = index._filter(frozenset({2}))
+    params = faiss.SearchParametersIVF()
+    params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+    params.nprobe = index.cells_visited()
+    index._engine.implem, before = 15, faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        _, labels = index._engine.search(data.probes[:20], 100, params=params)
+    finally:
+        index._engine.implem = 0
+        faiss.omp_set_num_threads(before)
+    found = labels[labels >= 0]
+    assert len(found) > 1000 and set((found % 5).tolist()) == {2} and not np.isin(found, gone).any()
     assert [hits[:5] for hits in one] == [hits[:5] for hits in two]
     assert np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(one, two, strict=True)]) >= 0.99
     returned = {face_id for hits in two for face_id in hits}

@@ -218,6 +218,24 @@ def test_items_are_walked_as_the_batch_goes_never_held_whole(ft: Facetrail, acto
     assert '"items":null' in start[-2].details and '"items":4' in start[-1].details
 
 
+def test_a_walk_that_fails_mid_batch_is_one_error_and_the_rest_is_kept(ft: Facetrail, actor: Actor) -> None:
+    """The walk runs while the batch is under way: an error it raises ends the walk, not the batch."""
+    source_id = add_source(ft)
+
+    def walk():  # noqa: ANN202
+        yield from from_paths([SAMPLES / "obama.jpg", SAMPLES / "biden.jpg"], ft.input_limits)
+        raise RuntimeError("Symlink loop from '/photos/a.jpg'")
+
+    report = ft.ingest.ingest(actor, source_id, walk(), workers=1)
+    assert (report.items, report.images_added, report.outcome) == (2, 2, "partial")
+    assert [(e.name, e.cause) for e in report.errors] == [
+        (ingest_service.WALK_FAILED, "the inputs could not be listed further: RuntimeError: Symlink loop from "
+                                     "'/photos/a.jpg'")]
+    assert counts(ft)[0] == 2
+    finish = [e for e in ft.read_audit(actor, limit=100) if e.action == "ingest.finish"][-1]
+    assert '"outcome":"partial"' in finish.details
+
+
 def test_batch_is_audited_with_counts_not_names(samples_ft: Facetrail, actor: Actor) -> None:
     entries = samples_ft.read_audit(actor, limit=100)
     actions = [e.action for e in entries]

@@ -16,7 +16,14 @@ from fastapi.testclient import TestClient
 from facetrail.api import create_app
 from facetrail.errors import InvalidValueError
 from facetrail.runtime import Facetrail
-from facetrail.web.folders import OUTSIDE, allowed_folder, allowed_roots, folder_choices, folder_items
+from facetrail.web.folders import (
+    OUTSIDE,
+    UNRESOLVED,
+    allowed_folder,
+    allowed_roots,
+    folder_choices,
+    folder_items,
+)
 from tests.conftest import SAMPLES, add_source
 from tests.web.conftest import csrf_of
 from tests.web.staff import audit_entries, sign_in, staff
@@ -76,6 +83,19 @@ def test_a_file_linked_from_outside_is_an_error_item_never_read(folder_ft: Facet
     assert items["rose_leslie1.jpg"].error is None and items["rose_leslie1.jpg"].read()[:2] == b"\xff\xd8"
     assert items["notes.txt"].skipped is not None
     assert "obama.jpg" not in items  # the linked folder is not walked
+
+
+def test_a_loop_of_links_is_an_error_item_not_the_end_of_the_walk(folder_ft: Facetrail, allowed: Path) -> None:
+    """Resolving a.jpg -> b.jpg -> a.jpg raises: the walk must go on past it (the batch is already running)."""
+    loop = allowed / "loop"
+    loop.mkdir()
+    (loop / "a.jpg").symlink_to(loop / "b.jpg")
+    (loop / "b.jpg").symlink_to(loop / "a.jpg")
+    shutil.copy(SAMPLES / "biden.jpg", loop / "c.jpg")
+    items = {Path(i.name).name: i for i in folder_items(loop.resolve(), allowed_roots([allowed]),
+                                                          folder_ft.input_limits)}
+    assert items["a.jpg"].error == items["b.jpg"].error == UNRESOLVED
+    assert items["c.jpg"].error is None and items["c.jpg"].read()[:2] == b"\xff\xd8"
 
 
 def wait_for(client: TestClient, job_url: str) -> dict[str, Any]:

@@ -308,8 +308,7 @@ class FaissIndex:
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
             params.nprobe = max(self.cells_visited(), min(nlist, wanted))
             depth = min(selected, max(self.tuning.shortlist, k))
-            with _threads(self.tuning.search_threads) as threads:
-                _split_cells(self._engine, threads)
+            with _threads(self.tuning.search_threads) as threads, _cells_split(self._engine, threads):
                 _, labels = self._engine.search(query, depth, params=params)
             candidates = np.sort(labels[0][labels[0] >= 0])  # sorted: Rows.get reads them a block at a time
             if len(candidates) > 1:  # one code per id in the engine; a repeat would be dropped all the same
@@ -1042,9 +1041,17 @@ reservoir, suited to a shortlist of hundreds); its default, 0, splits the querie
 threads ran no faster than on one."""
 
 
-def _split_cells(engine: Any, threads: int) -> None:
-    """Have the engine spread one query's cells over `threads` threads (an inverted file with fast-scan codes)."""
-    if isinstance(engine, faiss.IndexIVFFastScan):
-        engine.implem = FAST_SCAN_SPLIT_CELLS if threads > 1 else 0
+@contextmanager
+def _cells_split(engine: Any, threads: int) -> Iterator[None]:
+    """For one search: the engine spreads the query's cells over `threads` threads (an inverted file with fast-scan
+    codes), and is set back after it (the setting would otherwise go into the next snapshot)."""
+    if threads <= 1 or not isinstance(engine, faiss.IndexIVFFastScan):
+        yield
+        return
+    engine.implem = FAST_SCAN_SPLIT_CELLS
+    try:
+        yield
+    finally:
+        engine.implem = 0
 
 

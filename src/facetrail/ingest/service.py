@@ -65,6 +65,8 @@ COMMIT_IMAGES = 32
 """Analysed images committed together, in one transaction, at most."""
 COMMIT_WINDOW_S = 1.0
 """An analysed image waits at most about this long for the others of its commit (slow pipelines, slow files)."""
+WALK_FAILED = "(the inputs)"
+"""The name an error of the walk over the inputs itself is reported under (not one item's)."""
 BLOB_WRITERS = 4
 """Threads writing the blobs of a commit: each write waits on its own fsync, so they overlap."""
 
@@ -216,11 +218,7 @@ class IngestService:
         with self.db.read() as session:
             known = set(session.scalars(select(StoredImage.sha256).where(StoredImage.source_id == source_id)))
             bans = collection_bans(session)
-        for item in items:
-            if self._stopping.is_set():
-                report.interrupted = True
-                return
-            report.items += 1
+        for item in _walked(items, report, self._stopping):
             if is_video_name(item.name) and not item.skipped:
                 videos.append(item)
                 continue
@@ -463,6 +461,24 @@ def _data(job: _Pending) -> bytes:
 
 def _same(data: bytes) -> bytes:
     return data
+
+
+def _walked(items: Iterable[InputItem], report: IngestReport, stopping: threading.Event) -> Iterator[InputItem]:
+    """The items, counted in `report.items` as they come, until the walk ends, fails (reported as one error: the
+    batch is under way, what was walked goes on) or the service stops (the report says interrupted)."""
+    walk = iter(items)
+    while not stopping.is_set():
+        try:
+            item = next(walk)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001  # whatever the walk raised, the batch goes on with what it gave
+            report.errors.append(ItemError(WALK_FAILED, "the inputs could not be listed further: "
+                                           f"{type(exc).__name__}: {exc}"))
+            return
+        report.items += 1
+        yield item
+    report.interrupted = True
 
 
 def _cause(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ MAX_CHOICES = 500  # folders offered in the picker
 KEEP_FINISHED = 100  # finished batches whose page still answers (the oldest are forgotten)
 CHOICE_DEPTH = 2  # levels below each allowed folder offered in the picker
 OUTSIDE = "its real path is outside the folders the console may ingest from"
+UNRESOLVED = "its real path cannot be resolved (a loop of symbolic links)"
 
 
 def allowed_roots(folders: Iterable[Path]) -> list[Path]:
@@ -86,12 +87,18 @@ def _on_disk(name: str) -> Path:
 
 
 def folder_items(folder: Path, roots: list[Path], limits: Limits) -> Iterator[InputItem]:
-    """The items of the folder (inputs.from_paths), those whose real path leads out of `roots` made error items."""
+    """The items of the folder (inputs.from_paths), those whose real path leads out of `roots` (or cannot be
+    resolved: a loop of symbolic links) made error items."""
     for item in from_paths([folder], limits):
-        if item.error is None and item.skipped is None and not _under(_on_disk(item.name).resolve(), roots):
-            yield InputItem(item.name, _nothing, error=OUTSIDE)
-        else:
+        if item.error is not None or item.skipped is not None:
             yield item
+            continue
+        try:
+            real = _on_disk(item.name).resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links
+            yield InputItem(item.name, _nothing, error=UNRESOLVED)
+            continue
+        yield item if _under(real, roots) else InputItem(item.name, _nothing, error=OUTSIDE)
 
 
 def _nothing() -> bytes:

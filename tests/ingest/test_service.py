@@ -209,13 +209,13 @@ def test_items_are_walked_as_the_batch_goes_never_held_whole(ft: Facetrail, acto
     report = ft.ingest.ingest(actor, source_id, walk(), progress=progress, workers=1)
     assert taken_at == [0, 1, 2, 3]
     assert (report.items, report.images_added, report.outcome) == (4, 4, "complete")
-    assert totals == {0}  # a walk of unknown length: progress says the total is not known
+    assert totals == {0, 4}  # a walk of unknown length: no total until the end, then 4 of 4
 
     totals.clear()
-    again = ft.ingest.ingest(actor, source_id, walk(), total=4, progress=progress, workers=1)
-    assert (again.items, again.images_skipped, totals) == (4, 4, {4})
+    again = ft.ingest.ingest(actor, source_id, walk(), total=5, progress=progress, workers=1)  # one file went
+    assert (again.items, again.images_skipped, totals, done[0]) == (4, 4, {5, 4}, 4)
     start = [e for e in ft.read_audit(actor, limit=100) if e.action == "ingest.start"]
-    assert '"items":null' in start[-2].details and '"items":4' in start[-1].details
+    assert '"items":null' in start[-2].details and '"items":5' in start[-1].details
 
 
 def test_a_walk_that_fails_mid_batch_is_one_error_and_the_rest_is_kept(ft: Facetrail, actor: Actor) -> None:

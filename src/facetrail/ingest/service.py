@@ -148,6 +148,8 @@ class IngestService:
             report.items = max(report.items, total or 0)  # the batch's size, not how far it got
         else:
             self._ingest_videos(source, videos, report, advance)
+        if progress is not None and not report.interrupted:
+            progress(done, done)  # all done: also when files came or went between the count and the walk
         self.gallery.persist()
         with self.db.write() as session, session.begin():
             self.audit.record(session, actor=actor.name, action="ingest.finish", details=report.counts())

@@ -330,11 +330,11 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
                 burner.kill()
                 burner.wait()
         got = [[h.face_id for h in index.search(p, K)] for p in probes.vectors]
-        sweep.append(SweepRow(size=size, share=variant.probe_share, cells=index.cells_visited(),
+        sweep.append(SweepRow(size=size, share=index.cells_visited() / index._engine.nlist, cells=index.cells_visited(),
                               recall_at_10=recall_at_10(got, exact),
                               mate_in_10=float(np.mean(ranks(got, probes.mates) <= K)), p50_ms=timing.p50(),
                               p99_ms=timing.p99(), cpu_p99_ms=timing.cpu_p99(), threads=threads, busy=busy))
-        console.print(f"    share {variant.probe_share}, {threads} thread(s){', a core busy' if busy else ''}: "
+        console.print(f"    share {sweep[-1].share:.2f}, {threads} thread(s){', a core busy' if busy else ''}: "
                       f"{sweep[-1]}")
     index.tuning = tuning
 

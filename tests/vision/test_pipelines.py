@@ -201,3 +201,37 @@ def test_threads_of_a_vision_process_give_the_results_of_one_thread(monkeypatch:
         assert [f.detection.box for f in one.faces] == [f.detection.box for f in other.faces]
         for a, b in zip(one.faces, other.faces, strict=True):
             np.testing.assert_allclose(a.template, b.template, atol=1e-5)
+
+
+FIRST_USE_IN_TWO_THREADS = """
+import sys, threading
+from facetrail.media.image import decode_image
+from facetrail.vision import VisionConfig, load_backend
+from facetrail.vision import intel_reid
+from facetrail.vision.pipeline import analyze_faces
+pixels = decode_image(open(sys.argv[1], "rb").read(), max_pixels=50_000_000).pixels
+start, found = threading.Barrier(2), []
+def analyse():
+    backend = load_backend(VisionConfig(vision_model="yunet-intel"))
+    start.wait()
+    found.append(len(analyze_faces(backend, pixels, with_crops=False)))
+threads = [threading.Thread(target=analyse, daemon=True) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+print(found, intel_reid._bindings_primed)
+"""
+
+
+def test_two_threads_first_use_of_the_recogniser_at_once_in_a_fresh_process() -> None:
+    """The vision process's two threads reach the recogniser's first inference together: OpenVINO's numpy bindings
+    are set up once, by one thread (their set-up from two at once deadlocked about one ingestion in fifty)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SAMPLES
+
+    done = subprocess.run([sys.executable, "-c", FIRST_USE_IN_TWO_THREADS, str(SAMPLES / "obama.jpg")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["[1,", "1]", "True"], done.stdout + done.stderr[-2000:]

@@ -37,6 +37,23 @@ REFERENCE_128: tuple[tuple[float, float], ...] = tuple(
 """Where the eye on the image's left, the other eye, the nose tip and the mouth corners go in the input."""
 
 
+_BINDINGS = threading.Lock()
+_bindings_primed = False
+
+
+def _prime_numpy_bindings(request: Any) -> None:
+    """Set up OpenVINO's numpy bindings once per process, one thread at a time. Their set-up on first use (pybind11's
+    numpy API, reached by the first `infer` of each request) deadlocks when two threads reach it at once: one holds a
+    one-time initialisation guard while it waits for the GIL, the other holds the GIL while it waits for the guard.
+    It hung a vision process's two analysing threads at their first images, about one ingestion in fifty, until
+    the chunk's time limit."""
+    global _bindings_primed
+    with _BINDINGS:  # waiting on it releases the GIL: the thread setting the bindings up can take it back
+        if not _bindings_primed:
+            _ = request.get_input_tensor(0).data  # a numpy view of the input: the bindings' first use
+            _bindings_primed = True
+
+
 class IntelReidEmbedder:
     """256-d templates from YuNet-landmarked faces. One OpenVINO request at a time per instance (a lock);
     `threads` is OpenVINO's thread count (one by default: ingestion runs one vision process per core)."""
@@ -67,6 +84,7 @@ class IntelReidEmbedder:
                                                              "PERFORMANCE_HINT": "LATENCY",
                                                              "ENABLE_CPU_PINNING": False})
                 self._request = compiled.create_infer_request()
+                _prime_numpy_bindings(self._request)
             return self._request
 
     def aligned(self, image: Image.Image, detection: Detection) -> NDArray[np.uint8]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -60,10 +60,12 @@ def atomic_writer(path: Path, before_rename: Callable[[], None] | None = None) -
     fsync_dir(path.parent)
 
 
-def write_synced(path: Path, data: bytes) -> None:
-    """Write a new file and make it durable (the caller fsyncs the directories once it has written them all)."""
+def write_synced(path: Path, blocks: Iterable[bytes]) -> None:
+    """Write a new file from its blocks and make it durable (the caller fsyncs the directories once it has written
+    them all)."""
     with open(path, "wb", opener=private_opener) as fh:
-        fh.write(data)
+        for block in blocks:
+            fh.write(block)
         fh.flush()
         os.fsync(fh.fileno())
 

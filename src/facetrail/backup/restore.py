@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import tarfile
@@ -40,7 +39,7 @@ from facetrail.crypto.keyring import keyring_id_of
 from facetrail.crypto.setup import keyring_path
 from facetrail.datadir import require_data_dir, swap
 from facetrail.errors import ConflictError, InvalidValueError
-from facetrail.fsutil import atomic_write, fsync_dir, private_dir, private_opener
+from facetrail.fsutil import atomic_write, fsync_dir, private_dir, write_synced
 from facetrail.runtime import AUDIT_CHECKPOINTS, Facetrail
 from facetrail.store.blobs import DirectoryStorage
 
@@ -172,11 +171,7 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> str:
     """Write a member to a new, durable file a block at a time; returns its SHA-256."""
     reader = HashingReader(_open(tar, member))
-    with open(target, "wb", opener=private_opener) as out:
-        for block in iter(partial(reader.read, COPY_BLOCK), b""):
-            out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
+    write_synced(target, iter(partial(reader.read, COPY_BLOCK), b""))
     return reader.digest.hexdigest()
 
 

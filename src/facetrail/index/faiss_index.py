@@ -308,7 +308,7 @@ class FaissIndex:
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
             params.nprobe = max(self.cells_visited(), min(nlist, wanted))
             depth = min(selected, max(self.tuning.shortlist, k))
-            with _threads(self.tuning.search_threads) as threads, _cells_split(self._engine, threads):
+            with _threads(self.tuning.search_threads) as threads, _scan_for_one_query(self._engine, threads):
                 _, labels = self._engine.search(query, depth, params=params)
             candidates = np.sort(labels[0][labels[0] >= 0])  # sorted: Rows.get reads them a block at a time
             if len(candidates) > 1:  # one code per id in the engine; a repeat would be dropped all the same
@@ -1024,8 +1024,8 @@ def _fill(engine: Any, rows: Rows, ids: NDArray[np.int64]) -> None:
 def _threads(count: int) -> Iterator[int]:
     """FAISS's OpenMP threads for one call (0: every core), set back afterwards; yields how many. One thread is the
     default for a search: exact search over blocks gains nothing from more, and an approximate search split over
-    the cores (`_split_cells`) is faster only while those cores are idle: on a machine that also ingests, its p99 was
-    several times one thread's (BENCHMARKS.md)."""
+    the cores (`_scan_for_one_query`) is faster only while those cores are idle: on a machine that also ingests,
+    its p99 was several times one thread's (BENCHMARKS.md)."""
     before = faiss.omp_get_max_threads()
     threads = count if count > 0 else (os.cpu_count() or 1)
     faiss.omp_set_num_threads(threads)
@@ -1035,6 +1035,10 @@ def _threads(count: int) -> Iterator[int]:
         faiss.omp_set_num_threads(before)
 
 
+FAST_SCAN_ONE_THREAD = 10
+"""FAISS's fast-scan search that scans a query's cells one after the other into a heap of the shortlist's size. Its
+default for a shortlist (over 20) batches queries first (implementation 13): for the one query of a search that
+cost a third more time (1M faces: p50 4.7 against 3.2 ms, the same recall; BENCHMARKS.md)."""
 FAST_SCAN_SPLIT_CELLS = 15
 """FAISS's fast-scan search that splits the cells of one query among its threads (keeping candidates in a
 reservoir, suited to a shortlist of hundreds); its default, 0, splits the queries of a batch, so one query on several
@@ -1042,13 +1046,14 @@ threads ran no faster than on one."""
 
 
 @contextmanager
-def _cells_split(engine: Any, threads: int) -> Iterator[None]:
-    """For one search: the engine spreads the query's cells over `threads` threads (an inverted file with fast-scan
-    codes), and is set back after it (the setting would otherwise go into the next snapshot)."""
-    if threads <= 1 or not isinstance(engine, faiss.IndexIVFFastScan):
+def _scan_for_one_query(engine: Any, threads: int) -> Iterator[None]:
+    """For one search: the engine scans the query's cells in the way fastest for one query (an inverted file with
+    fast-scan codes): on one thread into one heap, on several spread over the threads. It is set back after it
+    (the setting would otherwise go into the next snapshot)."""
+    if not isinstance(engine, faiss.IndexIVFFastScan):
         yield
         return
-    engine.implem = FAST_SCAN_SPLIT_CELLS
+    engine.implem = FAST_SCAN_SPLIT_CELLS if threads > 1 else FAST_SCAN_ONE_THREAD
     try:
         yield
     finally:

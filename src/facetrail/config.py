@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     index_nprobe: int = Field(default=512, ge=1, description="inverted-file cells visited per search at least "
                               "(more: slower, fewer missed neighbours; see index_probe_share)")
     index_search_threads: int = Field(default=1, ge=0, description="FAISS threads per search; 0 = every core. "
-                                      "More split an approximate search's cells among idle cores (faster on a "
-                                      "machine that only searches, slower when the cores are busy)")
+                                      "More split an approximate search's cells among idle cores (faster at "
+                                      "millions of faces on a machine that only searches, slower when the cores "
+                                      "are busy)")
     store_images: bool = Field(default=True, description="keep the ingested image bytes for provenance")
     crop_size: int = Field(default=160, ge=32, le=512)
     manual_check: bool = Field(default=False, description="every rights request also needs a DPO's manual check")

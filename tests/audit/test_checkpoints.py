@@ -194,7 +194,7 @@ def test_inclusion_proofs_check_and_tampered_ones_fail(env: Env, tmp_path: Path)
         proof_file.write_text(json.dumps({**proof, "entry": {**proof["entry"], field: value}}))
         assert check().exit_code == 1, field
     path = list(proof["audit_path"])
-    path[0] = "00" + path[0][2:]
+    path[0] = f"{int(path[0][:2], 16) ^ 0xFF:02x}" + path[0][2:]  # every bit of the first byte flipped: always a change
     proof_file.write_text(json.dumps({**proof, "audit_path": path}))
     bad = check()
     assert bad.exit_code == 1 and "not in the checkpoint's tree" in bad.output

@@ -106,6 +106,17 @@ def test_a_removed_id_is_never_returned(ivf: FaissIndex, data: Synthetic) -> Non
     assert ivf.remove(gone.tolist()) == 0
 
 
+def test_codes_of_removed_faces_take_no_place_in_the_shortlist(ivf: FaissIndex, exact: FaissIndex,
+                                                                data: Synthetic) -> None:
+    kept = data.ids[data.ids % 5 == 0]  # 1,200 of 6,000 left: their codes are a fifth of the inverted file's
+    assert ivf.remove(data.ids[data.ids % 5 != 0].tolist()) == N - len(kept)
+    assert ivf.approximate, "still the inverted file: the removed codes are still in it until a compaction"
+    for probe in data.probes[:5]:
+        hits = ivf.search(probe, 400)  # more than the live faces among the 1,000 nearest codes
+        assert len(hits) == 400 and all(h.face_id % 5 == 0 for h in hits)
+        assert hits[0].face_id == next(h for h in exact.search(probe, 50) if h.face_id % 5 == 0).face_id
+
+
 def test_removal_survives_a_retrain_and_a_round_trip(tmp_path: Path, data: Synthetic) -> None:
     index = FaissIndex(tmp_path / "r.ftindex", 128, tuning=TUNING)
     index.add(data.ids[:2000], data.vectors[:2000], np.ones(2000, dtype=np.int64))

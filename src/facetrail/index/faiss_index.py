@@ -302,7 +302,10 @@ class FaissIndex:
                 with _threads(self.tuning.search_threads):
                     return self._exact_search(query, k, bitmap)
             params = faiss.SearchParametersIVF()
-            params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # live ids only
+            if self._stale or selected < self._count:
+                # Some codes are of removed faces or outside these partitions: the fast scan skips them. It reads
+                # every code's id to do so, so a selector admitting every code the engine holds is left out.
+                params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             # A filter leaving few faces in the nearest cells: more cells are visited (a small partition whole).
             nlist = self._engine.nlist
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
@@ -313,7 +316,7 @@ class FaissIndex:
             candidates = np.sort(labels[0][labels[0] >= 0])  # sorted: Rows.get reads them a block at a time
             if len(candidates) > 1:  # one code per id in the engine; a repeat would be dropped all the same
                 candidates = candidates[np.concatenate(([True], candidates[1:] != candidates[:-1]))]
-            candidates = candidates[_get_bits(bitmap, candidates)]  # removed meanwhile: never returned
+            candidates = candidates[_get_bits(bitmap, candidates)]  # removed, or outside the filter: never returned
             diff = self._vec.get(candidates) - query
             distances = np.einsum("ij,ij->i", diff, diff)
             if len(candidates) > k:

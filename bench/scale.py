@@ -50,7 +50,7 @@ from bench.synthetic import MATE_DISTANCE, STRANGER_DISTANCE, Synthetic, synthet
 from facetrail.crypto.keyring import Keyring
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
 from facetrail.crypto.vault import Vault
-from facetrail.index.faiss_index import FaissIndex, IndexTuning
+from facetrail.index.faiss_index import FaissIndex, IndexTuning, inverted_file
 from facetrail.index.faiss_store import FaissStore
 
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
@@ -330,7 +330,8 @@ def facetrail_row(size: int, batches: Iterable[tuple[NDArray[np.int64], NDArray[
                 burner.kill()
                 burner.wait()
         got = [[h.face_id for h in index.search(p, K)] for p in probes.vectors]
-        sweep.append(SweepRow(size=size, share=index.cells_visited() / index._engine.nlist, cells=index.cells_visited(),
+        cells = index.cells_visited()
+        sweep.append(SweepRow(size=size, share=cells / inverted_file(index._engine).nlist, cells=cells,
                               recall_at_10=recall_at_10(got, exact),
                               mate_in_10=float(np.mean(ranks(got, probes.mates) <= K)), p50_ms=timing.p50(),
                               p99_ms=timing.p99(), cpu_p99_ms=timing.cpu_p99(), threads=threads, busy=busy))
@@ -388,9 +389,10 @@ def erased(holder: list[FaissIndex], store: FaissStore, size: int, probes: Probe
 def describe(index: FaissIndex) -> str:
     if not index.approximate:
         return "exact"
-    engine = index._engine
+    engine = inverted_file(index._engine)
     kind = "PQ fast scan" if isinstance(engine, faiss.IndexIVFPQFastScan) else "IVFFlat"
-    codes = f", {engine.M} x 4-bit codes" if kind == "PQ fast scan" else ""
+    rotated = " after an OPQ rotation" if isinstance(index._engine, faiss.IndexPreTransform) else ""
+    codes = f", {engine.M} x 4-bit codes{rotated}" if kind == "PQ fast scan" else ""
     return (f"IVF {kind} ({engine.nlist:,} cells{codes}, {index.cells_visited():,} visited, "
             f"{index.tuning.shortlist:,} re-ranked)")
 

@@ -179,7 +179,9 @@ class Settings(BaseSettings):
                                      "neighbours)")
     index_max_scanned: int = Field(default=1_600_000, ge=0, description="codes a search of the inverted file "
                                    "scans at most on average: fewer cells are visited once they hold more (keeps "
-                                   "a search's time flat past about 3M faces; 0 = no limit)")
+                                   "a search's time flat past about 3M faces; an inverted file trained for more "
+                                   "faces than this / index_probe_share has compact codes, half the size, which "
+                                   "count half; 0 = no limit)")
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,8 @@ from facetrail.index.faiss_index import (
     FAST_SCAN_SPLIT_CELLS,
     FaissIndex,
     IndexTuning,
+    compact_codes,
+    inverted_file,
     nlist_for,
     pq_for,
 )
@@ -228,6 +230,50 @@ def test_the_codes_keep_two_dimensions_a_sub_quantiser_whatever_the_model(tmp_pa
         assert isinstance(index._engine, faiss.IndexIVFPQFastScan)
         assert index._engine.M == expected == pq_for(dim, tuning.pq)
         assert index.search(vectors[7], 1)[0].face_id == 8  # the codes are re-ranked against the templates
+
+
+def test_a_gallery_whose_search_would_be_capped_gets_compact_rotated_codes(tmp_path: Path, exact: FaissIndex,
+                                                                           data: Synthetic) -> None:
+    """Trained at 2,000 faces, retrained at 5,000 past the cap (half the cells hold more than `max_scanned` codes):
+    an OPQ rotation (orthogonal: the distances stay) and one 4-bit sub-quantiser for every four dimensions. These
+    templates' variance falls along their axes, the case the rotation is for: it finds the planted mates as exact
+    search does, never a removed face, and the same after a round trip through the files."""
+    tuning = replace(TUNING, max_scanned=2000)
+    assert not compact_codes(2000, tuning) and compact_codes(5000, tuning) and not compact_codes(5000, TUNING)
+    path = tmp_path / "compact.ftindex"
+    index = FaissIndex(path, 128, tuning=tuning)
+    for start, end in ((0, 2000), (2000, 5000), (5000, N)):
+        ids = data.ids[start:end]
+        index.add(ids, data.vectors[ids - 1], ids % 5)
+        assert index.approximate and isinstance(index._engine, faiss.IndexPreTransform) == (end > 2000)
+    engine = index._engine
+    assert isinstance(engine, faiss.IndexPreTransform) and engine.chain.size() == 1
+    assert inverted_file(engine).M == pq_for(128, compact=True) == 32 == pq_for(128) // 2
+    rotation = faiss.downcast_VectorTransform(engine.chain.at(0))
+    assert isinstance(rotation, faiss.OPQMatrix)
+    matrix = faiss.vector_to_array(rotation.A).reshape(128, 128)
+    assert np.allclose(matrix @ matrix.T, np.eye(128), atol=1e-4)
+    index.tuning = replace(tuning, nprobe=1, max_scanned=1000)  # a compact code counts half against the cap
+    assert index.cells_visited() == int(1000 / (N / inverted_file(engine).nlist / 2))
+    index.tuning = tuning
+    found = 0
+    for probe, mate in zip(data.probes, data.mates, strict=True):
+        hits, exact_hits = index.search(probe, 10), exact.search(probe, 10)
+        assert hits[0].face_id == exact_hits[0].face_id
+        found += mate in [h.face_id for h in hits]
+    assert found >= sum(m in [h.face_id for h in exact.search(p, 10)] for p, m in zip(data.probes, data.mates,
+                                                                                      strict=True)) - 1
+    gone = data.mates[:10].tolist()
+    index.remove(gone)
+    index.set_generation(2)
+    index.persist()
+    loaded = FaissIndex.load(path, 128, tuning=tuning)
+    assert isinstance(loaded._engine, faiss.IndexPreTransform)
+    for probe in data.probes[:20]:
+        hits = [h.face_id for h in loaded.search(probe, 10)]
+        assert hits == [h.face_id for h in index.search(probe, 10)] and not set(hits) & set(gone)
+    for face_id in gone:  # its own template as the query: the nearest possible
+        assert face_id not in {h.face_id for h in loaded.search(data.vectors[face_id - 1], 20)}
 
 
 def test_past_max_scanned_a_search_visits_fewer_cells_and_still_finds_its_mates(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ exact re-ranking above; persisted as a sealed snapshot plus a sealed change log 
 Memory: every template sits in arrays indexed by face id (`Rows`: blocks of 65,536 ids; face ids are the store's
 dense row ids), with its partition (`_part`) and a bitmap of the live ids (`_alive`). The search engine is either an
 exact search of `Rows` itself (FAISS's brute force, block by block, the live bitmap as its selector: no second
-copy of the templates) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows`.
+copy of the templates) or an IndexIVFPQFastScan whose shortlist is re-ranked exactly against `Rows` (past the size
+where a search's scan is capped, behind an OPQ rotation with codes of half the size: `compact_codes`).
 
 On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's index key by `Sealing`):
 
@@ -70,7 +71,9 @@ class IndexTuning:
     mostly other people's faces at nearly the same distance, spread over many cells, so recall@10 follows the share
     of cells visited more than their number (and fewer, longer cells are faster to scan). Past `max_scanned /
     probe_share` faces, fewer cells are visited, as many as hold `max_scanned` codes on average, so that the time of
-    a search stops growing with the gallery (recall@10 then falls slowly; BENCHMARKS.md). FAISS threads for one
+    a search stops growing with the gallery (recall@10 then falls slowly; BENCHMARKS.md); an inverted file trained
+    for more faces than that has compact codes (`compact_codes`), half the bytes, which count half against
+    `max_scanned`: twice the cells for the same bytes scanned. FAISS threads for one
     search and for building; the model whose templates it holds (a file made for another model is refused). The
     defaults come from `make bench-scale` (BENCHMARKS.md)."""
 
@@ -168,7 +171,7 @@ class FaissIndex:
     @property
     def approximate(self) -> bool:
         """Whether the inverted file serves searches (above `tuning.approximate_above` faces)."""
-        return isinstance(self._engine, faiss.IndexIVF)
+        return isinstance(inverted_file(self._engine), faiss.IndexIVF)
 
     def set_generation(self, generation: int) -> None:
         with self._lock:
@@ -307,7 +310,7 @@ class FaissIndex:
                 # every code's id to do so, so a selector admitting every code the engine holds is left out.
                 params.sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
             # A filter leaving few faces in the nearest cells: more cells are visited (a small partition whole).
-            nlist = self._engine.nlist
+            nlist = inverted_file(self._engine).nlist
             wanted = math.ceil(nlist * 4 * self.tuning.shortlist / selected)
             params.nprobe = max(self.cells_visited(), min(nlist, wanted))
             depth = min(selected, max(self.tuning.shortlist, k))
@@ -355,13 +358,16 @@ class FaissIndex:
 
     def cells_visited(self) -> int:
         """Inverted-file cells one unfiltered search visits (0 when exact): `probe_share` of them, fewer when
-        they hold more than `max_scanned` codes on average, at least `nprobe`, at most all."""
+        they hold more than `max_scanned` codes on average (counted at full size: a compact code, half the bytes,
+        counts half), at least `nprobe`, at most all."""
         if not self.approximate:
             return 0
-        nlist = int(self._engine.nlist)
+        scan = inverted_file(self._engine)
+        nlist = int(scan.nlist)
         wanted = math.ceil(self.tuning.probe_share * nlist)
         if self.tuning.max_scanned > 0:
-            per_cell = max(1.0, self._engine.ntotal / nlist)
+            size = scan.M / pq_for(self.dim, self.tuning.pq) if isinstance(scan, faiss.IndexIVFPQFastScan) else 1.0
+            per_cell = max(1.0, self._engine.ntotal / nlist * size)
             wanted = min(wanted, int(self.tuning.max_scanned / per_cell))
         return min(nlist, max(self.tuning.nprobe, wanted))
 
@@ -987,32 +993,61 @@ def nlist_for(n: int, per_sqrt: float = 1.0) -> int:
     return max(1, min(n, int(per_sqrt * math.sqrt(n))))
 
 
-def pq_for(dim: int, pq: int = 0) -> int:
+def pq_for(dim: int, pq: int = 0, *, compact: bool = False) -> int:
     """Sub-quantisers of the PQ codes: `pq`, or one for every two dimensions (64 for dlib's 128-d templates, 128
-    for the Intel model's 256-d: 4 bits each, so a face's code is dim / 4 bytes). With 4 dimensions a sub-quantiser
-    the 256-d templates lost recall@10 (0.928 at 1M against 0.999 for 128-d at 2; BENCHMARKS.md)."""
-    return pq if pq > 0 else max(1, dim // 2)
+    for the Intel model's 256-d: 4 bits each, so a face's code is dim / 4 bytes); compact codes one for every four
+    (dim / 8 bytes). Without a rotation, 4 dimensions a sub-quantiser lost the 256-d templates recall@10 (0.92 at 1M
+    against 0.999 at 2; BENCHMARKS.md): their variance is spread unevenly over the dimensions."""
+    return pq if pq > 0 else max(1, dim // (4 if compact else 2))
+
+
+def compact_codes(n: int, tuning: IndexTuning) -> bool:
+    """Whether an inverted file trained for n faces codes them compactly: an OPQ rotation (learnt on the gallery,
+    orthogonal, so distances are unchanged) that spreads the variance evenly over the sub-quantisers, then half as
+    many of them (`pq_for`). That is when a search of it would be capped (half its cells hold more than
+    `max_scanned` codes): there the scan is most of a search's time. The same cells cost about 30% less at about
+    1.5 points of recall@10 less; `cells_visited` counts a compact code as half a code, so that a search visits
+    more cells for the same bytes and gains recall (BENCHMARKS.md, "Index at scale")."""
+    return tuning.max_scanned > 0 and n * tuning.probe_share > tuning.max_scanned
+
+
+def inverted_file(engine: Any) -> Any:
+    """The inverted file of an approximate engine, behind its rotation if it has one."""
+    return faiss.downcast_index(engine.index) if isinstance(engine, faiss.IndexPreTransform) else engine
 
 
 def _trained_ivf(rows: Rows, ids: NDArray[np.int64], dim: int, tuning: IndexTuning) -> Any:
     """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) the templates of
-    these ids. Very small galleries (tests) fall back to a flat-coded IVF: PQ needs enough faces to train."""
+    these ids (compact codes behind an OPQ rotation for large ones, `compact_codes`). Very small galleries (tests)
+    fall back to a flat-coded IVF: PQ needs enough faces to train."""
     n = len(ids)
     nlist = nlist_for(n, tuning.cells_per_sqrt)
     quantizer = faiss.IndexFlatL2(dim)
-    m = pq_for(dim, tuning.pq)
+    compact = compact_codes(n, tuning)
+    m = pq_for(dim, tuning.pq, compact=compact)
+    index: Any
     if n >= 4096 and dim % m == 0:
-        index: Any = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4)
+        ivf: Any = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, m, 4)
     else:
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
-    index.cp.seed = tuning.seed
-    index.cp.niter = 10
-    index.cp.max_points_per_centroid = TRAIN_POINTS_PER_CELL
-    index.cp.min_points_per_centroid = 5  # small galleries have few faces per cell: no warning for them
+        ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
+        compact = False
+    ivf.cp.seed = tuning.seed
+    ivf.cp.niter = 10
+    ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_CELL
+    ivf.cp.min_points_per_centroid = 5  # small galleries have few faces per cell: no warning for them
+    index = ivf
+    if compact:
+        rotation = faiss.OPQMatrix(dim, m)
+        codes = faiss.ProductQuantizer(dim, m, 4)  # learnt for the codes' own 4 bits (OPQ's default is 8)
+        rotation.pq = codes
+        rotation.niter = 25
+        index = faiss.IndexPreTransform(rotation, ivf)
     sample = min(n, max(TRAIN_POINTS_PER_CELL * nlist, 65_536))
     chosen = np.sort(np.random.default_rng(tuning.seed).choice(n, size=sample, replace=False))
-    index.train(rows.get(ids[chosen]))
-    index.quantizer_trains_alone = 0
+    index.train(rows.get(ids[chosen]))  # the rotation first (on at most 65,536 of them), then the cells and codes
+    if compact:
+        rotation.pq = None  # only for training; the rotation alone goes into snapshots
+    ivf.quantizer_trains_alone = 0
     return index
 
 
@@ -1053,13 +1088,14 @@ def _scan_for_one_query(engine: Any, threads: int) -> Iterator[None]:
     """For one search: the engine scans the query's cells in the way fastest for one query (an inverted file with
     fast-scan codes): on one thread into one heap, on several spread over the threads. It is set back after it
     (the setting would otherwise go into the next snapshot)."""
-    if not isinstance(engine, faiss.IndexIVFFastScan):
+    scan = inverted_file(engine)
+    if not isinstance(scan, faiss.IndexIVFFastScan):
         yield
         return
-    engine.implem = FAST_SCAN_SPLIT_CELLS if threads > 1 else FAST_SCAN_ONE_THREAD
+    scan.implem = FAST_SCAN_SPLIT_CELLS if threads > 1 else FAST_SCAN_ONE_THREAD
     try:
         yield
     finally:
-        engine.implem = 0
+        scan.implem = 0
 
 

@@ -128,9 +128,9 @@ def file_lock(path: Path) -> Iterator[None]:
 
 class FaissIndex:
     """Thread-safe (one lock around every operation). Removal is immediate and O(removed): the id leaves the live
-    bitmap that every search passes to FAISS as its selector (and re-ranking checks it again); the engine keeps
-    its vector or code until the next compaction, which drops it before the snapshot is written (a purge always
-    compacts)."""
+    bitmap, which a search passes to FAISS as its selector whenever the engine holds a code it must skip, and
+    against which re-ranking checks the shortlist every time; the engine keeps the removed vector or code until the
+    next compaction, which drops it before the snapshot is written (a purge always compacts)."""
 
     def __init__(self, path: Path, dim: int, *, sealing: Sealing | None = None,
                  tuning: IndexTuning | None = None) -> None:

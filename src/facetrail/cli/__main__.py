@@ -1,5 +1,5 @@
 """`python -m facetrail.cli` runs the command line."""
 
-from facetrail.cli.main import main
+from facetrail.cli.launch import main
 
 main()

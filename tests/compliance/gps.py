@@ -23,13 +23,24 @@ def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
     return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(round(seconds * 10_000), 10_000)
 
 
-def with_gps(sample: str | Path, position: tuple[float, float]) -> bytes:
-    """The photo (a sample's name, or a path) re-encoded with EXIF GPS tags for `position` (latitude, longitude)."""
+def with_gps(sample: str | Path, position: tuple[float, float], kind: str = "JPEG") -> bytes:
+    """The photo (a sample's name, or a path) re-encoded (as a JPEG, or `kind`) with EXIF GPS tags for `position`
+    (latitude, longitude)."""
     latitude, longitude = position
     with Image.open(SAMPLES / sample if isinstance(sample, str) else sample) as image:
         exif = image.getexif()
         exif[0x8825] = {1: "N" if latitude >= 0 else "S", 2: _dms(latitude),
                         3: "E" if longitude >= 0 else "W", 4: _dms(longitude)}
         out = io.BytesIO()
-        image.save(out, "JPEG", exif=exif.tobytes(), quality=95)
+        image.convert("RGB").save(out, kind, exif=exif.tobytes(), **({"quality": 95} if kind == "JPEG" else {}))
     return out.getvalue()
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks, each whole (length, type, data, CRC), after its 8-byte signature."""
+    chunks, at = [], 8
+    while at < len(data):
+        end = at + 12 + int.from_bytes(data[at:at + 4], "big")
+        chunks.append(data[at:end])
+        at = end
+    return chunks

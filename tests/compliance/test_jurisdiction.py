@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import MIGRATIONS, Database
 from tests.compliance.conftest import JurisdictionStore
-from tests.compliance.gps import BERLIN, PARIS, with_gps
+from tests.compliance.gps import BERLIN, PARIS, png_chunks, with_gps
 from tests.conftest import sample_bytes
 
 GEOCODER = OfflineGeocoder()
@@ -45,6 +46,27 @@ def test_a_png_without_exif_has_no_position() -> None:
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, "PNG")
     assert gps_position(out.getvalue()) is None
+
+
+def test_a_pngs_position_is_read_wherever_its_exif_chunk_is_without_decoding_its_pixels() -> None:
+    png = with_gps("obama_small.jpg", PARIS, "PNG")
+    chunks = png_chunks(png)
+    assert [c[4:8] for c in chunks].index(b"eXIf") < [c[4:8] for c in chunks].index(b"IDAT")
+    exif = next(c for c in chunks if c[4:8] == b"eXIf")
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    after_pixels = png[:8] + b"".join([*rest[:-1], exif, rest[-1]])  # before IEND, which the PNG standard allows
+    # Pixel data that cannot be decoded: the position is read all the same, so the pixels were never decoded
+    # (Pillow decodes the whole image to find an eXIf chunk that follows them).
+    broken = png[:8] + b"".join(c if c[4:8] != b"IDAT" else c[:8] + bytes(len(c) - 8) for c in [*rest[:-1], exif,
+                                                                                                 rest[-1]])
+    for data in (png, after_pixels, broken):
+        point = gps_position(data)
+        assert point is not None and math.isclose(point.latitude, PARIS[0], abs_tol=1e-4)
+        assert math.isclose(point.longitude, PARIS[1], abs_tol=1e-4)
+    with pytest.raises(Exception):  # noqa: B017,PT011  # Pillow's own read of the broken one fails
+        Image.open(io.BytesIO(broken)).getexif()
+    truncated = png[:8] + b"".join(rest[:-1]) + exif[:20]
+    assert gps_position(truncated) is None
 
 
 @pytest.mark.parametrize("point,country", [(PARIS, "FR"), (BERLIN, "DE"), ((40.7128, -74.0060), "US"),

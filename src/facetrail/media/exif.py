@@ -11,6 +11,7 @@ from PIL import Image
 
 GPS_IFD = 0x8825
 LATITUDE_REF, LATITUDE, LONGITUDE_REF, LONGITUDE = 1, 2, 3, 4
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,13 @@ def gps_position(data: bytes) -> GeoPoint | None:
     bytes are untrusted: anything malformed means "no position", and decoding problems are the image
     decoder's to report."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            gps = image.getexif().get_ifd(GPS_IFD)
-            latitude = _degrees(gps.get(LATITUDE), gps.get(LATITUDE_REF), "S")
-            longitude = _degrees(gps.get(LONGITUDE), gps.get(LONGITUDE_REF), "W")
+        if data.startswith(PNG_SIGNATURE):
+            gps = _png_exif(data).get_ifd(GPS_IFD)
+        else:
+            with Image.open(io.BytesIO(data)) as image:
+                gps = image.getexif().get_ifd(GPS_IFD)
+        latitude = _degrees(gps.get(LATITUDE), gps.get(LATITUDE_REF), "S")
+        longitude = _degrees(gps.get(LONGITUDE), gps.get(LONGITUDE_REF), "W")
     except Exception:  # noqa: BLE001  # any parse failure of untrusted metadata is "no position"
         return None
     if latitude is None or longitude is None or not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
@@ -40,6 +44,26 @@ def gps_position(data: bytes) -> GeoPoint | None:
     if latitude == 0 and longitude == 0:
         return None
     return GeoPoint(latitude, longitude)
+
+
+def _png_exif(data: bytes) -> Image.Exif:
+    """The EXIF of a PNG's eXIf chunk (empty without one), found by walking its chunks' headers. Pillow reads the
+    chunks before the pixel data when it opens a PNG, and asked for EXIF it has not seen, decodes the whole image to
+    reach the chunks after it: 31 ms and the pixels' memory for a 0.9 MB sample, in the ingesting process, which
+    hands the decoding to the vision processes."""
+    exif = Image.Exif()
+    at = len(PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        start = at + 8
+        if kind == b"eXIf":
+            if start + length <= len(data):
+                exif.load(data[start:start + length])
+            break
+        if kind == b"IEND":
+            break
+        at = start + length + 4  # the chunk's data, then its CRC
+    return exif
 
 
 def _degrees(value: Any, ref: Any, negative: str) -> float | None:

@@ -8,6 +8,7 @@ import json
 import math
 import sqlite3
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from PIL import Image
 
-from facetrail.media.exif import GeoPoint, gps_position
+from facetrail.media.exif import PNG_MAX_CHUNKS, GeoPoint, gps_position
 from facetrail.policy.geocode import OfflineGeocoder
 from facetrail.policy.jurisdiction import Basis, Jurisdiction, JurisdictionResolver
 from facetrail.runtime import Facetrail, local_actor
@@ -67,6 +68,18 @@ def test_a_pngs_position_is_read_wherever_its_exif_chunk_is_without_decoding_its
         Image.open(io.BytesIO(broken)).getexif()
     truncated = png[:8] + b"".join(rest[:-1]) + exif[:20]
     assert gps_position(truncated) is None
+
+
+def test_the_walk_through_a_pngs_chunks_is_bounded() -> None:
+    png = with_gps("obama_small.jpg", PARIS, "PNG")
+    chunks = png_chunks(png)
+    empty = (0).to_bytes(4, "big") + b"tEXt" + zlib.crc32(b"tEXt").to_bytes(4, "big")  # a valid chunk of no data
+
+    def after(padding: int) -> bytes:
+        return png[:8] + chunks[0] + empty * padding + b"".join(chunks[1:])
+
+    assert gps_position(after(1_000)) is not None
+    assert gps_position(after(PNG_MAX_CHUNKS)) is None  # the eXIf chunk lies beyond the walk
 
 
 @pytest.mark.parametrize("point,country", [(PARIS, "FR"), (BERLIN, "DE"), ((40.7128, -74.0060), "US"),

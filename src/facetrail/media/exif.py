@@ -12,6 +12,9 @@ from PIL import Image
 GPS_IFD = 0x8825
 LATITUDE_REF, LATITUDE, LONGITUDE_REF, LONGITUDE = 1, 2, 3, 4
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_MAX_CHUNKS = 100_000
+"""Chunks of a PNG walked for its eXIf chunk, at most: a PNG's pixel data comes in chunks of 8-64 KiB (12,800 of 8 KiB
+in a 100 MiB file, the largest accepted); a hostile one of empty chunks would hold millions, 0.4 s a million to walk."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,9 @@ def _png_exif(data: bytes) -> Image.Exif:
     hands the decoding to the vision processes."""
     exif = Image.Exif()
     at = len(PNG_SIGNATURE)
-    while at + 8 <= len(data):
+    for _ in range(PNG_MAX_CHUNKS):
+        if at + 8 > len(data):
+            break
         length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
         start = at + 8
         if kind == b"eXIf":

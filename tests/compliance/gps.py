@@ -4,6 +4,7 @@ sample carries one)."""
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -34,6 +35,11 @@ def with_gps(sample: str | Path, position: tuple[float, float], kind: str = "JPE
         out = io.BytesIO()
         image.convert("RGB").save(out, kind, exif=exif.tobytes(), **({"quality": 95} if kind == "JPEG" else {}))
     return out.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """A PNG chunk: its length, type, data and CRC."""
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
 def png_chunks(data: bytes) -> list[bytes]:

@@ -8,7 +8,6 @@ import json
 import math
 import sqlite3
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.db import MIGRATIONS, Database
 from tests.compliance.conftest import JurisdictionStore
-from tests.compliance.gps import BERLIN, PARIS, png_chunks, with_gps
+from tests.compliance.gps import BERLIN, PARIS, png_chunk, png_chunks, with_gps
 from tests.conftest import sample_bytes
 
 GEOCODER = OfflineGeocoder()
@@ -73,13 +72,42 @@ def test_a_pngs_position_is_read_wherever_its_exif_chunk_is_without_decoding_its
 def test_the_walk_through_a_pngs_chunks_is_bounded() -> None:
     png = with_gps("obama_small.jpg", PARIS, "PNG")
     chunks = png_chunks(png)
-    empty = (0).to_bytes(4, "big") + b"tEXt" + zlib.crc32(b"tEXt").to_bytes(4, "big")  # a valid chunk of no data
+    exif_at = [c[4:8] for c in chunks].index(b"eXIf") + 1  # its number among the chunks, from 1
+    blank = png_chunk(b"tEXt", b"")  # a well-formed chunk (its CRC right) of no data
 
-    def after(padding: int) -> bytes:
-        return png[:8] + chunks[0] + empty * padding + b"".join(chunks[1:])
+    def padded(before_exif: int) -> bytes:
+        """The PNG with blank chunks after its header, so that its eXIf chunk is the `before_exif` + 1-th."""
+        return png[:8] + chunks[0] + blank * (before_exif - exif_at + 1) + b"".join(chunks[1:])
 
-    assert gps_position(after(1_000)) is not None
-    assert gps_position(after(PNG_MAX_CHUNKS)) is None  # the eXIf chunk lies beyond the walk
+    assert gps_position(padded(1_000)) is not None
+    assert gps_position(padded(PNG_MAX_CHUNKS - 1)) is not None  # the last chunk walked
+    assert gps_position(padded(PNG_MAX_CHUNKS)) is None  # the first one beyond the walk
+
+
+def test_a_png_as_pillow_reads_it_the_last_intact_exif_chunk_or_exif_in_a_text_chunk() -> None:
+    paris, berlin = (with_gps("obama_small.jpg", point, "PNG") for point in (PARIS, BERLIN))
+    chunks = png_chunks(paris)
+    in_paris = next(c for c in chunks if c[4:8] == b"eXIf")
+    in_berlin = next(c for c in png_chunks(berlin) if c[4:8] == b"eXIf")
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+
+    def with_chunks(*extra: bytes) -> bytes:
+        return paris[:8] + b"".join([*rest[:-1], *extra, rest[-1]])
+
+    def latitude(data: bytes) -> float | None:
+        point = gps_position(data)
+        return None if point is None else round(point.latitude, 3)
+
+    assert latitude(with_chunks(in_paris, in_berlin)) == round(BERLIN[0], 3)  # the last one
+    broken = in_berlin[:-4] + bytes(b ^ 0xFF for b in in_berlin[-4:])  # its CRC wrong
+    assert latitude(with_chunks(in_paris, broken)) == round(PARIS[0], 3)
+    assert latitude(with_chunks(broken)) is None
+    # EXIF in a text chunk (as ImageMagick and ExifTool write it), read as Pillow reads it.
+    raw = Image.open(io.BytesIO(paris)).getexif().tobytes()
+    profile = "\nexif\n" + f"{len(raw):8d}\n" + "\n".join(raw.hex()[i:i + 72] for i in range(0, len(raw) * 2, 72))
+    text = png_chunk(b"tEXt", b"Raw profile type exif\x00" + profile.encode("latin-1"))
+    assert latitude(with_chunks(text)) == round(PARIS[0], 3)
+    assert latitude(with_chunks(text, in_berlin)) == round(BERLIN[0], 3)  # an eXIf chunk comes first, as in Pillow
 
 
 @pytest.mark.parametrize("point,country", [(PARIS, "FR"), (BERLIN, "DE"), ((40.7128, -74.0060), "US"),

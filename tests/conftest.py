@@ -44,6 +44,19 @@ def sample_bytes(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 
 
+def home_env(home: Path) -> dict[str, str]:
+    """This process's environment for a command whose home directory is `home`, without the settings that would
+    keep the inference runtimes quiet or send their files elsewhere (vision/runtimes.py)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    env["HOME"] = str(home)
+    return env
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
 def add_source(ft: Facetrail, name: str = "samples", purposes: tuple[str, ...] = ("demo",)) -> int:
     source = ft.sources.add(
         local_actor(), name=name, controller="Test Controller", purposes=list(purposes), legal_basis="consent",

@@ -1,12 +1,16 @@
 """Everything facetrail writes is owner-only: after a full flow (ingestion, search, portal requests, erasure,
 backup and restore), every directory under the data directory is 0700 and every file 0600, whatever the umask;
-the backup archive too. The outbox keeps mail only while its request is open."""
+the backup archive too. The outbox keeps mail only while its request is open. And an ingestion writes nothing
+outside the data directory."""
 
 from __future__ import annotations
 
 import email
+import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from email.policy import default
 from pathlib import Path
@@ -21,7 +25,7 @@ from facetrail.backup.restore import restore_backup
 from facetrail.config import get_settings
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_upload
-from tests.conftest import add_source, sample_bytes
+from tests.conftest import ROOT, SAMPLES, add_source, files_under, home_env, sample_bytes
 from tests.rights.captures import BUSH, hold_bush
 from tests.web.conftest import Portal, read_code
 
@@ -105,3 +109,23 @@ def test_a_database_file_is_created_owner_only_with_its_journal(tmp_path: Path, 
         assert loose_modes(tmp_path / "data") == []
     finally:
         ft.close()
+
+
+def test_an_ingestion_from_the_command_line_writes_nothing_outside_the_data_directory(tmp_path: Path) -> None:
+    """The command and its vision process, run as a user runs them: their home directory stays empty (the inference
+    runtimes would keep a device identifier and usage reports there, vision/runtimes.py)."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+
+    def facetrail(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "facetrail.cli", "--data", str(data), *args, "--json"],
+                              capture_output=True, text=True, env=home_env(home), cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    facetrail("init")
+    facetrail("source", "add", "--name", "club", "--controller", "Sports Club", "--purpose", "press", "--basis",
+              "consent", "--art9", "a", "--evidence", "forms/2026", "--jurisdiction", "FR", "--retention-days", "365")
+    report = json.loads(facetrail("ingest", "--source", "1", str(SAMPLES / "obama.jpg"), str(SAMPLES / "biden.jpg")))
+    assert report["faces_added"] == 2
+    assert files_under(home) == []

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from PIL import Image
 
@@ -16,6 +16,7 @@ from facetrail.media.image import decode_image
 from facetrail.vision import model_files
 from facetrail.vision.backend import VisionConfig
 from facetrail.vision.composite import MODEL_IDS, VisionModel
+from facetrail.vision.runtimes import cpu_session
 from facetrail.vision.yunet import (
     ALIGN,
     MAX_SIDE,
@@ -39,10 +40,8 @@ def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
-def session(model: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+def session(model: bytes) -> Any:
+    return cpu_session(model, 1)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -13,7 +13,6 @@ its proportions. This was measured against fitting the ArcFace template scaled t
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from PIL import Image
 from facetrail.errors import FacetrailError, InvalidValueError
 from facetrail.vision.alignment import similarity_transform, warp_affine
 from facetrail.vision.model_files import verified
+from facetrail.vision.runtimes import openvino
 from facetrail.vision.types import Detection, Template
 
 SIZE = 128
@@ -69,12 +69,7 @@ class IntelReidEmbedder:
     def load(self) -> Any:
         with self._lock:
             if self._request is None:
-                # OpenVINO's package imports its model-conversion tools, which send a usage event to Intel on
-                # import unless a consent file says no: a face search engine sends nothing anywhere, so they
-                # are kept out (the package skips them when they cannot be imported; only the runtime is used).
-                sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
-                import openvino as ov
-
+                ov = openvino()  # without its usage reporting (runtimes.py)
                 xml, weights = verified(MODEL_XML), verified(MODEL_BIN)
                 core = ov.Core()
                 model = core.read_model(str(xml), str(weights))

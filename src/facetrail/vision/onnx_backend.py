@@ -56,6 +56,7 @@ from facetrail.vision.alignment import (
 )
 from facetrail.vision.calibration import Calibration, load_calibration
 from facetrail.vision.dlib_backend import DlibBackend
+from facetrail.vision.runtimes import cpu_session
 from facetrail.vision.types import Detection, Point, Template
 
 # The model id names the index file and fills a 64-character column; keep it a plain file name.
@@ -260,15 +261,8 @@ class OnnxBackend:
 
 def _open_session(description: OnnxModelDescription, threads: int) -> _Session:
     """Open the model on the CPU and check its input and output against the description."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: onnxruntime's warnings are about graph tuning, not about us
     try:
-        session = ort.InferenceSession(str(description.model), sess_options=options,
-                                       providers=["CPUExecutionProvider"])
+        session = cpu_session(str(description.model), threads)
     except Exception as exc:  # onnxruntime raises its own classes for each way a file can be unreadable
         raise InvalidValueError("model", f"{description.model.name} cannot be loaded: {exc}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()

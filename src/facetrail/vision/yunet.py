@@ -30,6 +30,7 @@ from PIL import Image
 
 from facetrail.media.geometry import Box
 from facetrail.vision.model_files import verified
+from facetrail.vision.runtimes import cpu_session
 from facetrail.vision.types import Detection, Point
 
 MAX_SIDE = 640  # the longer side of a larger photo is reduced to this
@@ -78,15 +79,8 @@ class YuNetDetector:
     def load(self) -> Any:
         with self._lock:
             if self._session is None:
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self.threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
                 model = symbolic_sizes(verified(self.variant.file).read_bytes())
-                self._session = ort.InferenceSession(model, sess_options=options,
-                                                     providers=["CPUExecutionProvider"])
+                self._session = cpu_session(model, self.threads)
             return self._session
 
     def detect(self, pixels: NDArray[np.uint8]) -> list[Detection]:

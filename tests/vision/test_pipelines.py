@@ -14,10 +14,11 @@ from facetrail.errors import InvalidValueError
 from facetrail.ingest import photo
 from facetrail.ingest.analysis import vision_config
 from facetrail.media.image import decode_image
-from facetrail.vision import VisionBackend, VisionConfig, load_backend, model_files
+from facetrail.vision import VisionBackend, VisionConfig, intel_reid, load_backend, model_files
 from facetrail.vision.backend import analyses_in_threads
 from facetrail.vision.composite import MODEL_IDS, VisionModel, YuNetDlibBackend, YuNetIntelBackend
 from facetrail.vision.pipeline import analyze_faces
+from facetrail.vision.runtimes import openvino
 from facetrail.vision.yunet import YUNET_S, YuNetDetector
 from tests.conftest import labelled_people, sample_bytes
 
@@ -134,6 +135,23 @@ def test_no_face_in_blank_or_tiny_images(pipeline: str) -> None:
     assert backend(pipeline).embed(np.zeros((10, 10, 3), np.uint8), []) == []
 
 
+def test_the_recogniser_compiled_without_snippets_gives_the_same_templates() -> None:
+    """The compile options that make the recogniser load faster change no template (the bands were calibrated on
+    templates computed with OpenVINO's defaults)."""
+    faces = [(img, backend("yunet-intel").detect(img)) for img in map(pixels, ("obama.jpg", "two_people.jpg",
+                                                                              "kit_with_rose.jpg"))]
+    shipped = intel_reid.IntelReidEmbedder()
+    defaults = intel_reid.IntelReidEmbedder()
+    core = openvino().Core()
+    model = core.read_model(str(model_files.verified(intel_reid.MODEL_XML)),
+                            str(model_files.verified(intel_reid.MODEL_BIN)))
+    options = {k: v for k, v in intel_reid.COMPILE_OPTIONS.items() if k != "SNIPPETS_MODE"}
+    defaults._request = core.compile_model(model, "CPU", {**options, "INFERENCE_NUM_THREADS": 1}).create_infer_request()
+    ours = np.stack([t for img, detections in faces for t in shipped.embed(img, detections)])
+    theirs = np.stack([t for img, detections in faces for t in defaults.embed(img, detections)])
+    assert len(ours) == 5 and np.array_equal(ours, theirs)
+
+
 def test_intel_refuses_dlib_landmarks() -> None:
     img = pixels("obama.jpg")
     dlib_detection = load_backend(VisionConfig(vision_model="dlib")).detect(img)[0]
@@ -209,6 +227,7 @@ from facetrail.media.image import decode_image
 from facetrail.vision import VisionConfig, load_backend
 from facetrail.vision import intel_reid
 from facetrail.vision.pipeline import analyze_faces
+from facetrail.vision.runtimes import openvino
 pixels = decode_image(open(sys.argv[1], "rb").read(), max_pixels=50_000_000).pixels
 start, found = threading.Barrier(2), []
 def analyse():

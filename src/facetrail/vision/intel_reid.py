@@ -54,6 +54,19 @@ def _prime_numpy_bindings(request: Any) -> None:
             _bindings_primed = True
 
 
+COMPILE_OPTIONS: dict[str, Any] = {
+    "PERFORMANCE_HINT": "LATENCY",
+    # Not pinned to a core: OpenVINO pins each process's inference thread to the same first core, so two vision
+    # processes took turns on one core while the other stood idle.
+    "ENABLE_CPU_PINNING": False,
+    # Without the generated kernels ("snippets") for the model's element-wise runs: compiling takes about 117 ms
+    # instead of 150 (once per analysing thread, on every vision process's start and a server's first search),
+    # and a face takes as long. The templates are bit-identical (tests/vision/test_pipelines.py), so the
+    # calibration holds.
+    "SNIPPETS_MODE": "DISABLE",
+}
+
+
 class IntelReidEmbedder:
     """256-d templates from YuNet-landmarked faces. One OpenVINO request at a time per instance (a lock);
     `threads` is OpenVINO's thread count (one by default: ingestion runs one vision process per core)."""
@@ -73,11 +86,8 @@ class IntelReidEmbedder:
                 xml, weights = verified(MODEL_XML), verified(MODEL_BIN)
                 core = ov.Core()
                 model = core.read_model(str(xml), str(weights))
-                # Not pinned to a core: OpenVINO pins each process's inference thread to the same first core,
-                # so two vision processes took turns on one core while the other stood idle.
-                compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads,
-                                                             "PERFORMANCE_HINT": "LATENCY",
-                                                             "ENABLE_CPU_PINNING": False})
+                compiled = core.compile_model(model, "CPU", {**COMPILE_OPTIONS,
+                                                             "INFERENCE_NUM_THREADS": self.threads})
                 self._request = compiled.create_infer_request()
                 _prime_numpy_bindings(self._request)
             return self._request

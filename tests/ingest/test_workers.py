@@ -97,3 +97,18 @@ def test_chunks_keep_the_order_and_close_on_count_or_size() -> None:
     assert [job for chunk in got for job in chunk] == list(range(len(sizes)))
     assert list(chunked(iter([]), 4, 8, lambda _: 1)) == []
     assert list(chunked(iter(range(3)), 1, 8, lambda _: 1)) == [[0], [1], [2]]
+
+
+def test_a_worker_ends_without_the_interpreters_teardown_and_keeps_what_it_printed(tmp_path: Path) -> None:
+    """A worker's exit skips the teardown (the exit handlers registered before its start-up, here one that
+    would leave a file) but still delivers what it printed, with exit status 0."""
+    marker = tmp_path / "teardown-ran"
+    worker = subprocess.run([sys.executable, "-c", "import atexit, os, sys\n"
+                             f"atexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+                             "from facetrail.ingest.workers import init_worker\n"
+                             "from facetrail.vision.backend import VisionConfig\n"
+                             "init_worker(os.getppid(), VisionConfig())\n"
+                             "print('analysed', end='')\nsys.stderr.write('warned')\n"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (worker.returncode, worker.stdout, worker.stderr) == (0, "analysed", "warned")
+    assert not marker.exists()

@@ -527,18 +527,18 @@ NOTES = [
     "each, at a slow hour). And a store already at the newest schema is now opened without Alembic, whose import "
     "and loading of the migration scripts took about 0.1 s of every command (`source list` 0.90 s against 1.0 s, "
     "medians of six interleaved runs).",
-    "Memory over a long ingestion: the vision process stays at 194 MiB; the command grows from 124 MiB at 1,000 "
-    "images to 143 MiB at 10,000 (the whole tree from 329 to 349 MiB, +6%; 10 MiB less in the command than before "
-    "the store was opened without Alembic). The command walks its inputs as it goes "
-    "(the folder is walked once before, to count its files for the progress bar), so it holds nothing per input file; "
-    "what grows is the gallery itself: each face's template (1 KB; 11,020 faces at 10,000 images) is kept in memory by "
-    "the index, as searches need, and SQLite's page cache fills. Given as 10,000 paths on its command line instead, "
-    "the command also holds those paths, and the tree peaked at 384 MiB (+10%; ad hoc, an earlier revision). Copies that "
-    "made it grow faster before (409 MiB at 10,000, +17%) are gone: exact search kept a second copy of every template "
-    "in a FAISS flat index (it now searches the template blocks themselves), saving the index joined its whole "
-    "snapshot into one buffer and sealed it into another (it is now written in sealed frames of 1 MiB), the block of "
-    "templates an ingestion appends to was copied after every save (appends now write in place), and the inputs were "
-    "taken whole (one item per file) before the first was read.",
+    "Memory over a long ingestion: the vision process stays at 194 MiB; the command grows from 124 MiB at 1,000 images "
+    "to 143 MiB at 10,000 (the whole tree from 329 to 349 MiB, +6%; 10 MiB less in the command than before the store "
+    "was opened without Alembic). The command walks its inputs as it goes (the folder is walked once before, to count "
+    "its files for the progress bar), so it holds nothing per input file; what grows is the gallery itself: each "
+    "face's template (1 KB; 11,020 faces at 10,000 images) is kept in memory by the index, as searches need, and "
+    "SQLite's page cache fills. Given as 10,000 paths on its command line instead, the command also holds those paths, "
+    "and the tree peaked at 384 MiB (+10%; ad hoc, an earlier revision). Copies that made it grow faster before (409 "
+    "MiB at 10,000, +17%) are gone: exact search kept a second copy of every template in a FAISS flat index (it now "
+    "searches the template blocks themselves), saving the index joined its whole snapshot into one buffer and sealed "
+    "it into another (it is now written in sealed frames of 1 MiB), the block of templates an ingestion appends to was "
+    "copied after every save (appends now write in place), and the inputs were taken whole (one item per file) before "
+    "the first was read.",
 ]
 
 

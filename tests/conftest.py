@@ -16,15 +16,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from alembic import command
+from alembic.config import Config
 from bench.load import labelled_people as labelled_people  # shared with the load test: file -> people in it
 from numpy.typing import NDArray
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from facetrail.accounts.roles import Actor
 from facetrail.cli import output
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
-from facetrail.store.db import Database
+from facetrail.store.db import MIGRATIONS, Database
 from facetrail.store.templates import open_templates
 from tests.milvus import MilvusServer, milvus_running, running_server
 from tests.pg import Cluster, running_cluster
@@ -49,6 +51,21 @@ def sample_bytes(name: str) -> bytes:
 QUIETING = ("ORT_DISABLE_TELEMETRY", "ORT_RUNNING_UNIT_TESTS", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI",
             "TRAVIS", "JENKINS_URL", "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR",
             "BITBUCKET_BUILD_NUMBER", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration for facetrail's migrations (the product builds its own in store.db.migrate)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrated_to(engine: Engine, revision: str) -> None:
+    """Bring the store's schema to `revision`, as an earlier facetrail left it, for the tests of upgrades."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
 
 
 def home_env(home: Path) -> dict[str, str]:

@@ -11,8 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from PIL import Image
 
 from facetrail.media.exif import PNG_MAX_CHUNKS, GeoPoint, gps_position
@@ -20,10 +18,10 @@ from facetrail.policy.geocode import OfflineGeocoder
 from facetrail.policy.jurisdiction import Basis, Jurisdiction, JurisdictionResolver
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
-from facetrail.store.db import MIGRATIONS, Database
+from facetrail.store.db import Database
 from tests.compliance.conftest import JurisdictionStore
 from tests.compliance.gps import BERLIN, PARIS, png_chunk, png_chunks, with_gps
-from tests.conftest import sample_bytes
+from tests.conftest import migrated_to, sample_bytes
 
 GEOCODER = OfflineGeocoder()
 
@@ -135,11 +133,7 @@ def test_a_missing_place_file_is_an_error_not_a_download(tmp_path: Path) -> None
 def test_images_stored_before_get_their_sources_declared_jurisdictions(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = Database(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with db.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0005")
+    migrated_to(db.engine, "0005")
     conn = sqlite3.connect(path)
     conn.execute("INSERT INTO sources (id, name, controller, purposes, legal_basis, art9_condition, evidence_ref, "
                  "jurisdictions, retention_days, description, created_at, created_by) VALUES (1, 's', 'c', "

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
@@ -16,9 +14,9 @@ from facetrail.accounts.roles import Actor, Role
 from facetrail.errors import InvalidValueError, NotFoundError, PermissionDeniedError
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
-from facetrail.store.db import MIGRATIONS, make_engine, migrate
+from facetrail.store.db import make_engine, migrate
 from facetrail.store.models import StoredImage
-from tests.conftest import LFW, add_source, sample_bytes
+from tests.conftest import LFW, add_source, migrated_to, sample_bytes
 
 
 def updates(ft: Facetrail, actor: Actor) -> list[dict[str, object]]:
@@ -109,11 +107,8 @@ def test_only_operators_edit_and_unknown_sources_are_not_found(ft: Facetrail, ac
 
 def test_existing_sources_get_their_first_version_on_upgrade(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    migrated_to(engine, "0005")
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
         conn.execute(text("INSERT INTO sources (name, controller, purposes, legal_basis, art9_condition, "
                           "evidence_ref, jurisdictions, retention_days, description, created_at, created_by) VALUES "
                           "('old', 'C', '[\"press\"]', 'public_task', 'g', 'law', '[\"FR\"]', 90, '', "

@@ -8,15 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from facetrail.store.db import MIGRATIONS, SCHEMA_HEAD, Database, schema_revisions
+from facetrail.store.db import SCHEMA_HEAD, Database, schema_revisions
 from facetrail.store.models import Base
-from tests.conftest import ROOT
+from tests.conftest import ROOT, alembic_config, migrated_to
 
 OPEN = """
 import json, sys
@@ -37,9 +35,7 @@ def test_migrations_create_exactly_the_models(tmp_path: Path) -> None:
 
 
 def test_the_schema_head_is_the_newest_migration() -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [SCHEMA_HEAD]
 
 
 def test_a_current_store_opens_without_alembic_and_an_old_one_is_upgraded(tmp_path: Path) -> None:
@@ -53,11 +49,7 @@ def test_a_current_store_opens_without_alembic_and_an_old_one_is_upgraded(tmp_pa
     assert opened(new)  # a new store: Alembic creates the schema
     assert not opened(new)  # current: nothing to migrate, Alembic not even imported
     old = Database(f"sqlite:///{tmp_path / 'old.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with old.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0012_url_sources")
+    migrated_to(old.engine, "0012_url_sources")
     assert schema_revisions(old.engine) == {"0012_url_sources"}
     assert opened(old.url)  # one migration behind: Alembic runs it
     assert schema_revisions(old.engine) == {SCHEMA_HEAD}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -10,8 +11,12 @@ from typer.testing import CliRunner
 from facetrail.cli.main import app
 from facetrail.runtime import Facetrail
 
-ADD = ["order", "add", "--authority", "CNIL", "--reference", "MED-2021-134", "--received", "2026-11-01",
-       "--deadline", "2026-12-31", "--jurisdiction", "FR", "--cease", "--erase", "--daily-penalty", "100000"]
+# Received a month before the run, due a month after it: the order run below complies on time on any day the test
+# runs (a fixed deadline made it late once the calendar passed it).
+TODAY = datetime.now(UTC).date()
+RECEIVED, DEADLINE = TODAY - timedelta(days=30), TODAY + timedelta(days=30)
+ADD = ["order", "add", "--authority", "CNIL", "--reference", "MED-2021-134", "--received", RECEIVED.isoformat(),
+       "--deadline", DEADLINE.isoformat(), "--jurisdiction", "FR", "--cease", "--erase", "--daily-penalty", "100000"]
 
 
 def test_an_order_from_the_command_line_to_the_authoritys_report(jft: Facetrail, tmp_path: Path) -> None:
@@ -21,7 +26,8 @@ def test_an_order_from_the_command_line_to_the_authoritys_report(jft: Facetrail,
     added = runner.invoke(app, [*base, *ADD, "--json"])
     assert added.exit_code == 0, added.output
     assert json.loads(added.output)["images_remaining"] == 4
-    late = runner.invoke(app, [*base, "order", "status", "1", "--as-of", "2027-01-03T10:00:00Z", "--json"])
+    late = runner.invoke(app, [*base, "order", "status", "1", "--as-of", f"{DEADLINE + timedelta(days=3)}T10:00:00Z",
+                                 "--json"])
     assert (json.loads(late.output)["days_late"], json.loads(late.output)["penalty_accrued"]) == (3, 300000)
     table = runner.invoke(app, [*base, "order", "list"])
     assert "CNIL" in table.output and "4 images" in table.output and "4 faces" in table.output

@@ -5,6 +5,7 @@ dlib's (bench/synthetic.py)."""
 from __future__ import annotations
 
 import math
+import mmap
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -92,6 +93,37 @@ def test_same_top_result_as_exact_for_planted_mates(ivf: FaissIndex, exact: Fais
         # The inverted file keeps vectors whole: the distances it returns are exact ones.
         true = [float(np.linalg.norm(probe - data.vectors[h.face_id - 1])) for h in approx_hits]
         assert [h.distance for h in approx_hits] == pytest.approx(true, rel=1e-4)
+
+
+def _owners(index: FaissIndex) -> list[type]:
+    """What holds the memory of each block of the index's templates."""
+    owners = []
+    for block in index._vec.blocks:
+        owner: object = block
+        while isinstance(owner, np.ndarray) and owner.base is not None:
+            owner = owner.base
+        owners.append(type(owner.obj if isinstance(owner, memoryview) else owner))
+    return owners
+
+
+def test_an_inverted_files_templates_are_kept_in_base_pages(tmp_path: Path, data: Synthetic,
+                                                            exact: FaissIndex) -> None:
+    """An inverted file's blocks of templates are anonymous mappings, which ask the kernel for no huge pages (whose
+    compaction made loading a 1M-face index wait: Rows.new_block); an exact index's stay numpy's, which do, for its
+    scans. As loaded, as grown, and once the index switches, with the same templates."""
+    assert _owners(exact) == [np.ndarray]
+    index = build(tmp_path / "ivf.ftindex", data)
+    assert index.approximate and _owners(index) == [np.ndarray]  # its first block was made while it was exact
+    far = np.array([3 * faiss_index.BLOCK + 5], dtype=np.int64)  # an id three blocks further
+    index.add(far, data.vectors[:1], np.zeros(1, dtype=np.int64))
+    assert _owners(index) == [np.ndarray, mmap.mmap, mmap.mmap, mmap.mmap]
+    index.persist()
+    loaded = FaissIndex.load(tmp_path / "ivf.ftindex", 128, tuning=TUNING)
+    assert loaded.approximate and _owners(loaded) == [mmap.mmap] * 4
+    assert np.array_equal(loaded._vec.get(data.ids), data.vectors[data.ids - 1])
+    assert np.array_equal(loaded._vec.get(far), data.vectors[:1])
+    assert not loaded._vec.blocks[2].any()  # the blocks between: zeros
+    assert loaded.search(data.vectors[0], 2)[0].face_id in {1, int(far[0])}
 
 
 def test_a_removed_id_is_never_returned(ivf: FaissIndex, data: Synthetic) -> None:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import secrets
 import struct
@@ -284,6 +285,7 @@ class FaissIndex:
                 _fill(engine, self._vec, ids)
         self._trained_for = len(ids) if approximate else 0
         self._engine = engine
+        self._vec.base_pages = approximate
         self._stale.clear()
         self._reshaped = True
 
@@ -439,10 +441,10 @@ class FaissIndex:
                     raise IndexCorruptError("index file has another block size")
                 part = np.empty(size, dtype=np.int64)
                 frames.fill(part.view(np.uint8))
-                vec = Rows(self.dim)
+                vec = Rows(self.dim, base_pages=bool(faiss_len))
                 for start in range(0, size, BLOCK):  # decrypted a frame at a time into each block
                     count = min(BLOCK, size - start)
-                    block = np.zeros((BLOCK, self.dim), dtype=np.float32)  # rows above `count`: zero pages
+                    block = vec.new_block()  # rows above `count`: zero pages
                     frames.fill(block[:count].reshape(-1).view(np.uint8))
                     vec.append(block, count)
                 engine = None
@@ -753,11 +755,27 @@ class Rows:
     snapshot is being written from is copied when one of those rows is next written (`set`), that block alone.
     A change costs O(change) plus at most a block."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, base_pages: bool = False) -> None:
         self.dim = dim
+        self.base_pages = base_pages
         self.blocks: list[NDArray[np.float32]] = []
         self.top = 0  # above the highest id ever set: a block's rows from there on are zeros never written
         self.frozen_rows: dict[int, int] = {}  # block -> its first rows, seen by a snapshot being written
+
+    def new_block(self) -> NDArray[np.float32]:
+        """A block of BLOCK zero rows, which the system maps as they are first written.
+
+        In huge pages by default, as numpy asks the kernel for every array of 4 MiB or more: exact search scans the
+        blocks in order, about 12% faster in them (p50 11.0 against 12.4 ms at 250k faces, ad hoc, six passes each).
+        With `base_pages` (the inverted file's blocks), in the system's base pages: an anonymous mapping, for which
+        nothing asks huge pages. A search there reads a shortlist's rows, as fast either way (1M faces: p50 6.15
+        against 6.34 ms, p99 8.9 both, ad hoc at a slow hour), and the first writes to the blocks, loading the
+        index, must not wait for the kernel to compact memory into huge pages (transparent huge pages on request,
+        the usual default): loading a 1M-face index took 0.85-1.38 s in base pages against 1.68-3.19 s in huge
+        pages (12 interleaved runs, ad hoc), and 0.5-3.4 s in other runs. It decides `serve`'s start-up."""
+        if self.base_pages:
+            return np.frombuffer(mmap.mmap(-1, BLOCK * self.dim * 4), dtype=np.float32).reshape(BLOCK, self.dim)
+        return np.zeros((BLOCK, self.dim), dtype=np.float32)
 
     def append(self, block: NDArray[np.float32], count: int) -> None:
         """Append a block of BLOCK rows whose first `count` were written (read from a file)."""
@@ -773,7 +791,7 @@ class Rows:
 
     def grow(self, top: int) -> None:
         while self.capacity < top:
-            self.blocks.append(np.zeros((BLOCK, self.dim), dtype=np.float32))
+            self.blocks.append(self.new_block())
 
     def get(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
@@ -809,7 +827,7 @@ class Rows:
                 # written so far are copied: the rest stay zero pages the system has not mapped. (Appending past
                 # the frozen rows, what an ingestion does, writes in place.)
                 used = min(BLOCK, max(0, self.top - number * BLOCK))
-                fresh = np.zeros((BLOCK, self.dim), dtype=np.float32)
+                fresh = self.new_block()
                 fresh[:used] = block[:used]
                 block = self.blocks[number] = fresh
                 del self.frozen_rows[number]

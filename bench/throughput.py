@@ -527,7 +527,7 @@ NOTES = [
     "each, at a slow hour). And a store already at the newest schema is now opened without Alembic, whose import "
     "and loading of the migration scripts took about 0.1 s of every command (`source list` 0.90 s against 1.0 s, "
     "medians of six interleaved runs). Why 5x the peer on the samples, start-up counted, is still out of reach: the "
-    "work itself no longer fits. Measured ad hoc from /proc (14:15 UTC, revision 39128f6, a slow hour), one ingestion "
+    "work itself no longer fits. Measured ad hoc from /proc (13:43 UTC, revision 39128f6, a slow hour), one ingestion "
     "of the samples took 2.1-2.75 s and 2.7-3.4 seconds of processor time (the command 1.1-1.6, the vision process "
     "1.5-1.8; four runs); the peer's run of the same photos took 7.6-8.1 s (five runs). 5x the peer leaves 1.5-1.6 s "
     "of the two cores, 3.0-3.2 core-seconds, which facetrail's 2.7-3.4 would fill, or overfill, even with both cores "

@@ -768,11 +768,12 @@ class Rows:
         In huge pages by default, as numpy asks the kernel for every array of 4 MiB or more: exact search scans the
         blocks in order, about 12% faster in them (p50 11.0 against 12.4 ms at 250k faces, ad hoc, six passes each).
         With `base_pages` (the inverted file's blocks), in the system's base pages: an anonymous mapping, for which
-        nothing asks huge pages. A search there reads a shortlist's rows, as fast either way (1M faces: p50 6.15
-        against 6.34 ms, p99 8.9 both, ad hoc at a slow hour), and the first writes to the blocks, loading the
-        index, must not wait for the kernel to compact memory into huge pages (transparent huge pages on request,
-        the usual default): loading a 1M-face index took 0.85-1.38 s in base pages against 1.68-3.19 s in huge
-        pages (12 interleaved runs, ad hoc), and 0.5-3.4 s in other runs. It decides `serve`'s start-up."""
+        nothing asks huge pages. A search there reads a shortlist's rows, as fast either way (1M faces: p50 6.34 ms
+        in base pages against 6.15 in huge ones, p99 8.9 both, ad hoc at a slow hour), and the first writes to the
+        blocks, loading the index, must not wait for the kernel to compact memory into huge pages (transparent huge
+        pages on request, the usual default): loading a 1M-face index took 0.85-1.38 s in base pages against
+        1.68-3.19 s in huge pages (12 interleaved runs, ad hoc), and 0.5-3.4 s in other runs. It decides `serve`'s
+        start-up."""
         if self.base_pages:
             return np.frombuffer(mmap.mmap(-1, BLOCK * self.dim * 4), dtype=np.float32).reshape(BLOCK, self.dim)
         return np.zeros((BLOCK, self.dim), dtype=np.float32)

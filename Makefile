@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# Byte-compiled as a regular (non-editable) pip install is: an editable install leaves that to the first run, and
+# where PYTHONDONTWRITEBYTECODE is set (as in many containers) every command would compile facetrail's modules
+# again (0.2-0.3 s of `facetrail ingest`'s start, BENCHMARKS.md). Up-to-date files are skipped.
 install: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 src
 
 run: install
 	$(BIN)/facetrail demo

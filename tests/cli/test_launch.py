@@ -1,17 +1,21 @@
 """The `facetrail` command's entry point: the command line imported with the garbage collector paused, its objects
-frozen, the collector on again for the command itself, whatever happens."""
+frozen, the collector on again for the command itself, whatever happens; `facetrail ingest`'s vision processes
+started before that import and taken over by the ingestion, or stopped when none comes."""
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 from facetrail.cli import launch
+from tests.conftest import SAMPLES
 
 PROBE = """
 import gc, json, sys
@@ -61,3 +65,85 @@ def test_the_collector_is_on_again_when_the_command_line_fails_to_import(monkeyp
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+@pytest.mark.parametrize(("args", "rest"), [
+    (["ingest", "--source", "1", "a.jpg"], ["--source", "1", "a.jpg"]),
+    (["--data", "d", "ingest", "a.jpg"], ["a.jpg"]),
+    (["--data=d", "ingest"], []),
+    (["search", "ingest"], None),  # a search for a photo named "ingest"
+    (["ingest-urls", "--source", "1"], None),
+    (["--data", "ingest"], None),  # "ingest" is the data directory here
+    ([], None),
+])
+def test_the_ingest_command_is_recognised_before_the_command_line_is_imported(args: list[str],
+                                                                               rest: list[str] | None) -> None:
+    assert launch.ingest_arguments(args) == rest
+
+
+@pytest.mark.parametrize(("args", "workers"), [
+    (["--workers", "3", "a.jpg"], 3), (["--workers=4"], 4), (["a.jpg"], None), (["--workers", "x"], None),
+    (["--workers", "0"], None), (["--workers"], None),
+])
+def test_the_ingest_commands_workers_are_read_when_valid(args: list[str], workers: int | None) -> None:
+    assert launch.requested_workers(args) == workers
+
+
+INGEST_PROBE = """
+import json, os, sys
+from facetrail.ingest import workers
+seen = {}
+prestart, take = workers.prestart, workers._take_prestarted
+
+def recording_prestart(config, count):
+    seen["command_line_imported"] = "facetrail.cli.main" in sys.modules
+    prestart(config, count)
+    seen["pids"] = sorted(workers._Prestarted.pool._processes)
+
+def recording_take(*shape):
+    pool = take(*shape)
+    seen["taken"] = pool is not None
+    return pool
+
+workers.prestart, workers._take_prestarted = recording_prestart, recording_take
+from facetrail.cli import launch
+sys.argv = ["facetrail", *sys.argv[1:]]
+try:
+    launch.main()
+except SystemExit as exit:
+    seen["code"] = exit.code
+seen["alive_after"] = [p for p in seen.get("pids", []) if os.path.exists(f"/proc/{p}")]
+print(json.dumps(seen))
+"""
+
+
+def _probe(*args: str, env: dict[str, str]) -> dict[str, object]:
+    proc = subprocess.run([sys.executable, "-c", INGEST_PROBE, *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+    return json.loads(proc.stdout.splitlines()[-1]) if proc.stdout else {"stderr": proc.stderr}
+
+
+def test_ingest_starts_its_vision_process_before_the_command_line_and_uses_it(tmp_path: Path) -> None:
+    env = {**os.environ, "FACETRAIL_DATA": str(tmp_path / "data"), "FACETRAIL_WORKERS": "2"}
+    env.pop("FACETRAIL_QUEUE_URL", None)
+    subprocess.run([sys.executable, "-m", "facetrail.cli", "init"], env=env, check=True, capture_output=True)
+    source = subprocess.run([sys.executable, "-m", "facetrail.cli", "source", "add", "--name", "s", "--controller",
+                             "c", "--purpose", "investigation", "--basis", "public_task", "--art9", "g", "--evidence",
+                             "e", "--jurisdiction", "US", "--retention-days", "30", "--json"],
+                            env=env, check=True, capture_output=True, text=True)
+    source_id = str(json.loads(source.stdout)["id"])
+    photos = [str(SAMPLES / "obama.jpg"), str(SAMPLES / "two_people.jpg")]
+    seen = _probe("ingest", "--source", source_id, *photos, "--json", env=env)
+    assert seen["code"] == 0, seen
+    assert seen["command_line_imported"] is False  # started before the import
+    assert seen["taken"] is True  # and the ingestion analysed in it
+    assert len(seen["pids"]) == 1 and seen["alive_after"] == []  # type: ignore[arg-type]
+
+    # A command that ends before it ingests (no such source) stops what it started.
+    seen = _probe("ingest", "--source", "999", *photos, env=env)
+    assert seen["code"] not in (0, None) and "taken" not in seen
+    assert len(seen["pids"]) == 1 and seen["alive_after"] == []  # type: ignore[arg-type]
+
+    # One worker analyses in the command's own process: nothing is started ahead.
+    seen = _probe("ingest", "--source", source_id, "--workers", "1", *photos, env=env)
+    assert seen["code"] == 0 and "pids" not in seen and "taken" not in seen

@@ -1,16 +1,24 @@
 """The vision worker processes never outlive the process that started them, even when it is killed by SIGKILL
-(no clean-up runs): they exit, and with them the multiprocessing resource tracker they keep open."""
+(no clean-up runs): they exit, and with them the multiprocessing resource tracker they keep open. Processes started
+ahead of an ingestion (prestart) are taken over by it, or stopped."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from tests.conftest import ROOT
+from PIL import Image
+
+from facetrail.ingest import photo, workers
+from facetrail.vision.backend import VisionConfig
+from tests.conftest import ROOT, sample_bytes
 
 # A process that starts a pool of 2 workers and keeps both busy on items that hang.
 HOLDER = """
@@ -112,3 +120,87 @@ def test_a_worker_ends_without_the_interpreters_teardown_and_keeps_what_it_print
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (worker.returncode, worker.stdout, worker.stderr) == (0, "analysed", "warned")
     assert not marker.exists()
+
+
+def _pids(pool: object) -> list[int]:
+    return sorted(getattr(pool, "_processes", {}))
+
+
+def test_an_ingestion_takes_over_the_processes_prestarted_with_its_shape() -> None:
+    config = VisionConfig()
+    processes, threads = workers.pool_shape(config, 2)
+    assert (processes, threads) == (1, 2)  # the default pipeline: one process, two analysing threads
+    workers.prestart(config, 2)
+    prestarted = workers._Prestarted.pool
+    assert prestarted is not None
+    started = _pids(prestarted)
+    assert len(started) == 1 and alive(started[0])
+    pool = workers.WorkerPool(processes, config, 120, data=lambda job: job, threads=threads)
+    images = [sample_bytes("obama.jpg"), sample_bytes("two_people.jpg"), sample_bytes("biden.jpg")]
+    seen = []
+    for _, outcome in pool.analyse(iter(images)):
+        seen.append((pool._pool, outcome))
+    assert all(used is prestarted for used, _ in seen)  # the same processes, not a second pool
+    assert [len(outcome.faces) for _, outcome in seen] == [1, 2, 1]  # type: ignore[union-attr]
+    assert workers._Prestarted.pool is None  # taken: no one else gets it, nor stops it
+    assert not alive(started[0])  # ended with the ingestion
+
+
+def test_prestarted_processes_of_another_shape_are_stopped_and_fresh_ones_analyse() -> None:
+    workers.prestart(VisionConfig(), 2)
+    prestarted = workers._Prestarted.pool
+    started = _pids(prestarted)
+    other = replace(VisionConfig(), crop_size=96)  # what the ingestion really uses differs
+    pool = workers.WorkerPool(1, other, 120, data=lambda job: job, threads=2)
+    seen = []
+    for _, outcome in pool.analyse(iter([sample_bytes("obama.jpg")])):
+        seen.append(pool._pool)
+        assert not isinstance(outcome, BaseException)
+        assert max(Image.open(io.BytesIO(outcome.faces[0].crop_jpeg)).size) == 96  # cut as the ingestion asked
+    assert seen and seen[0] is not prestarted
+    assert not any(alive(pid) for pid in started)
+    assert workers._Prestarted.pool is None
+
+
+def test_prestarted_processes_that_no_ingestion_takes_are_stopped() -> None:
+    workers.prestart(VisionConfig(), 2)
+    started = _pids(workers._Prestarted.pool)
+    assert started and all(alive(pid) for pid in started)
+    workers.discard_prestarted()
+    assert not any(alive(pid) for pid in started)
+    assert workers._Prestarted.pool is None
+    workers.discard_prestarted()  # nothing left to stop
+
+
+def test_a_second_prestart_stops_the_first() -> None:
+    workers.prestart(VisionConfig(), 2)
+    first = _pids(workers._Prestarted.pool)
+    workers.prestart(VisionConfig(), 2)
+    try:
+        assert not any(alive(pid) for pid in first)
+    finally:
+        workers.discard_prestarted()
+
+
+def test_loading_the_models_gives_each_analysing_thread_its_own() -> None:
+    """The warm-up of a prestarted process, run here in this process: every analysing thread has loaded its models
+    before any image comes, and no two share them."""
+    photo.init_worker(VisionConfig(), 2)
+    pool = photo._WorkerState.threads
+    assert pool is not None
+    try:
+        photo.load_models()
+        gate = threading.Barrier(2)
+
+        def backend() -> object:
+            gate.wait(30)  # one call per thread
+            return photo._WorkerState.local.backend  # AttributeError if this thread has none
+
+        first, second = pool.map(lambda _: backend(), range(2))
+        assert first is not second
+        for loaded in (first, second):
+            assert loaded.detector._session is not None and loaded.embedder._request is not None  # type: ignore
+    finally:
+        pool.shutdown()
+        photo._WorkerState.threads, photo._WorkerState.thread_count = None, 1
+        photo._WorkerState.config = None

@@ -35,14 +35,51 @@ def analyze_photo(backend: VisionBackend, config: VisionConfig, data: bytes) -> 
 class _WorkerState:
     config: VisionConfig | None = None
     threads: ThreadPoolExecutor | None = None
+    thread_count = 1
     local = threading.local()
+
+
+LOAD_WAIT_S = 60.0
+"""How long `load_models` waits for every analysing thread to have taken its share (they take it at once)."""
 
 
 def init_worker(config: VisionConfig, threads: int = 1) -> None:
     """Process-pool initializer. Each analysing thread of the process gets its own backend (its models load on
-    first use), so that no two threads ever share a model's working state."""
+    first use, or in `load_models`), so that no two threads ever share a model's working state."""
     _WorkerState.config = config
+    _WorkerState.thread_count = threads
     _WorkerState.threads = (ThreadPoolExecutor(threads, thread_name_prefix="vision") if threads > 1 else None)
+
+
+def load_models() -> None:
+    """In a worker process: load the models of every analysing thread now rather than with its first image (the
+    warm-up of a prestarted pool, workers.py). Each thread loads its own and waits at a barrier until all have
+    taken theirs, so that no thread takes two. A model that fails to load is left to fail again, and be
+    reported, with the first image."""
+    pool = _WorkerState.threads
+    if pool is None:
+        _load_quietly()
+        return
+    barrier = threading.Barrier(_WorkerState.thread_count)
+
+    def load() -> None:
+        _load_quietly()
+        try:
+            barrier.wait(LOAD_WAIT_S)
+        except threading.BrokenBarrierError:
+            pass
+
+    for done in [pool.submit(load) for _ in range(_WorkerState.thread_count)]:
+        done.result()
+
+
+def _load_quietly() -> None:
+    try:
+        load = getattr(_backend(), "load", None)
+        if load is not None:
+            load()
+    except Exception:  # noqa: S110 - the first image reports it
+        pass
 
 
 def _backend() -> VisionBackend:

@@ -43,7 +43,7 @@ from facetrail.ingest.photo import attempt
 from facetrail.ingest.queue import JobQueue
 from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
 from facetrail.ingest.videos import VideoIngest
-from facetrail.ingest.workers import WorkerPool
+from facetrail.ingest.workers import WorkerPool, pool_shape
 from facetrail.media.redact import redact_image_bytes
 from facetrail.media.video import looks_like_video
 from facetrail.policy.cease import collection_bans, first_refusal
@@ -55,7 +55,6 @@ from facetrail.store.blobs import BlobStore
 from facetrail.store.db import Database, bump_generation
 from facetrail.store.models import EnforcementOrder, Face, ImageJurisdiction, Source, StoredImage
 from facetrail.store.templates import seal_template
-from facetrail.vision.backend import analyses_in_threads
 from facetrail.vision.pipeline import AnalyzedFace
 
 Progress = Callable[[int, int], None]
@@ -267,9 +266,9 @@ class IngestService:
             for job in pending:
                 yield job, attempt(self.analyzer.analyze, job.data)
             return
-        threads = workers if analyses_in_threads(self.analyzer.config) else 1
-        pool: WorkerPool[_Pending] = WorkerPool(workers // threads, self.analyzer.config,
-                                                self.settings.item_time_limit_s, lambda job: job.data, threads)
+        processes, threads = pool_shape(self.analyzer.config, workers)
+        pool: WorkerPool[_Pending] = WorkerPool(processes, self.analyzer.config, self.settings.item_time_limit_s,
+                                                lambda job: job.data, threads)
         yield from pool.analyse(pending)
 
     def _commit(self, source: Source, batch: list[tuple[_Pending, ImageAnalysis]], report: IngestReport) -> int:

@@ -12,6 +12,9 @@ alone is reported (as is an overrunning chunk's: each of its items runs again al
 
 A worker exits when the process that started it dies, even by SIGKILL (which runs no clean-up): otherwise
 the workers of a killed ingestion, and the multiprocessing resource tracker they keep open, would live on.
+
+A command that is about to ingest can start its vision processes ahead (`prestart`), models loading, while it
+imports everything else; its WorkerPool then takes them over, or they are stopped (`discard_prestarted`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Generic, TypeVar
 from facetrail.errors import MediaError
 from facetrail.ingest import photo
 from facetrail.ingest.photo import ImageAnalysis
-from facetrail.vision.backend import VisionConfig
+from facetrail.vision.backend import VisionConfig, analyses_in_threads
 
 Job = TypeVar("Job")
 Outcome = ImageAnalysis | BaseException
@@ -97,6 +100,66 @@ def _main_script_hidden() -> Iterator[None]:
         yield
     finally:
         main.__file__ = path
+
+
+def pool_shape(config: VisionConfig, workers: int) -> tuple[int, int]:
+    """(processes, threads in each) for `workers` analyses at once with `config`'s backend: one process of
+    `workers` threads for a backend that computes outside the GIL, else `workers` processes of one thread."""
+    threads = workers if analyses_in_threads(config) else 1
+    return workers // threads, threads
+
+
+def _executor(processes: int, config: VisionConfig, threads: int) -> ProcessPoolExecutor:
+    """A pool of vision processes; they start on the first submits."""
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(os.getpid(), config, threads))
+
+
+def _stop_executor(pool: ProcessPoolExecutor, *, kill: bool) -> None:
+    if kill:
+        # The executor has no public way to stop a busy worker before Python 3.14's terminate_workers().
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Prestarted:
+    """The vision pool that `prestart` started, and the shape it has, until a WorkerPool takes it."""
+
+    pool: ProcessPoolExecutor | None = None
+    shape: tuple[int, VisionConfig, int] | None = None
+
+
+def prestart(config: VisionConfig, workers: int) -> None:
+    """Start the vision processes of an ingestion about to begin in this process, with `workers` analyses at once,
+    and load their models, so that this start-up overlaps the ingesting process's own (the command line's import:
+    BENCHMARKS.md, "Ingestion throughput"). The ingestion's WorkerPool takes them when its shape and config are the
+    same; otherwise they are stopped then, and `discard_prestarted` stops them if no ingestion comes."""
+    discard_prestarted()
+    processes, threads = pool_shape(config, workers)
+    pool = _executor(processes, config, threads)
+    with _main_script_hidden():  # each submit may start a process
+        for _ in range(processes):
+            pool.submit(photo.load_models)
+    _Prestarted.pool, _Prestarted.shape = pool, (processes, config, threads)
+
+
+def _take_prestarted(processes: int, config: VisionConfig, threads: int) -> ProcessPoolExecutor | None:
+    """The prestarted pool if it has this shape (it is then no longer prestarted); a pool of another shape is
+    stopped."""
+    pool, shape = _Prestarted.pool, _Prestarted.shape
+    _Prestarted.pool = _Prestarted.shape = None
+    if pool is not None and shape != (processes, config, threads):
+        _stop_executor(pool, kill=True)
+        return None
+    return pool
+
+
+def discard_prestarted() -> None:
+    """Stop the prestarted vision processes that no ingestion took (the command ended without one)."""
+    pool, _Prestarted.pool, _Prestarted.shape = _Prestarted.pool, None, None
+    if pool is not None:
+        _stop_executor(pool, kill=True)
 
 
 def chunked(jobs: Iterator[Job], size: int, max_bytes: int, weight: Callable[[Job], int]) -> Iterator[list[Job]]:
@@ -229,16 +292,10 @@ class WorkerPool(Generic[Job]):
         self._start()
 
     def _start(self) -> None:
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=init_worker,
-                                         initargs=(os.getpid(), self.config, self.threads))
+        self._pool = (_take_prestarted(self.workers, self.config, self.threads)
+                      or _executor(self.workers, self.config, self.threads))
 
     def _stop(self, *, kill: bool) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        if kill:
-            # The executor has no public way to stop a busy worker before Python 3.14's terminate_workers().
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            _stop_executor(pool, kill=kill)

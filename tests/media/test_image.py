@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facetrail.errors import MediaError
 from facetrail.media.image import decode_image
@@ -86,6 +86,22 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     image = decode_image(encode(img, "JPEG", exif=exif.tobytes()), max_pixels=LIMIT)
     assert (image.width, image.height) == (10, 20)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_exif_orientation_gives_the_upright_pixels(orientation: int) -> None:
+    """The turn is made in place (no copy of an upright photo), with the same pixels as Pillow's own turn."""
+    ys, xs = np.mgrid[0:6, 0:10]
+    img = Image.fromarray(np.stack([xs * 25, ys * 40, xs * ys * 4], axis=-1).astype(np.uint8))  # no symmetry
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(img, "PNG", exif=exif.tobytes())  # lossless, so the pixels can be compared exactly
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    pixels = decode_image(data, max_pixels=LIMIT).pixels
+    assert pixels.shape == ((6, 10, 3) if orientation <= 4 else (10, 6, 3))
+    np.testing.assert_array_equal(pixels, expected)
+    if orientation != 1:
+        assert pixels.shape != (6, 10, 3) or not np.array_equal(pixels, np.asarray(img))  # turned
 
 
 def test_malformed_exif_keeps_the_picture() -> None:

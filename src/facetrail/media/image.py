@@ -85,10 +85,12 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:
+    """`img` turned upright, in place: a photo that needs no turn is not copied (out of place, Pillow copies it)."""
     try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # malformed EXIF must not cost us the picture itself
-        return img
+        ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # noqa: S110 - malformed EXIF must not cost us the picture itself
+        pass
+    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -23,16 +23,17 @@ import sys
 
 
 def main() -> None:
-    gc.disable()
+    started = False
     try:
-        started = _start_vision_early(sys.argv[1:])
-        from facetrail.cli.main import main as run_command_line
-    finally:
-        gc.freeze()
-        gc.enable()
-    try:
+        gc.disable()
+        try:
+            started = _start_vision_early(sys.argv[1:])
+            from facetrail.cli.main import main as run_command_line
+        finally:
+            gc.freeze()
+            gc.enable()
         run_command_line()
-    finally:
+    finally:  # also when the import failed or was interrupted (Ctrl-C)
         if started:
             from facetrail.ingest.workers import discard_prestarted
 

@@ -543,10 +543,14 @@ NOTES = [
     "against 1.77-2.65 s (median 2.16) with byte-compiled modules alone, the peer 6.5-7.6 s, six interleaved rounds "
     "(15:58 UTC). What is left on the path is the command line's own import and the analysis itself (1.0 "
     "core-seconds for the 22 photos: decoding 0.19, detection 0.39 of which 0.12 scaling the photos down, the "
-    "recogniser 0.2).",
-    "Memory over a long ingestion: the vision process stays at 194 MiB; the command grows from 124 MiB at 1,000 images "
-    "to 143 MiB at 10,000 (the whole tree from 329 to 349 MiB, +6%; 10 MiB less in the command than before the store "
-    "was opened without Alembic). The command walks its inputs as it goes (the folder is walked once before, to count "
+    "recogniser 0.2). This section's run came at a slow hour (the peer at 13.9 images/s on LFW, against 21.7 at a "
+    "fast one); in it dlib's vision step, timed alone after the HTTP searches, took longer than a whole search did "
+    "(its 'rest' is negative): the machine's speed moved between the two. The run before it, on 6c289e8 at "
+    "16:09-16:21 UTC, two rounds, gave the samples 4.50x and 4.04x the peer, start-up included, and LFW 5.66x and "
+    "4.68x (its second round slow for facetrail alone, once started too: 86.6 against 105.6 images/s).",
+    "Memory over a long ingestion: the vision process stays at 191-192 MiB; the command grows from 121 MiB at 1,000 "
+    "images to 142 MiB at 10,000 (the whole tree from 325 to 346 MiB, +7%; in an earlier run 329 to 349 MiB, +6%). "
+    "The command walks its inputs as it goes (the folder is walked once before, to count "
     "its files for the progress bar), so it holds nothing per input file; what grows is the gallery itself: each "
     "face's template (1 KB; 11,020 faces at 10,000 images) is kept in memory by the index, as searches need, and "
     "SQLite's page cache fills. Given as 10,000 paths on its command line instead, the command also holds those paths, "

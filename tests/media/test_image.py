@@ -104,6 +104,25 @@ def test_each_exif_orientation_gives_the_upright_pixels(orientation: int) -> Non
         assert pixels.shape != (6, 10, 3) or not np.array_equal(pixels, np.asarray(img))  # turned
 
 
+# An EXIF block whose orientation (6) reads, but whose other tags cannot be written back once the photo is turned
+# (one of a few byte flips in a valid block): Pillow turns the photo, then fails.
+UNWRITABLE_EXIF = bytes.fromhex(
+    "4578696600004d4d002a000000080006010f0002000000060000005601240002000000060000005c0112000300000001000600"
+    "00011a0005000000010000006201310002000000037377000087690004000000010000006a000000004d616b6572004d6f6465"
+    "6c0000000048000000010002900300020000001400000088920a0005000000010000009c00000000323032303a30313a303120"
+    "30303a30303a3030000000003200000001")
+
+
+def test_exif_that_cannot_be_rewritten_leaves_the_photo_as_it_always_decoded() -> None:
+    """The frame decoded must not change between versions: stored face boxes (erasure's redaction, access requests'
+    crops) refer to it."""
+    img = Image.fromarray(np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3))
+    data = encode(img, "PNG", exif=UNWRITABLE_EXIF)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever Pillow raises for it
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    np.testing.assert_array_equal(decode_image(data, max_pixels=LIMIT).pixels, np.asarray(img))
+
+
 def test_malformed_exif_keeps_the_picture() -> None:
     img = Image.new("RGB", (8, 8), (1, 2, 3))
     data = encode(img, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")

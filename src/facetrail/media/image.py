@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from facetrail.errors import MediaError
 
@@ -84,13 +84,20 @@ def _decode(data: bytes, max_pixels: int) -> DecodedImage:
     return DecodedImage(pixels=np.ascontiguousarray(pixels), format=fmt)
 
 
+TURNS = frozenset(range(2, 9))
+"""The EXIF orientations that turn or mirror a photo (1 is upright; any other value means nothing)."""
+
+
 def _apply_orientation(img: Image.Image) -> Image.Image:
-    """`img` turned upright, in place: a photo that needs no turn is not copied (out of place, Pillow copies it)."""
+    """`img` turned upright. A photo that needs no turn is returned as it is (Pillow would copy it). One whose EXIF
+    cannot be read, or cannot be rewritten after the turn, is returned as it is too: the same frame as it has always
+    been decoded to, which the faces' stored boxes (erasure's redaction, access requests' crops) refer to."""
     try:
-        ImageOps.exif_transpose(img, in_place=True)
-    except Exception:  # noqa: S110 - malformed EXIF must not cost us the picture itself
-        pass
-    return img
+        if img.getexif().get(ExifTags.Base.Orientation, 1) not in TURNS:
+            return img
+        return ImageOps.exif_transpose(img)
+    except Exception:  # malformed EXIF must not cost us the picture itself
+        return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

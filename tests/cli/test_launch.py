@@ -82,15 +82,17 @@ def test_the_ingest_command_is_recognised_before_the_command_line_is_imported(ar
 
 
 @pytest.mark.parametrize(("args", "workers"), [
-    (["--workers", "3", "a.jpg"], 3), (["--workers=4"], 4), (["a.jpg"], None), (["--workers", "x"], None),
-    (["--workers", "0"], None), (["--workers"], None),
+    (["--workers", "3", "a.jpg"], 3), (["--workers=4"], 4), (["a.jpg"], None), (["--workers", "x"], 0),
+    (["--workers", "0"], 0), (["--workers"], 0), (["--workers=-1"], -1),
+    (["--workers", "2", "--workers", "1"], 1),  # the last one counts, as for the command line
 ])
-def test_the_ingest_commands_workers_are_read_when_valid(args: list[str], workers: int | None) -> None:
+def test_the_ingest_commands_workers_are_read_as_the_command_line_reads_them(args: list[str],
+                                                                              workers: int | None) -> None:
     assert launch.requested_workers(args) == workers
 
 
 INGEST_PROBE = """
-import json, os, sys
+import json, os, signal, sys
 from facetrail.ingest import workers
 seen = {}
 prestart, take = workers.prestart, workers._take_prestarted
@@ -99,6 +101,8 @@ def recording_prestart(config, count):
     seen["command_line_imported"] = "facetrail.cli.main" in sys.modules
     prestart(config, count)
     seen["pids"] = sorted(workers._Prestarted.pool._processes)
+    if os.environ.get("PROBE_SIGTERM"):  # as if the command were stopped while it starts
+        os.kill(os.getpid(), signal.SIGTERM)
 
 def recording_take(*shape):
     pool = take(*shape)
@@ -120,7 +124,8 @@ print(json.dumps(seen))
 def _probe(*args: str, env: dict[str, str]) -> dict[str, object]:
     proc = subprocess.run([sys.executable, "-c", INGEST_PROBE, *args], capture_output=True, text=True,
                           timeout=300, env=env)
-    return json.loads(proc.stdout.splitlines()[-1]) if proc.stdout else {"stderr": proc.stderr}
+    seen = json.loads(proc.stdout.splitlines()[-1]) if proc.stdout else {}
+    return {**seen, "stderr": proc.stderr}
 
 
 def test_ingest_starts_its_vision_process_before_the_command_line_and_uses_it(tmp_path: Path) -> None:
@@ -144,6 +149,17 @@ def test_ingest_starts_its_vision_process_before_the_command_line_and_uses_it(tm
     assert seen["code"] not in (0, None) and "taken" not in seen
     assert len(seen["pids"]) == 1 and seen["alive_after"] == []  # type: ignore[arg-type]
 
-    # One worker analyses in the command's own process: nothing is started ahead.
-    seen = _probe("ingest", "--source", source_id, "--workers", "1", *photos, env=env)
+    # One worker analyses in the command's own process, and the last --workers counts: nothing is started ahead.
+    seen = _probe("ingest", "--source", source_id, "--workers", "2", "--workers", "1", *photos, env=env)
     assert seen["code"] == 0 and "pids" not in seen and "taken" not in seen
+
+    # Nor for more analyses at once than there are cores: each would load its models whether needed or not.
+    seen = _probe("ingest", "--source", source_id, "--workers", str((os.cpu_count() or 1) + 1), *photos, env=env)
+    assert seen["code"] == 0 and "pids" not in seen
+
+    # SIGTERM while the command starts: it ends as SIGTERM ends a command (128 + 15), its processes stopped, and
+    # without the resource tracker's warning of semaphores left behind.
+    seen = _probe("ingest", "--source", source_id, *photos, env={**env, "PROBE_SIGTERM": "1"})
+    assert seen["code"] == 143 and seen["command_line_imported"] is False, seen
+    assert len(seen["pids"]) == 1 and seen["alive_after"] == []  # type: ignore[arg-type]
+    assert "leaked" not in str(seen["stderr"])

@@ -204,3 +204,37 @@ def test_loading_the_models_gives_each_analysing_thread_its_own() -> None:
         pool.shutdown()
         photo._WorkerState.threads, photo._WorkerState.thread_count = None, 1
         photo._WorkerState.config = None
+
+
+def test_with_nothing_to_analyse_a_prestarted_pool_is_stopped_without_waiting_for_its_warm_up() -> None:
+    workers.prestart(VisionConfig(), 2)
+    processes = list(workers._Prestarted.pool._processes.values())  # type: ignore[union-attr]
+    pool = workers.WorkerPool(1, VisionConfig(), 120, data=lambda job: job, threads=2)
+    assert list(pool.analyse(iter([]))) == []  # every image already stored, say
+    assert [p.exitcode for p in processes] == [-signal.SIGKILL]  # stopped, not waited for
+
+
+def test_a_broken_prestarted_pool_is_not_taken() -> None:
+    workers.prestart(VisionConfig(), 2)
+    prestarted = workers._Prestarted.pool
+    (pid,) = _pids(prestarted)
+    os.kill(pid, signal.SIGKILL)  # the process died while it started (the OOM killer, say)
+    deadline = time.monotonic() + 30
+    while not getattr(prestarted, "_broken", False) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert getattr(prestarted, "_broken", False)
+    assert workers._take_prestarted(1, VisionConfig(), 2) is None  # its shape fits, but it is stopped instead
+    assert workers._Prestarted.pool is None and not alive(pid)
+
+
+def test_a_single_image_is_analysed_on_an_analysing_thread() -> None:
+    """Their models are the loaded ones (a prestarted process loads them ahead); the process's own thread has none."""
+    photo.init_worker(VisionConfig(), 2)
+    try:
+        names = photo.analyze_many(lambda _data: threading.current_thread().name, [b"one"])  # type: ignore[arg-type]
+        assert len(names) == 1 and str(names[0]).startswith("vision")
+    finally:
+        assert photo._WorkerState.threads is not None
+        photo._WorkerState.threads.shutdown()
+        photo._WorkerState.threads, photo._WorkerState.thread_count = None, 1
+        photo._WorkerState.config = None

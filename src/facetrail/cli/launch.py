@@ -12,32 +12,35 @@ collected as usual.
 `facetrail ingest` analyses its photos in vision processes, which take about half a second to start and load their
 models. They are started first (ingest/workers.py `prestart`), so that they do it while this process imports the
 command line on the other core, instead of after it; the ingestion then takes them over. Only the settings and the
-ingest command's own `--workers` and `--queue` are read for that, and a guess that turns out wrong (an invalid
-option, a command that ends before it ingests) costs a process started for nothing, stopped when the command ends.
+ingest command's own `--workers` and `--queue` are read for that. It is done for as many analyses at once as there
+are cores (the default) or fewer, not for more: each is a process or a thread with models of its own, loaded ahead
+whether the batch needs it or not. A guess that turns out wrong (a command that ends before it ingests) costs
+processes started for nothing, stopped when the command ends, also by SIGTERM meanwhile.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import sys
+from types import FrameType
 
 
 def main() -> None:
-    started = False
     try:
         gc.disable()
         try:
-            started = _start_vision_early(sys.argv[1:])
+            _start_vision_early(sys.argv[1:])
             from facetrail.cli.main import main as run_command_line
         finally:
             gc.freeze()
             gc.enable()
         run_command_line()
-    finally:  # also when the import failed or was interrupted (Ctrl-C)
-        if started:
-            from facetrail.ingest.workers import discard_prestarted
-
-            discard_prestarted()
+    finally:  # also when the import failed or was interrupted (Ctrl-C), even inside the prestart
+        workers = sys.modules.get("facetrail.ingest.workers")
+        if workers is not None:
+            workers.discard_prestarted()
 
 
 def ingest_arguments(args: list[str]) -> list[str] | None:
@@ -49,31 +52,47 @@ def ingest_arguments(args: list[str]) -> list[str] | None:
 
 
 def requested_workers(args: list[str]) -> int | None:
-    """The ingest command's `--workers N`, when given as a positive number."""
+    """The ingest command's `--workers` as the command line will read it (the last one given); None when it is not
+    given, 0 when it is not a number (the command refuses it)."""
+    value = None
     for i, arg in enumerate(args):
-        value = arg.removeprefix("--workers=") if arg.startswith("--workers=") else (
-            args[i + 1] if arg == "--workers" and i + 1 < len(args) else None)
-        if value is not None:
-            return int(value) if value.isdigit() and int(value) > 0 else None
-    return None
+        if arg.startswith("--workers="):
+            value = arg.removeprefix("--workers=")
+        elif arg == "--workers":
+            value = args[i + 1] if i + 1 < len(args) else ""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return 0
 
 
-def _start_vision_early(args: list[str]) -> bool:
+def _start_vision_early(args: list[str]) -> None:
     """Start the vision processes of the `facetrail ingest` about to run, when it will analyse in them (not with
-    one worker, nor through a queue, nor for --help); whether they were started."""
+    one worker, nor through a queue, nor for --help), as many analyses at once as there are cores or fewer."""
     rest = ingest_arguments(args)
     if rest is None or any(a in ("--help", "--queue") or a.startswith("--queue=") for a in rest):
-        return False
+        return
     try:
         from facetrail.config import get_settings
         from facetrail.ingest.analysis import vision_config
         from facetrail.ingest.workers import prestart
 
         settings = get_settings()
-        workers = requested_workers(rest) or settings.worker_count()
-        if settings.queue_url or workers <= 1:
-            return False
+        requested = requested_workers(rest)
+        workers = settings.worker_count() if requested is None else requested
+        if settings.queue_url or not 1 < workers <= (os.cpu_count() or 1):
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)  # the ingestion's own handler replaces it meanwhile
         prestart(vision_config(settings), workers)
-        return True
-    except Exception:  # an invalid setting, say: the command itself reports it as it reads the settings again
-        return False
+    except Exception:  # noqa: S110 - an invalid setting, say: the command reports it as it reads the settings again
+        pass
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM before the ingestion's own handler is set: end the command through `main`'s clean-up, so that the
+    prestarted processes are stopped (killed with it, they would exit too, but the multiprocessing resource tracker
+    would warn of the semaphores it was left with)."""
+    raise SystemExit(128 + signum)

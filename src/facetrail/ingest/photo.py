@@ -108,6 +108,7 @@ def analyze_many(analyze: Callable[[bytes], ImageAnalysis], items: list[bytes]) 
     """In a worker process: `analyze` each item, on the process's analysing threads; each item's analysis or the
     error that replaced it, in order (`analyze` is analyze_in_worker, passed in so that a test can swap it)."""
     pool = _WorkerState.threads
-    if pool is None or len(items) == 1:
+    if pool is None:
         return [attempt(analyze, data) for data in items]
+    # Even a single item goes to an analysing thread: their models are loaded (this thread's are not).
     return list(pool.map(partial(attempt, analyze), items))

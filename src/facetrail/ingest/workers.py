@@ -145,11 +145,12 @@ def prestart(config: VisionConfig, workers: int) -> None:
 
 
 def _take_prestarted(processes: int, config: VisionConfig, threads: int) -> ProcessPoolExecutor | None:
-    """The prestarted pool if it has this shape (it is then no longer prestarted); a pool of another shape is
-    stopped."""
+    """The prestarted pool if it has this shape (it is then no longer prestarted); a pool of another shape, or a
+    broken one, is stopped."""
     pool, shape = _Prestarted.pool, _Prestarted.shape
     _Prestarted.pool = _Prestarted.shape = None
-    if pool is not None and shape != (processes, config, threads):
+    # A pool whose process died while it started (the executor has no public word for it) is not taken either.
+    if pool is not None and (shape != (processes, config, threads) or getattr(pool, "_broken", False)):
         _stop_executor(pool, kill=True)
         return None
     return pool
@@ -206,9 +207,10 @@ class WorkerPool(Generic[Job]):
         """Each job with its analysis (or the error that replaced it), in submission order (a job run again
         alone comes when it is done)."""
         self._start()
-        finished = False
+        finished = submitted = False
         try:
             for chunk in chunked(jobs, self.chunk, CHUNK_BYTES, lambda job: len(self.data(job))):
+                submitted = True
                 self._window.append((chunk, self._submit(chunk)))
                 while self._suspects or self._ready or len(self._window) >= 2 * self.workers:
                     yield from self._next()
@@ -216,8 +218,10 @@ class WorkerPool(Generic[Job]):
                 yield from self._next()
             finished = True
         finally:
-            # Abandoned half-way (the caller failed or was interrupted): do not wait for what is in flight.
-            self._stop(kill=not finished)
+            # Abandoned half-way (the caller failed or was interrupted): do not wait for what is in flight. With
+            # nothing submitted (every image already stored, say), there is nothing to wait for but a prestarted
+            # pool's warm-up.
+            self._stop(kill=not finished or not submitted)
 
     def _next(self) -> Iterator[tuple[Job, Outcome]]:
         if self._ready:

@@ -117,6 +117,7 @@ try:
 except SystemExit as exit:
     seen["code"] = exit.code
 seen["alive_after"] = [p for p in seen.get("pids", []) if os.path.exists(f"/proc/{p}")]
+seen["faiss_imported"] = "faiss" in sys.modules
 print(json.dumps(seen))
 """
 
@@ -143,6 +144,8 @@ def test_ingest_starts_its_vision_process_before_the_command_line_and_uses_it(tm
     assert seen["command_line_imported"] is False  # started before the import
     assert seen["taken"] is True  # and the ingestion analysed in it
     assert len(seen["pids"]) == 1 and seen["alive_after"] == []  # type: ignore[arg-type]
+    # Adding to a small (exact) gallery never calls FAISS, so the command does not pay for its import.
+    assert seen["faiss_imported"] is False
 
     # A command that ends before it ingests (no such source) stops what it started.
     seen = _probe("ingest", "--source", "999", *photos, env=env)

@@ -23,6 +23,10 @@ On disk (`<model>.ftindex` and `<model>.ftlog`, both sealed under the keyring's 
 `persist` appends the changes since the last one (O(change)); `refresh` applies the records other processes
 appended (O(change)); the snapshot is rewritten (compaction) in a background thread when the log has grown to
 half the snapshot, and by `purge`, under a new key, after which the old keys are destroyed (erasure).
+
+FAISS itself is imported where it is first used (a search, an inverted file), not with this module: its import
+takes about 80 ms, which every command paid, while a command that only adds to a small gallery (an ingestion, say)
+never calls it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
 
@@ -172,6 +175,10 @@ class FaissIndex:
     @property
     def approximate(self) -> bool:
         """Whether the inverted file serves searches (above `tuning.approximate_above` faces)."""
+        if self._engine is None:
+            return False
+        import faiss
+
         return isinstance(inverted_file(self._engine), faiss.IndexIVF)
 
     def set_generation(self, generation: int) -> None:
@@ -203,6 +210,8 @@ class FaissIndex:
             self._remove_locked(present)
         stale = [int(i) for i in ids if int(i) in self._stale] if self._stale else []
         if stale:  # the inverted file must not hold two codes under one id: drop the old one now (rare)
+            import faiss
+
             self._engine.remove_ids(faiss.IDSelectorBatch(np.array(stale, dtype=np.int64)))
             self._stale.difference_update(stale)
         self._grow(int(ids.max()) + 1)
@@ -279,8 +288,8 @@ class FaissIndex:
     def _rebuild(self, *, approximate: bool) -> None:
         ids = self.ids()
         engine = None
-        with _threads(self.tuning.build_threads):
-            if approximate:
+        if approximate:
+            with _threads(self.tuning.build_threads):
                 engine = _trained_ivf(self._vec, ids, self.dim, self.tuning)
                 _fill(engine, self._vec, ids)
         self._trained_for = len(ids) if approximate else 0
@@ -306,6 +315,8 @@ class FaissIndex:
             if not self.approximate:
                 with _threads(self.tuning.search_threads):
                     return self._exact_search(query, k, bitmap)
+            import faiss
+
             params = faiss.SearchParametersIVF()
             if self._stale or selected < self._count:
                 # Some codes are of removed faces or outside these partitions: the fast scan skips them. It reads
@@ -334,6 +345,8 @@ class FaissIndex:
         """Exact search: FAISS compares the query with every template of each block whose id the bitmap selects
         (the ids of a block are its rows, so the bitmap's bytes for that block are its selector), and the blocks'
         top k are merged. No second copy of the templates is kept for it."""
+        import faiss
+
         ids: list[NDArray[np.int64]] = []
         squared: list[NDArray[np.float32]] = []
         for number, block in enumerate(self._vec.blocks):
@@ -368,6 +381,8 @@ class FaissIndex:
         nlist = int(scan.nlist)
         wanted = math.ceil(self.tuning.probe_share * nlist)
         if self.tuning.max_scanned > 0:
+            import faiss
+
             size = scan.M / pq_for(self.dim, self.tuning.pq) if isinstance(scan, faiss.IndexIVFPQFastScan) else 1.0
             per_cell = max(1.0, self._engine.ntotal / nlist * size)
             wanted = min(wanted, int(self.tuning.max_scanned / per_cell))
@@ -451,6 +466,8 @@ class FaissIndex:
                 if faiss_len:
                     serialised = np.empty(faiss_len, dtype=np.uint8)
                     frames.fill(serialised)
+                    import faiss
+
                     engine = faiss.deserialize_index(serialised)
                     del serialised
                 frames.end()
@@ -475,11 +492,15 @@ class FaissIndex:
         """What the snapshot will hold, taken under the lock: the partitions and the inverted file copied, the
         vector blocks frozen (a later change copies the block it writes to, `Rows.set`), so that the files are
         written outside the lock while searches and changes go on."""
-        if self._stale:  # no removed face's code may reach the file
-            self._engine.remove_ids(faiss.IDSelectorBatch(np.array(sorted(self._stale), dtype=np.int64)))
-            self._stale.clear()
+        engine = np.zeros(0, dtype=np.uint8)
+        if self._engine is not None:
+            import faiss
+
+            if self._stale:  # no removed face's code may reach the file
+                self._engine.remove_ids(faiss.IDSelectorBatch(np.array(sorted(self._stale), dtype=np.int64)))
+                self._stale.clear()
+            engine = faiss.serialize_index(self._engine)
         size = (int(self.ids().max()) + 1 if self._count else 0)
-        engine = faiss.serialize_index(self._engine) if self.approximate else np.zeros(0, dtype=np.uint8)
         epoch = secrets.token_hex(16)
         header = {
             "dim": self.dim, "count": self._count, "size": size, "generation": self._generation, "epoch": epoch,
@@ -1032,6 +1053,8 @@ def compact_codes(n: int, tuning: IndexTuning) -> bool:
 
 def inverted_file(engine: Any) -> Any:
     """The inverted file of an approximate engine, behind its rotation if it has one."""
+    import faiss
+
     return faiss.downcast_index(engine.index) if isinstance(engine, faiss.IndexPreTransform) else engine
 
 
@@ -1039,6 +1062,8 @@ def _trained_ivf(rows: Rows, ids: NDArray[np.int64], dim: int, tuning: IndexTuni
     """An empty IVF index with a 4-bit PQ fast scan, its cells k-means centroids of (a sample of) the templates of
     these ids (compact codes behind an OPQ rotation for large ones, `compact_codes`). Very small galleries (tests)
     fall back to a flat-coded IVF: PQ needs enough faces to train."""
+    import faiss
+
     n = len(ids)
     nlist = nlist_for(n, tuning.cells_per_sqrt)
     quantizer = faiss.IndexFlatL2(dim)
@@ -1083,6 +1108,8 @@ def _threads(count: int) -> Iterator[int]:
     default for a search: exact search over blocks gains nothing from more, and an approximate search split over
     the cores (`_scan_for_one_query`) is faster only while those cores are idle: on a machine that also ingests,
     its p99 was several times one thread's (BENCHMARKS.md)."""
+    import faiss
+
     before = faiss.omp_get_max_threads()
     threads = count if count > 0 else (os.cpu_count() or 1)
     faiss.omp_set_num_threads(threads)
@@ -1107,6 +1134,8 @@ def _scan_for_one_query(engine: Any, threads: int) -> Iterator[None]:
     """For one search: the engine scans the query's cells in the way fastest for one query (an inverted file with
     fast-scan codes): on one thread into one heap, on several spread over the threads. It is set back after it
     (the setting would otherwise go into the next snapshot)."""
+    import faiss
+
     scan = inverted_file(engine)
     if not isinstance(scan, faiss.IndexIVFFastScan):
         yield

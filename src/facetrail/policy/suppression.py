@@ -22,7 +22,6 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import delete, func, select
@@ -47,7 +46,7 @@ Signature = tuple[int, int, int]
 @dataclass(frozen=True)
 class _Entries:
     signature: Signature
-    index: Any  # faiss.IndexFlatL2 over the entries' templates, in `purposes` order
+    index: Any  # faiss.IndexFlatL2 over the entries' templates, in `purposes` order; None when there are none
     purposes: tuple[frozenset[str], ...]
 
 
@@ -127,7 +126,7 @@ class SuppressionList:
         if not templates:
             return [False] * len(templates)
         entries = self._current(session)
-        if entries.index.ntotal == 0:
+        if entries.index is None:
             return [False] * len(templates)
         if self.threshold is None:
             raise FacetrailError(f"the suppression list cannot be applied: model {self.model_id} has no "
@@ -150,7 +149,8 @@ class SuppressionList:
         return self._signature(session)
 
     def __len__(self) -> int:
-        return int(self._current(None).index.ntotal)
+        index = self._current(None).index
+        return 0 if index is None else int(index.ntotal)
 
     def _signature(self, session: Session) -> Signature:
         counter = session.scalar(select(Meta.value).where(Meta.key == GENERATION_KEY))
@@ -176,8 +176,11 @@ class SuppressionList:
         # An entry whose key was destroyed (an opt-out withdrawn, cut off before its rows went) matches nobody.
         alive = self.vault.keyring.existing([r.key_id for r in rows if r.key_id])
         rows = [r for r in rows if r.key_id in alive]
-        index = faiss.IndexFlatL2(self.dim)
-        if rows:
+        index = None
+        if rows:  # FAISS is imported only then: an empty list (the usual case) costs a command nothing
+            import faiss
+
+            index = faiss.IndexFlatL2(self.dim)
             index.add(np.stack(open_templates(self.vault, [r.template for r in rows], self.dim)))
         return _Entries(signature, index, tuple(frozenset(r.purposes) for r in rows))
 

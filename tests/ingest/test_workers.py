@@ -227,6 +227,29 @@ def test_a_broken_prestarted_pool_is_not_taken() -> None:
     assert workers._Prestarted.pool is None and not alive(pid)
 
 
+def test_the_analysing_threads_take_the_largest_files_first_and_answer_in_order() -> None:
+    """A chunk ends with its last image: a large one taken last would leave the other thread idle meanwhile."""
+    photo.init_worker(VisionConfig(), 2)
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def analyse(data: bytes) -> int:
+        with lock:
+            started.append(len(data))
+        time.sleep(0.05)
+        return len(data)
+
+    try:
+        items = [b"a", b"aaaaa", b"aaa", b"a" * 10, b"aa"]
+        assert photo.analyze_many(analyse, items) == [1, 5, 3, 10, 2]  # type: ignore[arg-type]
+        assert set(started[:2]) == {10, 5} and set(started[2:4]) == {3, 2} and started[4] == 1
+    finally:
+        assert photo._WorkerState.threads is not None
+        photo._WorkerState.threads.shutdown()
+        photo._WorkerState.threads, photo._WorkerState.thread_count = None, 1
+        photo._WorkerState.config = None
+
+
 def test_a_single_image_is_analysed_on_an_analysing_thread() -> None:
     """Their models are the loaded ones (a prestarted process loads them ahead); the process's own thread has none."""
     photo.init_worker(VisionConfig(), 2)

@@ -4,6 +4,7 @@ spliced from another snapshot or followed by anything."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,58 @@ def test_a_snapshot_with_frames_dropped_repeated_reordered_or_spliced_is_refused
     store.path.write_bytes(file_of(first))
     reopened = store.open()
     assert reopened is not None and np.array_equal(reopened.ids(), ids), "the undamaged file opens"
+
+
+def _block_makers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "index-blocks"]
+
+
+def test_an_inverted_files_blocks_are_made_ahead_and_a_failed_load_stops_making_them(
+        store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading an inverted file, its full template blocks are made (mapped at once) in a thread a few blocks ahead
+    of the filling: they hold the templates as written, and a load that fails part way (a damaged frame, or memory
+    that cannot be mapped) stops that thread and raises."""
+    monkeypatch.setattr(faiss_index, "FRAME_BYTES", 65_536)
+    ids = spread_ids(600)  # three full blocks and part of a fourth
+    vs = vectors(len(ids), seed=11)
+    index = store.create()
+    index.add(ids, vs, ids % 3)
+    assert index.approximate
+    with store.writing():
+        index.persist()
+    made: list[bool] = []
+    new_block = faiss_index.Rows.new_block
+
+    def recording(rows: faiss_index.Rows, *, populated: bool = False) -> np.ndarray:
+        made.append(populated)
+        return new_block(rows, populated=populated)
+
+    monkeypatch.setattr(faiss_index.Rows, "new_block", recording)
+    loaded = store.open()
+    assert loaded is not None and np.array_equal(loaded.ids(), ids)
+    assert sorted(made) == [False, True, True, True]  # the partial last block is mapped as it is written
+    for probe in vs[::53]:
+        assert loaded.search(probe, 3) == index.search(probe, 3)
+    assert not _block_makers()
+
+    good = frames_of(store.path.read_bytes())
+    frames = list(good)
+    del frames[len(frames) // 2]  # a frame missing in the middle of the templates
+    store.path.write_bytes(file_of(frames))
+    with pytest.raises(IndexCorruptError):
+        store.open()
+    assert not _block_makers()
+
+    def failing(rows: faiss_index.Rows, *, populated: bool = False) -> np.ndarray:
+        if populated and made.count(True) >= 5:
+            raise MemoryError("cannot map a block")
+        return recording(rows, populated=populated)
+
+    store.path.write_bytes(file_of(good))
+    monkeypatch.setattr(faiss_index.Rows, "new_block", failing)
+    with pytest.raises(MemoryError):
+        store.open()
+    assert not _block_makers()
 
 
 def test_a_snapshot_taken_before_a_change_writes_the_index_as_it_was(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +48,14 @@ def test_a_port_in_use_is_refused_with_what_to_do() -> None:
             take_port("127.0.0.1", port)
     finally:
         first.close()
+
+
+def test_the_port_and_the_index_load_come_before_the_web_application_is_imported() -> None:
+    """`serve` takes its port and starts loading the index (api/server.py) before it imports the web application
+    (about 0.6 s of FastAPI, routes and templates), so that the load runs beside that import, not after it."""
+    probe = ("import sys; import facetrail.cli.main; import facetrail.api.server; "
+             "print(sorted(m for m in ('uvicorn', 'fastapi', 'starlette', 'jinja2', 'facetrail.api.app') "
+             "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -15,11 +15,13 @@ import signal
 import socket
 import threading
 from types import FrameType
-
-import uvicorn
+from typing import TYPE_CHECKING
 
 from facetrail.errors import ConflictError
 from facetrail.runtime import Facetrail
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def take_port(host: str, port: int) -> socket.socket:
@@ -40,14 +42,16 @@ def take_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, ft: Facetrail) -> None:
-        super().__init__(config)
-        self.ft = ft
+def _server(config: uvicorn.Config, ft: Facetrail) -> uvicorn.Server:
+    """uvicorn's server, which also interrupts an ingestion in progress when it is told to stop."""
+    import uvicorn
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.ft.ingest.interrupt()
-        super().handle_exit(sig, frame)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            ft.ingest.interrupt()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 class _IndexLoad:
@@ -85,7 +89,10 @@ def serve(ft: Facetrail, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     # The index is loaded (or repaired) before the first request is taken, while this thread imports the web
     # application and builds it: at 1M faces the load reads and decrypts about 1 GB, mostly outside the GIL.
+    # Nothing of the web application (uvicorn, FastAPI, the routes) is imported before the load has started.
     loading = _IndexLoad(ft)
+    import uvicorn
+
     from facetrail.api.app import create_app
     from facetrail.api.serving import log_config
 
@@ -95,7 +102,7 @@ def serve(ft: Facetrail, sock: socket.socket) -> None:
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config())
     try:
-        _Server(config, ft).run(sockets=[sock])
+        _server(config, ft).run(sockets=[sock])
     except _Stopped:
         pass
     finally:

@@ -14,10 +14,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from facetrail.ingest import photo, workers
-from facetrail.vision.backend import VisionConfig
+from facetrail.vision.backend import VisionBackend, VisionConfig
 from tests.conftest import ROOT, sample_bytes
 
 # A process that starts a pool of 2 workers and keeps both busy on items that hang.
@@ -182,14 +183,25 @@ def test_a_second_prestart_stops_the_first() -> None:
         workers.discard_prestarted()
 
 
-def test_loading_the_models_gives_each_analysing_thread_its_own() -> None:
+def test_loading_the_models_gives_each_analysing_thread_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm-up of a prestarted process, run here in this process: every analysing thread has loaded its models
-    before any image comes, and no two share them."""
+    before any image comes, no two share them, and each has run them once on a blank picture (no one's photo)."""
     photo.init_worker(VisionConfig(), 2)
     pool = photo._WorkerState.threads
     assert pool is not None
+    warmed: list[tuple[str, int]] = []
+    analyse = photo.analyze_photo
+
+    def recording(backend: VisionBackend, config: VisionConfig, data: bytes) -> photo.ImageAnalysis:
+        analysis = analyse(backend, config, data)
+        warmed.append((threading.current_thread().name, len(analysis.faces)))
+        assert data == photo.blank_picture()
+        return analysis
+
+    monkeypatch.setattr(photo, "analyze_photo", recording)
     try:
         photo.load_models()
+        assert len(warmed) == 2 and len({name for name, _ in warmed}) == 2 and all(n == 0 for _, n in warmed)
         gate = threading.Barrier(2)
 
         def backend() -> object:

@@ -136,15 +136,30 @@ def test_an_inverted_files_blocks_are_made_ahead_and_a_failed_load_stops_making_
     assert not _block_makers()
 
     def failing(rows: faiss_index.Rows, *, populated: bool = False) -> np.ndarray:
-        if populated and made.count(True) >= 5:
+        if populated and made.count(True) >= 1:  # the second block: the first was made and filled
             raise MemoryError("cannot map a block")
         return recording(rows, populated=populated)
 
     store.path.write_bytes(file_of(good))
+    made.clear()
     monkeypatch.setattr(faiss_index.Rows, "new_block", failing)
     with pytest.raises(MemoryError):
         store.open()
-    assert not _block_makers()
+    assert made == [True] and not _block_makers()
+
+    # No thread to be had (a process limit): the load maps its blocks itself, as it fills them, and succeeds.
+    monkeypatch.setattr(faiss_index.Rows, "new_block", recording)
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name == "index-blocks":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    made.clear()
+    reloaded = store.open()
+    assert reloaded is not None and np.array_equal(reloaded.ids(), ids) and made == [False] * 4
 
 
 def test_a_snapshot_taken_before_a_change_writes_the_index_as_it_was(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ import io
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -83,3 +85,51 @@ def test_sigterm_interrupts_an_upload_ingestion_and_the_server_exits_in_seconds(
     assert again.json()["images_skipped"] == interrupted_at and again.json()["outcome"] == "complete"
     assert stored(data)[0] == total
     assert invariants(data)[1] == total
+
+
+# `facetrail serve` whose index load takes seconds, saying when it starts and when the data directory is closed.
+SLOW_LOAD = """
+import sys, time
+from facetrail import runtime
+from facetrail.api import server
+load = server._IndexLoad._run
+def slow(self, ft):
+    print("loading", flush=True)
+    time.sleep(float(sys.argv[2]))
+    load(self, ft)
+server._IndexLoad._run = slow
+close = runtime.Facetrail.close
+def closing(self):
+    close(self)
+    print("closed", flush=True)
+runtime.Facetrail.close = closing
+from facetrail.cli import launch
+sys.argv = ["facetrail", "--data", sys.argv[1], "serve", "--port", "0"]
+launch.main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_server_starts_stops_it_and_closes_the_data_directory(tmp_path: Path,
+                                                                                  sig: signal.Signals) -> None:
+    """Told to stop while it loads its index (and imports the web application beside it), `serve` ends as it
+    does once serving: the data directory is closed (after the load, which it waits for) and it exits 0, rather
+    than dying of the signal with the data directory open."""
+    data = tmp_path / "data"
+    prepare(data)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, str(data), "3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while (line := proc.stdout.readline()) and "loading" not in line:
+            lines.append(line)
+        assert "loading" in line, lines
+        time.sleep(0.2)  # the web application is being imported meanwhile
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "closed" in out

@@ -87,21 +87,23 @@ def serve(ft: Facetrail, sock: socket.socket) -> None:
     interrupted cleanly, and this returns (so that the caller closes the data directory) rather than dying of
     the signal. The socket is closed on return."""
     host, port = sock.getsockname()[:2]
-    # The index is loaded (or repaired) before the first request is taken, while this thread imports the web
-    # application and builds it: at 1M faces the load reads and decrypts about 1 GB, mostly outside the GIL.
-    # Nothing of the web application (uvicorn, FastAPI, the routes) is imported before the load has started.
-    loading = _IndexLoad(ft)
-    import uvicorn
-
-    from facetrail.api.app import create_app
-    from facetrail.api.serving import log_config
-
-    app = create_app(ft)
-    loading.wait()
-    # uvicorn raises the signal it stopped for again, under the handlers it found: these end the serving here.
+    # uvicorn raises the signal it stopped for again, under the handlers it found: these end the serving here. A
+    # signal while the server starts (the index loading, the web application imported) ends it the same way, so
+    # that the caller closes the data directory (which waits for the load) rather than the process dying of it.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config())
     try:
+        # The index is loaded (or repaired) before the first request is taken, while this thread imports the web
+        # application and builds it: at 1M faces the load reads and decrypts about 1 GB, mostly outside the GIL.
+        # Nothing of the web application (uvicorn, FastAPI, the routes) is imported before the load has started.
+        loading = _IndexLoad(ft)
+        import uvicorn
+
+        from facetrail.api.app import create_app
+        from facetrail.api.serving import log_config
+
+        app = create_app(ft)
+        loading.wait()
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config())
         _server(config, ft).run(sockets=[sock])
     except _Stopped:
         pass

@@ -189,19 +189,19 @@ def test_loading_the_models_gives_each_analysing_thread_its_own(monkeypatch: pyt
     photo.init_worker(VisionConfig(), 2)
     pool = photo._WorkerState.threads
     assert pool is not None
-    warmed: list[tuple[str, int]] = []
+    warmed: list[tuple[str, bytes, int]] = []
     analyse = photo.analyze_photo
 
     def recording(backend: VisionBackend, config: VisionConfig, data: bytes) -> photo.ImageAnalysis:
         analysis = analyse(backend, config, data)
-        warmed.append((threading.current_thread().name, len(analysis.faces)))
-        assert data == photo.blank_picture()
+        warmed.append((threading.current_thread().name, data, len(analysis.faces)))
         return analysis
 
     monkeypatch.setattr(photo, "analyze_photo", recording)
     try:
         photo.load_models()
-        assert len(warmed) == 2 and len({name for name, _ in warmed}) == 2 and all(n == 0 for _, n in warmed)
+        assert len(warmed) == 2 and len({name for name, _, _ in warmed}) == 2  # one per thread
+        assert all(data == photo.blank_picture() and faces == 0 for _, data, faces in warmed)
         gate = threading.Barrier(2)
 
         def backend() -> object:

@@ -131,4 +131,9 @@ def analyze_many(analyze: Callable[[bytes], ImageAnalysis], items: list[bytes]) 
     # Even a single item goes to an analysing thread: their models are loaded (this thread's are not).
     largest_first = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
     futures = {i: pool.submit(attempt, analyze, items[i]) for i in largest_first}
-    return [futures[i].result() for i in range(len(items))]
+    try:
+        return [futures[i].result() for i in range(len(items))]
+    except BaseException:  # interrupted: what has not started is not started
+        for future in futures.values():
+            future.cancel()
+        raise

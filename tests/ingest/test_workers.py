@@ -14,11 +14,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from facetrail.ingest import photo, workers
-from facetrail.vision.backend import VisionBackend, VisionConfig
+from facetrail.vision.backend import VisionConfig
+from facetrail.vision.dlib_backend import DlibBackend
+from facetrail.vision.intel_reid import IntelReidEmbedder
+from facetrail.vision.yunet import YuNetDetector
 from tests.conftest import ROOT, sample_bytes
 
 # A process that starts a pool of 2 workers and keeps both busy on items that hang.
@@ -185,23 +189,31 @@ def test_a_second_prestart_stops_the_first() -> None:
 
 def test_loading_the_models_gives_each_analysing_thread_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm-up of a prestarted process, run here in this process: every analysing thread has loaded its models
-    before any image comes, no two share them, and each has run them once on a blank picture (no one's photo)."""
+    before any image comes, no two share them, and each has run them once on a picture of no one."""
     photo.init_worker(VisionConfig(), 2)
     pool = photo._WorkerState.threads
     assert pool is not None
-    warmed: list[tuple[str, bytes, int]] = []
-    analyse = photo.analyze_photo
+    runs: list[tuple[str, str, int]] = []
+    detect, embed = YuNetDetector.detect, IntelReidEmbedder.embed
 
-    def recording(backend: VisionBackend, config: VisionConfig, data: bytes) -> photo.ImageAnalysis:
-        analysis = analyse(backend, config, data)
-        warmed.append((threading.current_thread().name, data, len(analysis.faces)))
-        return analysis
+    def detecting(self: YuNetDetector, pixels: np.ndarray) -> list:  # type: ignore[type-arg]
+        found = detect(self, pixels)
+        runs.append((threading.current_thread().name, "detect", len(found)))
+        return found
 
-    monkeypatch.setattr(photo, "analyze_photo", recording)
+    def embedding(self: IntelReidEmbedder, pixels: np.ndarray, detections: list) -> list:  # type: ignore[type-arg]
+        templates = embed(self, pixels, detections)
+        runs.append((threading.current_thread().name, "embed", len(templates)))
+        return templates
+
+    monkeypatch.setattr(YuNetDetector, "detect", detecting)
+    monkeypatch.setattr(IntelReidEmbedder, "embed", embedding)
     try:
         photo.load_models()
-        assert len(warmed) == 2 and len({name for name, _, _ in warmed}) == 2  # one per thread
-        assert all(data == photo.blank_picture() and faces == 0 for _, data, faces in warmed)
+        threads = {name for name, _, _ in runs}
+        assert len(threads) == 2  # one warm-up per thread
+        for name in threads:  # each ran both models: no face found in the grey picture, one made-up face embedded
+            assert sorted(step for step in runs if step[0] == name) == [(name, "detect", 0), (name, "embed", 1)]
         gate = threading.Barrier(2)
 
         def backend() -> object:
@@ -216,6 +228,22 @@ def test_loading_the_models_gives_each_analysing_thread_its_own(monkeypatch: pyt
         pool.shutdown()
         photo._WorkerState.threads, photo._WorkerState.thread_count = None, 1
         photo._WorkerState.config = None
+
+
+def test_loading_dlibs_models_analyses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlib's pipeline loads its models without running them: on a picture of no one its HOG detector would find
+    nothing and hand over to the CNN, which takes seconds and about a gigabyte."""
+    photo.init_worker(VisionConfig(vision_model="dlib"), 1)
+    runs: list[str] = []
+    monkeypatch.setattr(DlibBackend, "detect", lambda *_: runs.append("detect") or [])
+    try:
+        photo.load_models()
+        backend = photo._WorkerState.local.backend
+        assert isinstance(backend, DlibBackend) and backend._created == 1  # one set of models loaded
+        assert runs == []
+    finally:
+        photo._WorkerState.config = None
+        del photo._WorkerState.local.backend
 
 
 def test_with_nothing_to_analyse_a_prestarted_pool_is_stopped_without_waiting_for_its_warm_up() -> None:

@@ -7,13 +7,10 @@ process stays small: the settings module alone weighs some 20 MiB.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from PIL import Image
 
 from facetrail.media.image import decode_image
 from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
@@ -55,11 +52,13 @@ def init_worker(config: VisionConfig, threads: int = 1) -> None:
 
 def load_models() -> None:
     """In a worker process: load the models of every analysing thread now rather than with its first image (the
-    warm-up of a prestarted pool, workers.py), and analyse a blank picture with them, which holds no one: the
-    runtimes' first run costs more than the next (buffers, kernels; with it, the first photo took about 35 ms
-    more processor time than the second, 15 ms after a blank picture, ad hoc). Each thread loads its own and
-    waits at a barrier until all have taken theirs, so that no thread takes two. A model that fails to load is
-    left to fail again, and be reported, with the first image."""
+    warm-up of a prestarted pool, workers.py), and run them once where the backend can (`warm_up`, on a picture
+    that holds no one): the runtimes' first run costs more than the next (buffers, kernels). Each thread loads its
+    own and waits at a barrier until all have taken theirs, so that no thread takes two. A model that fails to load
+    is left to fail again, and be reported, with the first image.
+
+    dlib's pipeline has no warm-up: on a picture without a face it would go on to its CNN detector, which takes
+    seconds and about a gigabyte of memory."""
     pool = _WorkerState.threads
     if pool is None:
         _load_quietly()
@@ -80,20 +79,12 @@ def load_models() -> None:
 def _load_quietly() -> None:
     try:
         backend = _backend()
-        load = getattr(backend, "load", None)
-        if load is not None:
-            load()
-        assert _WorkerState.config is not None
-        analyze_photo(backend, _WorkerState.config, blank_picture())
+        for step in ("load", "warm_up"):
+            run = getattr(backend, step, None)
+            if run is not None:
+                run()
     except Exception:  # noqa: S110 - the first image reports it
         pass
-
-
-def blank_picture() -> bytes:
-    """A uniformly grey 640 x 480 JPEG: the warm-up's picture, in which no face can be found."""
-    out = io.BytesIO()
-    Image.new("RGB", (640, 480), (128, 128, 128)).save(out, "JPEG")
-    return out.getvalue()
 
 
 def _backend() -> VisionBackend:

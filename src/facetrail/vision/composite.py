@@ -17,10 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facetrail.errors import InvalidValueError
+from facetrail.media.geometry import Box
 from facetrail.vision.calibration import Calibration, load_calibration
 from facetrail.vision.dlib_backend import DlibBackend
 from facetrail.vision.intel_reid import IntelReidEmbedder
-from facetrail.vision.types import Detection, Template
+from facetrail.vision.types import Detection, Point, Template
 from facetrail.vision.yunet import YUNET_N, YUNET_S, YuNetDetector
 
 
@@ -95,6 +96,17 @@ class YuNetIntelBackend:
     def load(self) -> None:
         self.detector.load()
         self.embedder.load()
+
+    def warm_up(self) -> None:
+        """Run both models once on a uniformly grey 640 x 480 picture, which holds no one: the runtimes' first
+        run costs more than the next (buffers, kernels), and a vision process that warms up while it waits for
+        work does not pay it on its first photo. The detector finds nothing there, so the recogniser is given a
+        face made up of its own reference points."""
+        grey = np.full((480, 640, 3), 128, dtype=np.uint8)
+        self.detector.detect(grey)
+        points = tuple(Point(x + 256.0, y + 176.0) for x, y in self.embedder.reference)
+        made_up = Detection(Box(256, 176, 384, 304), points, 0.0, "warm-up", "yunet5")
+        self.embedder.embed(grey, [made_up])
 
     def detect(self, pixels: NDArray[np.uint8]) -> list[Detection]:
         return self.detector.detect(pixels)

@@ -134,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         f"Reproduce: `.venv/bin/python -m bench.serve_start --faces {args.faces} --runs {args.runs}`",
         "",
         textwrap.fill(
-            "Before its first /health answer `serve` imports its modules, opens the data directory and loads the "
-            f"index, in a thread of its own while the web application is imported and built (at {args.faces:,} "
-            f"faces of {dim} values the index snapshot is about {faces_gib:.1f} GiB to read and decrypt). The vision "
+            "Before its first /health answer `serve` imports its command line, opens the data directory and loads "
+            "the index, in a thread of its own started before the web application is imported and built (at "
+            f"{args.faces:,} faces of {dim} values the index snapshot is about {faces_gib:.1f} GiB to read and "
+            "decrypt; an inverted file's template blocks are mapped ahead by another thread). The vision "
             "model is not loaded then: the first search loads it (its time is in 'Search latency over HTTP at 1M "
             "faces').",
             120, break_on_hyphens=False),

@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,17 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 def ratio(value: float, baseline: float) -> float:
     """value / baseline; NaN when the baseline is not positive (no ratio can be drawn)."""
     return value / baseline if baseline > 0 else float("nan")
+
+
+def drawn_median(values: Iterable[float]) -> float:
+    """The median of the values that could be drawn (not NaN); NaN when none could."""
+    drawn = [v for v in values if not math.isnan(v)]
+    return statistics.median(drawn) if drawn else float("nan")
+
+
+def _drawn(value: float, fmt: str, unit: str = "") -> str:
+    """`value` in `fmt` with its unit, or 'n/a' where it could not be drawn (NaN)."""
+    return "n/a" if math.isnan(value) else format(value, fmt) + unit
 
 
 def marginal_rate(count: int, seconds: float, one_image_seconds: float) -> float:
@@ -427,8 +439,8 @@ def markdown(runs: list[Run], stage_rows: list[Stages], latencies: list[Latency]
             table.append(f"| {name} ({mine[0].count}) | {who} | {', '.join(f'{r.per_s:.2f}' for r in mine)} | "
                          f"{statistics.median(r.per_s for r in mine):.2f} | "
                          f"{'-' if who == PEER else ', '.join(f'{x:.2f}x' for x in ratios)} | "
-                         f"{', '.join(f'{r.after_startup_per_s:.1f}' for r in mine)} | "
-                         f"{'-' if who == PEER else ', '.join(f'{x:.2f}x' for x in after)} | "
+                         f"{', '.join(_drawn(r.after_startup_per_s, '.1f') for r in mine)} | "
+                         f"{'-' if who == PEER else ', '.join(_drawn(x, '.2f', 'x') for x in after)} | "
                          f"{mine[0].faces} | {', '.join(_mib(r.peak_rss) for r in mine)} | "
                          f"{', '.join(f'{_mib(r.parent_rss)} / {_mib(r.child_rss)}' for r in mine)} |")
     stage_table = ["| pipeline | images | decode ms | detect ms | align ms | embed ms | store ms | index ms | faces |",
@@ -574,11 +586,14 @@ def targets(runs: list[Run], long_runs: list[Run]) -> list[str]:
             if not mine:
                 continue
             speed = statistics.median(ratio(r.per_s, peer[r.round].per_s) for r in mine)
-            started = statistics.median(ratio(r.after_startup_per_s, peer[r.round].after_startup_per_s) for r in mine)
+            started = drawn_median(ratio(r.after_startup_per_s, peer[r.round].after_startup_per_s) for r in mine)
             memory = statistics.median(ratio(r.peak_rss, peer[r.round].peak_rss) for r in mine)
             lines.append(f"{who} on {name}: {speed:.2f}x the peer's images/s start-up included (5x target "
-                         f"{'met' if speed >= 5 else 'not met'}), {started:.2f}x once started (5x target "
-                         f"{'met' if started >= 5 else 'not met'}), {memory:.2f}x its peak memory (target "
+                         f"{'met' if speed >= 5 else 'not met'}), "
+                         + (f"{started:.2f}x once started (5x target {'met' if started >= 5 else 'not met'})"
+                            if not math.isnan(started) else "once started not drawn (in no round could the rate "
+                            "beyond the first image be measured)")
+                         + f", {memory:.2f}x its peak memory (target "
                          f"{'met' if memory <= 1 else 'not met'}).")
     if len(long_runs) >= 2:
         small, large = long_runs[0], long_runs[-1]

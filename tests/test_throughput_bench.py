@@ -98,3 +98,21 @@ def test_the_rate_once_started_takes_out_a_one_image_run() -> None:
     assert math.isnan(marginal_rate(1, 5.0, 1.0))  # nothing beyond the first image
     assert math.isnan(marginal_rate(10, 1.0, 2.0))  # the full run was quicker than one image: no rate
     assert math.isnan(marginal_rate(10, 5.0, 0.0))  # no one-image run
+
+
+def test_a_rate_that_could_not_be_drawn_is_left_out_of_the_median_and_said_so() -> None:
+    from bench.throughput import PEER, Run, drawn_median, targets
+
+    assert drawn_median([float("nan"), 2.0, 4.0]) == 3.0
+    assert math.isnan(drawn_median([float("nan")]))
+    mib = 2 ** 20
+    # round 0: the one-image run took longer than the whole run (a noisy machine): no rate once started
+    runs = [Run(PEER, "samples", 22, 20.0, 700 * mib, 26, 0, startup=5.0),
+            Run("yunet-intel", "samples", 22, 6.0, 400 * mib, 26, 0, startup=7.0),
+            Run(PEER, "samples", 22, 20.0, 700 * mib, 26, 1, startup=5.0),
+            Run("yunet-intel", "samples", 22, 5.0, 400 * mib, 26, 1, startup=3.0)]
+    text = " ".join(targets(runs, []))
+    # round 1 alone: 21/2 against 21/15
+    assert "7.50x once started (5x target met)" in text
+    text = " ".join(targets(runs[:2], []))
+    assert "once started not drawn" in text and "nan" not in text

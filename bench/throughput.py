@@ -559,7 +559,14 @@ NOTES = [
     "fast one); in it dlib's vision step, timed alone after the HTTP searches, took longer than a whole search did "
     "(its 'rest' is negative): the machine's speed moved between the two. The run before it, on 6c289e8 at "
     "16:09-16:21 UTC, two rounds, gave the samples 4.50x and 4.04x the peer, start-up included, and LFW 5.66x and "
-    "4.68x (its second round slow for facetrail alone, once started too: 86.6 against 105.6 images/s).",
+    "4.68x (its second round slow for facetrail alone, once started too: 86.6 against 105.6 images/s)."
+    " Since this section's run the vision process's warm-up runs the YuNet + Intel models once on a picture of no "
+    "one (the recogniser on a made-up face: the first photo then costs 22 ms more processor time than the next, "
+    "against 44 ms without, medians of eight runs each), a chunk's largest photos are taken first, and FAISS is "
+    "imported only where it is first used (the samples ingested in 2.56 s against 2.67 s, medians of 12 interleaved"
+    " pairs, 20:05 UTC on 2026-12-02). A run of this benchmark at 03:20 UTC on 2026-12-03, at a slower hour still "
+    "(the peer at 6.1 images/s on LFW and 0.99 on the samples), gave yunet-intel 6.52x the peer on LFW and 3.60x on"
+    " the samples, start-up included; it is not kept here.",
     "Memory over a long ingestion: the vision process stays at 191-192 MiB; the command grows from 121 MiB at 1,000 "
     "images to 142 MiB at 10,000 (the whole tree from 325 to 346 MiB, +7%; in an earlier run 329 to 349 MiB, +6%). "
     "The command walks its inputs as it goes (the folder is walked once before, to count "

@@ -77,6 +77,16 @@ def home_env(home: Path) -> dict[str, str]:
     return env
 
 
+def damaged_install(tmp_path: Path) -> Path:
+    """A copy of the facetrail package whose recogniser weights have one byte more, as a disk error or a hand
+    could leave them; put its parent first on PYTHONPATH to run facetrail from it."""
+    root = tmp_path / "damaged-install"
+    shutil.copytree(ROOT / "src" / "facetrail", root / "facetrail", ignore=shutil.ignore_patterns("__pycache__"))
+    with (root / "facetrail" / "vision" / "models" / "face-reidentification-retail-0095.bin").open("ab") as fh:
+        fh.write(b"\0")
+    return root
+
+
 def files_under(root: Path) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
 

@@ -15,6 +15,10 @@ class InvalidValueError(FacetrailError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[InvalidValueError], tuple[str, str]]:
+        """Pickled as its two arguments (a vision process sends its errors back pickled)."""
+        return type(self), (self.field, self.message)
+
 
 class NotFoundError(FacetrailError):
     """A referenced object (source, account, search, face) does not exist."""
@@ -34,6 +38,11 @@ class AuthenticationError(FacetrailError):
 
 class PermissionDeniedError(FacetrailError):
     """An authenticated account lacks the role for the action."""
+
+
+class ModelUnavailableError(FacetrailError):
+    """A vision model cannot be loaded: a model file facetrail ships is missing, changed or damaged. Nothing can
+    be analysed until the installation is repaired, so an ingestion stops rather than failing every image."""
 
 
 class IndexCorruptError(FacetrailError):

@@ -4,6 +4,7 @@ errors, and Starlette's own refusals (no such route, method not allowed, an unre
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +12,9 @@ from httpx2 import Response
 
 from facetrail.api import create_app
 from facetrail.runtime import Facetrail, local_actor
+from facetrail.vision import model_files
 from tests.api.test_api import auth, valid_source
+from tests.conftest import add_source, sample_bytes
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +97,22 @@ def test_the_schema_documents_the_one_shape(client: tuple[TestClient, str]) -> N
     create = schema["paths"]["/v1/sources"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert create["$ref"].endswith("/ErrorBody")
     assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_a_search_while_a_model_file_is_damaged_is_503_naming_the_file(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the investigator's bad input (422): the installation must be repaired before anything is analysed."""
+    monkeypatch.setitem(model_files.SHA256, "face-reidentification-retail-0095.bin", "0" * 64)
+    ft = Facetrail.open(tmp_path / "data", create=True, workers=1)
+    try:
+        add_source(ft)
+        key = ft.accounts.create(local_actor(), name="inv", role="investigator")[1]
+        with TestClient(create_app(ft)) as test_client:
+            response = test_client.post("/v1/search", headers=auth(key), data={"purpose": "demo", "case": "c"},
+                                        files={"photo": ("q.jpg", sample_bytes("obama2.jpg"), "image/jpeg")})
+        body = error_of(response, 503)
+        assert body["error"] == "ModelUnavailableError" and body["field"] is None
+        assert "face-reidentification-retail-0095.bin" in str(body["detail"])
+        assert "reinstall facetrail" in str(body["detail"])
+    finally:
+        ft.close()

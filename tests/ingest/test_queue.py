@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -24,7 +25,7 @@ from facetrail.ingest.report import IngestReport
 from facetrail.runtime import Facetrail
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, StoredImage
-from tests.conftest import ROOT, SAMPLES, StoreDb, add_source, sample_bytes
+from tests.conftest import ROOT, SAMPLES, StoreDb, add_source, damaged_install, sample_bytes
 
 if shutil.which("redis-server") is None:
     pytest.fail("redis-server is missing: apt-get install redis-server (.ci/run installs it)", pytrace=False)
@@ -58,10 +59,12 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.wait(10)
 
 
-def start_worker(url: str) -> subprocess.Popen[str]:
+def start_worker(url: str, install: Path = ROOT / "src", **popen: Any) -> subprocess.Popen[str]:
+    """A `facetrail worker` process, run from the package under `install`."""
     # A short lease, so that a killed worker's job goes back to the queue within seconds.
     return subprocess.Popen([sys.executable, "-m", "facetrail.cli", "worker", "--redis", url, "--lease", "3"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(install)},
+                            **popen)
 
 
 def stop(*workers: subprocess.Popen[str]) -> list[str]:
@@ -143,6 +146,37 @@ def test_a_worker_killed_mid_job_loses_nothing(redis_url: str, samples_ft: Facet
         assert not writer.is_alive()
     finally:
         stop(*([survivor] if survivor else []))
+    [report] = outcome
+    assert not report.errors, report.errors
+    assert_same_store(ft, samples_ft, actor)
+    ft.close()
+
+
+def test_a_worker_whose_model_file_is_damaged_stops_and_gives_its_job_back(redis_url: str, samples_ft: Facetrail,
+        tmp_path: Path, actor: Actor, store_db: StoreDb) -> None:
+    """Its installation, not the photo, is at fault: it does not answer an error for each job it takes, but exits
+    (1, naming the file) and puts the job it held back on the queue, which a sound worker then does."""
+    client = redis.Redis.from_url(redis_url)
+    damaged = start_worker(redis_url, damaged_install(tmp_path), stderr=subprocess.PIPE)
+    sound: subprocess.Popen[str] | None = None
+    ft = Facetrail.open(tmp_path / "queued", create=True, **store_db.settings_for(tmp_path / "queued"))
+    outcome: list[IngestReport] = []
+    writer = threading.Thread(target=lambda: outcome.append(ingest(ft, actor, redis_url, SAMPLES)))
+    try:
+        assert wait_for_workers(redis_url, 60) == 1
+        writer.start()
+        out, err = damaged.communicate(timeout=120)
+        assert damaged.returncode == 1, (out, err)
+        assert "face-reidentification-retail-0095.bin has SHA-256" in err and "reinstall facetrail" in err
+        assert client.llen("facetrail:jobs") > 0 and not [k for k in client.keys(PROCESSING + "*") if client.llen(k)]
+        sound = start_worker(redis_url)
+        writer.join(240)
+        assert not writer.is_alive()
+    finally:
+        if writer.is_alive():  # a check failed while it waited for a worker
+            ft.ingest.interrupt()
+            writer.join(60)
+        stop(*([sound] if sound else []))
     [report] = outcome
     assert not report.errors, report.errors
     assert_same_store(ft, samples_ft, actor)

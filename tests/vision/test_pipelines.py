@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facetrail.config import get_settings
-from facetrail.errors import InvalidValueError
+from facetrail.errors import InvalidValueError, ModelUnavailableError
 from facetrail.ingest import photo
 from facetrail.ingest.analysis import vision_config
 from facetrail.media.image import decode_image
@@ -176,10 +176,10 @@ def test_a_changed_model_file_is_refused(name: str, tmp_path: Path, monkeypatch:
     (folder / name).write_bytes(bytes(damaged))
     monkeypatch.setattr(model_files, "MODELS", folder)
     fresh = YuNetIntelBackend(VisionModel.YUNET_INTEL)  # nothing loaded yet
-    with pytest.raises(InvalidValueError, match=f"{name} has SHA-256 .* it was changed or damaged"):
+    with pytest.raises(ModelUnavailableError, match=f"{name} has SHA-256 .* it was changed or damaged"):
         fresh.embed(pixels("obama.jpg"), fresh.detect(pixels("obama.jpg")))
     (folder / name).unlink()
-    with pytest.raises(InvalidValueError, match="is missing"):
+    with pytest.raises(ModelUnavailableError, match="is missing"):
         model_files.verified(name)
     with pytest.raises(InvalidValueError, match="not a model file facetrail ships"):
         model_files.verified("other.onnx")

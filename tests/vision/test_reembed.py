@@ -17,13 +17,14 @@ import pytest
 from sqlalchemy import func, select
 
 from facetrail.crashpoints import CRASH_ENV
-from facetrail.errors import ConflictError, IndexCorruptError
+from facetrail.errors import ConflictError, IndexCorruptError, ModelUnavailableError
 from facetrail.index.faiss_index import FaissIndex, IndexTuning
 from facetrail.index.faiss_store import KeyringSealing
 from facetrail.runtime import Facetrail, local_actor
 from facetrail.sources.inputs import from_paths
 from facetrail.store.models import Face, Person
 from facetrail.store.templates import open_templates
+from facetrail.vision import model_files
 from facetrail.vision.composite import MODEL_IDS, VisionModel
 from tests.conftest import SAMPLES, add_source, sample_bytes
 
@@ -180,3 +181,23 @@ def test_reembed_refuses_while_opt_outs_of_the_old_model_exist(data: Path) -> No
         assert model_counts(intel) == {DLIB: sum(model_counts(intel).values())}
     finally:
         intel.close()
+
+
+def test_reembed_stops_at_a_damaged_model_file_and_resumes_once_it_is_repaired(
+        data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installation's fault, not the images': not every image marked failed, but the job stopped with the cause,
+    nothing changed, and the next run (the file repaired) does it all."""
+    faces = sum(model_counts_at(data).values())
+    monkeypatch.setitem(model_files.SHA256, "face-reidentification-retail-0095.bin", "0" * 64)
+    intel = Facetrail.open(data, workers=1, vision_model="yunet-intel", model_change=True)
+    try:
+        with pytest.raises(ModelUnavailableError, match="face-reidentification-retail-0095.bin has SHA-256"):
+            intel.reembed(local_actor())
+        assert model_counts(intel) == {DLIB: faces}
+    finally:
+        intel.close()
+    monkeypatch.undo()
+    done = cli(data, "index", "reembed", model="yunet-intel")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["already"] == 0 and report["faces"] == faces and report["failed_images"] == {}

@@ -23,6 +23,7 @@ from facetrail.errors import (
     InvalidValueError,
     KeyUnavailableError,
     MediaError,
+    ModelUnavailableError,
     NoFaceError,
     NotFoundError,
     PermissionDeniedError,
@@ -41,6 +42,8 @@ STATUS: list[tuple[type[FacetrailError], int]] = [
     (ConflictError, 409),
     # The master key is missing or wrong, or a key was destroyed under a request: the service cannot answer.
     (KeyUnavailableError, 503),
+    # A model file of the installation is missing or damaged: nothing can be analysed until it is repaired.
+    (ModelUnavailableError, 503),
     (ShuttingDownError, 503),
 ]
 

@@ -295,7 +295,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                                                        "allow it"),
         (404, "not found"), (409, "not in a state that allows it"), (413, "request body too large"),
         (422, "a value is invalid, or a file cannot be used"), (429, "too many requests; see Retry-After"),
-        (503, "encrypted data cannot be read (master key missing or wrong), or the server is shutting down"))
+        (503, "encrypted data cannot be read (master key missing or wrong), a model file of the installation is "
+              "missing or damaged, or the server is shutting down"))
 }
 
 

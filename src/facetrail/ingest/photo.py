@@ -7,11 +7,14 @@ process stays small: the settings module alone weighs some 20 MiB.
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from facetrail.errors import FacetrailError
+from facetrail.ingest.report import cause_of
 from facetrail.media.image import decode_image
 from facetrail.vision.backend import VisionBackend, VisionConfig, load_backend
 from facetrail.vision.pipeline import AnalyzedFace, analyze_faces
@@ -118,13 +121,27 @@ def analyze_many(analyze: Callable[[bytes], ImageAnalysis], items: list[bytes]) 
     size stands in for its analysis time, which grows with its pixels."""
     pool = _WorkerState.threads
     if pool is None:
-        return [attempt(analyze, data) for data in items]
+        return [_sendable(attempt(analyze, data)) for data in items]
     # Even a single item goes to an analysing thread: their models are loaded (this thread's are not).
     largest_first = sorted(range(len(items)), key=lambda i: len(items[i]), reverse=True)
     futures = {i: pool.submit(attempt, analyze, items[i]) for i in largest_first}
     try:
-        return [futures[i].result() for i in range(len(items))]
+        return [_sendable(futures[i].result()) for i in range(len(items))]
     except BaseException:  # interrupted: what has not started is not started
         for future in futures.values():
             future.cancel()
         raise
+
+
+def _sendable(outcome: ImageAnalysis | BaseException) -> ImageAnalysis | BaseException:
+    """The outcome as the process that asked for it can read it back. The results go back pickled, and an error
+    that cannot be rebuilt from its pickle (a library's, whose constructor takes other arguments than it keeps)
+    would break the pool there: every image in flight would be taken for a crash and run again alone. Such an
+    error goes back as a FacetrailError that says what it was."""
+    if not isinstance(outcome, BaseException):
+        return outcome
+    try:
+        pickle.loads(pickle.dumps(outcome))  # noqa: S301 - made here, from an error of this process
+    except Exception:
+        return FacetrailError(cause_of(outcome))
+    return outcome

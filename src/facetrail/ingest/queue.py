@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from facetrail.errors import FacetrailError, MediaError
+from facetrail.errors import FacetrailError, MediaError, ModelUnavailableError
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis
+from facetrail.ingest.report import cause_of
 from facetrail.vision.backend import VisionConfig
 
 Job = TypeVar("Job")
@@ -220,12 +221,6 @@ def _load_result(raw: bytes) -> tuple[int, Outcome]:
     return seq, (value if kind == "ok" else MediaError(value))
 
 
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, FacetrailError | OSError):
-        return str(exc) or type(exc).__name__
-    return f"analysis failed ({type(exc).__name__}: {exc})"
-
-
 class Worker:
     """`facetrail worker`: takes analysis jobs from the queue until stopped."""
 
@@ -271,8 +266,10 @@ class Worker:
             analyzer = self._analyzers[task.config] = Analyzer(task.config)
         try:
             return task.seq, "ok", analyzer.analyze(task.data)
+        except ModelUnavailableError:
+            raise  # this machine's installation: the worker stops, and its job goes back for another worker
         except Exception as exc:  # one bad image must never stop the worker
-            return task.seq, "error", _cause(exc)
+            return task.seq, "error", cause_of(exc)
 
     def _beat(self, alive: str) -> None:
         while not self._stop.wait(min(1.0, self.lease_s / 5)):

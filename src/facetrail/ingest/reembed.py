@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 
 from facetrail.crashpoints import crash_point
 from facetrail.crypto.vault import Vault
-from facetrail.errors import ConflictError, FacetrailError
+from facetrail.errors import ConflictError, FacetrailError, ModelUnavailableError
 from facetrail.media.geometry import Box
 from facetrail.media.image import decode_image
 from facetrail.store.blobs import BlobStore
@@ -123,6 +123,8 @@ class Reembedder:
         for done, image_id in enumerate(images, start=1):
             try:
                 self._image(image_id, report)
+            except ModelUnavailableError:
+                raise  # the installation's fault, not this image's: stop, and resume once it is repaired
             except FacetrailError as exc:  # one unreadable image must not stop the job
                 report.failed_images[image_id] = str(exc) or type(exc).__name__
             report.images += 1

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from facetrail.errors import FacetrailError
+
 
 @dataclass(frozen=True)
 class ItemError:
@@ -13,6 +15,13 @@ class ItemError:
 
     name: str
     cause: str
+
+
+def cause_of(exc: BaseException) -> str:
+    """What an item's error says: facetrail's own and the system's as they are, any other (a library's) named."""
+    if isinstance(exc, FacetrailError | OSError):
+        return str(exc) or type(exc).__name__
+    return f"analysis failed ({type(exc).__name__}: {exc})"
 
 
 @dataclass(frozen=True)

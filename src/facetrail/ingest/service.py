@@ -36,12 +36,12 @@ from facetrail.accounts.roles import Action, Actor, require
 from facetrail.audit.log import AuditLog
 from facetrail.config import Settings
 from facetrail.crypto.vault import DataKey
-from facetrail.errors import ConflictError, FacetrailError, ShuttingDownError
+from facetrail.errors import ConflictError, FacetrailError, ModelUnavailableError, ShuttingDownError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, ImageAnalysis, VideoProgress
 from facetrail.ingest.photo import attempt
 from facetrail.ingest.queue import JobQueue
-from facetrail.ingest.report import IngestReport, ItemError, SkippedItem
+from facetrail.ingest.report import IngestReport, ItemError, SkippedItem, cause_of
 from facetrail.ingest.videos import VideoIngest
 from facetrail.ingest.workers import WorkerPool, pool_shape
 from facetrail.media.redact import redact_image_bytes
@@ -103,8 +103,10 @@ class IngestService:
     def ingest(self, actor: Actor, source_id: int, items: Iterable[InputItem], *, total: int | None = None,
                progress: Progress | None = None, workers: int | None = None,
                queue_url: str | None = None) -> IngestReport:
-        """Ingest `items` into the source; per-item problems are reported, never raised. With `queue_url` (or the
-        queue_url setting) the photos are analysed by `facetrail worker` processes through Redis (queue.py).
+        """Ingest `items` into the source; per-item problems are reported, never raised (a vision model that cannot
+        be loaded, ModelUnavailableError, is not one: every item would meet it, so it stops the ingestion). With
+        `queue_url` (or the queue_url setting) the photos are analysed by `facetrail worker` processes through
+        Redis (queue.py).
 
         `items` is walked as the ingestion goes, never held whole, so a folder of millions of files costs no
         memory per file. `total` (how many items there are, for progress) defaults to `len(items)` when it has
@@ -180,8 +182,10 @@ class IngestService:
         opened = 0.0
         try:
             for job, outcome in analysed:
+                if isinstance(outcome, ModelUnavailableError):
+                    raise outcome  # the installation's fault, not this image's: every other one would fail too
                 if isinstance(outcome, BaseException):
-                    report.errors.append(ItemError(job.item.name, _cause(outcome)))
+                    report.errors.append(ItemError(job.item.name, cause_of(outcome)))
                 else:
                     if not batch:
                         opened = time.monotonic()
@@ -232,7 +236,7 @@ class IngestService:
                     raise FacetrailError(item.error)
                 data = item.read()
             except (OSError, FacetrailError) as exc:
-                report.errors.append(ItemError(item.name, _cause(exc)))
+                report.errors.append(ItemError(item.name, cause_of(exc)))
                 advance()
                 continue
             if not data:
@@ -480,9 +484,3 @@ def _walked(items: Iterable[InputItem], report: IngestReport, stopping: threadin
         report.items += 1
         yield item
     report.interrupted = True
-
-
-def _cause(exc: BaseException) -> str:
-    if isinstance(exc, FacetrailError | OSError):
-        return str(exc) or type(exc).__name__
-    return f"analysis failed ({type(exc).__name__}: {exc})"

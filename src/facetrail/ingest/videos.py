@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from facetrail.config import Settings
 from facetrail.crashpoints import crash_point
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, ModelUnavailableError
 from facetrail.index.gallery import Gallery
 from facetrail.ingest.analysis import Analyzer, VideoAnalysis, VideoProgress
-from facetrail.ingest.report import IngestReport, ItemError, VideoSummary
+from facetrail.ingest.report import IngestReport, ItemError, VideoSummary, cause_of
 from facetrail.ingest.tracking import Sighting, default_track_distance
 from facetrail.ingest.tracking import Track as FaceTrack
 from facetrail.media.redact import redact_image_bytes
@@ -97,9 +97,10 @@ class VideoIngest:
                                                    track_distance=self.settings.video_track_distance
                                                    or default_track_distance(self.analyzer.backend.calibration()),
                                                    progress=progress)
+        except ModelUnavailableError:
+            raise  # the installation's fault, not this video's: every other one would fail the same way
         except Exception as exc:  # one bad video must never stop the batch
-            cause = str(exc) if isinstance(exc, FacetrailError) else f"analysis failed ({type(exc).__name__}: {exc})"
-            report.errors.append(ItemError(item.name, cause))
+            report.errors.append(ItemError(item.name, cause_of(exc)))
             return
         self._commit(source, item, digest, len(data), jurisdictions, analysis, report)
 

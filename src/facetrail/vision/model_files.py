@@ -1,12 +1,13 @@
 """The model files shipped inside facetrail (`vision/models/`, with their licences and PROVENANCE.md), each
-checked against its SHA-256 before it is loaded: a changed or truncated file is refused, never used."""
+checked against its SHA-256 before it is loaded: a changed or truncated file is refused, never used
+(ModelUnavailableError)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from facetrail.errors import InvalidValueError
+from facetrail.errors import InvalidValueError, ModelUnavailableError
 
 MODELS = Path(__file__).with_name("models")
 
@@ -33,9 +34,9 @@ def verified(name: str, folder: Path | None = None) -> Path:
         raise InvalidValueError("model", f"{name} is not a model file facetrail ships")
     path = (folder or MODELS) / name
     if not path.is_file():
-        raise InvalidValueError("model", f"model file {path} is missing; reinstall facetrail")
+        raise ModelUnavailableError(f"model file {path} is missing; reinstall facetrail")
     found = sha256_of(path)
     if found != SHA256[name]:
-        raise InvalidValueError("model", f"model file {path} has SHA-256 {found}, not the shipped "
-                                         f"{SHA256[name]}: it was changed or damaged; reinstall facetrail")
+        raise ModelUnavailableError(f"model file {path} has SHA-256 {found}, not the shipped {SHA256[name]}: it "
+                                    "was changed or damaged; reinstall facetrail")
     return path

@@ -3,7 +3,6 @@ readable, even when cut off half-way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from facetrail.crypto.keyring import Keyring
 from facetrail.crypto.master import LocalMasterKey, new_key_bytes
 from facetrail.crypto.vault import Vault
 from facetrail.errors import IndexCorruptError
-from facetrail.index.faiss_index import MAGIC, FaissIndex
+from facetrail.index.faiss_index import MAGIC, Buffer, FaissIndex, OpenInto
 from facetrail.index.faiss_store import FaissStore
 
 DIM = 8
@@ -127,22 +126,22 @@ def test_an_open_that_a_purge_overtakes_reads_the_new_files(store: FaissStore,
     (a failure would make that process rebuild the whole index from the store)."""
     writer = filled(store)
     writer.remove([3])
-    unsealer = FaissIndex._unsealer
+    unsealer = FaissIndex._unsealer_into
     overtaken: list[bool] = []
 
-    def purge_first(self: FaissIndex) -> Callable[[bytes], bytes]:
-        unseal = unsealer(self)
+    def purge_first(self: FaissIndex) -> tuple[OpenInto, int]:
+        unseal, overhead = unsealer(self)
 
-        def overtake(data: bytes) -> bytes:
+        def overtake(data: Buffer, out: memoryview) -> None:
             if not overtaken:  # between reading the file's first frame and decrypting it
                 overtaken.append(True)
                 with store.writing():
                     writer.purge()
                 writer.settle()
-            return unseal(data)
-        return overtake
+            unseal(data, out)
+        return overtake, overhead
 
-    monkeypatch.setattr(FaissIndex, "_unsealer", purge_first)
+    monkeypatch.setattr(FaissIndex, "_unsealer_into", purge_first)
     reopened = store.open()
     assert overtaken and reopened is not None and sorted(reopened.ids().tolist()) == [1, 2, *range(4, 11)]
 
@@ -150,14 +149,14 @@ def test_an_open_that_a_purge_overtakes_reads_the_new_files(store: FaissStore,
 def test_a_file_that_stays_undecryptable_is_still_refused(store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
     filled(store)
     reads: list[int] = []
-    unsealer = FaissIndex._unsealer
+    unsealer = FaissIndex._unsealer_into
 
-    def damaging(self: FaissIndex) -> Callable[[bytes], bytes]:
+    def damaging(self: FaissIndex) -> tuple[OpenInto, int]:
         reads.append(1)  # one file read
-        unseal = unsealer(self)
-        return lambda data: unseal(data[:-1] + bytes([data[-1] ^ 1]))
+        unseal, overhead = unsealer(self)
+        return (lambda data, out: unseal(bytes(data[:-1]) + bytes([data[-1] ^ 1]), out)), overhead
 
-    monkeypatch.setattr(FaissIndex, "_unsealer", damaging)
+    monkeypatch.setattr(FaissIndex, "_unsealer_into", damaging)
     with pytest.raises(IndexCorruptError):
         store.open()
     assert len(reads) == 1  # the file did not change: no second read

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,7 +21,12 @@ from facetrail.errors import KeyUnavailableError
 MAGIC = b"FTE1"
 ID_BYTES = 16
 NONCE_BYTES = 12
+TAG_BYTES = 16
 HEADER = len(MAGIC) + ID_BYTES
+OVERHEAD = HEADER + NONCE_BYTES + TAG_BYTES
+"""How much longer a sealed record is than its plaintext."""
+
+Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -32,11 +38,11 @@ class DataKey:
         return f"DataKey({self.id})"
 
 
-def is_sealed(data: bytes) -> bool:
-    return data[:len(MAGIC)] == MAGIC and len(data) >= HEADER + NONCE_BYTES + 16
+def is_sealed(data: Buffer) -> bool:
+    return data[:len(MAGIC)] == MAGIC and len(data) >= OVERHEAD
 
 
-def key_id_of(sealed: bytes) -> str:
+def key_id_of(sealed: Buffer) -> str:
     if not is_sealed(sealed):
         raise KeyUnavailableError("not an encrypted record")
     return sealed[len(MAGIC):HEADER].hex()
@@ -72,27 +78,54 @@ class Vault:
         keys: dict[str, bytes] = {}
 
         def open_one(sealed: bytes) -> bytes:
-            key_id = key_id_of(sealed)
-            if key_id not in keys:
-                keys.update(self.keyring.get([key_id]))
-            return self._open(label, sealed, keys)
+            return self._open(label, sealed, self._fetched(keys, sealed))
         return open_one
+
+    def opener_into(self, label: str) -> Callable[[Buffer, memoryview], None]:
+        """As `opener`, but each record's plaintext is written into `out` (exactly `len(sealed) - OVERHEAD` bytes)
+        instead of a new bytes object: a large record (an index snapshot's frame) is decrypted where it is to be
+        kept. If the record does not open, `out` holds garbage."""
+        keys: dict[str, bytes] = {}
+
+        def open_into(sealed: Buffer, out: memoryview) -> None:
+            self._open(label, sealed, self._fetched(keys, sealed), out)
+        return open_into
+
+    def _fetched(self, keys: dict[str, bytes], sealed: Buffer) -> dict[str, bytes]:
+        """`keys`, with the key `sealed` is under fetched into it if it was not there (and exists)."""
+        key_id = key_id_of(sealed)
+        if key_id not in keys:
+            keys.update(self.keyring.get([key_id]))
+        return keys
 
     def open_many(self, label: str, sealed: Sequence[bytes]) -> list[bytes]:
         """Open records sealed under any keys (fetched in one pass); a destroyed key raises."""
         keys = self.keyring.get({key_id_of(s) for s in sealed})
         return [self._open(label, s, keys) for s in sealed]
 
+    @overload
     @staticmethod
-    def _open(label: str, sealed: bytes, keys: dict[str, bytes]) -> bytes:
+    def _open(label: str, sealed: Buffer, keys: dict[str, bytes]) -> bytes: ...
+
+    @overload
+    @staticmethod
+    def _open(label: str, sealed: Buffer, keys: dict[str, bytes], out: memoryview) -> None: ...
+
+    @staticmethod
+    def _open(label: str, sealed: Buffer, keys: dict[str, bytes], out: memoryview | None = None) -> bytes | None:
+        """The plaintext of `sealed`, or None once it is written into `out`."""
         key_id = key_id_of(sealed)
         key = keys.get(key_id)
         if key is None:
             raise KeyUnavailableError(f"the {label}'s data key {key_id} has been destroyed")
+        # Views, not slices: a large record (the index snapshot) is not copied before decryption.
+        nonce, body = memoryview(sealed)[HEADER:HEADER + NONCE_BYTES], memoryview(sealed)[HEADER + NONCE_BYTES:]
+        authenticated = bytes(sealed[:HEADER]) + label.encode()
         try:
-            # A view, not a slice: a large record (the index snapshot) is not copied before decryption.
-            return AESGCM(key).decrypt(sealed[HEADER:HEADER + NONCE_BYTES], memoryview(sealed)[HEADER + NONCE_BYTES:],
-                                       sealed[:HEADER] + label.encode())
+            if out is None:
+                return AESGCM(key).decrypt(nonce, body, authenticated)
+            AESGCM(key).decrypt_into(nonce, body, authenticated, out)
+            return None
         except InvalidTag:
             raise KeyUnavailableError(f"{label} data under key {key_id} is damaged, or was sealed as something "
                                       "else") from None

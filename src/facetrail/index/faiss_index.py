@@ -32,6 +32,7 @@ never calls it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -46,7 +47,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,8 +96,16 @@ class IndexTuning:
     seed: int = 1234
 
 
+Buffer = bytes | bytearray | memoryview
+OpenInto = Callable[[Buffer, memoryview], None]
+"""Writes a record's plaintext into a buffer of exactly its size, or raises."""
+
+
 class Sealing(Protocol):
     """How the index files are encrypted at rest: under one key at a time."""
+
+    overhead: int
+    """How much longer a sealed record is than its plaintext."""
 
     def sealer(self) -> Callable[[bytes], bytes]:
         """Seals records under the current key, looked up once (for the records of one file write)."""
@@ -104,6 +113,10 @@ class Sealing(Protocol):
 
     def opener(self) -> Callable[[bytes], bytes]:
         """Opens records, each key looked up once (for the records of one file read); raises FacetrailError."""
+        ...
+
+    def opener_into(self) -> OpenInto:
+        """As `opener`, each record's plaintext written into a buffer (`overhead` bytes shorter than the record)."""
         ...
 
     def renew(self) -> None:
@@ -444,7 +457,7 @@ class FaissIndex:
             self._snapshot_bytes = st.st_size
             self._loaded_stat = (st.st_ino, st.st_mtime_ns, st.st_size)
             try:
-                frames = _FrameReader(fh, self._unsealer())
+                frames = _FrameReader(fh, *self._unsealer_into())
                 header = frames.header()
                 if header["dim"] != self.dim:
                     raise IndexCorruptError(f"index holds {header['dim']}-d vectors, model needs {self.dim}-d")
@@ -707,6 +720,19 @@ class FaissIndex:
     def _unseal(self, data: bytes) -> bytes:
         return self._unsealer()(data)
 
+    def _unsealer_into(self) -> tuple[OpenInto, int]:
+        """As `_unsealer`, writing each record's plaintext into a buffer; with how much shorter than the record."""
+        if self._sealing is None:
+            return _checked_into, CHECKSUM_BYTES
+        opener = self._sealing.opener_into()
+
+        def unseal_into(data: Buffer, out: memoryview) -> None:
+            try:
+                opener(data, out)
+            except FacetrailError as exc:
+                raise IndexCorruptError(f"index file cannot be decrypted: {exc}") from exc
+        return unseal_into, self._sealing.overhead
+
     def _unsealer(self) -> Callable[[bytes], bytes]:
         """Opens what one file read holds, each key looked up once for it (and never kept beyond it: a key an
         erasure destroys opens nothing afterwards)."""
@@ -774,13 +800,48 @@ BLOCK_BITS = 16
 BLOCK = 1 << BLOCK_BITS
 
 
-MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux: the kernel maps a new mapping's pages at once
+MADV_POPULATE_WRITE = 23  # Linux 5.14 and later: map a range's pages now, writable
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's madvise, called through ctypes (which lets go of the interpreter during the call); None
+    where there is none to be had."""
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int], int], function)
+
+
+def map_pages_now(mapped: mmap.mmap) -> bool:
+    """Have the kernel map every page of `mapped` at once, while other threads of the process go on; False where
+    it cannot (a kernel before 5.14, no C library): the pages are then mapped as they are first written.
+
+    Python's own ways (mmap's MAP_POPULATE flag, `mmap.madvise`) hold the interpreter during the system call, so
+    every other thread waited while a block was mapped: a thread spinning in Python beside 16 blocks of 64 MiB
+    mapped that way got through a fifth of its loop, against 40% with this call (and all of it with nothing else
+    running), ad hoc on this 2-core machine."""
+    madvise = _madvise()
+    if madvise is None:
+        return False
+    import ctypes
+
+    start = ctypes.c_char.from_buffer(mapped)  # the mapping's address (an export: released when `start` goes)
+    try:
+        return madvise(ctypes.addressof(start), len(mapped), MADV_POPULATE_WRITE) == 0
+    finally:
+        del start
 
 
 class _BlocksAhead:
     """The full blocks a load of an inverted file's templates will fill, made in a thread of its own, at most
-    AHEAD blocks ahead of the filling, with their pages mapped at once (MAP_POPULATE; the kernel does it without
-    holding the interpreter).
+    AHEAD blocks ahead of the filling, with their pages mapped at once (`map_pages_now`, which leaves the
+    interpreter to the other threads meanwhile).
 
     Filling fresh memory made the kernel map it a page at a time as it was first written: 1 GiB at 1M faces,
     262,144 page faults, the larger part of a load (cProfile: 1.09 of 2.0 s in the copy into the blocks, against
@@ -863,8 +924,9 @@ class Rows:
         transparent huge pages are on for every mapping, the kernel may give it huge pages it has free, but under the
         usual defrag setting compacts memory for them only for mappings that ask (as numpy's arrays do)."""
         if self.base_pages:
-            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (MAP_POPULATE if populated else 0)
-            mapped = mmap.mmap(-1, BLOCK * self.dim * 4, flags=flags)
+            mapped = mmap.mmap(-1, BLOCK * self.dim * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            if populated:
+                map_pages_now(mapped)
             return np.frombuffer(mapped, dtype=np.float32).reshape(BLOCK, self.dim)
         return np.zeros((BLOCK, self.dim), dtype=np.float32)
 
@@ -957,11 +1019,20 @@ class _Snapshot:
         yield from _pieces(_bytes_of(self.engine))
 
 
+CHECKSUM_BYTES = 32
+
+
 def _checked(data: bytes) -> bytes:
     """An unsealed index file's record: its contents, their SHA-256 checked."""
-    if len(data) < 32 or hashlib.sha256(memoryview(data)[:-32]).digest() != data[-32:]:
+    contents = memoryview(data)[:-CHECKSUM_BYTES]
+    if len(data) < CHECKSUM_BYTES or hashlib.sha256(contents).digest() != data[-CHECKSUM_BYTES:]:
         raise IndexCorruptError("index file checksum mismatch")
-    return data[:-32]
+    return data[:-CHECKSUM_BYTES]
+
+
+def _checked_into(data: Buffer, out: memoryview) -> None:
+    """`_checked`, the contents written into `out`."""
+    out[:] = _checked(bytes(data))
 
 
 def _bytes_of(array: NDArray[Any]) -> memoryview:
@@ -976,48 +1047,71 @@ def _pieces(data: memoryview) -> Iterator[memoryview]:
 
 class _FrameReader:
     """Reads a snapshot's frames in order, checking that each is the next one of this snapshot; any damage,
-    truncation, a frame missing, repeated, reordered or spliced from another snapshot raises IndexCorruptError."""
+    truncation, a frame missing, repeated, reordered or spliced from another snapshot raises IndexCorruptError.
+
+    Each frame is read into one buffer kept for the whole file and decrypted where its contents are to stay (`fill`):
+    no new memory per frame, nor a copy of its plaintext. A fresh megabyte for every frame read and every frame
+    decrypted, faulted in by the kernel, took as long as the decryption, and its mapping waited on the thread that
+    maps the index's blocks ahead (`_BlocksAhead`)."""
 
     PREFIX = len(MAGIC) + 16 + 8  # magic, epoch, frame number
 
     HEADER_BYTES = 1 << 20  # frame 0, the JSON header, is never larger
     OVERHEAD = 65_536  # a frame's prefix and its sealing, at most
 
-    def __init__(self, fh: Any, unseal: Callable[[bytes], bytes]) -> None:
+    def __init__(self, fh: Any, open_into: OpenInto, sealing_bytes: int) -> None:
         self.fh = fh
-        self.unseal = unseal
+        self.open_into = open_into
+        self.sealing_bytes = sealing_bytes  # how much longer a sealed frame is than its plaintext
         self.largest = self.HEADER_BYTES + self.OVERHEAD
         self.frame_bytes = 0
         self.number = 0
         self.epoch = b""
+        self._sealed = bytearray()
+        self._plain = bytearray()
         if fh.read(len(FILE_MAGIC)) != FILE_MAGIC:
             raise IndexCorruptError("index file has no valid header")
 
-    def _frame(self) -> bytes:
+    def _read(self) -> memoryview:
+        """The next sealed frame, in the read buffer (valid until the next read)."""
         head = self.fh.read(8)
         if len(head) < 8:
             raise IndexCorruptError("index file is truncated")
         (length,) = struct.unpack("<Q", head)
         if length > self.largest:  # no frame is this large: a damaged length
             raise IndexCorruptError("index file has a damaged frame length")
-        sealed = self.fh.read(length)
-        if len(sealed) < length:
-            raise IndexCorruptError("index file is truncated")
-        plain: bytes = self.unseal(sealed)
-        del sealed
-        if len(plain) < self.PREFIX or plain[:len(MAGIC)] != MAGIC:
+        if length < self.sealing_bytes + self.PREFIX:
             raise IndexCorruptError("index file has no valid header")
-        epoch = plain[len(MAGIC):len(MAGIC) + 16]
-        (number,) = struct.unpack("<Q", plain[len(MAGIC) + 16:self.PREFIX])
+        if len(self._sealed) < length:
+            self._sealed = bytearray(length)
+        sealed = memoryview(self._sealed)[:length]
+        if (self.fh.readinto(sealed) or 0) < length:
+            raise IndexCorruptError("index file is truncated")
+        return sealed
+
+    def _open(self, sealed: memoryview, out: memoryview) -> None:
+        """Decrypt `sealed` into `out` (its plaintext's size), and check that it is this snapshot's next frame."""
+        self.open_into(sealed, out)
+        prefix = bytes(out[:self.PREFIX])
+        if prefix[:len(MAGIC)] != MAGIC:
+            raise IndexCorruptError("index file has no valid header")
+        epoch = prefix[len(MAGIC):len(MAGIC) + 16]
+        (number,) = struct.unpack("<Q", prefix[len(MAGIC) + 16:])
         if number != self.number or (self.number and epoch != self.epoch):
             raise IndexCorruptError("index file has frames out of order or from another snapshot")
         self.epoch = epoch
         self.number += 1
+
+    def _frame(self) -> memoryview:
+        """The next frame's plaintext, in the frame buffer (valid until the next frame)."""
+        sealed = self._read()
+        plain = self._frame_buffer(len(sealed) - self.sealing_bytes - self.PREFIX)
+        self._open(sealed, plain)
         return plain
 
     def header(self) -> dict[str, Any]:
         try:
-            header = json.loads(self._frame()[self.PREFIX:])
+            header = json.loads(bytes(self._frame()[self.PREFIX:]))
         except ValueError as exc:
             raise IndexCorruptError(f"index file unreadable: {exc}") from exc
         if not isinstance(header, dict) or bytes.fromhex(str(header.get("epoch", ""))) != self.epoch:
@@ -1028,19 +1122,33 @@ class _FrameReader:
         self.largest = self.frame_bytes + self.OVERHEAD
         return header
 
-    def next(self, size: int) -> tuple[bytes, int]:
-        """The next frame, which must carry `size` bytes: its plaintext and where they start in it."""
-        plain = self._frame()
-        if len(plain) - self.PREFIX != size:
-            raise IndexCorruptError("index file is inconsistent (a frame of the wrong size)")
-        return plain, self.PREFIX
-
     def fill(self, out: NDArray[np.uint8]) -> None:
-        """Fill `out` from the next frames (at most the header's frame size each)."""
+        """Fill `out` (contiguous) from the next frames, which must carry at most the header's frame size each.
+
+        A frame's plaintext is its prefix, then its contents: it is decrypted right into `out`, its prefix over the
+        end of the frame before, which is put back once the prefix is checked; the first frame of `out`, with no
+        room before it, goes through the frame buffer."""
+        into = out.data.cast("B")
         for start in range(0, len(out), self.frame_bytes):
             count = min(self.frame_bytes, len(out) - start)
-            plain, offset = self.next(count)
-            out[start:start + count] = np.frombuffer(plain, dtype=np.uint8, count=count, offset=offset)
+            sealed = self._read()
+            if len(sealed) - self.sealing_bytes - self.PREFIX != count:
+                raise IndexCorruptError("index file is inconsistent (a frame of the wrong size)")
+            if start < self.PREFIX:
+                plain = self._frame_buffer(count)
+                self._open(sealed, plain)
+                into[start:start + count] = plain[self.PREFIX:]
+                continue
+            before = bytes(into[start - self.PREFIX:start])
+            self._open(sealed, into[start - self.PREFIX:start + count])
+            into[start - self.PREFIX:start] = before
+
+    def _frame_buffer(self, count: int) -> memoryview:
+        """Room for a frame's plaintext that carries `count` bytes, in the frame buffer."""
+        size = self.PREFIX + count
+        if len(self._plain) < size:
+            self._plain = bytearray(size)
+        return memoryview(self._plain)[:size]
 
     def end(self) -> None:
         if self.fh.read(1):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from facetrail.crypto.vault import Vault, is_sealed
+from facetrail.crypto.vault import OVERHEAD, Buffer, Vault, is_sealed
 from facetrail.index.faiss_index import FILE_MAGIC, FaissIndex, IndexTuning, file_lock
 
 INDEX_LABEL = "index"
@@ -17,6 +17,8 @@ INDEX_LABEL = "index"
 class KeyringSealing:
     """The index file sealed (AES-GCM) under the keyring's current index key: one key for every file, replaced
     when an erasure purges the index (the old keys are then destroyed)."""
+
+    overhead = OVERHEAD
 
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
@@ -27,6 +29,9 @@ class KeyringSealing:
 
     def opener(self) -> Callable[[bytes], bytes]:
         return self.vault.opener(INDEX_LABEL)
+
+    def opener_into(self) -> Callable[[Buffer, memoryview], None]:
+        return self.vault.opener_into(INDEX_LABEL)
 
     def renew(self) -> None:
         self.vault.keyring.rotate_index_key()

@@ -1074,12 +1074,17 @@ class _FrameReader:
         self.frame_bytes = 0
         self.number = 0
         self.epoch = b""
-        size = os.fstat(fh.fileno()).st_size
-        self._chunk = memoryview(bytearray(max(min(self.CHUNK_BYTES, size), 2 * self.largest)))
+        self._size = os.fstat(fh.fileno()).st_size
+        self._chunk = memoryview(bytearray(self._room_for(self.largest)))
         self._start = self._end = 0  # what is read and not yet taken: _chunk[_start:_end]
         self._plain = bytearray()
         if bytes(self._take(len(FILE_MAGIC), "no valid header")) != FILE_MAGIC:
             raise IndexCorruptError("index file has no valid header")
+
+    def _room_for(self, largest: int) -> int:
+        """The read buffer's size for frames of at most `largest` bytes: two of them with their lengths, at least
+        CHUNK_BYTES, at most the whole file (which holds every frame there is)."""
+        return min(self._size, max(self.CHUNK_BYTES, 2 * (largest + 8)))
 
     def _take(self, count: int, short: str = "is truncated") -> memoryview:
         """The file's next `count` bytes (at most the largest frame and its length), as a view of the read buffer
@@ -1139,9 +1144,9 @@ class _FrameReader:
         if not 4096 <= self.frame_bytes <= 1 << 30:
             raise IndexCorruptError("index file has a damaged frame size")
         self.largest = self.frame_bytes + self.OVERHEAD
-        if len(self._chunk) < 2 * self.largest:  # frames larger than the buffer made for the header
+        if len(self._chunk) < self._room_for(self.largest):  # frames larger than the buffer made for the header
             left = self._chunk[self._start:self._end]
-            self._chunk = memoryview(bytearray(2 * self.largest))
+            self._chunk = memoryview(bytearray(self._room_for(self.largest)))
             self._chunk[:len(left)] = left
             self._start, self._end = 0, len(left)
         return header

@@ -1090,9 +1090,7 @@ class _FrameReader:
         """The file's next `count` bytes (at most the largest frame and its length), as a view of the read buffer
         that is valid until the next call; IndexCorruptError ('index file <short>') where the file ends first."""
         if self._end - self._start < count:
-            left = self._end - self._start
-            self._chunk[:left] = self._chunk[self._start:self._end]
-            self._start, self._end = 0, left
+            self._keep_unread(len(self._chunk))
             while self._end < len(self._chunk):
                 read = self.fh.readinto(self._chunk[self._end:])
                 if not read:
@@ -1103,6 +1101,15 @@ class _FrameReader:
         taken = self._chunk[self._start:self._start + count]
         self._start += count
         return taken
+
+    def _keep_unread(self, size: int) -> None:
+        """Move what is read and not yet taken to the start of the read buffer, a new one of `size` bytes if the
+        buffer is not that large."""
+        unread = self._chunk[self._start:self._end]
+        if len(self._chunk) != size:
+            self._chunk = memoryview(bytearray(size))
+        self._chunk[:len(unread)] = unread
+        self._start, self._end = 0, len(unread)
 
     def _read(self) -> memoryview:
         """The next sealed frame, in the read buffer (valid until the next read)."""
@@ -1145,10 +1152,7 @@ class _FrameReader:
             raise IndexCorruptError("index file has a damaged frame size")
         self.largest = self.frame_bytes + self.OVERHEAD
         if len(self._chunk) < self._room_for(self.largest):  # frames larger than the buffer made for the header
-            left = self._chunk[self._start:self._end]
-            self._chunk = memoryview(bytearray(self._room_for(self.largest)))
-            self._chunk[:len(left)] = left
-            self._start, self._end = 0, len(left)
+            self._keep_unread(self._room_for(self.largest))
         return header
 
     def fill(self, out: NDArray[np.uint8]) -> None:
@@ -1163,7 +1167,7 @@ class _FrameReader:
             sealed = self._read()
             if len(sealed) - self.sealing_bytes - self.PREFIX != count:
                 raise IndexCorruptError("index file is inconsistent (a frame of the wrong size)")
-            if start < self.PREFIX:
+            if start == 0:
                 plain = self._frame_buffer(count)
                 self._open(sealed, plain)
                 into[start:start + count] = plain[self.PREFIX:]

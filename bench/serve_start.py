@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         textwrap.fill(
             "Before its first /health answer `serve` imports its command line, opens the data directory and loads "
             "the index, in a thread of its own started before the web application is imported and built (at "
-            f"{args.faces:,} faces of {dim} values the index snapshot is about {faces_gib:.1f} GiB to read and "
-            "decrypt; an inverted file's template blocks are mapped ahead by another thread). The vision "
+            f"{args.faces:,} faces of {dim} values the index snapshot is about {faces_gib:.1f} GiB to decrypt, "
+            "straight from a read-only mapping of its file; an inverted file's template blocks are mapped ahead "
+            "by another thread). The vision "
             "model is not loaded then: the first search loads it (its time is in 'Search latency over HTTP at 1M "
             "faces').",
             120, break_on_hyphens=False),

@@ -100,6 +100,59 @@ def test_a_snapshot_with_frames_dropped_repeated_reordered_or_spliced_is_refused
     assert reopened is not None and np.array_equal(reopened.ids(), ids), "the undamaged file opens"
 
 
+def _mapped_kib(path: Path) -> int | None:
+    """How much of `path` this process has mapped in memory now (KiB resident), None if it has no mapping of it."""
+    found = None
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.endswith(" " + str(path)):
+            rss = next(entry for entry in lines[i + 1:] if entry.startswith("Rss:"))
+            found = (found or 0) + int(rss.split()[1])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_a_snapshot_is_read_from_a_mapping_that_lets_go_of_what_it_has_read(
+        store: FaissStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames are decrypted straight from a read-only mapping of the file (no copy of it read into memory first);
+    the pages read are let go of as the load goes (the mapping never holds much of the file, however large), and
+    nothing of the file stays mapped once it is loaded, nor after a load that failed."""
+    monkeypatch.setattr(faiss_index, "FRAME_BYTES", 65_536)
+    monkeypatch.setattr(faiss_index._FrameReader, "DROP_BYTES", 262_144)
+    ids = spread_ids(600)
+    vs = vectors(len(ids), seed=12)
+    index = store.create()
+    index.add(ids, vs, ids % 3)
+    with store.writing():
+        index.persist()
+    size_kib = store.path.stat().st_size // 1024
+    assert size_kib > 6_000  # three blocks and more of 65,536 templates of 8 values
+    seen: list[int | None] = []
+    unsealer_into = faiss_index.FaissIndex._unsealer_into
+
+    def watching(self: FaissIndex) -> tuple[faiss_index.OpenInto, int]:
+        open_into, sealing_bytes = unsealer_into(self)
+
+        def open_and_look(sealed: faiss_index.Buffer, out: memoryview) -> None:
+            seen.append(_mapped_kib(store.path))
+            open_into(sealed, out)
+        return open_and_look, sealing_bytes
+
+    monkeypatch.setattr(faiss_index.FaissIndex, "_unsealer_into", watching)
+    loaded = store.open()
+    assert loaded is not None and np.array_equal(loaded._vec.get(ids), vs)
+    assert len(seen) > 100 and all(kib is not None for kib in seen), "each frame is read from the mapped file"
+    assert max(kib or 0 for kib in seen) < 1024, f"the mapping held {max(kib or 0 for kib in seen)} KiB of the file"
+    assert _mapped_kib(store.path) is None, "the file is unmapped once loaded"
+
+    frames = frames_of(store.path.read_bytes())
+    del frames[len(frames) // 2]
+    store.path.write_bytes(file_of(frames))
+    with pytest.raises(IndexCorruptError):
+        store.open()
+    assert _mapped_kib(store.path) is None, "nor after a failed load"
+
+
 def _block_makers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "index-blocks"]
 

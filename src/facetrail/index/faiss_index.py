@@ -1053,18 +1053,25 @@ class _FrameReader:
     """Reads a snapshot's frames in order, checking that each is the next one of this snapshot; any damage,
     truncation, a frame missing, repeated, reordered or spliced from another snapshot raises IndexCorruptError.
 
-    The file is read a CHUNK_BYTES at a time into one buffer, and each frame is decrypted from there to where its
-    contents are to stay (`fill`): no new memory per frame, nor a copy of its plaintext. A fresh megabyte for every
-    frame read and every frame decrypted, faulted in by the kernel, took as long as the decryption. And a load runs
-    beside other threads (`serve` imports its web application meanwhile), taking turns with them at the
-    interpreter: a read lets go of it, and the loading thread may then wait a switch interval (5 ms) to get it
-    back, so the file is read in a few large pieces, and the frames are large (FRAME_BYTES)."""
+    The file is mapped read-only, and each frame is decrypted from the mapping straight to where its contents are
+    to stay (`fill`): the file's bytes are not copied out of the page cache first (reading them into a buffer cost a
+    1M-face load a quarter of a second of processor time, plus the moves of a frame cut by the buffer's end), and
+    no new memory is taken per frame. The pages read are let go of a DROP_BYTES at a time, so that the mapping never
+    holds much of the file. It is one mapping for the whole file: mapping and unmapping windows of it wait for the
+    thread that maps the template blocks ahead (both take the process's memory map lock), which cost a 1M-face load
+    about 0.4 s. A load runs beside other threads (`serve` imports its web application meanwhile), taking turns with
+    them at the interpreter: a decryption lets go of it, and the loading thread may then wait a switch interval
+    (5 ms) to get it back, so the frames are large (FRAME_BYTES).
+
+    A snapshot is only ever replaced (written under another name and renamed), which leaves the mapped file as it
+    was; one cut short in place by someone else while it is being read would end the process (SIGBUS), as with
+    any mapped file."""
 
     PREFIX = len(MAGIC) + 16 + 8  # magic, epoch, frame number
 
     HEADER_BYTES = 1 << 20  # frame 0, the JSON header, is never larger
     OVERHEAD = 65_536  # a frame's prefix and its sealing, at most
-    CHUNK_BYTES = 4 * FRAME_BYTES  # read at once (a smaller file: all of it)
+    DROP_BYTES = 4 * FRAME_BYTES  # read pages are unmapped once this many have gathered
 
     def __init__(self, fh: Any, open_into: OpenInto, sealing_bytes: int) -> None:
         self.fh = fh
@@ -1075,44 +1082,36 @@ class _FrameReader:
         self.number = 0
         self.epoch = b""
         self._size = os.fstat(fh.fileno()).st_size
-        self._chunk = memoryview(bytearray(self._room_for(self.largest)))
-        self._start = self._end = 0  # what is read and not yet taken: _chunk[_start:_end]
+        self._mapped: mmap.mmap | None = None
+        self._file = memoryview(b"")
+        if self._size:
+            try:
+                self._mapped = mmap.mmap(fh.fileno(), self._size, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise IndexCorruptError(f"cannot read index file: {exc}") from exc
+            self._file = memoryview(self._mapped)
+        self._position = 0  # the offset of the next byte to take
+        self._dropped = 0  # the pages before this offset are unmapped
         self._plain = bytearray()
         if bytes(self._take(len(FILE_MAGIC), "no valid header")) != FILE_MAGIC:
             raise IndexCorruptError("index file has no valid header")
 
-    def _room_for(self, largest: int) -> int:
-        """The read buffer's size for frames of at most `largest` bytes: two of them with their lengths, at least
-        CHUNK_BYTES, at most the whole file (which holds every frame there is)."""
-        return min(self._size, max(self.CHUNK_BYTES, 2 * (largest + 8)))
-
     def _take(self, count: int, short: str = "is truncated") -> memoryview:
-        """The file's next `count` bytes (at most the largest frame and its length), as a view of the read buffer
-        that is valid until the next call; IndexCorruptError ('index file <short>') where the file ends first."""
-        if self._end - self._start < count:
-            self._keep_unread(len(self._chunk))
-            while self._end < len(self._chunk):
-                read = self.fh.readinto(self._chunk[self._end:])
-                if not read:
-                    break
-                self._end += read
-            if self._end < count:
-                raise IndexCorruptError(f"index file {short}")
-        taken = self._chunk[self._start:self._start + count]
-        self._start += count
-        return taken
-
-    def _keep_unread(self, size: int) -> None:
-        """Move what is read and not yet taken to the start of the read buffer, a new one of `size` bytes if the
-        buffer is not that large."""
-        unread = self._chunk[self._start:self._end]
-        if len(self._chunk) != size:
-            self._chunk = memoryview(bytearray(size))
-        self._chunk[:len(unread)] = unread
-        self._start, self._end = 0, len(unread)
+        """The file's next `count` bytes, as a read-only view of the mapped file; IndexCorruptError ('index file
+        <short>') where the file ends first. The pages before them are let go of, DROP_BYTES at a time (read again,
+        they would be mapped again from the file)."""
+        start = self._position
+        if start + count > self._size:
+            raise IndexCorruptError(f"index file {short}")
+        if self._mapped is not None and start - self._dropped >= self.DROP_BYTES:
+            upto = start - start % mmap.PAGESIZE
+            self._mapped.madvise(mmap.MADV_DONTNEED, self._dropped, upto - self._dropped)
+            self._dropped = upto
+        self._position = start + count
+        return self._file[start:start + count]
 
     def _read(self) -> memoryview:
-        """The next sealed frame, in the read buffer (valid until the next read)."""
+        """The next sealed frame, a view of the mapped file."""
         (length,) = struct.unpack("<Q", self._take(8))
         if length > self.largest:  # no frame is this large: a damaged length
             raise IndexCorruptError("index file has a damaged frame length")
@@ -1151,8 +1150,6 @@ class _FrameReader:
         if not 4096 <= self.frame_bytes <= 1 << 30:
             raise IndexCorruptError("index file has a damaged frame size")
         self.largest = self.frame_bytes + self.OVERHEAD
-        if len(self._chunk) < self._room_for(self.largest):  # frames larger than the buffer made for the header
-            self._keep_unread(self._room_for(self.largest))
         return header
 
     def fill(self, out: NDArray[np.uint8]) -> None:
@@ -1170,7 +1167,8 @@ class _FrameReader:
             if start == 0:
                 plain = self._frame_buffer(count)
                 self._open(sealed, plain)
-                into[start:start + count] = plain[self.PREFIX:]
+                # numpy copies without holding the interpreter (a memoryview's copy holds it)
+                np.copyto(out[:count], np.frombuffer(plain, dtype=np.uint8, offset=self.PREFIX))
                 continue
             before = bytes(into[start - self.PREFIX:start])
             self._open(sealed, into[start - self.PREFIX:start + count])
@@ -1184,8 +1182,9 @@ class _FrameReader:
         return memoryview(self._plain)[:size]
 
     def end(self) -> None:
-        if self._end > self._start or self.fh.read(1):
+        if self._position < self._size:
             raise IndexCorruptError("index file has data after its last frame")
+        self._file, self._mapped = memoryview(b""), None  # unmapped once the last view of it is gone
 
 
 READ_ATTEMPTS = 3

@@ -487,6 +487,8 @@ def markdown(runs: list[Run], stage_rows: list[Stages], latencies: list[Latency]
                        f"{_mib(r.parent_rss)} / {_mib(r.child_rss)} |" for r in long_runs])
     blocks.append(targets(runs, long_runs))
     blocks.append(NOTES)
+    if len(long_runs) >= 2:
+        blocks.append(memory_note(long_runs))
     blocks.append(["Search: the latency above is on the small samples collection; 'Search latency over HTTP at 1M "
                    "faces' (`make bench-latency`) measures it on a 1M-face collection."])
     blocks.append(["Reproduce: `make bench-throughput` (options: THROUGHPUT_ARGS='--lfw-images 1000 --rounds 2 "
@@ -556,23 +558,21 @@ NOTES = [
     "against 1.77-2.65 s (median 2.16) with byte-compiled modules alone, the peer 6.5-7.6 s, six interleaved rounds "
     "(15:58 UTC). What is left on the path is the command line's own import and the analysis itself (1.0 "
     "core-seconds for the 22 photos: decoding 0.19, detection 0.39 of which 0.12 scaling the photos down, the "
-    "recogniser 0.2). This section's run came at a slow hour (the peer at 13.9 images/s on LFW, against 21.7 at a "
-    "fast one); in it dlib's vision step, timed alone after the HTTP searches, took longer than a whole search did "
-    "(its 'rest' is negative): the machine's speed moved between the two. The run before it, on 6c289e8 at "
-    "16:09-16:21 UTC, two rounds, gave the samples 4.50x and 4.04x the peer, start-up included, and LFW 5.66x and "
-    "4.68x (its second round slow for facetrail alone, once started too: 86.6 against 105.6 images/s)."
-    " Since this section's run the vision process's warm-up runs the YuNet + Intel models once on a picture of no "
+    "recogniser 0.2). Since then the vision process's warm-up runs the YuNet + Intel models once on a picture of no "
     "one (the recogniser on a made-up face: the first photo then costs 22 ms more processor time than the next, "
     "against 44 ms without, medians of eight runs each), a chunk's largest photos are taken first, and FAISS is "
     "imported only where it is first used (the samples ingested in 2.56 s against 2.67 s, medians of 12 interleaved"
-    " pairs, 20:05 UTC on 2026-12-02). A run of this benchmark at 03:20 UTC on 2026-12-03, at a slower hour still "
-    "(the peer at 6.1 images/s on LFW and 0.99 on the samples), gave yunet-intel 6.52x the peer on LFW and 3.60x on"
-    " the samples, start-up included; it is not kept here.",
-    "Memory over a long ingestion: the vision process stays at 191-192 MiB; the command grows from 121 MiB at 1,000 "
-    "images to 142 MiB at 10,000 (the whole tree from 325 to 346 MiB, +7%; in an earlier run 329 to 349 MiB, +6%). "
-    "The command walks its inputs as it goes (the folder is walked once before, to count "
-    "its files for the progress bar), so it holds nothing per input file; what grows is the gallery itself: each "
-    "face's template (1 KB; 11,020 faces at 10,000 images) is kept in memory by the index, as searches need, and "
+    " pairs, 20:05 UTC on 2026-12-02). The figures of this paragraph until then were measured on an AMD EPYC; the "
+    "machine has been an Intel Xeon (2 vCPUs under KVM) since 18:51 UTC on 2026-12-02 (see 'Index at scale'), on "
+    "which the peer runs at about 8 images/s on LFW and 1.4-1.7 on the samples, against 14-22 and 2.6-3.4 on the "
+    "EPYC. The last kept run on the EPYC (e60c464, 16:25 UTC on 2026-12-02, three rounds) gave yunet-intel 5.54x the "
+    "peer on LFW and 3.73x on the samples, start-up included (9.89x on the samples once started); the one before it "
+    "(6c289e8, two rounds) 4.50x and 4.04x on the samples. On the Xeon, before the run of this section: 6.52x on LFW "
+    "and 3.60x on the samples at 03:20 UTC on 2026-12-03, and 6.72x and 4.62x at 08:22 UTC (1f1399b, two rounds of "
+    "500 LFW images; the samples 4.90x and 4.33x, 10.0x once started).",
+]
+
+MEMORY_NOTE = (
     "SQLite's page cache fills. Given as 10,000 paths on its command line instead, the command also holds those paths, "
     "and the tree peaked at 384 MiB (+10%; ad hoc, an earlier revision). Copies that made it grow faster before (409 "
     "MiB at 10,000, +17%) are gone: exact search kept a second copy of every template in a FAISS flat index (it now "
@@ -581,8 +581,26 @@ NOTES = [
     "the tree peaked at the same 313 MiB at 1,000 images and 334 against 335 MiB at 10,000, ad hoc on the Intel Xeon), "
     "the block of templates an ingestion appends to was "
     "copied after every save (appends now write in place), and the inputs were taken whole (one item per file) before "
-    "the first was read.",
-]
+    "the first was read."
+)
+"""Why a long ingestion's memory grows little (`memory_note`)."""
+
+
+def memory_note(long_runs: list[Run]) -> list[str]:
+    """What the memory of a long ingestion did in this run, then MEMORY_NOTE."""
+    if len(long_runs) < 2:
+        return []
+    small, large = long_runs[0], long_runs[-1]
+    children = sorted({_mib(r.child_rss) for r in long_runs})
+    return [" ".join([
+        f"Memory over a long ingestion: the vision process peaks at {'-'.join(map(str, children))} MiB; the command "
+        f"grows from {_mib(small.parent_rss)} MiB at {small.count:,} images to {_mib(large.parent_rss)} MiB at "
+        f"{large.count:,} (the whole tree from {_mib(small.peak_rss)} to {_mib(large.peak_rss)} MiB, "
+        f"{ratio(large.peak_rss, small.peak_rss) - 1:+.0%}; on the AMD EPYC, 325 to 346 MiB). The command walks its "
+        "inputs as it goes (the folder is walked once before, to count its files for the progress bar), so it holds "
+        "nothing per input file; what grows is the gallery itself: each face's template (1 KB; "
+        f"{large.faces:,} faces at {large.count:,} images) is kept in memory by the index, as searches need, and",
+        MEMORY_NOTE])]
 
 
 def targets(runs: list[Run], long_runs: list[Run]) -> list[str]:

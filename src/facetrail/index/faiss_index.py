@@ -62,7 +62,7 @@ FILE_MAGIC = b"FTIXSNP3"  # in clear: the file is a sequence of sealed frames
 MAGIC = b"FTINDEX3"  # inside each sealed frame
 FRAME_BYTES = 16 << 20
 """A snapshot is written in frames of at most this: what saving it holds beside the index. A loading thread lets go
-of the interpreter for each frame it reads and decrypts, and waits to get it back while another thread computes
+of the interpreter for each frame it decrypts, and waits to get it back while another thread computes
 (`_FrameReader`): 1 MiB frames took a 1M-face load from 0.8 s alone to 5.5-5.7 s beside a thread computing in
 Python, 16 MiB frames to 1.9-2.6 s (64 MiB: 1.8-2.2 s; ad hoc)."""
 LOG_MAGIC = b"FTIXLOG1"
@@ -1074,7 +1074,6 @@ class _FrameReader:
     DROP_BYTES = 4 * FRAME_BYTES  # read pages are unmapped once this many have gathered
 
     def __init__(self, fh: Any, open_into: OpenInto, sealing_bytes: int) -> None:
-        self.fh = fh
         self.open_into = open_into
         self.sealing_bytes = sealing_bytes  # how much longer a sealed frame is than its plaintext
         self.largest = self.HEADER_BYTES + self.OVERHEAD
